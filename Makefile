@@ -1,0 +1,41 @@
+# Two commands on a fresh Debian / Raspberry Pi OS machine with python3 (>= 3.11) and make:
+#   make run    set up .venv and run the twin in simulation (Ctrl-C stops it)
+#   make test   set up .venv with the test extras and run ruff, mypy --strict and pytest
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.PHONY: run test check venv clean bench
+
+$(BIN)/python:
+	@./scripts/ensure-venv "$(PYTHON)" "$(VENV)"
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@ $(VENV)/.installed-run
+
+venv: $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
+	$(BIN)/dsmr-twin run $(ARGS)
+
+check: $(VENV)/.installed-test
+	$(BIN)/ruff check twin hardware tests bench
+	$(BIN)/ruff format --check twin hardware tests bench
+	$(BIN)/mypy
+
+test: check
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: $(VENV)/.installed-test
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

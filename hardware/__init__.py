@@ -1,0 +1,1 @@
+"""The only place that touches devices: ports as Protocols, real and simulated."""

@@ -1,0 +1,57 @@
+"""Choose the P1 ports from the config: the endpoint URL and the request-line name.
+
+The same lookup serves real and simulated ports; nothing here touches a device, and the GPIO
+library is only imported when a `gpio:N` line is opened.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from hardware.gpio import GpioRequestLine
+from hardware.ports import ByteSink, RequestLine
+from hardware.pty_link import PtySink
+from hardware.request_line import AlwaysRequested, SimulatedRequestLine
+from hardware.tcp_link import TcpSink
+from hardware.uart import UartSink
+
+SINK_FORMS = "pty://LINK (relative to the state directory), tcp://HOST:PORT or uart:///dev/DEVICE"
+REQUEST_FORMS = "'always', 'simulated' or 'gpio:N' (BCM pin)"
+
+
+def open_p1_sink(endpoint: str, base_dir: Path) -> ByteSink:
+    """The P1 data line named by `endpoint` (not opened yet: the service opens it)."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme == "pty" and rest:
+        link = Path(rest)
+        return PtySink(link if link.is_absolute() else base_dir / link)
+    if scheme == "tcp":
+        return TcpSink(*_host_port(endpoint))
+    if scheme == "uart" and rest.startswith("/") and len(rest) > 1:
+        return UartSink(rest)
+    raise ValueError(f"bad P1 endpoint {endpoint!r}: expected {SINK_FORMS}")
+
+
+def _host_port(endpoint: str) -> tuple[str, int]:
+    bad = ValueError(f"bad P1 endpoint {endpoint!r}: expected {SINK_FORMS}")
+    try:
+        parts = urlsplit(endpoint)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:  # a port that is not a number or out of range
+        raise bad from exc
+    if not host or port is None or parts.path or parts.query:
+        raise bad
+    return host, port
+
+
+def open_request_line(spec: str, active_high: bool) -> RequestLine:
+    """The P1 Request input named by `spec` (P1 §4.3)."""
+    if spec == "always":
+        return AlwaysRequested()
+    if spec == "simulated":
+        return SimulatedRequestLine()
+    if match := re.fullmatch(r"gpio:(\d{1,2})", spec):
+        return GpioRequestLine(int(match.group(1)), active_high)
+    raise ValueError(f"bad P1 request line {spec!r}: expected {REQUEST_FORMS}")

@@ -1,0 +1,204 @@
+"""The real twin as a process: P1 through a pty read by dsmr_parser, control over the socket,
+kill -9 and SIGTERM restarts against the SQLite state."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+import serial
+from dsmr_parser import telegram_specifications
+from dsmr_parser.clients.telegram_buffer import TelegramBuffer
+from dsmr_parser.objects import Telegram
+from dsmr_parser.parsers import TelegramParser
+
+from twin.meter.events import EventLog
+from twin.store import Store
+
+REGISTERS = ("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2")
+PARSER_FIELDS = {
+    "1-0:1.8.1": "ELECTRICITY_USED_TARIFF_1",
+    "1-0:1.8.2": "ELECTRICITY_USED_TARIFF_2",
+    "1-0:2.8.1": "ELECTRICITY_DELIVERED_TARIFF_1",
+    "1-0:2.8.2": "ELECTRICITY_DELIVERED_TARIFF_2",
+}
+STARTUP_S = 20.0
+
+
+class RunningTwin:
+    def __init__(self, state_dir: Path, *args: str) -> None:
+        self.state_dir = state_dir
+        command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir), *args]
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        self._wait_for_control()
+
+    def _wait_for_control(self) -> None:
+        # A killed twin leaves its socket file behind: wait until a new one answers.
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            with socket.socket(socket.AF_UNIX) as probe:
+                try:
+                    probe.connect(str(self.state_dir / "control.sock"))
+                    return
+                except OSError:
+                    pass
+            if self.process.poll() is not None:
+                raise AssertionError(f"twin exited: {self.process.stderr.read()}")  # type: ignore[union-attr]
+            if time.monotonic() > deadline:
+                raise AssertionError("the control socket did not answer")
+            time.sleep(0.05)
+
+    def _wait_for(self, path: Path) -> None:
+        deadline = time.monotonic() + STARTUP_S
+        while not path.exists():
+            if self.process.poll() is not None:
+                raise AssertionError(f"twin exited: {self.process.stderr.read()}")  # type: ignore[union-attr]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{path} did not appear")
+            time.sleep(0.05)
+
+    def ctl(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "twin", "ctl", "--state-dir", str(self.state_dir), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return result.stdout
+
+    def status(self) -> dict[str, object]:
+        return json.loads(self.ctl("status", "--json"))  # type: ignore[no-any-return]
+
+    def telegrams(self, count: int) -> list[Telegram]:
+        """Read `count` telegrams through the pty as a P1 reader would, CRC checked."""
+        link = self.state_dir / "p1"
+        self._wait_for(link)
+        parser = TelegramParser(telegram_specifications.V4, apply_checksum_validation=True)
+        buffer = TelegramBuffer()
+        found: list[Telegram] = []
+        deadline = time.monotonic() + 30
+        with serial.Serial(str(link), 115200, timeout=0.2) as port:
+            while len(found) < count and time.monotonic() < deadline:
+                buffer.append(port.read(4096).decode("ascii"))
+                found.extend(parser.parse(t) for t in buffer.get_all())
+        assert len(found) >= count, f"only {len(found)} telegrams"
+        return found[:count]
+
+    def kill(self, signum: int) -> int:
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    # Short path: the control socket path must fit in sockaddr_un.
+    with tempfile.TemporaryDirectory(prefix="twin-e2e-") as path:
+        yield Path(path)
+
+
+@pytest.fixture
+def twin(state_dir: Path) -> Iterator[RunningTwin]:
+    running = RunningTwin(state_dir, "--speed", "600", "--p1", "pty://p1")
+    yield running
+    if running.process.poll() is None:
+        running.kill(signal.SIGKILL)
+
+
+def test_p1_telegrams_through_a_pty_are_accepted_by_dsmr_parser(twin: RunningTwin) -> None:
+    telegrams = twin.telegrams(3)
+    spec_fields = {entry["value_name"] for entry in telegram_specifications.V4["objects"]}
+    for telegram in telegrams:
+        present = {name for name, _ in telegram}
+        # Every DSMR 4.2.2 field of the V4 specification, gas on channel 1 included.
+        mbus_fields = {"DEVICE_TYPE", "EQUIPMENT_IDENTIFIER_GAS", "HOURLY_GAS_METER_READING"}
+        assert spec_fields - mbus_fields <= present
+        assert mbus_fields <= {name for name, _ in telegram.MBUS_DEVICES[0]}
+        assert telegram.P1_MESSAGE_HEADER.value == "42"
+        assert telegram.MBUS_DEVICES[0].DEVICE_TYPE.value == 3
+    times = [t.P1_MESSAGE_TIMESTAMP.value for t in telegrams]
+    assert [(b - a).total_seconds() for a, b in pairwise(times)] == [10.0, 10.0]
+
+
+def test_ctl_status_and_commands(twin: RunningTwin) -> None:
+    twin.ctl("load", "--watts", "4000")
+    twin.ctl("message", "--code", "1234", "--text", "Hallo P1")
+    status = twin.status()
+    assert set(REGISTERS) <= set(status)
+    assert status["tariff"] in (1, 2)
+    assert status["power_failures"] == 0
+    telegram = twin.telegrams(1)[0]
+    assert telegram.TEXT_MESSAGE.value == "48616C6C6F205031"  # hex of "Hallo P1"
+    assert str(telegram.CURRENT_ELECTRICITY_USAGE.value) == "4.000"
+    assert "1-0:1.8.1" in twin.ctl("status")
+
+
+def test_kill_9_loses_no_published_value_and_no_logged_event(state_dir: Path) -> None:
+    first = RunningTwin(state_dir, "--speed", "600", "--p1", "pty://p1")
+    first.ctl("load", "--watts", "3000")
+    first.ctl("tamper", "--code", "44")
+    published: dict[str, float] = dict.fromkeys(REGISTERS, 0.0)
+    for telegram in first.telegrams(5):
+        for code, field in PARSER_FIELDS.items():
+            published[code] = max(published[code], float(getattr(telegram, field).value))
+    status = first.status()
+    for code in REGISTERS:
+        published[code] = max(published[code], float(status[code]))  # type: ignore[arg-type]
+    assert first.kill(signal.SIGKILL) == -signal.SIGKILL
+
+    second = RunningTwin(state_dir, "--speed", "600", "--p1", "pty://p1")
+    try:
+        after = second.status()
+        for code in REGISTERS:
+            assert float(after[code]) >= published[code], code  # type: ignore[arg-type]
+        assert after["power_failures"] == 1  # the downtime of the twin counts as one
+        store = Store.open(state_dir)
+        assert [e.code for e in store.events(EventLog.FRAUD)] == [44]
+        store.close()
+    finally:
+        second.kill(signal.SIGKILL)
+
+
+def test_sigterm_checkpoints_and_exits_cleanly(twin: RunningTwin) -> None:
+    twin.ctl("load", "--watts", "2000")
+    before = twin.status()
+    assert twin.kill(signal.SIGTERM) == 0
+    checkpoint = Store.open(twin.state_dir).load()
+    assert checkpoint is not None
+    for code in REGISTERS:
+        assert checkpoint.state.wh(code) / 1000 >= float(before[code])  # type: ignore[arg-type]
+
+
+def test_bad_config_key_stops_start_up_with_a_clear_message(state_dir: Path) -> None:
+    config = state_dir / "twin.toml"
+    config.write_text("[meter]\nphase = 3\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "twin",
+            "run",
+            "--config",
+            str(config),
+            "--state-dir",
+            str(state_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ},
+    )
+    assert result.returncode == 2
+    assert "unknown key 'meter.phase'" in result.stderr
+    assert not (state_dir / "meter.sqlite3").exists()  # nothing started

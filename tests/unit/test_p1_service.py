@@ -1,0 +1,273 @@
+"""P1 service timing and Request handling, on a ManualClock (no real waiting)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import twin.p1.service as service_module
+from hardware.ports import PortError
+from hardware.request_line import AlwaysRequested, SimulatedRequestLine
+from twin.clock import ManualClock
+from twin.config import Config
+from twin.metering import Meter
+from twin.p1.service import P1Service
+from twin.p1.telegram import TelegramEncoder, timestamp
+from twin.store import Store
+
+START = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+SAFETY_S = 5.0  # only a safety net: every wait below ends as soon as the event happens
+
+
+class FakeSink:
+    """A ByteSink that records telegrams; with `block`, write waits until `gate` is set."""
+
+    def __init__(self, block: bool = False) -> None:
+        self.started: asyncio.Queue[bytes] = asyncio.Queue()
+        self.written: asyncio.Queue[bytes] = asyncio.Queue()
+        self.gate = asyncio.Event()
+        if not block:
+            self.gate.set()
+        self.aborts = 0
+        self.cancelled_writes = 0
+        self.cancel_seen = asyncio.Event()
+        self.opened = self.closed = False
+        self.fail: Exception | None = None
+
+    @property
+    def description(self) -> str:
+        return "fake sink"
+
+    async def open(self) -> None:
+        self.opened = True
+
+    async def write(self, data: bytes) -> None:
+        self.started.put_nowait(data)
+        if self.fail is not None:
+            raise self.fail
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled_writes += 1
+            self.cancel_seen.set()
+            raise
+        self.written.put_nowait(data)
+
+    def abort_output(self) -> None:
+        self.aborts += 1
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def meter(tmp_path: Path, clock: ManualClock) -> Iterator[Meter]:
+    store = Store.open(tmp_path)
+    yield Meter(Config(), clock, store, random.Random(1))
+    store.close()
+
+
+def make_service(meter: Meter, clock: ManualClock, sink: FakeSink, request: object) -> P1Service:
+    encoder = TelegramEncoder("TWN", "DSMR-TWIN-422")
+    return P1Service(meter, encoder, sink, request, clock, interval_s=10)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def running(service: P1Service) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(service.run())
+    await asyncio.wait_for(service.ready.wait(), SAFETY_S)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def settle() -> None:
+    """Let every task run until it waits on something again (no time passes)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+async def next_telegram(sink: FakeSink) -> bytes:
+    return await asyncio.wait_for(sink.written.get(), SAFETY_S)
+
+
+def sent_at(telegram: bytes) -> str:
+    for line in telegram.decode("ascii").split("\r\n"):
+        if line.startswith("0-0:1.0.0("):
+            return line[len("0-0:1.0.0(") : -1]
+    raise AssertionError("no 0-0:1.0.0 line")
+
+
+def at(seconds: float) -> str:
+    return timestamp(START + timedelta(seconds=seconds))
+
+
+async def test_rise_sends_at_once_then_every_interval(meter: Meter, clock: ManualClock) -> None:
+    sink, request = FakeSink(), SimulatedRequestLine()
+    async with running(make_service(meter, clock, sink, request)):
+        await settle()
+        assert sink.written.empty()  # nothing while Request is low
+
+        await clock.advance(3)
+        request.set(True)
+        assert sent_at(await next_telegram(sink)) == at(3)  # P1 §5.2 immediately
+
+        await clock.advance(9.999)
+        await settle()
+        assert sink.written.empty()
+        await clock.advance(0.001)
+        assert sent_at(await next_telegram(sink)) == at(13)  # P1 §4.5 every 10 s
+        await clock.advance(10)
+        assert sent_at(await next_telegram(sink)) == at(23)
+
+
+async def test_fall_stops_the_telegrams(meter: Meter, clock: ManualClock) -> None:
+    sink, request = FakeSink(), SimulatedRequestLine()
+    service = make_service(meter, clock, sink, request)
+    async with running(service):
+        request.set(True)
+        await next_telegram(sink)
+        await clock.advance(4)
+        request.set(False)
+        await settle()
+        for _ in range(6):
+            await clock.advance(10)
+        await settle()
+        assert sink.written.empty()
+        assert sink.aborts >= 1  # queued output is dropped on the fall
+        assert service.status()["telegrams_sent"] == 1
+        assert service.status()["requested"] is False
+
+
+async def test_fall_mid_telegram_aborts_the_write(meter: Meter, clock: ManualClock) -> None:
+    sink, request = FakeSink(block=True), SimulatedRequestLine()
+    service = make_service(meter, clock, sink, request)
+    async with running(service):
+        request.set(True)
+        await asyncio.wait_for(sink.started.get(), SAFETY_S)  # the telegram is on its way
+        request.set(False)
+        await settle()
+        assert sink.cancelled_writes == 1
+        assert sink.aborts >= 1
+        sink.gate.set()
+        await settle()
+        assert sink.written.empty()
+        status = service.status()
+        assert (status["telegrams_sent"], status["telegrams_aborted"]) == (0, 1)
+
+
+async def test_a_new_rise_restarts_the_grid(meter: Meter, clock: ManualClock) -> None:
+    sink, request = FakeSink(), SimulatedRequestLine()
+    async with running(make_service(meter, clock, sink, request)):
+        request.set(True)
+        assert sent_at(await next_telegram(sink)) == at(0)
+        await clock.advance(3)
+        request.set(False)
+        await settle()
+        await clock.advance(1)
+        request.set(True)
+        assert sent_at(await next_telegram(sink)) == at(4)
+        await clock.advance(10)
+        assert sent_at(await next_telegram(sink)) == at(14)
+
+
+async def test_a_short_pulse_low_is_seen(meter: Meter, clock: ManualClock) -> None:
+    """Fall and rise before the service runs: it still stops and starts afresh (both edges)."""
+    sink, request = FakeSink(), SimulatedRequestLine()
+    service = make_service(meter, clock, sink, request)
+    async with running(service):
+        request.set(True)
+        await next_telegram(sink)
+        await clock.advance(5)
+        request.set(False)
+        request.set(True)
+        assert sent_at(await next_telegram(sink)) == at(5)
+        assert service.status()["requests"] == 2
+
+
+async def test_always_requested_and_missed_slots_are_skipped(
+    meter: Meter, clock: ManualClock
+) -> None:
+    sink = FakeSink()
+    async with running(make_service(meter, clock, sink, AlwaysRequested())):
+        assert sent_at(await next_telegram(sink)) == at(0)
+        await clock.advance(10)
+        assert sent_at(await next_telegram(sink)) == at(10)
+        await clock.advance(25)  # slots 20 and 30 are both due: one telegram, no burst
+        assert sent_at(await next_telegram(sink)) == at(35)
+        await settle()
+        assert sink.written.empty()
+        await clock.advance(5)
+        assert sent_at(await next_telegram(sink)) == at(40)
+
+
+async def test_no_telegrams_during_a_power_failure(meter: Meter, clock: ManualClock) -> None:
+    sink = FakeSink()
+    service = make_service(meter, clock, sink, AlwaysRequested())
+    async with running(service):
+        await next_telegram(sink)
+        meter.act(lambda m, now: m.power_failure(now, 60))
+        for _ in range(5):
+            await clock.advance(10)
+        await settle()
+        assert sink.written.empty()
+        await clock.advance(10)  # power is back at +60 s
+        assert sent_at(await next_telegram(sink)) == at(60)
+        assert service.status()["slots_unpowered"] == 5
+
+
+async def test_status_heartbeat_and_cleanup(meter: Meter, clock: ManualClock) -> None:
+    sink = FakeSink()
+    service = make_service(meter, clock, sink, AlwaysRequested())
+    before = service.heartbeat
+    async with running(service):
+        await next_telegram(sink)
+        assert sink.opened
+        assert service.heartbeat >= before
+        status = service.status()
+        assert status["sink"] == "fake sink"
+        assert status["request"] == "always requested"
+        assert status["telegrams_sent"] == 1
+        assert status["last_sent"] == START.isoformat()
+    assert sink.closed
+
+
+async def test_a_port_failure_ends_run_and_closes_the_sink(
+    meter: Meter, clock: ManualClock
+) -> None:
+    sink = FakeSink()
+    sink.fail = PortError("line gone")
+    service = make_service(meter, clock, sink, AlwaysRequested())
+    with pytest.raises(PortError, match="line gone"):
+        await asyncio.wait_for(service.run(), SAFETY_S)
+    assert sink.closed
+
+
+async def test_a_stuck_write_is_abandoned(
+    meter: Meter, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The 8 s limit (P1 §4.5) is real time by nature; shrink it for the test.
+    monkeypatch.setattr(service_module, "WRITE_TIMEOUT_S", 0.01)
+    sink = FakeSink(block=True)
+    service = make_service(meter, clock, sink, AlwaysRequested())
+    async with running(service):
+        await asyncio.wait_for(sink.started.get(), SAFETY_S)
+        await asyncio.wait_for(sink.cancel_seen.wait(), SAFETY_S)
+        await settle()
+        assert service.status()["telegrams_timed_out"] == 1
+        assert service.status()["telegrams_aborted"] == 0
+        assert sink.aborts == 1

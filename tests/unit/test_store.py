@@ -1,0 +1,122 @@
+"""The SQLite store and the commit-before-publish meter on top of it."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.support import amsterdam, steady_config
+from twin.clock import ManualClock
+from twin.config import Config
+from twin.meter.events import Event, EventCode, EventLog
+from twin.meter.model import Outbox
+from twin.metering import TARIFF_SETTING, Meter, program_from_config, program_to_setting
+from twin.store import Store, StoreError
+
+
+def test_wal_and_full_sync(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    db = sqlite3.connect(tmp_path / "meter.sqlite3")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+
+
+def test_state_round_trip_and_event_capacity(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    start = amsterdam(2026, 11, 23, 12, 0)
+    meter_clock = ManualClock(start)
+    meter = Meter(steady_config(), meter_clock, store, random.Random(1))
+    meter.model.set_load_override(start, 1500)
+    meter.model.advance(start + timedelta(hours=2))
+    events = [Event.of(start + timedelta(seconds=i), 40 + i % 2) for i in range(35)]
+    store.commit(meter.model.state, Outbox(events=events))
+    store.close()
+
+    reopened = Store.open(tmp_path)
+    checkpoint = reopened.load()
+    assert checkpoint is not None
+    assert checkpoint.state.wh("1-0:1.8.2") == 3000
+    fraud = reopened.events(EventLog.FRAUD)
+    assert len(fraud) == EventLog.FRAUD.capacity == 30  # FIFO buffer of 30 (P3 §5.8)
+    assert fraud[-1].when == start + timedelta(seconds=34)
+    assert fraud[0].when == start + timedelta(seconds=5)
+
+
+def test_load_profile_keeps_960_rows(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    start = amsterdam(2026, 11, 1, 0, 0)
+    clock = ManualClock(start)
+    meter = Meter(steady_config(), clock, store, random.Random(1))
+    meter.model.advance(start + timedelta(days=11))
+    meter.commit()
+    rows = store.load_profile()
+    assert len(rows) == 960
+    assert rows[-1].time == start + timedelta(days=11)
+    assert store.load_profile(since=rows[-4].time) == rows[-4:]
+    assert len(store.daily_profile()) == 11
+
+
+def test_unusable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="cannot open the store"):
+        Store.open(blocker / "state")
+
+
+def test_schema_version_mismatch_is_refused(tmp_path: Path) -> None:
+    Store.open(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "meter.sqlite3")
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="schema 99"):
+        Store.open(tmp_path)
+
+
+async def test_publish_commits_before_returning(tmp_path: Path) -> None:
+    start = amsterdam(2026, 11, 23, 12, 0)
+    clock = ManualClock(start)
+    meter = Meter(steady_config(), clock, Store.open(tmp_path), random.Random(1))
+    meter.act(lambda m, now: m.set_load_override(now, 2000))
+    await clock.set(start + timedelta(minutes=45))
+    published = meter.publish()
+    # A second connection sees what was published: it is on disk.
+    checkpoint = Store.open(tmp_path).load()
+    assert checkpoint is not None
+    assert checkpoint.state.registers_wh() == published.energy_wh
+    assert published.energy_wh["1-0:1.8.2"] == 1500
+
+
+async def test_restart_records_downtime_and_continues_registers(tmp_path: Path) -> None:
+    start = amsterdam(2026, 11, 23, 12, 0)
+    clock = ManualClock(start)
+    meter = Meter(steady_config(), clock, Store.open(tmp_path), random.Random(1))
+    meter.act(lambda m, now: m.set_load_override(now, 1000))
+    await clock.set(start + timedelta(hours=1))
+    before = meter.publish()
+    meter.store.close()
+
+    later = ManualClock(start + timedelta(hours=1, minutes=10))
+    again = Meter(steady_config(), later, Store.open(tmp_path), random.Random(2))
+    after = again.publish()
+    assert after.failures_any == before.failures_any + 1
+    assert after.failures_long == before.failures_long + 1
+    assert after.failure_log[0].duration_s == 600
+    assert all(after.energy_wh[c] >= before.energy_wh[c] for c in before.energy_wh)
+    codes = [e.code for e in again.store.events(EventLog.STANDARD)]
+    assert codes[-2:] == [EventCode.POWER_DOWN, EventCode.POWER_UP]
+
+
+def test_tariff_program_written_over_p3_survives_restart(tmp_path: Path) -> None:
+    config = Config()
+    store = Store.open(tmp_path)
+    program = program_from_config(config)
+    shifted = type(program)(normal_start=program.normal_start.replace(hour=8))
+    store.put_setting(TARIFF_SETTING, program_to_setting(shifted))
+    meter = Meter(config, ManualClock(amsterdam(2026, 11, 23, 7, 30)), store, random.Random(1))
+    assert meter.model.program == shifted
+    assert meter.publish().tariff == 1  # 07:30 is still low with the 08:00 switch

@@ -1,0 +1,1 @@
+"""dsmr-twin: a digital twin of a DSMR 4.2.2 electricity meter."""

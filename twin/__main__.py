@@ -1,0 +1,7 @@
+"""python -m twin"""
+
+import sys
+
+from twin.cli import main
+
+sys.exit(main())

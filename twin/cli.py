@@ -1,0 +1,175 @@
+"""The `dsmr-twin` command: `run` the meter, `ctl` a running one over its control socket."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from twin.config import Config, ConfigError, config_from_mapping, load_config
+from twin.control import SOCKET_NAME, ControlError, call
+from twin.store import StoreError
+
+DEFAULT_STATE_DIR = "state"
+
+
+def default_state_dir() -> Path:
+    """$DSMR_TWIN_STATE_DIR, systemd's $STATE_DIRECTORY, or ./state."""
+    for variable in ("DSMR_TWIN_STATE_DIR", "STATE_DIRECTORY"):
+        if value := os.environ.get(variable):
+            return Path(value.split(":")[0])
+    return Path(DEFAULT_STATE_DIR)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dsmr-twin", description="A digital twin of a DSMR 4.2.2 electricity meter."
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the meter")
+    run.add_argument("--config", type=Path, help="TOML configuration file")
+    run.add_argument("--state-dir", type=Path, default=None, help="where the meter keeps its state")
+    run.add_argument("--speed", type=float, help="meter seconds per real second (3600: 1 h/s)")
+    run.add_argument("--p1", help="P1 endpoint: pty://LINK, tcp://HOST:PORT, uart:///dev/ttyX")
+    run.add_argument("--p3", help="P3 endpoint: tcp://HOST:PORT")
+    run.add_argument("--check", action="store_true", help="validate the configuration and exit")
+
+    ctl = commands.add_parser("ctl", help="control a running meter")
+    ctl.add_argument("--state-dir", type=Path, default=None)
+    _ctl_commands(ctl.add_subparsers(dest="ctl_command", required=True))
+    return parser
+
+
+def _ctl_commands(sub: Any) -> None:
+    status = sub.add_parser("status", help="registers, tariff, power, failures, ports")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    failure = sub.add_parser("power-failure", help="cut the supply for N seconds of meter time")
+    failure.add_argument("--seconds", type=float, required=True)
+    for name in ("sag", "swell"):
+        event = sub.add_parser(name, help=f"a voltage {name} on one phase")
+        event.add_argument("--phase", type=int, required=True)
+        event.add_argument("--seconds", type=float, default=10.0)
+    message = sub.add_parser("message", help="set the consumer message (P1 0-0:96.13.x)")
+    message.add_argument("--code", default="")
+    message.add_argument("--text", default="")
+    load = sub.add_parser("load", help="force the net power in W (negative exports), or clear")
+    group = load.add_mutually_exclusive_group(required=True)
+    group.add_argument("--watts", type=float)
+    group.add_argument("--clear", action="store_true")
+    tamper = sub.add_parser("tamper", help="raise a fraud event (40..47, default 40)")
+    tamper.add_argument("--code", type=int, default=40)
+    admin = sub.add_parser("admin", help="administrative state 0-1:94.31.0 (0, 1 off, 2 on)")
+    admin.add_argument("--state", type=int, required=True)
+    request = sub.add_parser("request", help="raise or drop a simulated P1 request line")
+    request.add_argument("level", choices=["on", "off"])
+
+
+def _ctl_request(args: argparse.Namespace) -> dict[str, Any]:
+    command = args.ctl_command
+    fields: dict[str, Any] = {"cmd": command}
+    if command == "power-failure":
+        fields["seconds"] = args.seconds
+    elif command in ("sag", "swell"):
+        fields.update(phase=args.phase, seconds=args.seconds)
+    elif command == "message":
+        fields.update(code=args.code, text=args.text)
+    elif command == "load":
+        fields["watts"] = None if args.clear else args.watts
+    elif command == "tamper":
+        fields["code"] = args.code
+    elif command == "admin":
+        fields["state"] = args.state
+    elif command == "request":
+        fields["raised"] = args.level == "on"
+    return fields
+
+
+def _run_config(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    if args.speed is not None:
+        config = dataclasses.replace(
+            config, clock=config_from_mapping({"clock": {"speed": args.speed}}).clock
+        )
+    if args.p1 is not None:
+        p1 = config_from_mapping({"p1": {"endpoint": args.p1}}).p1
+        config = dataclasses.replace(
+            config, p1=dataclasses.replace(config.p1, endpoint=p1.endpoint)
+        )
+    if args.p3 is not None:
+        config = dataclasses.replace(
+            config, p3=config_from_mapping({"p3": {"endpoint": args.p3}}).p3
+        )
+    return config
+
+
+def _run(args: argparse.Namespace) -> int:
+    from twin.app import build, serve
+
+    config = _run_config(args)
+    if args.check:
+        print("configuration is valid")
+        return 0
+    twin = build(config, args.state_dir or default_state_dir())
+    asyncio.run(serve(twin))
+    return 0
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    print(
+        f"meter {status['equipment_id']}  {status['local_time']} {'S' if status['dst'] else 'W'}"
+        f"  speed x{status['speed']:g}  {'powered' if status['powered'] else 'POWER FAILURE'}"
+    )
+    for code in ("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2"):
+        print(f"  {code:<10} {status[code]:>12.3f} kWh")
+    print(f"  tariff     {status['tariff']} ({'normal' if status['tariff'] == 2 else 'low'})")
+    print(f"  power      +{status['import_w']} W  -{status['export_w']} W")
+    for phase in status["phases"]:
+        print(
+            f"    L{phase['phase']}  +{phase['import_w']:>5} W  -{phase['export_w']:>5} W"
+            f"  {phase['current_a']:>3} A  {phase['voltage_v']:>5.1f} V"
+            f"  sags {phase['sags']}  swells {phase['swells']}"
+        )
+    print(f"  failures   {status['power_failures']} (long {status['long_power_failures']})")
+    for entry in status["power_failure_log"]:
+        print(f"    ended {entry['end']}  {entry['duration_s']} s")
+    if status["message"]["code"] or status["message"]["text"]:
+        print(f"  message    [{status['message']['code']}] {status['message']['text']}")
+    for device in status["mbus"]:
+        print(f"  M-Bus {device['channel']}    {device['value']:.3f} m3 at {device['capture']}")
+    for name, port in status["ports"].items():
+        print(f"  {name:<10} {json.dumps(port)}")
+
+
+def _ctl(args: argparse.Namespace) -> int:
+    socket_path = (args.state_dir or default_state_dir()) / SOCKET_NAME
+    result = asyncio.run(call(socket_path, _ctl_request(args)))
+    if args.ctl_command == "status" and not args.json:
+        _print_status(result)
+    else:
+        print(json.dumps(result, indent=2 if args.ctl_command == "status" else None))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        return _run(args) if args.command == "run" else _ctl(args)
+    except (ConfigError, ControlError, StoreError) as exc:
+        print(f"dsmr-twin: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

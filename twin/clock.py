@@ -1,0 +1,130 @@
+"""Meter time: the real clock, a simulated clock with a speed factor, and a manual clock for tests.
+
+Every part of the twin reads time through a `Clock`; nothing else calls `time.time()`. Meter time
+is a timezone-aware UTC `datetime`; local time (Europe/Amsterdam) and the DST flag are derived
+from it, so the repeated October hour is never ambiguous inside the twin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+
+
+class Clock(Protocol):
+    """A source of meter time that services can also wait on."""
+
+    @property
+    def speed(self) -> float:
+        """Meter seconds per real second."""
+        ...
+
+    def now(self) -> datetime:
+        """The current meter time, timezone-aware UTC."""
+        ...
+
+    async def sleep_until(self, when: datetime) -> None:
+        """Return once meter time has reached `when` (at once if it already has)."""
+        ...
+
+
+def local(when: datetime) -> datetime:
+    """Meter time as Dutch local time."""
+    return when.astimezone(AMSTERDAM)
+
+
+def is_dst(when: datetime) -> bool:
+    """True while Dutch summer time is in force (P1 'S' flag), False in winter time ('W')."""
+    offset = local(when).dst()
+    return offset is not None and offset != timedelta(0)
+
+
+def floor_to(when: datetime, period_s: int) -> datetime:
+    """The start of the UTC-aligned period of `period_s` seconds that contains `when`."""
+    epoch = int(when.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % period_s, UTC)
+
+
+class SystemClock:
+    """The real wall clock (speed 1)."""
+
+    speed = 1.0
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep_until(self, when: datetime) -> None:
+        await _sleep_real(self, when)
+
+
+class SimulatedClock:
+    """Meter time that starts at `start` and runs `speed` times faster than real time.
+
+    Real time is read from `time.monotonic`, so a wall-clock step on the host does not move
+    meter time; 3600 means an hour of meter time per real second.
+    """
+
+    def __init__(self, start: datetime, speed: float) -> None:
+        if start.tzinfo is None:
+            raise ValueError("start must be timezone-aware")
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self._start = start.astimezone(UTC)
+        self._speed = float(speed)
+        self._anchor = time.monotonic()
+
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    def now(self) -> datetime:
+        elapsed = (time.monotonic() - self._anchor) * self._speed
+        return self._start + timedelta(seconds=elapsed)
+
+    async def sleep_until(self, when: datetime) -> None:
+        await _sleep_real(self, when)
+
+
+async def _sleep_real(clock: Clock, when: datetime) -> None:
+    # Re-check after each sleep: the event loop may wake early by a fraction of a tick.
+    while (remaining := (when - clock.now()).total_seconds()) > 0:
+        await asyncio.sleep(remaining / clock.speed)
+
+
+class ManualClock:
+    """A clock that only moves when told to: the test clock.
+
+    `sleep_until` waiters wake when `advance` or `set` passes their deadline, so services can
+    be driven step by step with no real waiting.
+    """
+
+    speed = 1.0
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("start must be timezone-aware")
+        self._now = start.astimezone(UTC)
+        self._changed = asyncio.Condition()
+
+    def now(self) -> datetime:
+        return self._now
+
+    async def sleep_until(self, when: datetime) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._now >= when)
+
+    async def advance(self, seconds: float) -> None:
+        await self.set(self._now + timedelta(seconds=seconds))
+
+    async def set(self, when: datetime) -> None:
+        self._now = when.astimezone(UTC)
+        async with self._changed:
+            self._changed.notify_all()
+        # Let woken tasks run up to their next await before the caller continues.
+        for _ in range(5):
+            await asyncio.sleep(0)

@@ -1,0 +1,277 @@
+"""Configuration: TOML validated once at start-up into frozen dataclasses.
+
+"What" the meter is (identity, phases, household, tariff calendar) is kept apart from "where"
+it talks (P1/P3 endpoints, devices, pins). Every key has a default, so no file at all runs a
+complete simulated meter. An unknown key or a bad value raises `ConfigError`, whose message
+names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, TypeVar
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the key and what is allowed."""
+
+
+def _rule(check: Callable[[Any], object], allowed: str) -> dict[str, Any]:
+    return {"check": check, "allowed": allowed}
+
+
+def _between(low: float, high: float) -> dict[str, Any]:
+    return _rule(lambda v: low <= v <= high, f"a number from {low:g} to {high:g}")
+
+
+def _one_of(*choices: Any) -> dict[str, Any]:
+    return _rule(lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def _ascii(max_len: int) -> dict[str, Any]:
+    # P1 §5.2/§5.4: identifiers are printable ASCII; '/' and '!' would break telegram framing.
+    return _rule(
+        lambda v: (
+            len(v) <= max_len and all(32 <= ord(c) < 127 for c in v) and not set(v) & {"/", "!"}
+        ),
+        f"printable ASCII without '/' or '!', at most {max_len} characters",
+    )
+
+
+def _hhmm(text: str) -> time | None:
+    if not re.fullmatch(r"\d{2}:\d{2}", text):
+        return None
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _iso_time(text: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _iso_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class MeterConfig:
+    """Identity and construction of the meter."""
+
+    # P1 §5.2 header: "/XXX5" + identification; XXX the manufacturer's FLAG id.
+    manufacturer: str = field(
+        default="TWN", metadata=_rule(lambda v: re.fullmatch(r"[A-Za-z]{3}", v), "three letters")
+    )
+    identification: str = field(default="DSMR-TWIN-422", metadata=_ascii(16))
+    # P1 Table 5-3 0-0:96.1.1: sent as the hex of these ASCII characters, at most 96 hex digits.
+    equipment_id: str = field(default="E0099000000000018", metadata=_ascii(48))
+    phases: int = field(default=3, metadata=_one_of(1, 3))
+    nominal_voltage_v: float = field(default=230.0, metadata=_between(100, 260))
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClockConfig:
+    speed: float = field(default=1.0, metadata=_between(0.001, 1_000_000))
+    # "now", or an ISO 8601 time with offset at which a new meter's clock starts.
+    start: str = field(
+        default="now", metadata=_rule(lambda v: v == "now" or _iso_time(v), "'now' or ISO time")
+    )
+
+    def start_time(self) -> datetime | None:
+        return None if self.start == "now" else _iso_time(self.start)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadConfig:
+    """The household behind the meter."""
+
+    base_w: float = field(default=180.0, metadata=_between(0, 20_000))
+    appliances: bool = True
+    ev: bool = False
+    ev_w: float = field(default=7400.0, metadata=_between(1000, 22_000))
+    heat_pump: bool = False
+    heat_pump_w: float = field(default=1800.0, metadata=_between(200, 10_000))
+
+
+@dataclass(frozen=True, slots=True)
+class PvConfig:
+    enabled: bool = True
+    peak_w: float = field(default=3600.0, metadata=_between(0, 50_000))
+    # 0 = clear skies, 1 = heavily clouded.
+    cloudiness: float = field(default=0.4, metadata=_between(0, 1))
+
+
+@dataclass(frozen=True, slots=True)
+class TariffConfig:
+    """Dutch tariff calendar: tariff 2 ("normal") on working days between the shift times.
+
+    Main document use case 12: the head end may move the shift times; P3 writes them later.
+    """
+
+    normal_start: str = field(default="07:00", metadata=_rule(_hhmm, "HH:MM"))
+    normal_end: str = field(default="23:00", metadata=_rule(_hhmm, "HH:MM"))
+    working_days: tuple[str, ...] = field(
+        default=WEEKDAYS[:5],
+        metadata=_rule(lambda v: set(v) <= set(WEEKDAYS), "a list of " + ", ".join(WEEKDAYS)),
+    )
+    dutch_holidays: bool = True
+    extra_holidays: tuple[str, ...] = field(
+        default=(), metadata=_rule(lambda v: all(_iso_date(d) for d in v), "ISO dates")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class QualityConfig:
+    # P3 0-0:96.7.20 time threshold for long power failures, 180 s by default (Main §5.8).
+    long_failure_threshold_s: int = field(default=180, metadata=_between(1, 86_400))
+    # NEN-EN 50160: ±10 % of 230 V.
+    sag_threshold_v: float = field(default=207.0, metadata=_between(50, 240))
+    swell_threshold_v: float = field(default=253.0, metadata=_between(230, 400))
+
+
+@dataclass(frozen=True, slots=True)
+class GasConfig:
+    """A simulated gas meter on M-Bus (the P2 service replaces it with a real read-out)."""
+
+    enabled: bool = True
+    channel: int = field(default=1, metadata=_between(1, 4))
+    equipment_id: str = field(default="G0099000000000019", metadata=_ascii(48))
+    start_m3: float = field(default=1234.567, metadata=_between(0, 99_999))
+
+
+@dataclass(frozen=True, slots=True)
+class P1Config:
+    # pty://LINK, tcp://HOST:PORT or uart:///dev/ttyAMA0 (hardware/registry.py).
+    endpoint: str = field(
+        default="pty://p1", metadata=_rule(lambda v: re.match(r"(pty|tcp|uart)://", v), "URL")
+    )
+    # "always" (request held high, as most cables do), "simulated" (toggled by ctl) or
+    # "gpio:N" (BCM pin N through the request-line opto, RPi.GPIO API).
+    request: str = field(
+        default="always",
+        metadata=_rule(
+            lambda v: v in ("always", "simulated") or re.fullmatch(r"gpio:\d{1,2}", v),
+            "'always', 'simulated' or 'gpio:N'",
+        ),
+    )
+    # Level at the GPIO pin while the reader raises Request (an opto stage usually inverts).
+    request_active_high: bool = False
+    interval_s: int = field(default=10, metadata=_between(1, 60))
+
+
+@dataclass(frozen=True, slots=True)
+class P3Config:
+    endpoint: str = field(
+        default="", metadata=_rule(lambda v: v == "" or v.startswith("tcp://"), "'' or tcp://")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    # Real seconds between register checkpoints (also taken before anything is published).
+    checkpoint_interval_s: float = field(default=30.0, metadata=_between(0.1, 3600))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    meter: MeterConfig = MeterConfig()
+    clock: ClockConfig = ClockConfig()
+    load: LoadConfig = LoadConfig()
+    pv: PvConfig = PvConfig()
+    tariff: TariffConfig = TariffConfig()
+    quality: QualityConfig = QualityConfig()
+    gas: GasConfig = GasConfig()
+    p1: P1Config = P1Config()
+    p3: P3Config = P3Config()
+    store: StoreConfig = StoreConfig()
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate a TOML file; None gives the defaults."""
+    if path is None:
+        return Config()
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return config_from_mapping(table)
+
+
+def config_from_mapping(table: Mapping[str, Any]) -> Config:
+    return _build(Config, table, "")
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], table: Mapping[str, Any], path: str) -> T:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        where = path.rstrip(".") or "top level"
+        raise ConfigError(
+            f"unknown key '{path}{unknown[0]}' ({where} allows: {', '.join(sorted(known))})"
+        )
+    values = {}
+    for name, value in table.items():
+        values[name] = _convert(hints[name], value, known[name].metadata, f"{path}{name}")
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, meta: Mapping[str, Any], key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{key}' must be a table")
+        return _build(typing.cast(type, hint), value, key + ".")
+    converted = _coerce(hint, value, key)
+    check = meta.get("check")
+    if check is not None and not check(converted):  # a falsy check result means "no"
+        raise ConfigError(f"'{key}' = {value!r} is not allowed: expected {meta['allowed']}")
+    return converted
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None:
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"'{key}' must be a list of strings")
+        return tuple(value)
+    expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}[hint]
+    # bool is an int in Python; a TOML true is never a valid number here.
+    if not isinstance(value, expected) or (hint is not bool and isinstance(value, bool)):
+        raise ConfigError(f"'{key}' must be of type {hint.__name__}, got {value!r}")
+    return hint(value)
+
+
+def parse_hhmm(text: str) -> time:
+    parsed = _hhmm(text)
+    if parsed is None:
+        raise ConfigError(f"{text!r} is not a time HH:MM")
+    return parsed

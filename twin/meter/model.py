@@ -1,0 +1,398 @@
+"""The meter model: integrates household power into the DSMR registers, minute by minute.
+
+Pure: time comes in as arguments (`advance(now)`), randomness from an injected
+`random.Random`. The model never does I/O; what it logs (events, profile rows) waits in an
+outbox that the store drains and commits.
+
+Accounting rules (documented in docs/meter-model.md):
+- Power is constant within each whole UTC minute; the tariff of a minute is the tariff at its
+  start. Shift times are whole minutes, so a switch never falls inside an integration step.
+- The energy registers integrate the net total over all phases ("saldering" in the meter):
+  +A when the sum imports, -A when it exports. Per-phase +P/-P are shown as measured.
+- Time is UTC inside; the repeated October hour is two different hours, never counted twice.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from twin.clock import is_dst, local
+from twin.config import Config
+from twin.meter.events import Event, EventCode
+from twin.meter.household import Household, MinutePower
+from twin.meter.profiles import (
+    LOAD_PROFILE_ENTRIES,
+    LOAD_PROFILE_PERIOD_S,
+    STATUS_CAD,
+    STATUS_DNV,
+    STATUS_DST,
+    STATUS_PDN,
+    DailyProfileRow,
+    LoadProfileRow,
+)
+from twin.meter.state import (
+    REGISTER_CODES,
+    FailureRecord,
+    GasState,
+    MbusReading,
+    MeterReading,
+    MeterState,
+)
+from twin.meter.tariff import TariffProgram
+
+FAILURE_LOG_SIZE = 10  # 1-0:99.97.0 profile_entries (P3 §5.9)
+SAG_SWELL_DEFAULT_S = 10.0
+
+
+class ModelError(ValueError):
+    """A request the meter model cannot carry out (bad phase, negative duration, ...)."""
+
+
+@dataclass(slots=True)
+class Outbox:
+    """What happened since the last drain; the store commits it before anything is published."""
+
+    events: list[Event] = field(default_factory=list)
+    load_profile: list[LoadProfileRow] = field(default_factory=list)
+    daily_profile: list[DailyProfileRow] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.load_profile or self.daily_profile)
+
+
+@dataclass(slots=True)
+class _Window:
+    """A voltage excursion on one phase until `until` (UTC epoch seconds)."""
+
+    until: float
+    volts: float
+
+
+class MeterModel:
+    """One DSMR 4.2.2 E meter."""
+
+    def __init__(
+        self, config: Config, rng: random.Random, state: MeterState, program: TariffProgram
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.program = program
+        self._rng = rng
+        self._household = Household(config.load, config.pv, config.meter.phases, rng)
+        self._ts = state.time.timestamp()
+        self._minute: int | None = None  # epoch minute whose power is cached
+        self._power = MinutePower((0.0,) * config.meter.phases, (0.0,) * config.meter.phases)
+        self._tariff = program.tariff_at(state.time)
+        self._dst = is_dst(state.time)
+        self._outage: tuple[float, float] | None = None  # (start, end) epoch seconds
+        self._windows: dict[int, _Window] = {}
+        self._override_w: float | None = None
+        self._period_flags = 0  # status bits gathered for the running 15-minute period
+        self.outbox = Outbox()
+
+    # ------------------------------------------------------------------ construction
+
+    @staticmethod
+    def new_state(config: Config, start: datetime) -> MeterState:
+        gas = config.gas
+        return MeterState(
+            time=start.astimezone(UTC),
+            gas=GasState(gas.channel, gas.equipment_id, gas.start_m3 * 1000)
+            if gas.enabled
+            else None,
+        )
+
+    # ------------------------------------------------------------------ time
+
+    @property
+    def time(self) -> datetime:
+        return datetime.fromtimestamp(self._ts, UTC)
+
+    def advance(self, now: datetime) -> None:
+        """Integrate up to `now`. A `now` in the past is ignored: time never runs back here."""
+        target = now.timestamp()
+        while self._ts < target:
+            boundary = (self._ts // 60 + 1) * 60
+            end = min(boundary, target)
+            self._integrate(end)
+            self._ts = end
+            if end == boundary:
+                self._on_minute(end)
+        self.state.time = self.time
+
+    def _integrate(self, end: float) -> None:
+        if self._in_outage(self._ts):
+            return
+        minute = int(self._ts // 60)
+        if minute != self._minute:
+            self._enter_minute(minute)
+        net = sum(self._power.consumed) - sum(self._power.generated)
+        # Whole microseconds of each step telescope exactly; milliwatts x microseconds = nJ.
+        elapsed_us = round(end * 1e6) - round(self._ts * 1e6)
+        direction = "import" if net >= 0 else "export"
+        code = REGISTER_CODES[(direction, int(self._tariff))]
+        self.state.energy_nj[code] += round(abs(net) * 1000) * elapsed_us
+
+    def _enter_minute(self, minute: int) -> None:
+        start = datetime.fromtimestamp(minute * 60, UTC)
+        here = local(start)
+        self._minute = minute
+        self._tariff = self.program.tariff_at_local(here)
+        drawn = self._household.minute(start, here)
+        self._power = drawn if self._override_w is None else self._overridden()
+
+    def _overridden(self) -> MinutePower:
+        phases = self.config.meter.phases
+        assert self._override_w is not None
+        share = abs(self._override_w) / phases
+        zero, spread = (0.0,) * phases, (share,) * phases
+        return MinutePower(spread, zero) if self._override_w >= 0 else MinutePower(zero, spread)
+
+    def _voltages(self, ts: float) -> tuple[float, ...]:
+        """Phase voltages at `ts`: nominal, minus the drop of the load, plus grid ripple."""
+        nominal = self.config.meter.nominal_voltage_v
+        minute = int(ts // 60)
+        volts = []
+        for phase in range(self.config.meter.phases):
+            window = self._windows.get(phase)
+            if window is not None and ts < window.until:
+                volts.append(window.volts)
+                continue
+            net_kw = (self._power.consumed[phase] - self._power.generated[phase]) / 1000
+            # Ripple of +-1 V that is a pure function of the minute: readings never draw
+            # from the household's random stream, so sampling cannot change the simulation.
+            ripple = ((minute * 2654435761 + phase * 40503) % 2001) / 1000 - 1
+            volts.append(round(nominal - 0.6 * net_kw + ripple, 1))
+        return tuple(volts)
+
+    def _on_minute(self, ts: float) -> None:
+        when = datetime.fromtimestamp(ts, UTC)
+        here = local(when)
+        if self._in_outage(ts - 1):
+            self._period_flags |= STATUS_PDN | STATUS_DNV
+        dst = bool(here.dst())
+        if dst != self._dst:
+            # P3 §4.2.1 event 3; the stamp is the time before the change.
+            self._log(when - timedelta(seconds=1), EventCode.DST_CHANGE)
+            self._dst = dst
+        self._end_outage_if_due(ts)
+        if ts % LOAD_PROFILE_PERIOD_S == 0:
+            self._capture_load_profile(when)
+        if ts % 3600 == 0:
+            self._capture_gas_hour(when)
+        if here.hour == 0 and here.minute == 0:
+            self._capture_daily(when)
+
+    # ------------------------------------------------------------------ profiles
+
+    def _status(self, when: datetime) -> int:
+        return self._period_flags | (STATUS_DST if is_dst(when) else 0)
+
+    def _capture_load_profile(self, when: datetime) -> None:
+        e = self.state.registers_wh()
+        self.outbox.load_profile.append(
+            LoadProfileRow(
+                when,
+                self._status(when),
+                e["1-0:1.8.1"] + e["1-0:1.8.2"],
+                e["1-0:2.8.1"] + e["1-0:2.8.2"],
+            )
+        )
+        self._period_flags = 0
+
+    def _capture_daily(self, when: datetime) -> None:
+        e = self.state.registers_wh()
+        gas = self.state.gas
+        mbus = () if gas is None else ((gas.channel, gas.captured_litres, gas.capture),)
+        energy = (e["1-0:1.8.1"], e["1-0:1.8.2"], e["1-0:2.8.1"], e["1-0:2.8.2"])
+        self.outbox.daily_profile.append(DailyProfileRow(when, self._status(when), energy, mbus))
+
+    def _capture_gas_hour(self, when: datetime) -> None:
+        gas = self.state.gas
+        if gas is None:
+            return
+        here = local(when)
+        # Heating dominates in winter, mornings and evenings; hot water all year.
+        season = (math.cos(2 * math.pi * (here.timetuple().tm_yday - 15) / 365) + 1) / 2
+        busy = 1.0 if here.hour in (6, 7, 8, 17, 18, 19, 20, 21) else 0.4
+        litres = (25 + 450 * season * busy) * self._rng.uniform(0.6, 1.4)
+        if not self._in_outage(when.timestamp() - 1):
+            gas.litres += litres
+        gas.capture = when
+        gas.captured_litres = int(gas.litres)
+
+    # ------------------------------------------------------------------ power failures
+
+    def _in_outage(self, ts: float) -> bool:
+        return self._outage is not None and self._outage[0] <= ts < self._outage[1]
+
+    def is_powered(self, now: datetime) -> bool:
+        return not self._in_outage(now.timestamp())
+
+    def power_failure(self, now: datetime, seconds: float) -> None:
+        """Cut the supply for `seconds` of meter time from `now` (ctl power-failure)."""
+        if seconds <= 0:
+            raise ModelError("a power failure lasts a positive number of seconds")
+        if self._outage is not None:
+            raise ModelError("a power failure is already in progress")
+        self.advance(now)
+        start = now.timestamp()
+        self._outage = (start, start + seconds)
+        self._log(now, EventCode.POWER_DOWN)
+        self._period_flags |= STATUS_PDN | STATUS_DNV
+
+    def _end_outage_if_due(self, ts: float) -> None:
+        if self._outage is not None and ts >= self._outage[1]:
+            start, end = self._outage
+            self._outage = None
+            self._record_failure(start, end)
+
+    def record_downtime(self, last_seen: datetime, now: datetime) -> None:
+        """The twin itself was off from `last_seen` to `now`: a power failure, as on a real meter.
+
+        Missed 15-minute periods are filled with PDN|DNV entries so the load profile keeps
+        exactly one entry per capture period (P3 §6.3 attribute 2).
+        """
+        if now <= last_seen:
+            return
+        self._log(last_seen, EventCode.POWER_DOWN)
+        self._outage = (last_seen.timestamp(), now.timestamp())
+        self._period_flags |= STATUS_PDN | STATUS_DNV
+        gap_start = max(self._ts, now.timestamp() - LOAD_PROFILE_PERIOD_S * LOAD_PROFILE_ENTRIES)
+        self._ts = max(self._ts, gap_start - gap_start % 60)
+        self.advance(now)
+        self._end_outage_if_due(now.timestamp())
+
+    def _record_failure(self, start: float, end: float) -> None:
+        duration = round(end - start)
+        end_time = datetime.fromtimestamp(end, UTC)
+        self.state.failures_any += 1
+        if duration > self.config.quality.long_failure_threshold_s:
+            self.state.failures_long += 1
+            self.state.failure_log.insert(0, FailureRecord(end_time, duration))
+            del self.state.failure_log[FAILURE_LOG_SIZE:]
+        self._log(end_time, EventCode.POWER_UP)
+        self._minute = None  # draw fresh power after the supply returns
+
+    # ------------------------------------------------------------------ operator actions
+
+    def _check_phase(self, phase: int) -> int:
+        if not 1 <= phase <= self.config.meter.phases:
+            raise ModelError(f"phase must be 1..{self.config.meter.phases}, got {phase}")
+        return phase - 1
+
+    def voltage_sag(self, now: datetime, phase: int, seconds: float = SAG_SWELL_DEFAULT_S) -> None:
+        index = self._check_phase(phase)
+        self.advance(now)
+        volts = round(self.config.quality.sag_threshold_v * 0.85, 1)
+        self._windows[index] = _Window(now.timestamp() + seconds, volts)
+        self.state.sags[index] += 1
+
+    def voltage_swell(
+        self, now: datetime, phase: int, seconds: float = SAG_SWELL_DEFAULT_S
+    ) -> None:
+        index = self._check_phase(phase)
+        self.advance(now)
+        volts = round(self.config.quality.swell_threshold_v * 1.05, 1)
+        self._windows[index] = _Window(now.timestamp() + seconds, volts)
+        self.state.swells[index] += 1
+
+    def set_message(self, code: str, text: str) -> None:
+        # P1 Table 5-3: code up to 8 digits (S16 hex), text up to 1024 characters (S2048 hex).
+        if len(code) > 8 or (code and not code.isdigit()):
+            raise ModelError("message code is up to 8 digits")
+        if len(text) > 1024 or any(not 32 <= ord(c) < 127 for c in text):
+            raise ModelError("message text is up to 1024 printable ASCII characters")
+        self.state.message_code = code
+        self.state.message_text = text
+
+    def set_load_override(self, now: datetime, watts: float | None) -> None:
+        """Force the net power (W, negative = export) until cleared with None."""
+        self.advance(now)
+        self._override_w = watts
+        self._minute = None
+
+    def tamper(self, now: datetime, code: int = EventCode.TERMINAL_COVER_REMOVED) -> None:
+        if not 40 <= code <= 47:
+            raise ModelError(f"fraud events are codes 40..47, got {code}")
+        self.advance(now)
+        self._log(now, code)
+
+    def set_admin_state(self, value: int) -> None:
+        if value not in (0, 1, 2):
+            raise ModelError("administrative state is 0 (undefined), 1 (off) or 2 (on)")
+        self.state.admin_state = value
+
+    def set_tariff_program(self, now: datetime, program: TariffProgram) -> None:
+        self.advance(now)
+        self.program = program
+        self._minute = None
+        self._log(now, EventCode.TARIFF_TIMES_ACTIVATED)
+
+    def clock_adjusted(self, old: datetime, new: datetime) -> None:
+        """The meter clock was set from `old` to `new` (P3 clock set; events 4 and 5)."""
+        self.advance(old)
+        self._log(old, EventCode.CLOCK_ADJUSTED_OLD)
+        self._log(new, EventCode.CLOCK_ADJUSTED_NEW)
+        self._period_flags |= STATUS_CAD | STATUS_DNV
+        # Energy is not integrated over a jump forward; after a jump back it is integrated
+        # again as real time passes, so the registers still never decrease.
+        self._ts = new.timestamp()
+        self._minute = None
+        self.state.time = self.time
+
+    def _log(self, when: datetime, code: int) -> None:
+        self.outbox.events.append(Event.of(when, code))
+
+    def drain(self) -> Outbox:
+        out, self.outbox = self.outbox, Outbox()
+        return out
+
+    # ------------------------------------------------------------------ snapshot
+
+    def reading(self, now: datetime) -> MeterReading:
+        self.advance(now)
+        powered = self.is_powered(now)
+        phases = self.config.meter.phases
+        if powered and self._minute != int(self._ts // 60):
+            self._enter_minute(int(self._ts // 60))
+        consumed = self._power.consumed if powered else (0.0,) * phases
+        generated = self._power.generated if powered else (0.0,) * phases
+        net = [c - g for c, g in zip(consumed, generated, strict=True)]
+        total = sum(net)
+        volts = self._voltages(now.timestamp()) if powered else (0.0,) * phases
+        return MeterReading(
+            time=now,
+            powered=powered,
+            phases=phases,
+            energy_wh=self.state.registers_wh(),
+            tariff=self._tariff if powered else self.program.tariff_at(now),
+            import_w=round(max(total, 0.0)),
+            export_w=round(max(-total, 0.0)),
+            import_w_phase=tuple(round(max(n, 0.0)) for n in net),
+            export_w_phase=tuple(round(max(-n, 0.0)) for n in net),
+            current_a=tuple(
+                round(abs(n) / v) if v > 0 else 0 for n, v in zip(net, volts, strict=True)
+            ),
+            voltage_v=volts,
+            failures_any=self.state.failures_any,
+            failures_long=self.state.failures_long,
+            failure_log=tuple(self.state.failure_log),
+            sags=tuple(self.state.sags[:phases]),
+            swells=tuple(self.state.swells[:phases]),
+            message_code=self.state.message_code,
+            message_text=self.state.message_text,
+            admin_state=self.state.admin_state,
+            mbus=self._mbus_readings(),
+            load_override_w=self._override_w,
+            equipment_id=self.config.meter.equipment_id,
+        )
+
+    def _mbus_readings(self) -> tuple[MbusReading, ...]:
+        gas = self.state.gas
+        if gas is None:
+            return ()
+        return (MbusReading(gas.channel, 3, gas.equipment_id, gas.captured_litres, gas.capture),)
