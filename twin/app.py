@@ -86,18 +86,30 @@ def build(config: Config, state_dir: Path, rng: random.Random | None = None) -> 
     metering = MeterLoop(meter, config.store.checkpoint_interval_s)
     services = [Service("meter", metering.run), Service("control", control.run)]
     supervisor = Supervisor(services, Notifier(), metering.alive)
-    twin = Twin(config, state_dir, store, clock, meter, control, services, supervisor)
+    twin = Twin(config, state_dir, store, meter.clock, meter, control, services, supervisor)
     services.extend(_p1_services(twin))
-    if config.p3.endpoint:
-        log.warning("P3 endpoint %s is accepted but P3 is not served yet", config.p3.endpoint)
+    services.extend(_port_services(twin))
     control.ports["supervisor"] = lambda: {s.name: s.status() for s in services}
     return twin
+
+
+def _port_services(twin: Twin) -> list[Service]:
+    """P2 and P3 are wired by their own packages, imported only when configured."""
+    services: list[Service] = []
+    if twin.config.p2.enabled:
+        from twin.p2.wiring import p2_services
+
+        services.extend(p2_services(twin))
+    if twin.config.p3.endpoint:
+        from twin.p3.wiring import p3_services
+
+        services.extend(p3_services(twin))
+    return services
 
 
 def _p1_services(twin: Twin) -> list[Service]:
     from hardware.registry import open_p1_sink, open_request_line
     from hardware.request_line import SimulatedRequestLine
-
     from twin.p1.service import P1Service
     from twin.p1.telegram import TelegramEncoder
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib
 import json
 import logging
 import os
@@ -18,6 +19,17 @@ from twin.control import SOCKET_NAME, ControlError, call
 from twin.store import StoreError
 
 DEFAULT_STATE_DIR = "state"
+
+# Commands contributed by the port packages. Each module defines:
+#   add_commands(commands)      top-level sub-commands (e.g. "keys", "gasmeter")
+#   add_ctl_commands(ctl_sub)   sub-commands of "ctl"
+#   ctl_request(args)           the JSON request for one of its ctl commands, or None
+#   run(args)                   run one of its top-level commands (exit code), or None
+EXTENSIONS = ("twin.p2.cli", "twin.p3.cli")
+
+
+def _extensions() -> list[Any]:
+    return [importlib.import_module(name) for name in EXTENSIONS]
 
 
 def default_state_dir() -> Path:
@@ -45,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
 
     ctl = commands.add_parser("ctl", help="control a running meter")
     ctl.add_argument("--state-dir", type=Path, default=None)
-    _ctl_commands(ctl.add_subparsers(dest="ctl_command", required=True))
+    ctl_sub = ctl.add_subparsers(dest="ctl_command", required=True)
+    _ctl_commands(ctl_sub)
+    for extension in _extensions():
+        extension.add_commands(commands)
+        extension.add_ctl_commands(ctl_sub)
     return parser
 
 
@@ -74,6 +90,10 @@ def _ctl_commands(sub: Any) -> None:
 
 
 def _ctl_request(args: argparse.Namespace) -> dict[str, Any]:
+    for extension in _extensions():
+        request: dict[str, Any] | None = extension.ctl_request(args)
+        if request is not None:
+            return request
     command = args.ctl_command
     fields: dict[str, Any] = {"cmd": command}
     if command == "power-failure":
@@ -165,7 +185,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        return _run(args) if args.command == "run" else _ctl(args)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "ctl":
+            return _ctl(args)
+        for extension in _extensions():
+            code: int | None = extension.run(args)
+            if code is not None:
+                return code
+        raise ControlError(f"no handler for command {args.command!r}")
     except (ConfigError, ControlError, StoreError) as exc:
         print(f"dsmr-twin: {exc}", file=sys.stderr)
         return 2

@@ -128,3 +128,33 @@ class ManualClock:
         # Let woken tasks run up to their next await before the caller continues.
         for _ in range(5):
             await asyncio.sleep(0)
+
+
+class OffsetClock:
+    """The meter's own clock: a base clock plus an offset that a clock set can change.
+
+    P3 can set the meter clock (class 8 attribute 2, adjust_to_quarter, shift_time); the host's
+    clock stays untouched, the meter runs `offset` ahead of (or behind) it.
+    """
+
+    def __init__(self, base: Clock, offset_s: float = 0.0) -> None:
+        self.base = base
+        self.offset = timedelta(seconds=offset_s)
+
+    @property
+    def speed(self) -> float:
+        return self.base.speed
+
+    def now(self) -> datetime:
+        return self.base.now() + self.offset
+
+    async def sleep_until(self, when: datetime) -> None:
+        # Re-check after waking: a clock set during the wait moves the deadline.
+        while self.now() < when:
+            await self.base.sleep_until(when - self.offset)
+
+    def set_now(self, when: datetime) -> timedelta:
+        """Make `now()` read `when`; returns the step (new minus old)."""
+        step = when - self.now()
+        self.offset += step
+        return step

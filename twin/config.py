@@ -150,12 +150,30 @@ class QualityConfig:
 
 @dataclass(frozen=True, slots=True)
 class GasConfig:
-    """A simulated gas meter on M-Bus (the P2 service replaces it with a real read-out)."""
+    """The simulated gas meter: a twin on the simulated M-Bus when P2 runs, else a stand-in."""
 
     enabled: bool = True
     channel: int = field(default=1, metadata=_between(1, 4))
     equipment_id: str = field(default="G0099000000000019", metadata=_ascii(48))
     start_m3: float = field(default=1234.567, metadata=_between(0, 99_999))
+    # A DSMR 4.0 gas meter (VER 40, still reports a valve status block).
+    dsmr40: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class P2Config:
+    """The wired M-Bus master (P2)."""
+
+    enabled: bool = False
+    # "simulated" (the gas-meter twin on an in-process bus), pty://LINK, or uart:///dev/ttyAMA0.
+    bus: str = field(
+        default="simulated",
+        metadata=_rule(lambda v: v == "simulated" or re.match(r"(pty|uart)://", v), "URL"),
+    )
+    # BCM pin that switches M-Bus power on a HAT (packom: 26); -1 = none.
+    bus_power_gpio: int = field(default=-1, metadata=_between(-1, 27))
+    # Keep 2400 baud timing on a simulated bus.
+    realtime: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +196,23 @@ class P1Config:
     interval_s: int = field(default=10, metadata=_between(1, 60))
 
 
+def _hex_key(length: int) -> dict[str, Any]:
+    return _rule(
+        lambda v: v == "" or re.fullmatch(f"[0-9A-Fa-f]{{{2 * length}}}", v),
+        f"'' (generate and store one) or {2 * length} hex digits",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class P3Config:
     endpoint: str = field(
         default="", metadata=_rule(lambda v: v == "" or v.startswith("tcp://"), "'' or tcp://")
     )
+    # Identity and keys (P3 §3.2); empty = generated on first start and kept in the store.
+    system_title: str = field(default="", metadata=_hex_key(8))
+    guek: str = field(default="", metadata=_hex_key(16))
+    gak: str = field(default="", metadata=_hex_key(16))
+    master_key: str = field(default="", metadata=_hex_key(16))
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +231,7 @@ class Config:
     quality: QualityConfig = QualityConfig()
     gas: GasConfig = GasConfig()
     p1: P1Config = P1Config()
+    p2: P2Config = P2Config()
     p3: P3Config = P3Config()
     store: StoreConfig = StoreConfig()
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from typing import TypeVar
 
-from twin.clock import Clock
+from twin.clock import Clock, OffsetClock
 from twin.config import WEEKDAYS, Config, parse_hhmm
 from twin.meter.model import MeterModel
 from twin.meter.state import MeterReading
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 TARIFF_SETTING = "tariff_program"
+CLOCK_OFFSET_SETTING = "clock_offset_s"
 
 
 def program_from_config(config: Config) -> TariffProgram:
@@ -62,10 +63,11 @@ class Meter:
 
     def __init__(self, config: Config, clock: Clock, store: Store, rng: random.Random) -> None:
         self.config = config
-        self.clock = clock
+        # The meter's clock is the host's (or simulated) clock plus what P3 clock sets moved it.
+        self.clock = OffsetClock(clock, float(store.setting(CLOCK_OFFSET_SETTING) or 0.0))
         self.store = store
         checkpoint = store.load()
-        now = clock.now()
+        now = self.clock.now()
         saved_program = store.setting(TARIFF_SETTING)
         program = (
             program_from_setting(saved_program) if saved_program else program_from_config(config)
@@ -115,6 +117,15 @@ class Meter:
         result = action(self.model, self.clock.now())
         self.commit()
         return result
+
+    def set_time(self, new: datetime) -> None:
+        """Set the meter clock (P3 clock object): events 4/5, CAD status, the offset persists."""
+        old = self.clock.now()
+        self.model.advance(old)
+        self.clock.set_now(new)
+        self.store.put_setting(CLOCK_OFFSET_SETTING, self.clock.offset.total_seconds())
+        self.model.clock_adjusted(old, new)
+        self.commit()
 
     def is_powered(self) -> bool:
         return self.model.is_powered(self.clock.now())

@@ -22,6 +22,7 @@ from twin.meter.model import Outbox
 from twin.meter.profiles import (
     DAILY_PROFILE_ENTRIES,
     LOAD_PROFILE_ENTRIES,
+    MONTHLY_PROFILE_ENTRIES,
     DailyProfileRow,
     LoadProfileRow,
 )
@@ -52,6 +53,12 @@ CREATE TABLE IF NOT EXISTS load_profile (
     export_wh INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS daily_profile (
+    time REAL PRIMARY KEY,
+    status INTEGER NOT NULL,
+    energy TEXT NOT NULL,
+    mbus TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS monthly_profile (
     time REAL PRIMARY KEY,
     status INTEGER NOT NULL,
     energy TEXT NOT NULL,
@@ -165,7 +172,10 @@ class Store:
             )
             self._insert_events(db, outbox.events)
             self._insert_load_profile(db, outbox.load_profile)
-            self._insert_daily(db, outbox.daily_profile)
+            self._insert_billing(db, "daily_profile", outbox.daily_profile, DAILY_PROFILE_ENTRIES)
+            self._insert_billing(
+                db, "monthly_profile", outbox.monthly_profile, MONTHLY_PROFILE_ENTRIES
+            )
 
     @staticmethod
     def _insert_events(db: sqlite3.Connection, events: list[Event]) -> None:
@@ -197,11 +207,13 @@ class Store:
         )
 
     @staticmethod
-    def _insert_daily(db: sqlite3.Connection, rows: list[DailyProfileRow]) -> None:
+    def _insert_billing(
+        db: sqlite3.Connection, table: str, rows: list[DailyProfileRow], capacity: int
+    ) -> None:
         if not rows:
             return
         db.executemany(
-            "INSERT OR REPLACE INTO daily_profile (time, status, energy, mbus) VALUES (?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO {table} (time, status, energy, mbus) VALUES (?, ?, ?, ?)",  # noqa: S608 - fixed table names
             [
                 (
                     _ts(r.time),
@@ -213,9 +225,9 @@ class Store:
             ],
         )
         db.execute(
-            "DELETE FROM daily_profile WHERE time NOT IN"
-            " (SELECT time FROM daily_profile ORDER BY time DESC LIMIT ?)",
-            (DAILY_PROFILE_ENTRIES,),
+            f"DELETE FROM {table} WHERE time NOT IN"  # noqa: S608 - fixed table names
+            f" (SELECT time FROM {table} ORDER BY time DESC LIMIT ?)",
+            (capacity,),
         )
 
     # ------------------------------------------------------------------ reading back
@@ -239,8 +251,14 @@ class Store:
         return [LoadProfileRow(_dt(t), s, i, e) for t, s, i, e in rows]
 
     def daily_profile(self) -> list[DailyProfileRow]:
+        return self._billing_rows("daily_profile")
+
+    def monthly_profile(self) -> list[DailyProfileRow]:
+        return self._billing_rows("monthly_profile")
+
+    def _billing_rows(self, table: str) -> list[DailyProfileRow]:
         rows = self._db.execute(
-            "SELECT time, status, energy, mbus FROM daily_profile ORDER BY time"
+            f"SELECT time, status, energy, mbus FROM {table} ORDER BY time"  # noqa: S608
         ).fetchall()
         return [
             DailyProfileRow(

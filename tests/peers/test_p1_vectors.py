@@ -3,15 +3,11 @@ and our encoder writes the spec example's values byte for byte."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from dsmr_parser import telegram_specifications
 from dsmr_parser.parsers import TelegramParser
 
-from tests.support import p1_fixture
-from twin.meter.state import FailureRecord, MbusReading, MeterReading
-from twin.meter.tariff import Tariff
+from tests.support import p1_fixture, spec_example_reading
 from twin.p1.crc import crc16_arc
 from twin.p1.telegram import TelegramEncoder
 
@@ -43,41 +39,6 @@ def test_dsmr_parser_accepts_the_vectors(name: str) -> None:
     parser = TelegramParser(telegram_specifications.V4, apply_checksum_validation=True)
     parsed = parser.parse(p1_fixture(name).decode("ascii"))
     assert parsed.P1_MESSAGE_HEADER.value == "42"
-
-
-def spec_example_reading() -> MeterReading:
-    """The values of the DSMR 4.2.2 P1 §5.13 example telegram."""
-
-    def utc(*args: int) -> datetime:
-        return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
-
-    return MeterReading(
-        time=utc(2010, 12, 9, 10, 30, 20),  # 101209113020W
-        powered=True,
-        phases=3,
-        energy_wh=dict.fromkeys(("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2"), 123456789),
-        tariff=Tariff.NORMAL,
-        import_w=1193,
-        export_w=0,
-        import_w_phase=(1111, 2222, 3333),
-        export_w_phase=(4444, 5555, 6666),
-        current_a=(1, 2, 3),
-        voltage_v=(230.0, 230.0, 230.0),
-        failures_any=4,
-        failures_long=2,
-        failure_log=(
-            FailureRecord(utc(2010, 12, 8, 14, 24, 15), 240),
-            FailureRecord(utc(2010, 12, 8, 14, 10, 4), 301),
-        ),
-        sags=(2, 1, 0),
-        swells=(0, 3, 0),
-        message_code="01 61 81",
-        message_text="0123456789:;<=>?" * 5,
-        admin_state=2,
-        mbus=(MbusReading(1, 3, "2222ABCD123456789", 12785123, utc(2010, 12, 9, 10, 0, 0)),),
-        load_override_w=None,
-        equipment_id="K8EG004046395507",
-    )
 
 
 def test_encoder_writes_the_spec_example_byte_for_byte() -> None:

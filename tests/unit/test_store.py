@@ -14,6 +14,7 @@ from twin.clock import ManualClock
 from twin.config import Config
 from twin.meter.events import Event, EventCode, EventLog
 from twin.meter.model import Outbox
+from twin.meter.profiles import DailyProfileRow
 from twin.metering import TARIFF_SETTING, Meter, program_from_config, program_to_setting
 from twin.store import Store, StoreError
 
@@ -120,3 +121,29 @@ def test_tariff_program_written_over_p3_survives_restart(tmp_path: Path) -> None
     meter = Meter(config, ManualClock(amsterdam(2026, 11, 23, 7, 30)), store, random.Random(1))
     assert meter.model.program == shifted
     assert meter.publish().tariff == 1  # 07:30 is still low with the 08:00 switch
+
+
+def test_monthly_billing_rows_at_midnight_on_the_first(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    start = amsterdam(2026, 1, 20, 0, 0)
+    meter = Meter(steady_config(), ManualClock(start), store, random.Random(1))
+    meter.model.set_load_override(start, 1000)
+    meter.model.advance(amsterdam(2026, 3, 2, 0, 0))
+    meter.commit()
+    months = store.monthly_profile()
+    assert [m.time for m in months] == [amsterdam(2026, 2, 1, 0, 0), amsterdam(2026, 3, 1, 0, 0)]
+    imported = [row.energy_wh[0] + row.energy_wh[1] for row in months]
+    assert imported[1] - imported[0] == 28 * 24 * 1000  # February at a steady 1 kW
+
+
+def test_monthly_profile_keeps_13_months(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    state = Meter(steady_config(), ManualClock(amsterdam(2026, 1, 1)), store, random.Random(1))
+    rows = [
+        DailyProfileRow(amsterdam(2025 + (m // 12), m % 12 + 1, 1, 0, 0), 0, (m, 0, 0, 0), ())
+        for m in range(15)
+    ]
+    store.commit(state.model.state, Outbox(monthly_profile=rows))
+    months = store.monthly_profile()
+    assert len(months) == 13  # 0-0:98.1.0 keeps 13 months
+    assert [m.energy_wh[0] for m in months] == list(range(2, 15))

@@ -14,7 +14,6 @@ Accounting rules (documented in docs/meter-model.md):
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from twin.clock import is_dst, local
 from twin.config import Config
 from twin.meter.events import Event, EventCode
+from twin.meter.gas import litres_in_hour
 from twin.meter.household import Household, MinutePower
 from twin.meter.profiles import (
     LOAD_PROFILE_ENTRIES,
@@ -58,9 +58,10 @@ class Outbox:
     events: list[Event] = field(default_factory=list)
     load_profile: list[LoadProfileRow] = field(default_factory=list)
     daily_profile: list[DailyProfileRow] = field(default_factory=list)
+    monthly_profile: list[DailyProfileRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.load_profile or self.daily_profile)
+        return bool(self.events or self.load_profile or self.daily_profile or self.monthly_profile)
 
 
 @dataclass(slots=True)
@@ -98,11 +99,11 @@ class MeterModel:
     @staticmethod
     def new_state(config: Config, start: datetime) -> MeterState:
         gas = config.gas
+        # The stand-in only while no P2 master reads a (simulated) gas meter on the bus.
+        stand_in = gas.enabled and not config.p2.enabled
         return MeterState(
             time=start.astimezone(UTC),
-            gas=GasState(gas.channel, gas.equipment_id, gas.start_m3 * 1000)
-            if gas.enabled
-            else None,
+            gas=GasState(gas.channel, gas.equipment_id, gas.start_m3 * 1000) if stand_in else None,
         )
 
     # ------------------------------------------------------------------ time
@@ -184,7 +185,7 @@ class MeterModel:
         if ts % 3600 == 0:
             self._capture_gas_hour(when)
         if here.hour == 0 and here.minute == 0:
-            self._capture_daily(when)
+            self._capture_daily(when, here.day == 1)
 
     # ------------------------------------------------------------------ profiles
 
@@ -203,22 +204,21 @@ class MeterModel:
         )
         self._period_flags = 0
 
-    def _capture_daily(self, when: datetime) -> None:
+    def _capture_daily(self, when: datetime, end_of_month: bool) -> None:
         e = self.state.registers_wh()
-        gas = self.state.gas
-        mbus = () if gas is None else ((gas.channel, gas.captured_litres, gas.capture),)
+        mbus = tuple((d.channel, d.value_thousandths, d.capture) for d in self._mbus_readings())
         energy = (e["1-0:1.8.1"], e["1-0:1.8.2"], e["1-0:2.8.1"], e["1-0:2.8.2"])
-        self.outbox.daily_profile.append(DailyProfileRow(when, self._status(when), energy, mbus))
+        row = DailyProfileRow(when, self._status(when), energy, mbus)
+        self.outbox.daily_profile.append(row)
+        if end_of_month:
+            # End of billing period 1 (0-0:15.0.0): midnight of the first day of every month.
+            self.outbox.monthly_profile.append(row)
 
     def _capture_gas_hour(self, when: datetime) -> None:
         gas = self.state.gas
         if gas is None:
             return
-        here = local(when)
-        # Heating dominates in winter, mornings and evenings; hot water all year.
-        season = (math.cos(2 * math.pi * (here.timetuple().tm_yday - 15) / 365) + 1) / 2
-        busy = 1.0 if here.hour in (6, 7, 8, 17, 18, 19, 20, 21) else 0.4
-        litres = (25 + 450 * season * busy) * self._rng.uniform(0.6, 1.4)
+        litres = litres_in_hour(when - timedelta(hours=1), self._rng)
         if not self._in_outage(when.timestamp() - 1):
             gas.litres += litres
         gas.capture = when
@@ -347,6 +347,28 @@ class MeterModel:
     def _log(self, when: datetime, code: int) -> None:
         self.outbox.events.append(Event.of(when, code))
 
+    def log_event(self, when: datetime, code: int) -> None:
+        """Log an event raised outside the model (M-Bus, communication sessions, P3)."""
+        self._log(when, code)
+
+    # ------------------------------------------------------------------ M-Bus and alarms
+
+    def set_mbus_value(self, reading: MbusReading) -> None:
+        """The value the M-Bus master read from one channel (P2); replaces the previous one."""
+        if not 1 <= reading.channel <= 4:
+            raise ModelError(f"M-Bus channels are 1..4, got {reading.channel}")
+        self.state.mbus[reading.channel] = reading
+
+    def remove_mbus_device(self, channel: int) -> None:
+        self.state.mbus.pop(channel, None)
+
+    def set_alarms(self, bits: int) -> None:
+        """Raise bits of the alarm register 0-0:97.98.0 (P3 §4.2.4); they stay until cleared."""
+        self.state.alarm_register |= bits
+
+    def clear_alarms(self, mask: int) -> None:
+        self.state.alarm_register &= ~mask
+
     def drain(self) -> Outbox:
         out, self.outbox = self.outbox, Outbox()
         return out
@@ -392,7 +414,11 @@ class MeterModel:
         )
 
     def _mbus_readings(self) -> tuple[MbusReading, ...]:
+        """Devices read over P2, plus the gas stand-in while no P2 master runs."""
+        devices = dict(self.state.mbus)
         gas = self.state.gas
-        if gas is None:
-            return ()
-        return (MbusReading(gas.channel, 3, gas.equipment_id, gas.captured_litres, gas.capture),)
+        if gas is not None and gas.channel not in devices:
+            devices[gas.channel] = MbusReading(
+                gas.channel, 3, gas.equipment_id, gas.captured_litres, gas.capture
+            )
+        return tuple(devices[channel] for channel in sorted(devices))

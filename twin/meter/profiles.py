@@ -8,6 +8,7 @@ from datetime import datetime
 LOAD_PROFILE_PERIOD_S = 900  # 1-0:99.1.0 capture_period
 LOAD_PROFILE_ENTRIES = 960  # 10 days of 15 minutes
 DAILY_PROFILE_ENTRIES = 40  # 1-0:99.2.0
+MONTHLY_PROFILE_ENTRIES = 13  # 0-0:98.1.0, captured at 00:00 on the 1st (0-0:15.0.0)
 
 # AMR profile status bits (P3 §4.2.5).
 STATUS_ERR = 0x01  # critical error
@@ -30,7 +31,9 @@ class LoadProfileRow:
 
 @dataclass(frozen=True, slots=True)
 class DailyProfileRow:
-    """One daily entry at local midnight: clock, status, the four tariff registers, M-Bus values."""
+    """A daily entry at local midnight (1-0:99.2.0) or a monthly billing entry (0-0:98.1.0):
+    clock, status, the four tariff registers, M-Bus values with their capture times.
+    The monthly profile has no status column on P3; the value is kept for uniformity."""
 
     time: datetime
     status: int

@@ -66,6 +66,8 @@ class MeterState:
     message_text: str = ""
     admin_state: int = ADMIN_ON
     gas: GasState | None = None
+    mbus: dict[int, MbusReading] = field(default_factory=dict)
+    alarm_register: int = 0
 
     def wh(self, code: str) -> int:
         """A register in whole Wh, as published."""
@@ -82,6 +84,10 @@ class MeterState:
         ]
         if self.gas is not None:
             record["gas"]["capture"] = self.gas.capture.isoformat() if self.gas.capture else None
+        record["mbus"] = {
+            str(channel): {**asdict(d), "capture": d.capture.isoformat() if d.capture else None}
+            for channel, d in self.mbus.items()
+        }
         return record
 
     @classmethod
@@ -100,6 +106,17 @@ class MeterState:
             message_code=str(record["message_code"]),
             message_text=str(record["message_text"]),
             admin_state=int(record["admin_state"]),
+            mbus={
+                int(channel): MbusReading(
+                    channel=int(d["channel"]),
+                    device_type=int(d["device_type"]),
+                    equipment_id=str(d["equipment_id"]),
+                    value_thousandths=int(d["value_thousandths"]),
+                    capture=_utc(d["capture"]) if d["capture"] else None,
+                )
+                for channel, d in record.get("mbus", {}).items()
+            },
+            alarm_register=int(record.get("alarm_register", 0)),
             gas=None
             if gas is None
             else GasState(

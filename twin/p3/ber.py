@@ -1,0 +1,61 @@
+"""Minimal BER TLV codec for the ACSE APDUs (ISO 8650 / Green Book §9.4.2).
+
+Only what AARQ/AARE/RLRQ/RLRE need: single-byte tags, definite lengths in short or long form
+(X.690 §8.1.3). Indefinite lengths are not used by DLMS and are rejected.
+"""
+
+from __future__ import annotations
+
+from twin.p3.errors import ApduError
+
+
+def encode(tag: int, value: bytes) -> bytes:
+    return bytes([tag]) + encode_length(len(value)) + value
+
+
+def encode_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    size = (n.bit_length() + 7) // 8
+    return bytes([0x80 | size]) + n.to_bytes(size, "big")
+
+
+def decode_one(data: bytes, pos: int = 0) -> tuple[int, bytes, int]:
+    """Return `(tag, value, next_pos)` of the TLV at `pos`."""
+    if pos + 2 > len(data):
+        raise ApduError("truncated BER header")
+    tag = data[pos]
+    first = data[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        size = first & 0x7F
+        if not 0 < size <= 2 or pos + size > len(data):
+            raise ApduError(f"bad BER length form 0x{first:02X}")
+        length = int.from_bytes(data[pos : pos + size], "big")
+        pos += size
+    end = pos + length
+    if end > len(data):
+        raise ApduError(f"BER value of tag 0x{tag:02X} truncated")
+    return tag, data[pos:end], end
+
+
+def decode_all(data: bytes) -> list[tuple[int, bytes]]:
+    """Split `data` into consecutive TLVs; the whole buffer must be consumed."""
+    out: list[tuple[int, bytes]] = []
+    pos = 0
+    while pos < len(data):
+        tag, value, pos = decode_one(data, pos)
+        out.append((tag, value))
+    return out
+
+
+def decode_outer(data: bytes, tag: int) -> list[tuple[int, bytes]]:
+    """Decode an APDU `[tag] { TLV... }` that must fill `data` exactly."""
+    got, value, end = decode_one(data)
+    if got != tag:
+        raise ApduError(f"expected BER tag 0x{tag:02X}, got 0x{got:02X}")
+    if end != len(data):
+        raise ApduError(f"{len(data) - end} bytes after the APDU")
+    return decode_all(value)

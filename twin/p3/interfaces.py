@@ -1,0 +1,108 @@
+"""The small interfaces the server core calls; the service layer and object model supply them.
+
+Nothing here does I/O: the object model answers from memory, the counter store reserves
+invocation counters ahead in its own persistence (ARCHITECTURE.md layer 6), and randomness
+for HLS challenges comes from whoever owns the entropy source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from twin.p3.cosem import ActionResult, AttributeRef, DataAccessResult, SelectiveAccess
+from twin.p3.security import SecurityKeys
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOutcome:
+    """What an ACTION produced: a result and optionally encoded return parameters (Data)."""
+
+    result: ActionResult
+    return_value: bytes | None = None
+
+
+class CosemObjects(Protocol):
+    """The object model as the core sees it.
+
+    `client` is the client SAP (16 public, 1 management, 102 pre-established; P3 §2.1), so
+    the model applies the P/M/Pr access columns itself and answers READ_WRITE_DENIED for a
+    missing right (P3 §2.2). Values cross this boundary as encoded A-XDR `Data` bytes.
+    """
+
+    def get(
+        self, client: int, ref: AttributeRef, access: SelectiveAccess | None
+    ) -> bytes | DataAccessResult:
+        """Return the encoded attribute value or why it cannot be read."""
+        ...
+
+    def set(
+        self, client: int, ref: AttributeRef, access: SelectiveAccess | None, value: bytes
+    ) -> DataAccessResult:
+        """Write an encoded value; SUCCESS or why not."""
+        ...
+
+    def action(self, client: int, ref: AttributeRef, parameters: bytes | None) -> ActionOutcome:
+        """Invoke method `ref.index` with encoded parameters (or none)."""
+        ...
+
+
+class CounterReservation(Protocol):
+    """Source of the server's invocation counters (the IC half of the GCM IV).
+
+    Each call returns a value never returned before for the current GUEK; the store reserves
+    blocks ahead so a crash can never make the core reuse one (AES-GCM nonce reuse).
+    """
+
+    def next_invocation_counter(self) -> int: ...
+
+
+class KeyProvider(Protocol):
+    """The current global keys. Read once per request, so a key transferred by a request is
+    used from the next message on (P3 §5.1 footnote 4: the ACK still uses the old key)."""
+
+    def keys(self) -> SecurityKeys: ...
+
+
+class ChallengeSource(Protocol):
+    """Random bytes for the StoC challenge of HLS (Green Book §9.2.7.4)."""
+
+    def challenge(self, length: int) -> bytes: ...
+
+
+class FirstCounterPolicy(Protocol):
+    """Decides on the first client invocation counter of an association.
+
+    P3 §3.2.3 says the meter "shall not validate the first Frame Counter"; a deployment may
+    still want "strictly above the last one seen" (see `MonotonicFirstCounter`).
+    """
+
+    def accept_first(self, counter: int) -> bool: ...
+
+    def seen(self, counter: int) -> None:
+        """Called for every client counter that passed the checks."""
+        ...
+
+
+class SpecFirstCounter:
+    """P3 §3.2.3: the first frame counter of a session is chosen by the CS and not checked."""
+
+    def accept_first(self, counter: int) -> bool:
+        return True
+
+    def seen(self, counter: int) -> None:
+        return None
+
+
+class MonotonicFirstCounter:
+    """Stricter variant: the first counter must exceed every counter seen before."""
+
+    def __init__(self, last: int | None = None) -> None:
+        self.last = last
+
+    def accept_first(self, counter: int) -> bool:
+        return self.last is None or counter > self.last
+
+    def seen(self, counter: int) -> None:
+        if self.last is None or counter > self.last:
+            self.last = counter
