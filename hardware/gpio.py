@@ -62,23 +62,23 @@ class GpioRequestLine:
         try:
             gpio.setmode(gpio.BCM)
             gpio.setup(self.pin, gpio.IN, pull_up_down=pull)
-            self._latch.update(self._read())
+            self._latch.update(self._level(gpio))
             gpio.add_event_detect(self.pin, gpio.BOTH, callback=self._on_edge)
         except Exception as exc:
             # lgpio raises its own `lgpio.error` (an Exception) when no gpiochip can be opened.
+            self._gpio = self._loop = None
             raise PortError(f"{self.description}: cannot watch the pin: {exc}") from exc
         log.info("P1 Request on %s, now %s", self.description, self.is_raised())
 
-    def _read(self) -> bool:
-        assert self._gpio is not None
-        high = bool(self._gpio.input(self.pin))
-        return high == self.active_high
+    def _level(self, gpio: ModuleType) -> bool:
+        return bool(gpio.input(self.pin)) == self.active_high
 
     def _on_edge(self, channel: Any) -> None:
         # Runs on the library's thread: read the level here, hand it to the loop.
-        raised = self._read()
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._latch.update, raised)
+        gpio, loop = self._gpio, self._loop
+        if gpio is None or loop is None:
+            return  # an edge that raced with close()
+        loop.call_soon_threadsafe(self._latch.update, self._level(gpio))
 
     def is_raised(self) -> bool:
         return self._latch.is_raised()

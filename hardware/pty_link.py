@@ -2,8 +2,12 @@
 
 pyserial, dsmr_parser's SerialReader and socat open the stable symlink (e.g. state/p1), which
 points at the pty slave. We keep the slave open ourselves, so the line exists with no reader
-and bytes written to the master never fail; what the reader has not read yet is dropped
-before the next telegram, because a real meter holds no old data.
+and bytes written to the master never fail. Unlike a wire, a pty keeps what nobody reads; a
+real meter holds no old data, so a telegram's worth of unread bytes is dropped before the next
+telegram when the reader has taken nothing for `stale_after_s` (absent or stuck), and all of
+it when the pty is full (an overrun, as on a wire). A reader that is only a little behind keeps
+its data, as with a real UART's receive buffer: with a fast simulated clock telegrams come
+every few milliseconds.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import fcntl
 import logging
 import os
 import termios
+import time
 import tty
 from pathlib import Path
 
@@ -59,11 +64,16 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class PtySink:
     """A pty whose slave is reachable through the symlink `link`."""
 
-    def __init__(self, link: Path) -> None:
+    def __init__(self, link: Path, stale_after_s: float = 1.0) -> None:
         self.link = link
+        self.stale_after_s = stale_after_s
         self._master = -1
         self._slave = -1
         self._slave_name = ""
+        self.stale_drops = 0  # times unread data was dropped before a telegram
+        self.overruns = 0  # times the pty was full and everything unread was dropped
+        self._expected = 0  # bytes unread right after our last write, if nobody read since
+        self._progress_at = time.monotonic()  # when the reader was last seen taking data
 
     @property
     def description(self) -> str:
@@ -82,32 +92,56 @@ class PtySink:
             os.set_blocking(self._master, False)
             self._slave_name = os.ttyname(self._slave)
             make_link(self.link, self._slave_name)
-        except OSError as exc:
+        except (OSError, termios.error) as exc:
             self._close_fds()
             raise PortError(f"cannot open the P1 pty at {self.link}: {exc}") from exc
         # P1 is output-only: whatever a reader sends (or echoes) is read and dropped, so it
         # can never fill the master's queue and stall the reader.
         asyncio.get_running_loop().add_reader(self._master, self._discard)
+        self._expected, self._progress_at = 0, time.monotonic()
         log.info("P1 on %s", self.description)
 
     def _discard(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
+        try:
             os.read(self._master, DISCARD_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            # Not expected while we hold the slave; stop watching rather than spin on it.
+            log.warning("%s: reading the master failed: %s", self.description, exc)
+            asyncio.get_running_loop().remove_reader(self._master)
 
     async def write(self, data: bytes) -> None:
         if self._master < 0:
             raise PortError(f"{self.description} is not open")
-        if queued_input(self._slave) >= len(data):
-            # The reader is absent or too slow: a whole telegram is still unread. Drop it.
-            termios.tcflush(self._slave, termios.TCIFLUSH)
+        try:
+            queued = queued_input(self._slave)
+        except OSError as exc:
+            raise PortError(f"{self.description}: {exc}") from exc
+        if self._stale(queued, len(data)):
+            self.abort_output()
+            self.stale_drops += 1
+            log.debug("P1 reader on %s is absent or behind: unread data dropped", self.link)
+            queued = 0
+        self._expected = queued + len(data)
         view = memoryview(data)
         while view:
             try:
                 view = view[os.write(self._master, view) :]
             except BlockingIOError:
+                # The pty is full (FIONREAD does not see all of it): overrun, as on a wire.
+                self.overruns += 1
+                self.abort_output()
                 await self._writable()
             except OSError as exc:
                 raise PortError(f"{self.description}: write failed: {exc}") from exc
+
+    def _stale(self, queued: int, size: int) -> bool:
+        """True if a telegram's worth is unread and the reader has taken nothing for a while."""
+        now = time.monotonic()
+        if queued < self._expected or queued == 0:
+            self._progress_at = now
+        return queued >= size and now - self._progress_at >= self.stale_after_s
 
     async def _writable(self) -> None:
         loop = asyncio.get_running_loop()
@@ -119,8 +153,13 @@ class PtySink:
             loop.remove_writer(self._master)
 
     def abort_output(self) -> None:
-        if self._slave >= 0:
+        if self._slave < 0:
+            return
+        try:
             termios.tcflush(self._slave, termios.TCIFLUSH)
+        except termios.error as exc:
+            log.warning("%s: cannot drop unread data: %s", self.description, exc)
+        self._expected = 0
 
     async def close(self) -> None:
         if self._master >= 0:

@@ -135,7 +135,7 @@ def _p1_services(twin: Twin) -> list[Service]:
             return {"raised": raised}
 
         twin.control.add_command("request", set_request)
-    return [Service("p1", service.run)]
+    return [Service("p1", service.run, heartbeat=lambda: service.heartbeat)]
 
 
 async def serve(twin: Twin) -> None:

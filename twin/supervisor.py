@@ -21,6 +21,8 @@ BACKOFF_START_S = 0.5
 BACKOFF_CAP_S = 30.0
 # A service that ran this long before failing starts its backoff from the beginning again.
 STABLE_AFTER_S = 60.0
+# A running service whose heartbeat is older than this is hung: the watchdog is withheld.
+HUNG_AFTER_S = 30.0
 
 
 @dataclass(slots=True)
@@ -29,6 +31,8 @@ class Service:
 
     name: str
     run: Callable[[], Awaitable[None]]
+    # time.monotonic() of the service's last progress, if it reports one.
+    heartbeat: Callable[[], float] | None = None
     restarts: int = 0
     last_error: str | None = None
     state: str = "starting"
@@ -36,6 +40,12 @@ class Service:
 
     def status(self) -> dict[str, object]:
         return {"state": self.state, "restarts": self.restarts, "last_error": self.last_error}
+
+    def hung(self, now: float) -> bool:
+        """Running, but no progress for HUNG_AFTER_S (a port in backoff is not hung)."""
+        if self.heartbeat is None or self.state != "running":
+            return False
+        return now - max(self.heartbeat(), self.started_at) > HUNG_AFTER_S
 
 
 def backoff_delay(
@@ -109,8 +119,11 @@ class Supervisor:
     async def _watchdog(self) -> None:
         interval = self._notifier.watchdog_interval_s or 1.0
         while True:
-            if self._alive():
-                self._notifier.notify("WATCHDOG=1")
-            else:
+            hung = [s.name for s in self.services if s.hung(time.monotonic())]
+            if not self._alive():
                 log.warning("metering core made no progress; withholding the watchdog ping")
+            elif hung:
+                log.warning("services %s made no progress; withholding the watchdog ping", hung)
+            else:
+                self._notifier.notify("WATCHDOG=1")
             await asyncio.sleep(interval)

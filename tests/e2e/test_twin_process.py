@@ -109,7 +109,8 @@ def state_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def twin(state_dir: Path) -> Iterator[RunningTwin]:
-    running = RunningTwin(state_dir, "--speed", "600", "--p1", "pty://p1")
+    # Speed 60: a 10 s slot is 167 ms of real time, wide enough for a loaded CI machine.
+    running = RunningTwin(state_dir, "--speed", "60", "--p1", "pty://p1")
     yield running
     if running.process.poll() is None:
         running.kill(signal.SIGKILL)

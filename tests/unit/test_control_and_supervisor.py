@@ -165,3 +165,17 @@ async def test_sd_notify_ready_watchdog_stopping(short_tmp: Path) -> None:
     assert "WATCHDOG=1" in messages
     assert messages[-1] == "STOPPING=1"
     assert Notifier("").enabled is False
+
+
+def test_a_hung_service_is_detected_but_one_in_backoff_is_not() -> None:
+    import time
+
+    beat = time.monotonic() - 100
+    service = Service("p1", lambda: asyncio.sleep(0), heartbeat=lambda: beat)
+    service.state, service.started_at = "running", beat
+    assert service.hung(time.monotonic())
+    service.state = "backoff"
+    assert not service.hung(time.monotonic())
+    fresh = Service("p1", lambda: asyncio.sleep(0), heartbeat=time.monotonic)
+    fresh.state = "running"
+    assert not fresh.hung(time.monotonic())

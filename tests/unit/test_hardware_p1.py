@@ -217,19 +217,46 @@ async def test_pty_refuses_to_replace_a_real_file(tmp_path: Path) -> None:
 
 
 async def test_pty_holds_no_old_data_without_a_reader(tmp_path: Path) -> None:
-    sink = PtySink(tmp_path / "p1")
+    # stale_after_s=0: a telegram's worth unread with no progress is dropped at once.
+    sink = PtySink(tmp_path / "p1", stale_after_s=0)
     await sink.open()
     try:
         for _ in range(200):  # far more than the pty can buffer: never blocks
             await asyncio.wait_for(sink.write(TELEGRAM), SAFETY_S)
         fd = os.open(tmp_path / "p1", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
         try:
-            assert queued_input(fd) < 2 * len(TELEGRAM)
+            assert queued_input(fd) <= len(TELEGRAM)  # at most the latest telegram
             sink.abort_output()
             assert queued_input(fd) == 0
         finally:
             os.close(fd)
     finally:
+        await sink.close()
+
+
+async def test_pty_overruns_instead_of_blocking(tmp_path: Path) -> None:
+    sink = PtySink(tmp_path / "p1", stale_after_s=3600)  # the reader is never deemed absent
+    await sink.open()
+    try:
+        for _ in range(200):  # about 300 kB, far more than a pty holds: never a block
+            await asyncio.wait_for(sink.write(TELEGRAM * 30), SAFETY_S)
+        assert (sink.stale_drops, sink.overruns > 0) == (0, True)
+    finally:
+        await sink.close()
+
+
+async def test_pty_reader_a_little_behind_keeps_its_data(tmp_path: Path) -> None:
+    sink = PtySink(tmp_path / "p1", stale_after_s=3600)
+    await sink.open()
+    fd = os.open(tmp_path / "p1", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        await sink.write(TELEGRAM)
+        head = await asyncio.to_thread(read_exactly, fd, 10)  # busy with the first bytes...
+        await sink.write(TELEGRAM)  # ...but it is reading, so nothing is dropped
+        rest = await asyncio.to_thread(read_exactly, fd, 2 * len(TELEGRAM) - 10)
+        assert head + rest == 2 * TELEGRAM
+    finally:
+        os.close(fd)
         await sink.close()
 
 

@@ -208,7 +208,7 @@ async def test_always_requested_and_missed_slots_are_skipped(
         await clock.advance(10)
         assert sent_at(await next_telegram(sink)) == at(10)
         await clock.advance(25)  # slots 20 and 30 are both due: one telegram, no burst
-        assert sent_at(await next_telegram(sink)) == at(35)
+        assert sent_at(await next_telegram(sink)) == at(30)  # stamped with its slot
         await settle()
         assert sink.written.empty()
         await clock.advance(5)
@@ -271,3 +271,35 @@ async def test_a_stuck_write_is_abandoned(
         assert service.status()["telegrams_timed_out"] == 1
         assert service.status()["telegrams_aborted"] == 0
         assert sink.aborts == 1
+
+
+async def test_a_slot_that_passed_during_a_slow_write_still_goes_out(
+    meter: Meter, clock: ManualClock
+) -> None:
+    sink = FakeSink(block=True)
+    service = make_service(meter, clock, sink, AlwaysRequested())
+    async with running(service):
+        await asyncio.wait_for(sink.started.get(), SAFETY_S)
+        await clock.advance(12)  # the first write is still going when slot 10 s comes
+        sink.gate.set()
+        assert sent_at(await next_telegram(sink)) == at(0)
+        assert sent_at(await next_telegram(sink)) == at(10)  # late, not skipped
+        await clock.advance(8)
+        assert sent_at(await next_telegram(sink)) == at(20)
+        assert service.status()["slots_missed"] == 0
+
+
+async def test_slots_more_than_an_interval_behind_are_skipped_and_counted(
+    meter: Meter, clock: ManualClock
+) -> None:
+    sink = FakeSink(block=True)
+    service = make_service(meter, clock, sink, AlwaysRequested())
+    async with running(service):
+        await asyncio.wait_for(sink.started.get(), SAFETY_S)
+        await clock.advance(25)  # slots 10 s and 20 s are due when the write ends
+        sink.gate.set()
+        assert sent_at(await next_telegram(sink)) == at(0)
+        assert sent_at(await next_telegram(sink)) == at(20)  # only the latest due slot
+        await settle()
+        assert sink.written.empty()
+        assert service.status()["slots_missed"] == 1

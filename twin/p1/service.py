@@ -3,13 +3,15 @@
 P1 §5.2: the first telegram goes out immediately when Request rises, then one every ten
 seconds (§4.5) until it falls; §4.3: transfer stops at once when Request drops, even in the
 middle of a telegram. The cadence runs on meter time, on a fixed grid from the rise, so a
-simulated clock keeps it; missed slots are skipped, never sent in a burst. A meter in a power
-failure is dead and sends nothing.
+simulated clock keeps it, and each telegram is stamped with its slot. A slot that passed during
+a slow send still goes out, late; when the service is further behind, only the latest due slot
+is sent, never a burst. A meter in a power failure is dead and sends nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -28,12 +30,15 @@ log = logging.getLogger(__name__)
 WRITE_TIMEOUT_S = 8.0
 # Real seconds between heartbeats while the service waits (for Request or the next slot).
 HEARTBEAT_S = 5.0
+# Real seconds before a slot at which its reading is taken and committed, so the commit's fsync
+# never sits between the slot and the first byte on the wire (bench/bench_p1_cadence.py).
+PREPARE_AHEAD_S = 0.05
 
 
 class MeterSource(Protocol):
     """What the service needs of `twin.metering.Meter`."""
 
-    def publish(self) -> MeterReading: ...
+    def publish(self, at: datetime | None = None) -> MeterReading: ...
 
     def is_powered(self) -> bool: ...
 
@@ -65,6 +70,7 @@ class P1Service:
         self.aborted = 0  # writes cut off because Request fell (P1 §4.3)
         self.timed_out = 0  # writes abandoned after WRITE_TIMEOUT_S
         self.unpowered = 0  # slots skipped during a power failure
+        self.missed = 0  # slots skipped because the service was more than a slot behind
         self.requests = 0  # rises of Request seen
         self.last_sent: datetime | None = None
 
@@ -79,6 +85,7 @@ class P1Service:
             "telegrams_aborted": self.aborted,
             "telegrams_timed_out": self.timed_out,
             "slots_unpowered": self.unpowered,
+            "slots_missed": self.missed,
             "requests": self.requests,
             "last_sent": self.last_sent.isoformat() if self.last_sent else None,
         }
@@ -114,20 +121,34 @@ class P1Service:
         slot = 0
         while True:
             self._beat()
+            due = rise + slot * self.interval
             if self.meter.is_powered():
-                await self._send(self.meter.publish())
+                # Commit before publish, but ahead of the slot: then wait for the slot itself.
+                reading = self.meter.publish(at=due)
+                await self.clock.sleep_until(due)
+                await self._send(reading, due)
             else:
                 self.unpowered += 1
-            slot = self._next_slot(rise, slot)
-            await self.clock.sleep_until(rise + slot * self.interval)
+            # A slot whose time passed during the send still goes out (late by less than an
+            # interval); when further behind, only the latest due slot is sent: no bursts.
+            following = max(slot + 1, self._slot_at(rise))
+            await self.clock.sleep_until(rise + following * self.interval - self._lead())
+            latest = max(following, self._slot_at(rise))
+            self.missed += latest - slot - 1
+            slot = latest
 
-    def _next_slot(self, rise: datetime, slot: int) -> int:
-        # The first grid point still ahead: slots missed by a slow write are skipped.
-        elapsed = (self.clock.now() - rise) / self.interval
-        return max(slot + 1, math.floor(elapsed) + 1)
+    def _lead(self) -> timedelta:
+        """How far ahead of a slot (in meter time) its reading is prepared."""
+        return min(timedelta(seconds=PREPARE_AHEAD_S * self.clock.speed), self.interval / 2)
 
-    async def _send(self, reading: MeterReading) -> None:
-        telegram = self.encoder.encode(reading)
+    def _slot_at(self, rise: datetime) -> int:
+        return math.floor((self.clock.now() - rise) / self.interval)
+
+    async def _send(self, reading: MeterReading, slot: datetime) -> None:
+        # The telegram carries the time of its slot, so stamps are exactly interval_s apart
+        # as on a real meter even when the event loop's latency is many meter seconds (a
+        # fast simulated clock). The registers are those of the slot (prepared just ahead).
+        telegram = self.encoder.encode(dataclasses.replace(reading, time=slot))
         try:
             async with asyncio.timeout(WRITE_TIMEOUT_S):
                 await self.sink.write(telegram)
@@ -144,7 +165,7 @@ class P1Service:
             self.aborted += 1
             raise
         self.sent += 1
-        self.last_sent = reading.time
+        self.last_sent = slot
 
     async def _race(self, *jobs: Coroutine[Any, Any, None]) -> None:
         """Run `jobs` until the first ends, beating the heartbeat meanwhile; cancel the rest.
