@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from twin.config import Config, LoadConfig, PvConfig
+from twin.config import Config, LoadConfig, P2Config, PvConfig
 from twin.meter.model import MeterModel
 from twin.meter.state import FailureRecord, MbusReading, MeterReading
 from twin.meter.tariff import Tariff
@@ -30,7 +30,10 @@ def amsterdam(*args: int) -> datetime:
 
 def steady_config(phases: int = 3, **kwargs: object) -> Config:
     """A household with no randomness in its power: no appliances, no PV (use an override)."""
-    config = Config(load=LoadConfig(appliances=False), pv=PvConfig(enabled=False))
+    # P2 off: the model's own gas stand-in delivers the hourly gas values.
+    config = Config(
+        load=LoadConfig(appliances=False), pv=PvConfig(enabled=False), p2=P2Config(enabled=False)
+    )
     return replace(config, meter=replace(config.meter, phases=phases), **kwargs)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,36 @@
+"""Communication session log 0-0:99.98.4 and comlog counters 0-1:94.31.7..10 (P3 §5.10, §8.7)."""
+
+from __future__ import annotations
+
+from dlms_cosem import time as dlms_time
+
+from tests.unit.p3.objects.conftest import Twin, advance, read, ref, write
+from twin.meter.events import EventLog
+from twin.p3.objects import values as v
+
+
+def test_a_session_is_logged_at_release_with_its_counters(twin: Twin) -> None:
+    advance(twin, 3600)
+    client = twin.management()
+    read(client, 3, "1-0:1.8.1", 2)  # 73
+    read(client, 3, "1-0:1.8.2", 2)  # 73
+    read(client, 3, "1-0:1.8.2", 3)  # scaler_unit of a register: 71
+    read(client, 7, "1-0:99.1.0", 2)  # 75
+    read(client, 4, "0-1:24.2.1", 2)  # 74
+    write(client, 1, "0-0:96.1.3", 2, v.encode(v.octets(b"x")))  # 71
+    twin.objects.get(1, ref(1, "0-0:96.1.1", 2), None)  # the service's own read: not counted
+    assert read(client, 1, "0-1:94.31.7", 2) == 2  # counters run during the session
+    assert read(client, 1, "0-1:94.31.9", 2) == 1
+    read(twin.public(), 1, "0-0:96.1.1", 2)  # the public client is not logged
+    assert twin.meter.store.events(EventLog.COMMUNICATION) == []
+    twin.objects.association_released()
+    log = read(twin.management(), 7, "0-0:99.98.4", 2)
+    assert [(row[1], row[2]) for row in log] == [(71, 0), (73, 2), (74, 1), (75, 1)]
+    when, _ = dlms_time.datetime_from_bytes(bytes(log[0][0]))
+    assert when == twin.meter.now()
+    assert read(twin.management(), 1, "0-1:94.31.7", 2) == 0  # reset at the release
+
+
+def test_no_entries_without_management_calls(twin: Twin) -> None:
+    twin.objects.association_released()
+    assert twin.meter.store.events(EventLog.COMMUNICATION) == []

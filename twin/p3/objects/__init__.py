@@ -1,0 +1,39 @@
+"""The DSMR 4.2.2 COSEM object model (P3 chapters 4-9) behind the P3 DLMS server core.
+
+`build_objects(meter, keys=..., mbus=..., modem=..., state_dir=...)` returns a `DsmrObjects`,
+the `twin.p3.interfaces.CosemObjects` the core calls. The Protocols other services implement
+are in `twin.p3.objects.ports`: `KeyService` (P3 service), `MbusPort` (P2 service),
+`ModemStatus` (GPRS).
+
+Layers: `values` (typed A-XDR values; encoding via gurux-dlms) -> `base` (rights per client,
+`CosemObject`) -> `registry` (lookup, rights checks, result codes) -> the object modules by
+spec chapter (`association`, `clock`, `abstract`, `tariff`, `profiles`, `electricity`,
+`mbus`, `comm`, `security`, `image`) -> `factory`.
+"""
+
+from __future__ import annotations
+
+from twin.p3.objects.factory import DsmrObjects, build_objects
+from twin.p3.objects.ports import (
+    KeyId,
+    KeyService,
+    MbusDevice,
+    MbusPort,
+    ModemStatus,
+    NetworkInfo,
+    PortResult,
+    WrappedKey,
+)
+
+__all__ = [
+    "DsmrObjects",
+    "KeyId",
+    "KeyService",
+    "MbusDevice",
+    "MbusPort",
+    "ModemStatus",
+    "NetworkInfo",
+    "PortResult",
+    "WrappedKey",
+    "build_objects",
+]

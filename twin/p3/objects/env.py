@@ -1,0 +1,33 @@
+"""What every object builder gets: the meter, the persisted attributes and the ports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from twin.meter.state import MeterReading
+from twin.metering import Meter
+from twin.p3.objects.comlog import ComLog
+from twin.p3.objects.ports import KeyService, MbusPort, ModemStatus
+from twin.p3.objects.simple import AttributeStore
+from twin.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Env:
+    meter: Meter
+    attrs: AttributeStore
+    keys: KeyService
+    mbus: MbusPort | None
+    modem: ModemStatus | None
+    state_dir: Path
+    comlog: ComLog
+
+    def reading(self) -> MeterReading:
+        """A committed snapshot (commit before publish, metering.py)."""
+        return self.meter.publish()
+
+    def store(self) -> Store:
+        """The store after everything up to now is committed (profiles, events)."""
+        self.meter.publish()
+        return self.meter.store

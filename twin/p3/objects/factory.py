@@ -1,0 +1,163 @@
+"""`build_objects`: the DSMR 4.2.2 object model of one meter, bound live to its `Meter`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from twin.meter.events import EventLog
+from twin.metering import Meter
+from twin.p3.cosem import AttributeRef, DataAccessResult, SelectiveAccess
+from twin.p3.interfaces import ActionOutcome
+from twin.p3.objects import abstract, comm, electricity, mbus, profiles, readout
+from twin.p3.objects.association import AssociationLN, sap_assignment
+from twin.p3.objects.base import CosemObject
+from twin.p3.objects.clock import Clock, time_shift_limit
+from twin.p3.objects.comlog import ComLog
+from twin.p3.objects.comm import CommunicationSettings
+from twin.p3.objects.env import Env
+from twin.p3.objects.image import ImageTransfer
+from twin.p3.objects.ports import KeyService, MbusPort, ModemStatus
+from twin.p3.objects.registry import ObjectRegistry
+from twin.p3.objects.security import SecuritySetup
+from twin.p3.objects.simple import AttributeStore, Stored
+from twin.p3.objects.tariff import tariff_objects
+
+
+class DsmrObjects:
+    """`CosemObjects` for the core, plus the hooks the P3 service calls.
+
+    - `tick()`: call about once a minute; activates a passive calendar whose
+      activate_passive_calendar_time has passed (P3 §5.4) even when no CS is connected.
+    - `association_released()`: call when an association ends (released, aborted or the
+      connection lost); logs the communication session (P3 §5.10) and completes a pending
+      firmware activation (P3 §5.12).
+    - `session()`: the per-connection `CosemObjects` to give each DlmsServer; it records the
+      management client's calls for the communication session log.
+    - `settings`: typed reads of the communication settings the CS writes (inactivity_time_out).
+    """
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.registry = ObjectRegistry([], env.meter.now)
+        self.settings = CommunicationSettings(env.attrs)
+        firmware = abstract.firmware_id(env)
+        self.calendar, tariff = tariff_objects(env)
+        self.image = ImageTransfer(env, firmware)
+        for obj in _objects(env, self.registry, firmware, tariff, self.image):
+            self.registry.add(obj)
+
+    def get(
+        self, client: int, ref: AttributeRef, access: SelectiveAccess | None
+    ) -> bytes | DataAccessResult:
+        self.tick()
+        return self.registry.get(client, ref, access)
+
+    def set(
+        self, client: int, ref: AttributeRef, access: SelectiveAccess | None, value: bytes
+    ) -> DataAccessResult:
+        self.tick()
+        return self.registry.set(client, ref, access, value)
+
+    def action(self, client: int, ref: AttributeRef, parameters: bytes | None) -> ActionOutcome:
+        self.tick()
+        return self.registry.action(client, ref, parameters)
+
+    def session(self) -> Session:
+        """The `CosemObjects` for one connection's DlmsServer: it records the management
+        client's calls for the communication session log (P3 §5.10)."""
+        return Session(self)
+
+    def tick(self) -> None:
+        self.calendar.activate_if_due(self.env.meter.now())
+
+    def association_released(self) -> None:
+        """The association ended (RLRQ, silent release or lost connection): log the
+        communication session (P3 §5.10) and complete a pending firmware activation (§5.12)."""
+        self.env.comlog.flush()
+        self.image.association_released()
+
+    def objects(self) -> Iterator[CosemObject]:
+        return iter(self.registry)
+
+
+class Session:
+    """Per-connection view of the object model that counts comlog codes; call `released()`
+    when the association ends (or the connection is lost)."""
+
+    def __init__(self, objects: DsmrObjects) -> None:
+        self.objects = objects
+        self.comlog = objects.env.comlog
+
+    def get(
+        self, client: int, ref: AttributeRef, access: SelectiveAccess | None
+    ) -> bytes | DataAccessResult:
+        self.comlog.record(client, ref)
+        return self.objects.get(client, ref, access)
+
+    def set(
+        self, client: int, ref: AttributeRef, access: SelectiveAccess | None, value: bytes
+    ) -> DataAccessResult:
+        self.comlog.record(client, ref, method=True)
+        return self.objects.set(client, ref, access, value)
+
+    def action(self, client: int, ref: AttributeRef, parameters: bytes | None) -> ActionOutcome:
+        self.comlog.record(client, ref, method=True)
+        return self.objects.action(client, ref, parameters)
+
+    def released(self) -> None:
+        self.objects.association_released()
+
+
+def _objects(
+    env: Env,
+    registry: ObjectRegistry,
+    firmware: Stored,
+    tariff: list[CosemObject],
+    image: ImageTransfer,
+) -> list[CosemObject]:
+    return [
+        # P3 chapter 5: abstract objects
+        sap_assignment(abstract.logical_device_name(env)),
+        AssociationLN(env, registry.visible),
+        SecuritySetup(env),
+        *abstract.identification(env, firmware),
+        Clock(env),
+        time_shift_limit(env),
+        *tariff,
+        electricity.tariff_indicator(env),
+        profiles.billing_profile(env),
+        *abstract.alarms(env),
+        *(profiles.event_log(env, log) for log in EventLog),
+        *profiles.event_code_objects(env),
+        profiles.power_failure_log(env),
+        *abstract.messages(env),
+        readout.p1_readout(env, lambda client, ref: registry.get(client, ref, None)),
+        image,
+        abstract.amr_status(env),
+        # chapter 6: electricity
+        *electricity.registers(env),
+        *electricity.counters(env),
+        *electricity.thresholds(env),
+        profiles.load_profile(env),
+        profiles.daily_profile(env),
+        # chapter 7: M-Bus; chapter 8: country specific; chapter 9 and §3.1: GPRS
+        *mbus.mbus_objects(env),
+        *abstract.country_specific(env),
+        *comm.setup_objects(env),
+        *comm.push_objects(env),
+        *comm.local_port_objects(env),
+    ]
+
+
+def build_objects(
+    meter: Meter,
+    *,
+    keys: KeyService,
+    mbus: MbusPort | None,
+    modem: ModemStatus | None,
+    state_dir: Path,
+) -> DsmrObjects:
+    """The object model of `meter` for the P3 DLMS server core (a `CosemObjects`)."""
+    env = Env(meter, AttributeStore(meter.store), keys, mbus, modem, state_dir, ComLog(meter))
+    return DsmrObjects(env)
