@@ -118,13 +118,20 @@ class Meter:
         self.commit()
         return result
 
-    def set_time(self, new: datetime) -> None:
-        """Set the meter clock (P3 clock object): events 4/5, CAD status, the offset persists."""
+    def set_time(self, new: datetime, *, event: bool = True) -> None:
+        """Set the meter clock (P3 clock object); the offset persists.
+
+        With `event` (a shift above the clock time shift limit): events 4/5 and the CAD status
+        bit. Without: the clock just moves (a small synchronisation, P3 §5.3).
+        """
         old = self.clock.now()
         self.model.advance(old)
         self.clock.set_now(new)
         self.store.put_setting(CLOCK_OFFSET_SETTING, self.clock.offset.total_seconds())
-        self.model.clock_adjusted(old, new)
+        if event:
+            self.model.clock_adjusted(old, new)
+        else:
+            self.model.clock_moved(new)
         self.commit()
 
     def is_powered(self) -> bool:

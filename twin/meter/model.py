@@ -344,6 +344,16 @@ class MeterModel:
         self._minute = None
         self.state.time = self.time
 
+    def clock_moved(self, new: datetime) -> None:
+        """A clock synchronisation within the time shift limit: no events, no status bits."""
+        self._ts = new.timestamp()
+        self._minute = None
+        self.state.time = self.time
+
+    def period_status(self, now: datetime) -> int:
+        """AMR profile status of the running 15-minute period (P3 §4.2.5, 0-0:96.10.2)."""
+        return self._status(now)
+
     def _log(self, when: datetime, code: int) -> None:
         self.outbox.events.append(Event.of(when, code))
 

@@ -4,12 +4,8 @@ configuration object, connection watchdog, comlog counters, firmware ids."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from twin.catalogue import BY_CODE
-from twin.clock import is_dst
 from twin.meter.events import EventCode
-from twin.meter.profiles import STATUS_DST
 from twin.p3.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request
 from twin.p3.objects.comlog import COUNTER_OBJECTS
@@ -128,12 +124,8 @@ def _log_when_cleared(env: Env, value: int, code: EventCode) -> None:
 
 
 def amr_status(env: Env) -> CosemObject:
-    """0-0:96.10.2 (P3 §4.2.5): the status flags of the running period (DST here)."""
-    return DataObject("0-0:96.10.2", "R/R/", lambda r: u8(amr_status_now(r.now)))
-
-
-def amr_status_now(now: datetime) -> int:
-    return STATUS_DST if is_dst(now) else 0
+    """0-0:96.10.2 (P3 §4.2.5): the status flags of the running period (PDN, CAD, DNV, DST)."""
+    return DataObject("0-0:96.10.2", "R/R/", lambda r: u8(env.meter.model.period_status(r.now)))
 
 
 def _comlog_counter(env: Env, code: EventCode) -> Getter:

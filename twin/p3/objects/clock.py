@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import ClassVar
 
 from twin.clock import is_dst
-from twin.metering import CLOCK_OFFSET_SETTING
 from twin.p3.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request
 from twin.p3.objects.env import Env
@@ -81,13 +80,8 @@ class Clock(CosemObject):
         4 (old time) and 5 (new time), CAD in the profile status (P3 §4.2.1, §4.2.5, §5.3).
         Up to the limit the clock moves without an event ("maximum allowed time shift without
         registration of a time shift event")."""
-        meter = self.env.meter
-        if abs((new - now).total_seconds()) > self.limit.get().integer():
-            meter.set_time(new)
-            return
-        meter.commit()  # registers up to the old time first (commit before publish)
-        meter.clock.set_now(new)
-        meter.store.put_setting(CLOCK_OFFSET_SETTING, meter.clock.offset.total_seconds())
+        beyond_limit = abs((new - now).total_seconds()) > self.limit.get().integer()
+        self.env.meter.set_time(new, event=beyond_limit)
 
     def write(self, index: int, value: Data, request: Request) -> None:
         if index == 2:
