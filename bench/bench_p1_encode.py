@@ -12,7 +12,7 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
-from twin.config import Config
+from twin.config import Config, P2Config
 from twin.meter.model import MeterModel
 from twin.metering import program_from_config
 from twin.p1.telegram import TelegramEncoder
@@ -22,7 +22,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=20_000)
     args = parser.parse_args()
-    config = Config()
+    # The gas stand-in (P2 off) puts the M-Bus lines in, as on a meter with a gas meter.
+    config = Config(p2=P2Config(enabled=False))
     start = datetime(2026, 6, 1, 10, tzinfo=UTC)
     model = MeterModel(
         config, random.Random(1), MeterModel.new_state(config, start), program_from_config(config)

@@ -104,6 +104,10 @@ def _port_services(twin: Twin) -> list[Service]:
         from twin.p3.wiring import p3_services
 
         services.extend(p3_services(twin))
+    if twin.config.display.device != "none":
+        from twin.display.wiring import display_services
+
+        services.extend(display_services(twin, twin.config.display))
     return services
 
 

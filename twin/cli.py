@@ -25,7 +25,7 @@ DEFAULT_STATE_DIR = "state"
 #   add_ctl_commands(ctl_sub)   sub-commands of "ctl"
 #   ctl_request(args)           the JSON request for one of its ctl commands, or None
 #   run(args)                   run one of its top-level commands (exit code), or None
-EXTENSIONS = ("twin.p2.cli", "twin.p3.cli")
+EXTENSIONS = ("twin.p2.cli", "twin.p3.cli", "twin.display.cli")
 
 
 def _extensions() -> list[Any]:
@@ -115,19 +115,17 @@ def _ctl_request(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_config(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
-    if args.speed is not None:
-        config = dataclasses.replace(
-            config, clock=config_from_mapping({"clock": {"speed": args.speed}}).clock
-        )
-    if args.p1 is not None:
-        p1 = config_from_mapping({"p1": {"endpoint": args.p1}}).p1
-        config = dataclasses.replace(
-            config, p1=dataclasses.replace(config.p1, endpoint=p1.endpoint)
-        )
-    if args.p3 is not None:
-        config = dataclasses.replace(
-            config, p3=config_from_mapping({"p3": {"endpoint": args.p3}}).p3
-        )
+    # Each option replaces one key of its section; the rest of the file's section stays.
+    overrides = (
+        ("clock", "speed", args.speed),
+        ("p1", "endpoint", args.p1),
+        ("p3", "endpoint", args.p3),
+    )
+    for section, key, value in overrides:
+        if value is not None:
+            checked = getattr(config_from_mapping({section: {key: value}}), section)
+            updated = dataclasses.replace(getattr(config, section), **{key: getattr(checked, key)})
+            config = dataclasses.replace(config, **{section: updated})
     return config
 
 
@@ -172,6 +170,12 @@ def _print_status(status: dict[str, Any]) -> None:
 def _ctl(args: argparse.Namespace) -> int:
     socket_path = (args.state_dir or default_state_dir()) / SOCKET_NAME
     result = asyncio.run(call(socket_path, _ctl_request(args)))
+    if args.ctl_command == "screenshot":
+        from twin.display.cli import save_screenshot
+
+        # Written by the CLI as the operator: the service user cannot write to their home.
+        print(save_screenshot(result, args.file))
+        return 0
     if args.ctl_command == "status" and not args.json:
         _print_status(result)
     else:

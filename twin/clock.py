@@ -24,6 +24,11 @@ class Clock(Protocol):
         """Meter seconds per real second."""
         ...
 
+    @property
+    def steps(self) -> int:
+        """How often the clock was set; waiters on the old time re-plan when it changes."""
+        ...
+
     def now(self) -> datetime:
         """The current meter time, timezone-aware UTC."""
         ...
@@ -54,6 +59,7 @@ class SystemClock:
     """The real wall clock (speed 1)."""
 
     speed = 1.0
+    steps = 0
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -77,6 +83,7 @@ class SimulatedClock:
         self._start = start.astimezone(UTC)
         self._speed = float(speed)
         self._anchor = time.monotonic()
+        self.steps = 0
 
     @property
     def speed(self) -> float:
@@ -104,6 +111,7 @@ class ManualClock:
     """
 
     speed = 1.0
+    steps = 0  # advancing a test clock is time passing, not a clock set
 
     def __init__(self, start: datetime) -> None:
         if start.tzinfo is None:
@@ -140,6 +148,8 @@ class OffsetClock:
     def __init__(self, base: Clock, offset_s: float = 0.0) -> None:
         self.base = base
         self.offset = timedelta(seconds=offset_s)
+        self.steps = 0  # how often the clock was set; a waiter that sees it change re-plans
+        self._stepped = asyncio.Event()
 
     @property
     def speed(self) -> float:
@@ -149,12 +159,26 @@ class OffsetClock:
         return self.base.now() + self.offset
 
     async def sleep_until(self, when: datetime) -> None:
-        # Re-check after waking: a clock set during the wait moves the deadline.
-        while self.now() < when:
-            await self.base.sleep_until(when - self.offset)
+        """Return once `when` is reached, or early when the clock is set meanwhile.
+
+        After a clock set the wait may be an hour too long or already over: the caller
+        compares `steps` and plans again (the P1 cadence restarts its grid).
+        """
+        steps = self.steps
+        while self.now() < when and self.steps == steps:
+            stepped = asyncio.ensure_future(self._stepped.wait())
+            sleeper = asyncio.ensure_future(self.base.sleep_until(when - self.offset))
+            try:
+                await asyncio.wait({stepped, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stepped.cancel()
+                sleeper.cancel()
 
     def set_now(self, when: datetime) -> timedelta:
-        """Make `now()` read `when`; returns the step (new minus old)."""
+        """Make `now()` read `when`; returns the step (new minus old) and wakes waiters."""
         step = when - self.now()
         self.offset += step
+        self.steps += 1
+        self._stepped.set()
+        self._stepped = asyncio.Event()
         return step

@@ -154,7 +154,26 @@ class GasConfig:
 
     enabled: bool = True
     channel: int = field(default=1, metadata=_between(1, 4))
-    equipment_id: str = field(default="G0099000000000019", metadata=_ascii(48))
+    # P2 §6.4.1: 17 characters; the last 8 digits are the M-Bus identification number (§4.2.2).
+    equipment_id: str = field(
+        default="G0099000000000019",
+        metadata=_rule(
+            lambda v: len(v) == 17 and all(32 <= ord(c) < 127 for c in v) and v[-8:].isdigit(),
+            "17 printable ASCII characters ending in 8 digits",
+        ),
+    )
+    # EN 13757-3 §5.6 manufacturer (FLAG) code in the M-Bus header.
+    manufacturer: str = field(
+        default="TWN", metadata=_rule(lambda v: re.fullmatch(r"[A-Z]{3}", v), "three capitals")
+    )
+    # P2 §6.5 Default key (unwraps new User keys); "" = generated once and kept in the store.
+    default_key: str = field(
+        default="",
+        metadata=_rule(
+            lambda v: v == "" or re.fullmatch(r"[0-9A-Fa-f]{32}", v),
+            "'' (generate and store one) or 32 hex digits",
+        ),
+    )
     start_m3: float = field(default=1234.567, metadata=_between(0, 99_999))
     # A DSMR 4.0 gas meter (VER 40, still reports a valve status block).
     dsmr40: bool = False
@@ -164,16 +183,25 @@ class GasConfig:
 class P2Config:
     """The wired M-Bus master (P2)."""
 
-    enabled: bool = False
+    enabled: bool = True
     # "simulated" (the gas-meter twin on an in-process bus), pty://LINK, or uart:///dev/ttyAMA0.
     bus: str = field(
         default="simulated",
-        metadata=_rule(lambda v: v == "simulated" or re.match(r"(pty|uart)://", v), "URL"),
+        metadata=_rule(lambda v: v == "simulated" or re.match(r"(pty|uart)://.", v), "URL"),
     )
     # BCM pin that switches M-Bus power on a HAT (packom: 26); -1 = none.
     bus_power_gpio: int = field(default=-1, metadata=_between(-1, 27))
     # Keep 2400 baud timing on a simulated bus.
     realtime: bool = False
+    # Drop our own frames heard back on a UART whose level converter echoes them.
+    echo: bool = False
+    # Seconds after each whole hour at which the devices are read (P2 §4.3; MAIN DSMR-M 4.5.6
+    # stores the value at 11 minutes past the hour).
+    read_delay_s: int = field(default=300, metadata=_between(0, 660))
+    # Installation mode after start-up: address 0 is scanned once a minute (P2 §8.3.1, 1 h).
+    install_window_s: int = field(default=3600, metadata=_between(0, 86_400))
+    # Key the simulated gas meter (whose Default key the twin knows) at installation.
+    auto_key: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,12 +241,55 @@ class P3Config:
     guek: str = field(default="", metadata=_hex_key(16))
     gak: str = field(default="", metadata=_hex_key(16))
     master_key: str = field(default="", metadata=_hex_key(16))
+    # GPRS operation mode (P3 §8.3): "" follows the configuration object 0-1:94.31.3 (factory
+    # always-on; the CS may write it), "always-on" or "triggered" force one.
+    gprs_mode: str = field(default="", metadata=_one_of("", "always-on", "triggered"))
+    # "I am here" destination HOST:PORT when push setup 0-2:25.9.0 has none (P3 §9.3).
+    push_destination: str = field(
+        default="",
+        metadata=_rule(lambda v: v == "" or re.fullmatch(r"\S+:\d{1,5}", v), "'' or HOST:PORT"),
+    )
+    # With an empty sender/caller list (0-0:2.3.0 / 0-0:2.2.0) accept any wake-up (lab meter).
+    wakeup_any_sender: bool = True
+    # Simulated modem: signal strength reported in 0-1:94.31.4 (P3 §8.4, GPRS CS DSMR-G 4.2.12).
+    signal_dbm: int = field(default=-71, metadata=_between(-128, 0))
 
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
     # Real seconds between register checkpoints (also taken before anything is published).
     checkpoint_interval_s: float = field(default=30.0, metadata=_between(0.1, 3600))
+
+
+@dataclass(frozen=True, slots=True)
+class DisplayConfig:
+    """The meter display (DSMR-M 4.3.35/4.3.36) and its scroll button."""
+
+    # "none", "simulated" (PNG frames under the state dir), "simulated:DIR",
+    # "ssd1306:BUS:ADDR" or "sh1106:BUS:ADDR" (luma.oled on I2C).
+    device: str = field(
+        default="simulated",
+        metadata=_rule(
+            lambda v: (
+                v in ("none", "simulated")
+                or re.fullmatch(
+                    r"simulated:.+|(ssd1306|sh1106):\d{1,2}:(0x[0-9a-fA-F]{1,2}|\d{1,3})", v
+                )
+            ),
+            "'none', 'simulated', 'simulated:DIR', 'ssd1306:BUS:ADDR' or 'sh1106:BUS:ADDR'",
+        ),
+    )
+    # "none", "simulated" (ctl button) or "gpio:N" (BCM pin, push-button to ground).
+    button: str = field(
+        default="simulated",
+        metadata=_rule(
+            lambda v: v in ("none", "simulated") or re.fullmatch(r"gpio:\d{1,2}", v),
+            "'none', 'simulated' or 'gpio:N'",
+        ),
+    )
+    scroll_s: float = field(default=10.0, metadata=_between(1, 3600))  # meter s per page
+    manual_hold_s: float = field(default=60.0, metadata=_between(1, 3600))  # meter s
+    refresh_s: float = field(default=5.0, metadata=_between(0.2, 20))  # real s
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +305,7 @@ class Config:
     p2: P2Config = P2Config()
     p3: P3Config = P3Config()
     store: StoreConfig = StoreConfig()
+    display: DisplayConfig = DisplayConfig()
 
 
 def load_config(path: Path | None) -> Config:

@@ -8,6 +8,7 @@ shown on P1, P3 or `ctl status` can come back lower after a crash.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from twin.meter.profiles import (
 from twin.meter.state import MeterState
 
 DATABASE = "meter.sqlite3"
+DATABASE_MODE = 0o640
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -98,6 +100,9 @@ class Store:
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
             path = state_dir / DATABASE
+            # The database holds keys: owner and group only. SQLite gives its -wal and -shm
+            # files the mode of the database file, so create that one with the right mode.
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, DATABASE_MODE))
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")

@@ -203,3 +203,15 @@ def test_bad_config_key_stops_start_up_with_a_clear_message(state_dir: Path) -> 
     assert result.returncode == 2
     assert "unknown key 'meter.phase'" in result.stderr
     assert not (state_dir / "meter.sqlite3").exists()  # nothing started
+
+
+def test_ctl_screenshot_saves_the_display_as_png(twin: RunningTwin) -> None:
+    from PIL import Image
+
+    twin.ctl("button", "--press", "long")  # service mode
+    path = twin.state_dir / "shot.png"
+    twin.ctl("screenshot", str(path))
+    with Image.open(path) as image:
+        assert image.size == (128, 64)
+        lit = bin(int.from_bytes(image.convert("1").tobytes(), "big")).count("1")
+        assert lit > 200  # flags, symbols and a register value are drawn

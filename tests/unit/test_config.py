@@ -46,7 +46,7 @@ request = "gpio:17"
     ("table", "message"),
     [
         ({"meter": {"phase": 3}}, "unknown key 'meter.phase' (meter allows: "),
-        ({"meterr": {}}, "unknown key 'meterr' (top level allows: clock, gas, load,"),
+        ({"meterr": {}}, "unknown key 'meterr' (top level allows: clock, display, gas,"),
         ({"meter": {"phases": 2}}, "'meter.phases' = 2 is not allowed: expected one of 1, 3"),
         ({"clock": {"speed": -1}}, "'clock.speed' = -1 is not allowed: expected a number from"),
         ({"clock": {"speed": "fast"}}, "'clock.speed' must be of type float"),
@@ -92,3 +92,21 @@ def test_the_documented_example_lists_every_key_with_its_default() -> None:
         # Optional keys without a default value are documented as comments.
         documented = set(table[section.name]) | ({"seed"} if section.name == "meter" else set())
         assert documented == keys, section.name
+
+
+def test_command_line_options_replace_only_their_key(tmp_path: Path) -> None:
+    import argparse
+
+    from twin.cli import _run_config
+
+    path = tmp_path / "twin.toml"
+    path.write_text(
+        '[p3]\nguek = "000102030405060708090a0b0c0d0e0f"\n'
+        '[clock]\nstart = "2026-01-01T00:00:00+00:00"\n'
+    )
+    args = argparse.Namespace(config=path, speed=60.0, p1=None, p3="tcp://127.0.0.1:4059")
+    config = _run_config(args)
+    assert config.p3.endpoint == "tcp://127.0.0.1:4059"
+    assert config.p3.guek == "000102030405060708090a0b0c0d0e0f"
+    assert config.clock.speed == 60.0
+    assert config.clock.start == "2026-01-01T00:00:00+00:00"

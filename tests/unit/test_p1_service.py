@@ -303,3 +303,23 @@ async def test_slots_more_than_an_interval_behind_are_skipped_and_counted(
         await settle()
         assert sink.written.empty()
         assert service.status()["slots_missed"] == 1
+
+
+async def test_a_meter_clock_set_back_restarts_the_cadence_at_the_new_time(
+    meter: Meter, clock: ManualClock
+) -> None:
+    from twin.clock import OffsetClock
+
+    meter_clock = OffsetClock(clock)
+    sink = FakeSink()
+    encoder = TelegramEncoder("TWN", "DSMR-TWIN-422")
+    service = P1Service(meter, encoder, sink, AlwaysRequested(), meter_clock, interval_s=10)
+    async with running(service):
+        first = await next_telegram(sink)
+        meter_clock.set_now(meter_clock.now() - timedelta(hours=1))  # a head end sets it back
+        second = await next_telegram(sink)  # at once on the new grid, not an hour later
+        await clock.advance(10)
+        third = await next_telegram(sink)
+    assert sent_at(first) == timestamp(START)
+    assert sent_at(second) == timestamp(START - timedelta(hours=1))
+    assert sent_at(third) == timestamp(START - timedelta(hours=1) + timedelta(seconds=10))

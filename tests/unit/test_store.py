@@ -147,3 +147,13 @@ def test_monthly_profile_keeps_13_months(tmp_path: Path) -> None:
     months = store.monthly_profile()
     assert len(months) == 13  # 0-0:98.1.0 keeps 13 months
     assert [m.energy_wh[0] for m in months] == list(range(2, 15))
+
+
+def test_database_is_not_world_readable(tmp_path: Path) -> None:
+    import stat
+
+    store = Store.open(tmp_path / "state")
+    store.put_setting("x", 1)
+    for name in ("meter.sqlite3", "meter.sqlite3-wal"):
+        mode = stat.S_IMODE((tmp_path / "state" / name).stat().st_mode)
+        assert mode & 0o007 == 0, name

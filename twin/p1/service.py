@@ -119,7 +119,11 @@ class P1Service:
     async def _cadence(self) -> None:
         rise = self.clock.now()
         slot = 0
+        steps = self.clock.steps
         while True:
+            if self.clock.steps != steps:
+                # The meter clock was set (P3): restart the grid at the new time, at once.
+                rise, slot, steps = self.clock.now(), 0, self.clock.steps
             self._beat()
             due = rise + slot * self.interval
             if self.meter.is_powered():
@@ -133,6 +137,8 @@ class P1Service:
             # interval); when further behind, only the latest due slot is sent: no bursts.
             following = max(slot + 1, self._slot_at(rise))
             await self.clock.sleep_until(rise + following * self.interval - self._lead())
+            if self.clock.steps != steps:
+                continue
             latest = max(following, self._slot_at(rise))
             self.missed += latest - slot - 1
             slot = latest

@@ -1,0 +1,149 @@
+"""The P3 key store: creation, configuration, key transfer, persistence, invocation counters."""
+
+from __future__ import annotations
+
+import json
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+
+from twin.cli import main
+from twin.config import P3Config
+from twin.p3.keys import COUNTER_SETTING, KeyStore, read_keys
+from twin.p3.objects.ports import KeyId, PortResult, WrappedKey
+from twin.store import Store
+
+MASTER = bytes(range(16))
+GUEK = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
+GAK = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
+CONFIGURED = P3Config(
+    system_title="4B464D1020000001", guek=GUEK.hex(), gak=GAK.hex(), master_key=MASTER.hex()
+)
+
+
+def reopen(path: Path, config: P3Config = CONFIGURED, block: int = 10) -> tuple[Store, KeyStore]:
+    store = Store.open(path)
+    return store, KeyStore(store, config, block=block)
+
+
+def test_generated_on_first_start_and_kept(tmp_path: Path) -> None:
+    store, keys = reopen(tmp_path, P3Config())
+    first = keys.material
+    assert len(first.system_title) == 8
+    assert len({first.guek, first.gak, first.master_key}) == 3
+    store.close()
+    store, again = reopen(tmp_path, P3Config())
+    assert again.material == first
+
+
+def test_configured_keys_are_used(tmp_path: Path) -> None:
+    _store, keys = reopen(tmp_path)
+    assert keys.material.system_title.hex() == "4b464d1020000001"
+    assert keys.keys().guek == GUEK
+    assert keys.keys().gak == GAK
+    assert keys.security_policy() == 3  # P3 §3.2.1
+
+
+def test_database_is_not_world_readable(tmp_path: Path) -> None:
+    _store, _keys = reopen(tmp_path)
+    for path in tmp_path.glob("meter.sqlite3*"):
+        assert stat.S_IMODE(path.stat().st_mode) & 0o007 == 0, path
+
+
+def test_global_key_transfer_applies_persists_and_survives_restart(tmp_path: Path) -> None:
+    store, keys = reopen(tmp_path)
+    new_guek, new_gak = bytes(range(100, 116)), bytes(range(200, 216))
+    result = keys.global_key_transfer(
+        [
+            WrappedKey(KeyId.AUTHENTICATION, aes_key_wrap(MASTER, new_gak)),
+            WrappedKey(KeyId.GLOBAL_UNICAST_ENCRYPTION, aes_key_wrap(MASTER, new_guek)),
+        ]
+    )
+    assert result is PortResult.SUCCESS
+    assert (keys.keys().guek, keys.keys().gak) == (new_guek, new_gak)
+    store.close()
+    # The configuration still names the old keys: the transferred ones win after a restart.
+    _store, again = reopen(tmp_path)
+    assert (again.keys().guek, again.keys().gak) == (new_guek, new_gak)
+
+
+def test_a_changed_configuration_replaces_the_stored_key(tmp_path: Path) -> None:
+    store, _keys = reopen(tmp_path)
+    store.close()
+    changed = replace(CONFIGURED, guek="11" * 16)
+    _store, keys = reopen(tmp_path, changed)
+    assert keys.keys().guek == bytes([0x11]) * 16
+    assert keys.keys().gak == GAK
+
+
+def test_key_transfer_is_all_or_nothing(tmp_path: Path) -> None:
+    _store, keys = reopen(tmp_path)
+    good = WrappedKey(KeyId.GLOBAL_UNICAST_ENCRYPTION, aes_key_wrap(MASTER, bytes(16)))
+    bad = WrappedKey(KeyId.AUTHENTICATION, aes_key_wrap(bytes(16), bytes(16)))  # other KEK
+    assert keys.global_key_transfer([good, bad]) is PortResult.TYPE_UNMATCHED
+    assert keys.global_key_transfer([WrappedKey(KeyId.AUTHENTICATION, b"short")]) == (
+        PortResult.TYPE_UNMATCHED
+    )
+    broadcast = WrappedKey(KeyId.GLOBAL_BROADCAST_ENCRYPTION, aes_key_wrap(MASTER, bytes(16)))
+    assert keys.global_key_transfer([broadcast]) is PortResult.OTHER_REASON
+    assert keys.global_key_transfer([]) is PortResult.TYPE_UNMATCHED
+    assert (keys.keys().guek, keys.keys().gak) == (GUEK, GAK)
+
+
+def test_security_policy_is_never_lowered(tmp_path: Path) -> None:
+    _store, keys = reopen(tmp_path)
+    assert keys.security_activate(1) is PortResult.DENIED
+    assert keys.security_activate(4) is PortResult.TYPE_UNMATCHED
+    assert keys.security_activate(3) is PortResult.SUCCESS
+    assert keys.security_policy() == 3
+
+
+def test_hls_secret_change(tmp_path: Path) -> None:
+    store, keys = reopen(tmp_path)
+    secret = bytes(range(32))
+    assert keys.change_hls_secret(aes_key_wrap(MASTER, secret)) is PortResult.SUCCESS
+    assert keys.change_hls_secret(aes_key_wrap(bytes(16), secret)) is PortResult.TYPE_UNMATCHED
+    store.close()
+    _store, again = reopen(tmp_path)
+    assert again.material.hls_secret == secret
+
+
+def test_invocation_counter_reserved_ahead_and_never_reused(tmp_path: Path) -> None:
+    store, keys = reopen(tmp_path, block=10)
+    used = [keys.counters.next_invocation_counter() for _ in range(15)]
+    # the limit of the running block is durable before its counters are used
+    assert used[0] == 1  # a new meter starts at 1 (clients require "higher than 0")
+    assert store.setting(COUNTER_SETTING) == 21
+    # "kill -9": no clean shutdown, a new process opens the same database
+    _store2, keys2 = reopen(tmp_path, block=10)
+    more = [keys2.counters.next_invocation_counter() for _ in range(3)]
+    assert more[0] == 21
+    seen = used + more
+    assert seen == sorted(set(seen))
+
+
+def test_counter_not_reset_by_a_key_change(tmp_path: Path) -> None:
+    """P3 §3.2.3 *allows* a reset to 0 after a GUEK change; the twin keeps counting so a
+    re-installed GUEK can never meet an IV it was used with before."""
+    _store, keys = reopen(tmp_path)
+    before = keys.counters.next_invocation_counter()
+    wrapped = WrappedKey(KeyId.GLOBAL_UNICAST_ENCRYPTION, aes_key_wrap(MASTER, bytes(16)))
+    assert keys.global_key_transfer([wrapped]) is PortResult.SUCCESS
+    assert keys.counters.next_invocation_counter() > before
+
+
+def test_keys_show_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "show", "--json", "--state-dir", str(tmp_path)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert set(shown) >= {"system_title", "guek", "gak", "master_key"}
+    store = Store.open(tmp_path)
+    material = read_keys(store)
+    assert material is not None
+    assert shown == material.public()
+    store.close()
+    # A second call reads the same keys and prints them as text too.
+    assert main(["keys", "show", "--state-dir", str(tmp_path)]) == 0
+    assert shown["guek"] in capsys.readouterr().out

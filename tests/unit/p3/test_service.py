@@ -1,0 +1,298 @@
+"""The asyncio P3 service on loopback against dlms-cosem 21.3.2 and gurux-dlms, and GPRS.
+
+Network timers run on a ManualClock (`net`): inactivity is tested by advancing it, never by
+sleeping. The object model is the small one of helpers.py (clock, 1-0:1.8.1, a message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from dlms_cosem import utils
+from dlms_cosem.clients.dlms_client import DataResultError
+from gurux_dlms.objects import GXDLMSClock, GXDLMSRegister
+
+from tests.support import amsterdam, steady_config
+from tests.unit.p3 import tcp_peers
+from tests.unit.p3.helpers import (
+    CLOCK_VALUE,
+    GAK,
+    GUEK,
+    SERVER_TITLE,
+    FakeObjects,
+)
+from twin.clock import ManualClock
+from twin.config import ConfigError, P3Config
+from twin.meter.events import EventCode, EventLog
+from twin.metering import Meter
+from twin.p3.cosem import AttributeRef, DataAccessResult, SelectiveAccess
+from twin.p3.gprs import GprsController, Mode
+from twin.p3.keys import KeyStore
+from twin.p3.objects.base import obis_bytes
+from twin.p3.service import P3Service
+from twin.p3.wiring import parse_endpoint
+from twin.store import Store
+
+START = amsterdam(2026, 11, 23, 12, 0)
+CLOCK = tcp_peers.attribute(8, "0-0:1.0.0", 2)
+ENERGY = tcp_peers.attribute(3, "1-0:1.8.1", 2)
+KEYS = P3Config(
+    system_title=SERVER_TITLE.hex(), guek=GUEK.hex(), gak=GAK.hex(), master_key="00" * 16
+)
+
+
+@dataclass
+class Objects(FakeObjects):
+    """FakeObjects plus settings the service and GPRS read (TCP-UDP setup, watchdog)."""
+
+    extra: dict[AttributeRef, bytes] = field(default_factory=dict)
+
+    def get(
+        self, client: int, ref: AttributeRef, access: SelectiveAccess | None
+    ) -> bytes | DataAccessResult:
+        if ref in self.extra:
+            return self.extra[ref]
+        return super().get(client, ref, access)
+
+
+INACTIVITY = AttributeRef(41, obis_bytes("0-0:25.0.0"), 6)
+WATCHDOG = AttributeRef(1, obis_bytes("0-1:94.31.2"), 2)
+
+
+@dataclass
+class Rig:
+    service: P3Service
+    meter: Meter
+    store: Store
+    objects: Objects
+    net: ManualClock
+    meter_clock: ManualClock
+
+    @property
+    def port(self) -> int:
+        return self.service.bound_port
+
+    def events(self, log: EventLog) -> list[int]:
+        return [e.code for e in self.store.events(log)]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    store = Store.open(tmp_path)
+    meter_clock = ManualClock(START)
+    meter = Meter(steady_config(), meter_clock, store, random.Random(1))
+    objects = Objects()
+    net = ManualClock(START)
+    keys = KeyStore(store, KEYS)
+    service = P3Service(meter, keys, objects, "127.0.0.1", 0, net_clock=net)
+    await service.start_listening()
+    yield Rig(service, meter, store, objects, net, meter_clock)
+    await service.stop_listening()
+    store.close()
+
+
+def management_session(port: int, ic: int = 1) -> tuple[bytes, int]:
+    client = tcp_peers.management_client(port, GUEK, GAK, invocation_counter=ic)
+    client.connect()
+    client.associate()
+    clock = utils.parse_as_dlms_data(client.get(CLOCK))
+    energy = utils.parse_as_dlms_data(client.get(ENERGY))
+    client.release_association()
+    client.disconnect()
+    return clock, energy
+
+
+async def test_management_session_over_tcp_logs_the_comlog_codes(rig: Rig) -> None:
+    clock, energy = await asyncio.to_thread(management_session, rig.port)
+    assert clock == CLOCK_VALUE
+    assert energy == 123456
+    await rig.service.wait_idle()
+    # P3 §5.10: entries at the release: 71 (clock read) and 73 (energy register value)
+    assert rig.events(EventLog.COMMUNICATION)[-2:] == [71, 73]
+    status = rig.service.status()
+    assert status["associations_by_client"] == {"1": 1}
+    assert status["last_contact"] is not None
+
+
+async def test_public_client_and_gurux_client(rig: Rig) -> None:
+    def public() -> None:
+        client = tcp_peers.public_client(rig.port)
+        client.connect()
+        client.associate()
+        assert utils.parse_as_dlms_data(client.get(CLOCK)) == CLOCK_VALUE
+        with pytest.raises(DataResultError, match="READ_WRITE_DENIED"):
+            client.get(ENERGY)  # P3 §2.1.1: no metering data for the public client
+        client.release_association()
+        client.disconnect()
+
+    def gurux() -> object:
+        peer = tcp_peers.gurux_management(rig.port, GUEK, GAK)
+        try:
+            peer.associate()
+            peer.read(GXDLMSClock("0.0.1.0.0.255"), 2)
+            value = peer.read(GXDLMSRegister("1.0.1.8.1.255"), 2)
+            assert peer.release() is False  # Gurux's RLRQ counter: silent release
+            return value
+        finally:
+            peer.close()
+
+    await asyncio.to_thread(public)
+    await rig.service.wait_idle()
+    assert await asyncio.to_thread(gurux) == 123456
+
+
+async def test_second_connection_is_refused_and_the_first_goes_on(rig: Rig) -> None:
+    client = tcp_peers.management_client(rig.port, GUEK, GAK)
+    await asyncio.to_thread(client.connect)
+    await asyncio.to_thread(client.associate)
+    second = await asyncio.to_thread(socket.create_connection, ("127.0.0.1", rig.port))
+    with second:
+        assert await asyncio.to_thread(tcp_peers.closed_by_peer, second)
+    assert utils.parse_as_dlms_data(await asyncio.to_thread(client.get, ENERGY)) == 123456
+    await asyncio.to_thread(client.release_association)
+    await asyncio.to_thread(client.disconnect)
+    assert rig.service.counters.refused == 1
+
+
+async def test_wrong_key_is_a_failed_login_and_the_next_session_works(rig: Rig) -> None:
+    def bad() -> None:
+        client = tcp_peers.management_client(rig.port, GUEK, bytes(16))
+        client.connect()
+        with pytest.raises(Exception):  # noqa: B017, PT011 - rejected AARE or failed HLS
+            client.associate()
+        client.disconnect()
+
+    await asyncio.to_thread(bad)
+    await rig.service.wait_idle()
+    assert EventCode.FAILED_LOGIN in rig.events(EventLog.FRAUD)  # P3 §4.2.1 event 46
+    clock, _energy = await asyncio.to_thread(management_session, rig.port, 500)
+    assert clock == CLOCK_VALUE
+
+
+async def test_garbage_never_stops_the_service(rig: Rig) -> None:
+    def garbage(data: bytes) -> None:
+        with socket.create_connection(("127.0.0.1", rig.port), timeout=5) as sock:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(5)
+            while sock.recv(4096):
+                pass
+
+    for data in (b"\xff" * 40, tcp_peers.wrap(b"\x60\x05\x01"), tcp_peers.wrap(b"", 16)):
+        await asyncio.to_thread(garbage, data)
+        await rig.service.wait_idle()
+    clock, _ = await asyncio.to_thread(management_session, rig.port)
+    assert clock == CLOCK_VALUE
+    assert rig.service.counters.errors == 0
+
+
+async def test_inactivity_time_out_closes_the_connection(rig: Rig) -> None:
+    rig.objects.extra[INACTIVITY] = b"\x12\x00\x3c"  # 60 s, written by the CS
+    sock = await asyncio.to_thread(socket.create_connection, ("127.0.0.1", rig.port))
+    with sock:
+        while rig.service.active is None:
+            await asyncio.sleep(0.01)
+        await rig.net.advance(59)
+        assert rig.service.active is not None
+        await rig.net.advance(2)
+        assert await asyncio.to_thread(tcp_peers.closed_by_peer, sock)
+    await rig.service.wait_idle()
+    assert rig.service.counters.inactivity_closes == 1
+
+
+# ---- GPRS ---------------------------------------------------------------------------------
+
+
+async def _eventually(check: object, attempts: int = 500) -> None:
+    for _ in range(attempts):
+        if callable(check) and check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+async def test_triggered_mode_wakeup_push_and_session(rig: Rig) -> None:
+    pushes: list[bytes] = []
+
+    async def cs(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pushes.append(await reader.read())
+        writer.close()
+
+    head_end = await asyncio.start_server(cs, "127.0.0.1", 0)
+    port = head_end.sockets[0].getsockname()[1]
+    await rig.service.stop_listening()
+    config = P3Config(gprs_mode="triggered", push_destination=f"127.0.0.1:{port}")
+    gprs = GprsController(
+        rig.service, config, meter_clock=rig.meter_clock, net_clock=rig.net, equipment_id="E0099"
+    )
+    runner = asyncio.create_task(gprs.run())
+    try:
+        await asyncio.sleep(0.05)
+        assert gprs.mode() is Mode.TRIGGERED
+        assert not rig.service.listening  # GPRS CS §3.1: offline until woken
+        assert gprs.wakeup("sms", "+31600000000")["accepted"]
+        await _eventually(lambda: rig.service.listening and pushes)
+        # P3 §9.3: equipment id ',' logical name of the trigger (message handler 0-0:2.3.0)
+        assert pushes == [b"E0099," + obis_bytes("0-0:2.3.0")]
+        clock, _ = await asyncio.to_thread(management_session, rig.service.bound_port)
+        assert clock == CLOCK_VALUE
+        await _eventually(lambda: not rig.service.listening)  # session over: offline again
+        assert gprs.status()["wakeup_sessions"] == 1
+        # a wake-up with no CS connection ends after inactivity_time_out
+        assert gprs.wakeup("csd", "+31600000001")["accepted"]
+        await _eventually(lambda: rig.service.listening)
+        await rig.net.advance(301)
+        await _eventually(lambda: not rig.service.listening)
+        assert pushes[-1] == b"E0099," + obis_bytes("0-0:2.2.0")
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        head_end.close()
+
+
+async def test_always_on_listens_and_the_watchdog_resets_the_modem(rig: Rig) -> None:
+    rig.objects.extra[WATCHDOG] = b"\x12\x00\x01"  # 1 hour (P3 §8.2)
+    gprs = GprsController(
+        rig.service, P3Config(), meter_clock=rig.meter_clock, net_clock=rig.net, equipment_id="E"
+    )
+    runner = asyncio.create_task(gprs.run())
+    try:
+        await _eventually(lambda: rig.service.listening)
+        assert gprs.mode() is Mode.ALWAYS_ON
+        assert gprs.wakeup("sms", "+31")["accepted"] is False
+        assert gprs.modem.network_info() is not None
+        await asyncio.sleep(0.05)  # the controller is waiting for its next round
+        await rig.meter_clock.advance(timedelta(hours=1, seconds=1).total_seconds())
+        await rig.net.advance(5)
+        await _eventually(lambda: gprs.modem.resets == 1)
+        await asyncio.sleep(0.05)
+        await rig.net.advance(5)
+        await _eventually(lambda: rig.service.listening)  # PDP context re-established
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        ("tcp://127.0.0.1:4059", ("127.0.0.1", 4059)),
+        ("tcp://0.0.0.0", ("0.0.0.0", 4059)),  # P3 §3: the default port
+        ("tcp://[::1]:14059", ("::1", 14059)),
+    ],
+)
+def test_endpoints(endpoint: str, expected: tuple[str, int]) -> None:
+    assert parse_endpoint(endpoint) == expected
+
+
+@pytest.mark.parametrize("endpoint", ["udp://1.2.3.4:4059", "tcp://:4059", "tcp://h:99999"])
+def test_bad_endpoints(endpoint: str) -> None:
+    with pytest.raises(ConfigError, match=r"p3\.endpoint"):
+        parse_endpoint(endpoint)

@@ -1,0 +1,268 @@
+"""The meter's P3 security material and its server invocation counter, durable in the store.
+
+What is kept (P3 §3.2, §5.1): the 8-byte server system title, the global unicast encryption
+key (GUEK), the authentication key (GAK/AK), the master key (KEK, only ever used to unwrap
+keys, RFC 3394 / security suite 0), the HLS secret (association method 2) and the security
+policy of security setup 0-0:43.0.0.
+
+Where it comes from: a key set in `[p3]` of the configuration is used on first start; an
+empty one is generated with `os.urandom` and stored. After that the store is the authority,
+because a head-end may have replaced a key with global_key_transfer and the replacement must
+survive a restart. A configured value that *changes* between starts is an operator's decision
+and wins again (the last configured values are remembered to tell the two apart).
+
+When new keys apply (P3 §5.1 footnote 4): "the ACK will be encrypted with the old key. The
+next message shall use the new key". The core reads `keys()` once per request, so installing
+at once in `global_key_transfer` gives exactly that.
+
+Server invocation counter (P3 §3.2.3 "Frame Counters", meter -> CS): +1 per frame, never
+reused under one key. It is reserved ahead in blocks (`BlockReservation`): the upper limit of
+a block is committed (SQLite, synchronous=FULL) before any counter of it is used, so a crash or
+kill -9 skips at most one block and never reuses one. The spec allows (does not require)
+resetting it to 0 after a GUEK change; this twin does not, because a GUEK may be re-installed
+(key rotation back to an older key) and a reset would then reuse IVs. It only wraps to 0 at
+2^32 as the spec says (done by BlockReservation).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from twin.config import P3Config
+from twin.p3.counters import BlockReservation
+from twin.p3.errors import LocalP3Error, SecurityError
+from twin.p3.objects.ports import KeyId, PortResult, WrappedKey
+from twin.p3.security import KEY_LENGTH, SYSTEM_TITLE_LENGTH, SecurityKeys, unwrap_key
+from twin.store import Store
+
+log = logging.getLogger(__name__)
+
+KEYS_SETTING = "p3_keys"
+COUNTER_SETTING = "p3_invocation_counter_limit"
+COUNTER_BLOCK = 1000
+# Blue Book class 64 security_policy (version 0): 0 none, 1 authenticated, 2 encrypted,
+# 3 authenticated and encrypted. P3 §3.2.1: 3 after commissioning, never lowered.
+MAX_POLICY = 3
+MIN_HLS_SECRET = 16  # P3 §5.1 footnote 3: at least as long as the master key
+DATABASE_MODE = 0o640  # state dir is 0750; keys must not be world-readable
+_SIDE_FILES = ("", "-wal", "-shm")
+
+
+class KeyStoreError(LocalP3Error):
+    """The stored key material is unusable (corrupted record, wrong lengths)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMaterial:
+    """Everything a head-end needs to talk to this meter, plus the meter's own secrets."""
+
+    system_title: bytes
+    guek: bytes
+    gak: bytes
+    master_key: bytes
+    hls_secret: bytes
+    policy: int = MAX_POLICY
+
+    def __post_init__(self) -> None:
+        if len(self.system_title) != SYSTEM_TITLE_LENGTH:
+            raise KeyStoreError("system title must be 8 bytes")
+        for name in ("guek", "gak", "master_key"):
+            if len(getattr(self, name)) != KEY_LENGTH:
+                raise KeyStoreError(f"{name} must be 16 bytes")
+        if len(self.hls_secret) < MIN_HLS_SECRET:
+            raise KeyStoreError("HLS secret shorter than 16 bytes")
+
+    def public(self) -> dict[str, str]:
+        """What `dsmr-twin keys show` prints (hex)."""
+        return {
+            "system_title": self.system_title.hex(),
+            "guek": self.guek.hex(),
+            "gak": self.gak.hex(),
+            "master_key": self.master_key.hex(),
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        return {**self.public(), "hls_secret": self.hls_secret.hex(), "policy": self.policy}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> KeyMaterial:
+        try:
+            return cls(
+                bytes.fromhex(record["system_title"]),
+                bytes.fromhex(record["guek"]),
+                bytes.fromhex(record["gak"]),
+                bytes.fromhex(record["master_key"]),
+                bytes.fromhex(record["hls_secret"]),
+                int(record["policy"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KeyStoreError(f"stored P3 keys are unusable: {exc}") from exc
+
+
+_CONFIGURABLE = ("system_title", "guek", "gak", "master_key")
+_LENGTHS = {"system_title": SYSTEM_TITLE_LENGTH, "guek": KEY_LENGTH, "gak": KEY_LENGTH}
+
+
+def protect_database(store: Store) -> None:
+    """Make the database and its WAL files owner/group-only (they hold the keys)."""
+    for suffix in _SIDE_FILES:
+        path = Path(f"{store.path}{suffix}")
+        try:
+            if path.stat().st_mode & 0o777 != DATABASE_MODE:
+                path.chmod(DATABASE_MODE)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            # Another user's file (an operator running `keys show`): the owner fixes it.
+            log.warning("cannot restrict %s to mode %o", path, DATABASE_MODE)
+
+
+def load_or_create(store: Store, config: P3Config) -> tuple[KeyMaterial, dict[str, str]]:
+    """The current key material (stored, else from config or generated; persisted) and the
+    configured values last applied (to recognise a deliberate configuration change)."""
+    protect_database(store)
+    saved = store.setting(KEYS_SETTING)
+    configured = {name: str(getattr(config, name)).lower() for name in _CONFIGURABLE}
+    if saved is None:
+
+        def value(name: str) -> bytes:
+            text = configured[name]
+            return bytes.fromhex(text) if text else os.urandom(_LENGTHS.get(name, KEY_LENGTH))
+
+        material = KeyMaterial(
+            value("system_title"),
+            value("guek"),
+            value("gak"),
+            value("master_key"),
+            os.urandom(MIN_HLS_SECRET),
+        )
+        seen = {name: value for name, value in configured.items() if value}
+        _save(store, material, seen)
+        log.info("P3 keys created for system title %s", material.system_title.hex())
+        return material, seen
+    material = KeyMaterial.from_record(saved)
+    seen = dict(saved.get("configured") or {})
+    changed = {
+        name: value for name, value in configured.items() if value and value != seen.get(name)
+    }
+    if changed:
+        material = _with(material, {k: bytes.fromhex(v) for k, v in changed.items()})
+        seen |= changed
+        _save(store, material, seen)
+        log.warning("P3 %s changed in the configuration; using it", ", ".join(sorted(changed)))
+    return material, seen
+
+
+def _with(material: KeyMaterial, keys: dict[str, bytes]) -> KeyMaterial:
+    """A copy with some of system_title / guek / gak / master_key replaced."""
+    return KeyMaterial(
+        keys.get("system_title", material.system_title),
+        keys.get("guek", material.guek),
+        keys.get("gak", material.gak),
+        keys.get("master_key", material.master_key),
+        material.hls_secret,
+        material.policy,
+    )
+
+
+def _save(store: Store, material: KeyMaterial, configured: dict[str, str]) -> None:
+    store.put_setting(KEYS_SETTING, {**material.to_record(), "configured": configured})
+    protect_database(store)
+
+
+def read_keys(store: Store) -> KeyMaterial | None:
+    """The stored keys without creating any (for tools)."""
+    saved = store.setting(KEYS_SETTING)
+    return None if saved is None else KeyMaterial.from_record(saved)
+
+
+class KeyStore:
+    """`KeyProvider` for the DLMS core and `KeyService` for security setup 0-0:43.0.0."""
+
+    def __init__(self, store: Store, config: P3Config, *, block: int = COUNTER_BLOCK) -> None:
+        self._store = store
+        self._material, self._configured = load_or_create(store, config)
+        self._client_title = b""
+        # A new meter starts at 1: clients keep "last counter seen = 0" and want a higher one
+        # (dlms-cosem does; P3 §3.2.3 "higher than in a previous message").
+        start = max(1, int(store.setting(COUNTER_SETTING) or 0))
+        self.counters = BlockReservation(start, self._persist_limit, block)
+
+    @property
+    def material(self) -> KeyMaterial:
+        return self._material
+
+    # ---- KeyProvider (core) ----------------------------------------------------------------
+    def keys(self) -> SecurityKeys:
+        return SecurityKeys(self._material.guek, self._material.gak)
+
+    # ---- counter persistence ---------------------------------------------------------------
+    def _persist_limit(self, limit: int) -> None:
+        # Durable before the first counter below `limit` is used (ARCHITECTURE.md layer 6).
+        self._store.put_setting(COUNTER_SETTING, limit)
+
+    def reserved_limit(self) -> int:
+        return int(self._store.setting(COUNTER_SETTING) or 0)
+
+    # ---- KeyService (object model) ---------------------------------------------------------
+    def security_policy(self) -> int:
+        return self._material.policy
+
+    def server_system_title(self) -> bytes:
+        return self._material.system_title
+
+    def client_system_title(self) -> bytes:
+        return self._client_title
+
+    def note_client_system_title(self, title: bytes) -> None:
+        """The service reports the calling-AP-title of the last ciphered association."""
+        self._client_title = bytes(title)
+
+    def security_activate(self, policy: int) -> PortResult:
+        # P3 §3.2.1: the policy can only be strengthened, never lowered.
+        if not 0 <= policy <= MAX_POLICY:
+            return PortResult.TYPE_UNMATCHED
+        if policy < self._material.policy:
+            return PortResult.DENIED
+        self._install(replace(self._material, policy=policy))
+        return PortResult.SUCCESS
+
+    def global_key_transfer(self, keys: Sequence[WrappedKey]) -> PortResult:
+        """Unwrap every key first, install all or none (P3 §5.1, Blue Book class 64 m. 2)."""
+        if not keys:
+            return PortResult.TYPE_UNMATCHED
+        new: dict[str, bytes] = {}
+        for item in keys:
+            if item.key_id is KeyId.GLOBAL_BROADCAST_ENCRYPTION:
+                # P3 §3.2.3 item 5: unicast global keys only; DSMR 4.2.2 has no broadcast.
+                return PortResult.OTHER_REASON
+            try:
+                key = unwrap_key(self._material.master_key, item.wrapped)
+            except SecurityError:
+                return PortResult.TYPE_UNMATCHED
+            if len(key) != KEY_LENGTH:
+                return PortResult.TYPE_UNMATCHED
+            new["guek" if item.key_id is KeyId.GLOBAL_UNICAST_ENCRYPTION else "gak"] = key
+        self._install(_with(self._material, new))
+        log.info("P3 %s replaced by global_key_transfer", ", ".join(sorted(new)))
+        return PortResult.SUCCESS
+
+    def change_hls_secret(self, wrapped: bytes) -> PortResult:
+        try:
+            secret = unwrap_key(self._material.master_key, wrapped)
+        except SecurityError:
+            return PortResult.TYPE_UNMATCHED
+        if len(secret) < MIN_HLS_SECRET:
+            return PortResult.TYPE_UNMATCHED
+        self._install(replace(self._material, hls_secret=secret))
+        return PortResult.SUCCESS
+
+    def _install(self, material: KeyMaterial) -> None:
+        # Persist first: an acknowledged key change must survive a crash (P3 §5.1).
+        _save(self._store, material, self._configured)
+        self._material = material

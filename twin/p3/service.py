@@ -1,0 +1,360 @@
+"""The P3 TCP service: asyncio glue around the sans-IO `DlmsServer` (ARCHITECTURE.md layer 4).
+
+- COSEM wrapper over TCP (P3 §3, default port 4059), one DLMS connection at a time:
+  `nb_of_sim_conn` = 1 (P3 Table 3-1). A second connection is closed at once, unanswered,
+  and the first one goes on undisturbed.
+- Inactivity: `inactivity_time_out` of TCP-UDP setup 0-0:25.0.0 (P3 Table 3-1, default 300 s;
+  0 = not supervised) closes a connection that received nothing for that long. It is a network
+  timer, so it runs on the injected network clock (real time in a running twin, whatever speed
+  the meter clock has; a ManualClock in tests).
+- Bookkeeping through the meter model (`meter.act`): fraud event 46 "failed login attempt" for
+  every failed HLS or undecipherable AARQ (P3 §4.2.1); at every AA release one communication
+  session log entry per detected comlog code (P3 §5.10 footnote 6, §4.2.2).
+- Bad bytes never crash anything: the core answers or releases silently; a core error closes
+  only that connection; the meter keeps metering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from twin.clock import Clock
+from twin.meter.events import EventCode
+from twin.meter.model import MeterModel
+from twin.metering import Meter
+from twin.p3.association import MANAGEMENT_CLIENT, ServerConfig, State
+from twin.p3.comlog import SessionRecorder
+from twin.p3.cosem import AttributeRef, DataAccessResult
+from twin.p3.errors import P3Error
+from twin.p3.events import (
+    Associated,
+    AuthenticationFailed,
+    CloseConnection,
+    Released,
+    ServerEvent,
+    Transmit,
+)
+from twin.p3.interfaces import CosemObjects, SpecFirstCounter
+from twin.p3.keys import KeyStore
+from twin.p3.objects.base import obis_bytes
+from twin.p3.objects.values import ValueTypeError, decode
+from twin.p3.server import DlmsServer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 4059  # P3 §3: "the standardized port number 4059"
+DEFAULT_INACTIVITY_S = 300  # P3 Table 3-1
+READ_CHUNK = 65536
+HEARTBEAT_S = 5.0
+ENDING_GRACE_S = 0.2  # real seconds a closing, unassociated connection gets
+TCP_UDP_SETUP = AttributeRef(41, obis_bytes("0-0:25.0.0"), 6)
+
+
+def _client_system_title(server: DlmsServer) -> bytes:
+    """The calling-AP-title of the AA (security setup attr 4). DlmsServer keeps its Session
+    private; a public accessor there would replace this look-up."""
+    session = getattr(server, "_session", None)
+    title = getattr(session, "client_system_title", b"")
+    return bytes(title) if isinstance(title, bytes) else b""
+
+
+def _log_all(model: MeterModel, now: datetime, codes: list[int]) -> None:
+    for code in codes:
+        model.log_event(now, code)
+
+
+class UrandomChallenges:
+    """StoC challenges for HLS (Green Book §9.2.7.4): fresh random bytes each time."""
+
+    def challenge(self, length: int) -> bytes:
+        return os.urandom(length)
+
+
+def read_setting(objects: CosemObjects, ref: AttributeRef) -> Any:
+    """An attribute as the management client reads it, decoded; None if unreadable."""
+    raw = objects.get(MANAGEMENT_CLIENT.sap, ref, None)
+    if isinstance(raw, DataAccessResult):
+        return None
+    try:
+        return decode(raw)
+    except ValueTypeError:
+        return None
+
+
+def inactivity_time_out_s(objects: CosemObjects) -> int:
+    """TCP-UDP setup 0-0:25.0.0 attribute 6 (long-unsigned seconds; default 300)."""
+    value = read_setting(objects, TCP_UDP_SETUP)
+    try:
+        return int(value.integer()) if value is not None else DEFAULT_INACTIVITY_S
+    except ValueTypeError:
+        return DEFAULT_INACTIVITY_S
+
+
+@dataclass(slots=True)
+class Counters:
+    """What `ctl status` shows of P3."""
+
+    connections: int = 0
+    refused: int = 0
+    associations: int = 0
+    auth_failures: int = 0
+    aborted: int = 0
+    inactivity_closes: int = 0
+    errors: int = 0
+    by_client: dict[int, int] = field(default_factory=dict)
+
+
+class Connection:
+    """One accepted TCP connection and its `DlmsServer`."""
+
+    def __init__(
+        self,
+        service: P3Service,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.service = service
+        self.reader = reader
+        self.writer = writer
+        self.peer = str(writer.get_extra_info("peername"))
+        self.since = service.net_clock.now()
+        self.last_activity = self.since
+        self.client: int | None = None
+        self.recorder = SessionRecorder(service.objects)
+        self.server = DlmsServer(
+            ServerConfig(service.keys.material.system_title),
+            self.recorder,
+            keys=service.keys,
+            counters=service.keys.counters,
+            challenges=service.challenges,
+            first_counter=SpecFirstCounter(),  # P3 §3.2.3: the first counter is not checked
+        )
+
+    async def serve(self) -> None:
+        watchdog = asyncio.create_task(self._inactivity(), name="dsmr-twin.p3.inactivity")
+        try:
+            while True:
+                try:
+                    data = await self.reader.read(READ_CHUNK)
+                except (ConnectionError, OSError) as exc:
+                    log.info("P3 connection %s lost: %s", self.peer, exc)
+                    break
+                if not data:
+                    break
+                self.last_activity = self.service.net_clock.now()
+                if not await self._apply(self._feed(data)):
+                    break
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+            await self._apply(self.server.connection_lost())
+            self._close()
+
+    def _feed(self, data: bytes) -> list[ServerEvent]:
+        try:
+            return self.server.receive_data(data)
+        except P3Error as exc:
+            # A core rule broken on our side (e.g. a counter store fault): drop this
+            # connection only; the listener and the meter go on.
+            self.service.counters.errors += 1
+            log.error("P3 core error on %s: %s", self.peer, exc)
+            return [CloseConnection(f"core error: {exc}")]
+
+    async def _apply(self, events: list[ServerEvent]) -> bool:
+        """Carry out the core's events; False once the connection must close."""
+        keep_open = True
+        for event in events:
+            if isinstance(event, Transmit):
+                self.writer.write(event.data)
+            elif isinstance(event, CloseConnection):
+                log.info("P3 closes %s: %s", self.peer, event.reason)
+                keep_open = False
+            else:
+                self.service.on_event(self, event)
+        if any(isinstance(e, Transmit) for e in events):
+            try:
+                await self.writer.drain()
+            except (ConnectionError, OSError):
+                return False
+        return keep_open
+
+    async def _inactivity(self) -> None:
+        clock = self.service.net_clock
+        while True:
+            timeout = self.service.inactivity_s()
+            if timeout <= 0:  # Blue Book class 41: 0 = inactivity not supervised
+                await clock.sleep_until(clock.now() + timedelta(seconds=HEARTBEAT_S))
+                continue
+            deadline = self.last_activity + timedelta(seconds=timeout)
+            if clock.now() >= deadline:
+                self.service.counters.inactivity_closes += 1
+                log.info("P3 connection %s inactive for %d s: closed", self.peer, timeout)
+                self._close()
+                return
+            await clock.sleep_until(deadline)
+
+    def _close(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+
+
+class P3Service:
+    """The P3 listener of one meter; GPRS decides when it listens (see `twin.p3.gprs`)."""
+
+    def __init__(
+        self,
+        meter: Meter,
+        keys: KeyStore,
+        objects: CosemObjects,
+        host: str,
+        port: int,
+        *,
+        net_clock: Clock,
+        challenges: UrandomChallenges | None = None,
+    ) -> None:
+        self.meter = meter
+        self.keys = keys
+        self.objects = objects
+        self.host = host
+        self.port = port
+        self.net_clock = net_clock
+        self.challenges = challenges or UrandomChallenges()
+        self.counters = Counters()
+        self.active: Connection | None = None
+        self.heartbeat = time.monotonic()
+        self.last_contact: datetime | None = None  # meter time of the last CS association
+        self.on_accept: list[Callable[[], None]] = []
+        self._server: asyncio.Server | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # ---- listener --------------------------------------------------------------------------
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    @property
+    def bound_port(self) -> int:
+        """The port actually bound (useful with port 0 in tests)."""
+        if self._server is None or not self._server.sockets:
+            return self.port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start_listening(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(self._accept, self.host, self.port)
+            log.info("P3 listening on %s:%d", self.host, self.bound_port)
+
+    async def stop_listening(self) -> None:
+        """Close the server socket; an active connection is closed too (PDP context gone)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        if self.active is not None:
+            self.active.writer.close()
+        await self.wait_idle()
+        await server.wait_closed()
+        log.info("P3 stopped listening")
+
+    @property
+    def idle(self) -> asyncio.Event:
+        """Set while no connection is active."""
+        return self._idle
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    def inactivity_s(self) -> int:
+        return inactivity_time_out_s(self.objects)
+
+    async def run(self) -> None:
+        """Always listening (used when there is no GPRS controller)."""
+        await self.start_listening()
+        try:
+            while True:
+                self.heartbeat = time.monotonic()
+                await asyncio.sleep(HEARTBEAT_S)
+        finally:
+            await self.stop_listening()
+
+    # ---- connections -----------------------------------------------------------------------
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.heartbeat = time.monotonic()
+        if self.active is not None and self.active.server.state is State.IDLE:
+            # A connection without an association may be one whose client just closed it
+            # (RLRE sent, FIN not yet read): let it end before judging the new one.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ENDING_GRACE_S):
+                    await self._idle.wait()
+        if self.active is not None:
+            # nb_of_sim_conn = 1 (P3 Table 3-1): refuse at once, unanswered.
+            self.counters.refused += 1
+            log.info("P3 refused a second connection from %s", writer.get_extra_info("peername"))
+            writer.close()
+            return
+        connection = Connection(self, reader, writer)
+        self.active = connection
+        self._idle.clear()
+        self.counters.connections += 1
+        for callback in self.on_accept:
+            callback()
+        try:
+            await connection.serve()
+        finally:
+            self.active = None
+            self._idle.set()
+
+    def on_event(self, connection: Connection, event: ServerEvent) -> None:
+        self.heartbeat = time.monotonic()
+        if isinstance(event, Associated):
+            connection.client = event.client
+            self.counters.associations += 1
+            self.counters.by_client[event.client] = self.counters.by_client.get(event.client, 0) + 1
+            if event.client == MANAGEMENT_CLIENT.sap:
+                self.last_contact = self.meter.clock.now()
+                title = _client_system_title(connection.server)
+                if title:
+                    self.keys.note_client_system_title(title)
+        elif isinstance(event, AuthenticationFailed):
+            self.counters.auth_failures += 1
+            log.warning("P3 failed login of client %d from %s", event.client, connection.peer)
+            # P3 §4.2.1: event 46 "failed login attempt" (fraud detection log).
+            self.meter.act(lambda m, now: m.log_event(now, EventCode.FAILED_LOGIN))
+        elif isinstance(event, Released):
+            if not event.graceful:
+                self.counters.aborted += 1
+            codes = connection.recorder.drain()
+            if codes:
+                # P3 §5.10 footnote 6: an entry per detected code at the release of the AA.
+                self.meter.act(lambda m, now: _log_all(m, now, [c for c, _n in codes]))
+
+    def status(self) -> dict[str, Any]:
+        c = self.counters
+        active = self.active
+        return {
+            "endpoint": f"tcp://{self.host}:{self.bound_port}",
+            "listening": self.listening,
+            "connections": c.connections,
+            "refused": c.refused,
+            "associations": c.associations,
+            "associations_by_client": {str(k): v for k, v in sorted(c.by_client.items())},
+            "failed_logins": c.auth_failures,
+            "aborted": c.aborted,
+            "inactivity_closes": c.inactivity_closes,
+            "errors": c.errors,
+            "active": None
+            if active is None
+            else {"peer": active.peer, "client": active.client, "since": active.since.isoformat()},
+            "last_contact": None if self.last_contact is None else self.last_contact.isoformat(),
+            "invocation_counter_reserved_to": self.keys.reserved_limit(),
+        }
