@@ -11,6 +11,7 @@ from twin.p3.objects.base import CosemObject, ObjectError, Request
 from twin.p3.objects.env import Env
 from twin.p3.objects.simple import Register, Stored
 from twin.p3.objects.values import (
+    CLOCK_STATUS_DST,
     Data,
     boolean,
     date_time,
@@ -22,7 +23,6 @@ from twin.p3.objects.values import (
     u8,
 )
 
-CLOCK_STATUS_DST = 0x80  # Blue Book clock_status bit 7: daylight saving active
 # Wildcarded date-times (Blue Book §4.1.6.1): year not specified, month, last day (0xFE),
 # Sunday (7), hh:00:00, hundredths/deviation not specified, status not specified.
 DST_BEGIN = bytes.fromhex("FFFF03FE07020000FF8000FF")  # last Sunday in March 02:00

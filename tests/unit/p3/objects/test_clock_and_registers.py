@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from dlms_cosem import time as dlms_time
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.unit.p3.objects.conftest import Twin, attr, gx_decode, read, ref, run, write
 from twin.meter.events import EventCode, EventLog
@@ -127,3 +129,40 @@ def test_tariff_indicator_and_amr_status(twin: Twin) -> None:
     run(twin.clock.set(datetime(2026, 11, 23, 22, 30, tzinfo=UTC)))
     assert bytes(read(client, 1, "0-0:96.14.0", 2)) == b"\x00\x01"
     assert read(twin.public(), 1, "0-0:96.10.2", 2) == 0
+
+
+def test_direct_date_time_encoding_equals_gurux() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime(2026, 3, 28, 22, 0, tzinfo=UTC)  # across the spring and autumn changes
+    for hours in (*range(0, 12), *range(5040, 5052)):
+        when = start + timedelta(hours=hours, seconds=hours * 7)
+        assert v.date_time(when) == v.gurux_date_time(when), when
+
+
+def _values() -> st.SearchStrategy[v.Data]:
+    leaves = st.one_of(
+        st.integers(0, 255).map(v.u8),
+        st.integers(0, 0xFFFF).map(v.u16),
+        st.integers(0, 0xFFFFFFFF).map(v.u32),
+        st.integers(-(2**31), 2**31 - 1).map(v.i32),
+        st.integers(-128, 127).map(v.i8),
+        st.binary(max_size=300).map(v.octets),
+        st.booleans().map(v.boolean),
+        st.integers(0, 255).map(v.enum_),
+    )
+    return st.recursive(
+        leaves,
+        lambda children: st.one_of(
+            st.lists(children, max_size=5).map(lambda xs: v.struct(*xs)),
+            st.lists(children, max_size=5).map(v.array),
+        ),
+        max_leaves=20,
+    )
+
+
+@given(_values())
+@settings(max_examples=200, deadline=None)
+def test_direct_encoding_equals_gurux(value: v.Data) -> None:
+    assert v.encode(value) == v.gurux_encode(value)
+    assert v.decode(v.encode(value)) == value
