@@ -1,17 +1,9 @@
-"""Wires the P2 (M-Bus) services into a running twin. Filled in by the P2 service layer."""
+"""Wires the P2 (M-Bus) services into a running twin (see `twin.p2.aio.wiring`).
 
-from __future__ import annotations
+`p2_services(twin)` is called by twin/app.py when `[p2] enabled`; `mbus_port(twin)` gives the
+P3 object model the M-Bus port (class 72 methods) of a built twin.
+"""
 
-import logging
-from typing import TYPE_CHECKING
+from twin.p2.aio.wiring import mbus_port, p2_services
 
-if TYPE_CHECKING:
-    from twin.app import Twin
-    from twin.supervisor import Service
-
-log = logging.getLogger(__name__)
-
-
-def p2_services(twin: Twin) -> list[Service]:
-    log.warning("P2 is configured but the M-Bus service is not built yet; nothing runs on P2")
-    return []
+__all__ = ["mbus_port", "p2_services"]

@@ -41,10 +41,12 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
 
 
 def _mbus_port(twin: Twin) -> MbusPort | None:
-    """The class 72 methods. The P2 service (twin.p2.wiring.mbus_port) does not implement
-    `twin.p3.objects.ports.MbusPort` yet (different signatures), so the M-Bus client setup
-    objects show what the meter model knows and their methods answer without a port."""
-    return None
+    """The class 72 methods go to the P2 service (wired before P3); None without P2."""
+    if not twin.config.p2.enabled:
+        return None
+    from twin.p2.wiring import mbus_port
+
+    return mbus_port(twin)
 
 
 def build_gprs(twin: Twin) -> GprsController:

@@ -1,0 +1,243 @@
+"""The gas-meter twin: a `GasMeterSlave` answering on an M-Bus link (P2 as the G meter sees it).
+
+Runs inside the twin on the simulated bus, or alone (`dsmr-twin gasmeter --port DEVICE`) on a
+serial device at 2400 8E1, where any M-Bus master can read it.
+
+- Volume: the household gas profile (`twin.meter.gas.litres_in_hour`), captured on every whole
+  UTC hour of the meter's own clock (P2 §6.1). Captures are brought up to date whenever a
+  frame arrives, so a read-out right after the hour always sees that hour's value.
+- Status bits (01 FD 17, P2 §6.3.3) the operator sets: battery low (bit 2), fraud attempt
+  (bit 6), and a clock drift that makes the next sync raise bit 5 (> 60 s, P2 §6.2.1).
+- Detach/attach: taken off the bus, the meter hears nothing and answers nothing (the E meter
+  logs 1x0 "communication error" at its next read-out and 1x1 once it answers again).
+- State (address, User key, frame counter, access number, register) is persisted in the store
+  before every answer leaves, so a restart never re-installs it and never reuses a counter
+  (P2 §5.2, §7.2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from hardware.mbus_link import MbusLink, response_timeout_s
+from twin.clock import Clock, floor_to
+from twin.meter.gas import litres_in_hour
+from twin.p2.persist import slave_from_json, slave_to_json
+from twin.p2.slave import GasMeterIdentity, GasMeterSlave, SlaveSnapshot
+from twin.p2.slave_events import (
+    AddressChanged,
+    ClockSynchronised,
+    Ignored,
+    KeyChanged,
+    SlaveEvent,
+    StatusCleared,
+)
+from twin.p2.values import Status
+
+log = logging.getLogger(__name__)
+
+STATE_SETTING = "p2.gasmeter"
+DEFAULT_KEY_SETTING = "p2.gasmeter.default_key"
+HOUR = timedelta(hours=1)
+MAX_CATCH_UP_HOURS = 24 * 366  # beyond a year away from the bus, only the time stamp moves
+
+
+class Settings(Protocol):
+    """What the gas meter needs of `twin.store.Store`."""
+
+    def setting(self, key: str) -> Any: ...
+
+    def put_setting(self, key: str, value: Any) -> None: ...
+
+
+def ident_from_equipment_id(equipment_id: str) -> int:
+    """P2 §4.2.2: the identification number is the last 8 digits of the serial number."""
+    match = re.search(r"(\d{1,8})$", equipment_id)
+    return int(match.group(1)) if match else 0
+
+
+def default_key(settings: Settings, configured: str) -> bytes:
+    """The configured Default key, or one generated once and kept in the store (P2 §6.5)."""
+    if configured:
+        return bytes.fromhex(configured)
+    stored = settings.setting(DEFAULT_KEY_SETTING)
+    if stored:
+        return bytes.fromhex(str(stored))
+    key = os.urandom(16)
+    settings.put_setting(DEFAULT_KEY_SETTING, key.hex())
+    return key
+
+
+class GasMeterTwin:
+    """A DSMR 4.x gas meter on one end of an M-Bus link."""
+
+    def __init__(
+        self,
+        identity: GasMeterIdentity,
+        link: MbusLink,
+        clock: Clock,
+        settings: Settings,
+        *,
+        rng: random.Random,
+        start_litres: float = 0.0,
+        address: int | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        self.identity = identity
+        self.link = link
+        self.clock = clock
+        self.settings = settings
+        self.rng = rng
+        self.timeout_s = response_timeout_s() if timeout_s is None else timeout_s
+        self.attached = True
+        self.litres = start_litres
+        self.slave = GasMeterSlave(identity, self._load(start_litres, address))
+        self.opened = False  # the link was opened at least once
+        self.frames = 0
+        self.answers = 0
+        self.heartbeat = time.monotonic()
+
+    # ------------------------------------------------------------------ persistence
+
+    def _load(self, start_litres: float, address: int | None) -> SlaveSnapshot:
+        saved = self.settings.setting(STATE_SETTING)
+        if saved and saved.get("equipment_id") == self.identity.equipment_id:
+            self.litres = float(saved["litres"])
+            self.attached = bool(saved["attached"])
+            snapshot = slave_from_json(saved["slave"])
+            if address is not None and snapshot.user_key is None:
+                snapshot = replace(snapshot, address=address)
+            return snapshot
+        if saved:
+            log.warning("stored gas-meter state belongs to another meter; starting afresh")
+        hour = floor_to(self.clock.now(), 3600)
+        return SlaveSnapshot(
+            address=address or 0,
+            access_number=os.urandom(1)[0],  # P2 §4.2.4: initialised to a random value
+            reading=(int(start_litres), hour),
+        )
+
+    def save(self) -> None:
+        """Persist the meter's state (called before every answer leaves)."""
+        self.settings.put_setting(
+            STATE_SETTING,
+            {
+                "equipment_id": self.identity.equipment_id,
+                "litres": self.litres,
+                "attached": self.attached,
+                "slave": slave_to_json(self.slave.snapshot),
+            },
+        )
+
+    # ------------------------------------------------------------------ the bus
+
+    async def run(self) -> None:
+        """Answer the bus until cancelled."""
+        await self.link.open()
+        self.opened = True
+        log.info("gas meter %s on %s", self.identity.equipment_id, self.link.description)
+        try:
+            while True:
+                data = await self.link.receive(self.timeout_s)
+                self.heartbeat = time.monotonic()
+                if not data:
+                    self.slave.timeout()  # the line went idle: drop any partial frame
+                    continue
+                if self.attached:
+                    await self._frame(data)
+        finally:
+            await self.link.close()
+
+    async def _frame(self, data: bytes) -> None:
+        reply = self.answer(data)
+        if reply:
+            await self.link.send(reply)
+
+    def answer(self, data: bytes) -> bytes:
+        """Process received bytes at the clock's time; the reply bytes (already persisted)."""
+        self.frames += 1
+        now = self.clock.now()
+        self.capture(now)
+        before = self.slave.snapshot
+        out = self.slave.receive(data, now)
+        self._note(out.events)
+        if out.reply or self.slave.snapshot != before:
+            self.save()  # durable before the answer (and its frame counter) leaves
+        if out.reply:
+            self.answers += 1
+        return out.reply
+
+    def _note(self, events: tuple[SlaveEvent, ...]) -> None:
+        for event in events:
+            if isinstance(event, AddressChanged | KeyChanged | StatusCleared):
+                log.info("gas meter: %s", event)
+            elif isinstance(event, ClockSynchronised):
+                log.info("gas meter clock set %s -> %s", event.old, event.new)
+            elif isinstance(event, Ignored):
+                log.debug("gas meter ignored a frame: %s", event.reason)
+
+    # ------------------------------------------------------------------ metering
+
+    def capture(self, now: datetime) -> None:
+        """Bring the hourly value up to the last whole UTC hour of the meter's clock."""
+        hour = floor_to(self.slave.clock(now), 3600)
+        reading = self.slave.snapshot.reading
+        last = reading[1] if reading else hour
+        if hour == last and reading is not None:
+            return
+        hours = int((hour - last) / HOUR)
+        for step in range(max(0, min(hours, MAX_CATCH_UP_HOURS)), 0, -1):
+            self.litres += litres_in_hour(hour - step * HOUR, self.rng)
+        # A clock set backwards only moves the time stamp: the register never runs back.
+        self.slave.update(int(self.litres), hour)
+
+    # ------------------------------------------------------------------ operator (ctl gas)
+
+    def set_battery_low(self, on: bool) -> None:
+        self.slave.set_status(Status.POWER_LOW, on)
+        self.save()
+
+    def set_fraud(self, on: bool) -> None:
+        self.slave.set_status(Status.FRAUD_ATTEMPT, on)
+        self.save()
+
+    def drift(self, seconds: float) -> None:
+        """Move the meter's own clock by `seconds` (a bad crystal)."""
+        self.slave.drift(timedelta(seconds=seconds))
+        self.save()
+
+    def set_attached(self, attached: bool) -> None:
+        """Put the meter on the bus or take it off."""
+        self.attached = attached
+        self.link.discard_input()
+        self.slave.timeout()
+        self.save()
+        log.info("gas meter %s the bus", "back on" if attached else "taken off")
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock.now()
+        self.capture(now)
+        snapshot = self.slave.snapshot
+        reading = snapshot.reading
+        return {
+            "equipment_id": self.identity.equipment_id,
+            "link": self.link.description,
+            "attached": self.attached,
+            "state": self.slave.state.value,
+            "address": snapshot.address,
+            "frame_counter": snapshot.frame_counter,
+            "status": snapshot.status,
+            "clock": self.slave.clock(now).isoformat(),
+            "litres": int(self.litres),
+            "capture": reading[1].isoformat() if reading else None,
+            "dsmr40": self.identity.dsmr40,
+            "frames": self.frames,
+            "answers": self.answers,
+        }

@@ -1,0 +1,165 @@
+"""Wires the P2 (M-Bus) services into a running twin.
+
+- `[p2] bus = "simulated"`: the master and the gas-meter twin share an in-process
+  `SimulatedBus`; the twin knows that meter's Default key, so (with `auto_key`) it keys it with
+  the User key it generates at installation and the bus runs mode 15 from the first hour.
+- `pty://LINK` / `uart:///dev/X`: only the master runs here; the gas meter is a real one or a
+  `dsmr-twin gasmeter` process on the other end, keyed over P3 or with `ctl mbus key`.
+
+Control commands: `mbus` (install, key, deinstall) and `gas` (the simulated gas meter).
+`mbus_port(twin)` gives the P3 object model the class 72 port.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from hardware.mbus_link import MbusLink, SimulatedBus, open_mbus_link
+from twin.control import ControlError
+from twin.p2.aio.gasmeter import GasMeterTwin, default_key, ident_from_equipment_id
+from twin.p2.aio.service import P2Service
+from twin.p2.errors import MbusError
+from twin.p2.headers import ShortId
+from twin.p2.port import P2MbusPort
+from twin.p2.slave_state import GasMeterIdentity
+
+if TYPE_CHECKING:
+    from twin.app import Twin
+    from twin.supervisor import Service
+
+log = logging.getLogger(__name__)
+
+# The M-Bus port of each built twin, for P3 (`mbus_port`): Twin has no slot for it.
+_PORTS: dict[int, P2MbusPort] = {}
+
+
+def mbus_port(twin: Twin) -> P2MbusPort | None:
+    """The `twin.p3.objects.ports.MbusPort` (class 72 methods) of `twin`, if P2 runs."""
+    return _PORTS.get(id(twin))
+
+
+def gas_identity(twin: Twin) -> GasMeterIdentity:
+    """The simulated gas meter's identity from `[gas]`."""
+    gas = twin.config.gas
+    return GasMeterIdentity(
+        ident=ident_from_equipment_id(gas.equipment_id),
+        manufacturer=gas.manufacturer,
+        equipment_id=gas.equipment_id,
+        default_key=default_key(twin.store, gas.default_key),
+        dsmr40=gas.dsmr40,
+    )
+
+
+def p2_services(twin: Twin) -> list[Service]:
+    from twin.supervisor import Service
+
+    p2 = twin.config.p2
+    gas: GasMeterTwin | None = None
+    link: MbusLink
+    if p2.bus == "simulated":
+        bus = SimulatedBus(realtime=p2.realtime)
+        link = bus.master_end()
+        if twin.config.gas.enabled:
+            gas = GasMeterTwin(
+                gas_identity(twin),
+                bus.slave_end("gas meter"),
+                twin.meter.clock.base,  # the gas meter has its own clock, not the E meter's
+                twin.store,
+                rng=random.Random(twin.config.meter.seed),
+                start_litres=twin.config.gas.start_m3 * 1000,
+            )
+    else:
+        link = open_mbus_link(p2.bus, twin.state_dir, echo=p2.echo, power_gpio=p2.bus_power_gpio)
+    known = gas.identity if gas is not None and p2.auto_key else None
+
+    def default_key_for(device: ShortId) -> bytes | None:
+        return known.default_key if known is not None and device == known.device else None
+
+    service = P2Service(
+        twin.meter,
+        link,
+        read_delay_s=p2.read_delay_s,
+        install_window_s=p2.install_window_s,
+        default_key_for=default_key_for,
+    )
+    if gas is not None and gas.attached and not p2.realtime:
+        service.discover(gas.answer)  # the instant bus: installed before P1's first telegram
+    _PORTS[id(twin)] = P2MbusPort(service)
+    twin.control.ports["p2"] = service.status
+    twin.control.add_command("mbus", _mbus_command(service))
+    twin.control.add_command("gas", _gas_command(gas))
+    services = [Service("p2", service.run)]
+    if gas is not None:
+        twin.control.ports["gasmeter"] = gas.status
+        services.append(Service("gasmeter", gas.run))
+    return services
+
+
+def _hex_key(request: Mapping[str, Any], name: str, required: bool) -> bytes | None:
+    value = request.get(name)
+    if value in (None, ""):
+        if required:
+            raise ControlError(f"{name!r} (32 hex digits) is required")
+        return None
+    try:
+        key = bytes.fromhex(str(value))
+    except ValueError as exc:
+        raise ControlError(f"{name!r} is not hex: {exc}") from exc
+    if len(key) != 16:
+        raise ControlError(f"{name!r} must be 32 hex digits")
+    return key
+
+
+def _mbus_command(service: P2Service) -> Any:
+    async def handle(request: Mapping[str, Any]) -> object:
+        action = request.get("action")
+        channel = request.get("channel", 1)
+        if not isinstance(channel, int) or isinstance(channel, bool):
+            raise ControlError("'channel' must be a number 1..4")
+        try:
+            if action == "install":
+                service.slave_install()
+            elif action == "deinstall":
+                service.slave_deinstall(channel)
+            elif action == "key":
+                default = _hex_key(request, "default_key", required=True)
+                assert default is not None
+                service.key_with_default(channel, default, _hex_key(request, "user_key", False))
+            else:
+                raise ControlError("'action' must be install, key or deinstall")
+        except MbusError as exc:
+            raise ControlError(str(exc)) from exc
+        return {"action": action, "channel": channel, "queued": True}
+
+    return handle
+
+
+def _gas_command(gas: GasMeterTwin | None) -> Any:
+    async def handle(request: Mapping[str, Any]) -> object:
+        if gas is None:
+            raise ControlError(
+                "no simulated gas meter here ([p2] bus is not 'simulated' or [gas] is off);"
+                " a `dsmr-twin gasmeter` process is controlled by stopping/starting it"
+            )
+        for name, setter in (("battery_low", gas.set_battery_low), ("fraud", gas.set_fraud)):
+            value = request.get(name)
+            if value is not None:
+                if not isinstance(value, bool):
+                    raise ControlError(f"{name!r} must be true or false")
+                setter(value)
+        drift = request.get("clock_drift_s")
+        if drift is not None:
+            if isinstance(drift, bool) or not isinstance(drift, int | float):
+                raise ControlError("'clock_drift_s' must be a number")
+            gas.drift(float(drift))
+        attached = request.get("attached")
+        if attached is not None:
+            if not isinstance(attached, bool):
+                raise ControlError("'attached' must be true or false")
+            gas.set_attached(attached)
+        return gas.status()
+
+    return handle
