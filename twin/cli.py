@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import importlib
 import json
 import logging
@@ -137,6 +138,10 @@ def _run(args: argparse.Namespace) -> int:
         print("configuration is valid")
         return 0
     twin = build(config, args.state_dir or default_state_dir())
+    # Everything built so far lives as long as the process: keep it out of the cyclic
+    # collector, so a full collection cannot stall the event loop at a P1 slot.
+    gc.collect()
+    gc.freeze()
     asyncio.run(serve(twin))
     return 0
 

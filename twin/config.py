@@ -251,7 +251,25 @@ class P3Config:
     )
     # With an empty sender/caller list (0-0:2.3.0 / 0-0:2.2.0) accept any wake-up (lab meter).
     wakeup_any_sender: bool = True
-    # Simulated modem: signal strength reported in 0-1:94.31.4 (P3 §8.4, GPRS CS DSMR-G 4.2.12).
+    # The GPRS/LTE modem (hardware/modem.py): "none", "simulated" (hardware/modem_sim.py on a pty
+    # in the state directory, driven through the AT driver) or the AT tty of a real modem.
+    modem: str = field(
+        default="simulated",
+        metadata=_rule(
+            lambda v: v in {"none", "simulated"} or re.fullmatch(r"/dev/\S+", v),
+            "'none', 'simulated' or a device path such as /dev/ttyUSB2",
+        ),
+    )
+    # PDP context over AT (27.007 +CGDCONT/+CGACT; 3GPP TS 23.003 §9.1: at most 100 octets);
+    # "" = the OS dials (pppd / ModemManager), except that the simulated modem uses a lab APN.
+    apn: str = field(
+        default="",
+        metadata=_rule(
+            lambda v: len(v) <= 100 and v.isascii() and '"' not in v and v.isprintable(),
+            "'' or up to 100 printable ASCII characters without '\"'",
+        ),
+    )
+    # The simulated modem's initial signal strength (+CSQ; 0-1:94.31.4, DSMR-G 4.2.12).
     signal_dbm: int = field(default=-71, metadata=_between(-128, 0))
 
 

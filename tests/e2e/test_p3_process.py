@@ -462,12 +462,18 @@ def test_triggered_mode_sms_wakeup_push_and_session() -> None:
             assert message == b"E0099000000000018," + obis_bytes("0-0:2.3.0")
             with Session(twin) as client:
                 assert len(value(client, 8, "0-0:1.0.0", 2)) == 12
+                # P3 §8.4 from the simulated modem's +CSQ/+COPS (signal_dbm -71, test PLMN)
+                assert value(client, 1, "0-1:94.31.4", 2) == [-71, 1, bytearray(b"00101")]
             deadline = time.monotonic() + 10
             while twin._up(listening=True):  # session over: socket and PDP context closed
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
             status = twin.p3_status()
             assert (status["gprs_mode"], status["wakeup_sessions"]) == ("triggered", 1)
+            # the wake-up came through the AT dialogue of the simulated modem (+CMTI, AT+CMGR)
+            modem = twin.status()["ports"]["modem"]
+            assert (modem["simulated"], modem["up"], modem["pdp_active"]) == (True, True, False)
+            assert modem["recent_wakeups"][-1]["sender"] == "+31612345678"
         finally:
             twin.stop(signal.SIGKILL)
 

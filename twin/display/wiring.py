@@ -40,7 +40,7 @@ class _Network(Protocol):
 
 
 class NetworkSource(Protocol):
-    """What the display needs of the P3 modem (twin.p3.gprs.SimulatedModem and the like)."""
+    """What the display needs of the P3 modem (twin.p3.modem_service.ModemService)."""
 
     def network_info(self) -> _Network | None:
         """None while the module is not attached to the network."""
@@ -59,7 +59,14 @@ def modem_status(modem: NetworkSource, self_check_ok: bool = True) -> StatusProv
 
 
 def default_status(twin: Twin) -> StatusProvider:
-    """Until the P3 modem reports its state: attached when P3 is served, signal unknown."""
+    """The P3 modem's state when there is one (P3 is wired before the display); without a
+    modem (p3.modem = "none"): attached when P3 is served, signal unknown."""
+    if twin.config.p3.endpoint:
+        from twin.p3.wiring import modem_source
+
+        modem = modem_source(twin)
+        if modem is not None:
+            return modem_status(modem)
     status = ModuleStatus(comm_attached=bool(twin.config.p3.endpoint), signal_level=None)
     return lambda: status
 

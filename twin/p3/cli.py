@@ -4,7 +4,9 @@
   (system title, GUEK, GAK, master key) from the store; the twin need not run. On a state
   directory without keys they are created (from the configuration or at random) and stored,
   exactly as the first start of the twin would.
-- `dsmr-twin ctl wakeup --sms SENDER | --csd CALLER`: a GPRS wake-up (triggered mode).
+- `dsmr-twin ctl wakeup --sms SENDER | --csd CALLER`: a GPRS wake-up (triggered mode), received
+  by the simulated modem and read through its AT dialogue (twin/p3/modem_service.py); an error
+  when p3.modem is a real modem (send it a real SMS or call) or "none".
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ def add_commands(commands: Any) -> None:
 
 
 def add_ctl_commands(ctl: Any) -> None:
-    wakeup = ctl.add_parser("wakeup", help="wake a triggered GPRS meter by SMS or CSD call")
+    wakeup = ctl.add_parser(
+        "wakeup", help="wake a triggered GPRS meter by SMS or CSD call (simulated modem)"
+    )
     who = wakeup.add_mutually_exclusive_group(required=True)
     who.add_argument("--sms", metavar="SENDER", help="an empty SMS from SENDER")
     who.add_argument("--csd", metavar="CALLER", help="a CSD call from CALLER (rejected)")

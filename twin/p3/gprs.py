@@ -1,4 +1,4 @@
-"""GPRS behaviour of the P3 communication unit, on a simulated modem (DSMR GPRS CS §3, P3 §8-9).
+"""GPRS behaviour of the P3 communication unit (DSMR GPRS CS §3, P3 §8-9).
 
 - Always-on (configuration object 0-1:94.31.3 GPRS_operation_mode 1): the PDP context stays up
   and the DLMS server socket listens all the time (GPRS CS §3.1).
@@ -15,7 +15,9 @@
   modem (PDP context and listener re-established). Measured on the meter clock.
 - The modem's signal and network feed GPRS network information 0-1:94.31.4 (`ModemStatus`).
 
-The real AT modem (hardware/modem.py) can later stand behind the same `SimulatedModem` role.
+The modem is a `GprsModem`: twin/p3/modem_service.py's `ModemService` (the AT driver on a real
+modem or on the simulator; wake-ups reach `wakeup()` from its SMS and call indications), or
+`NoModem` when p3.modem = "none" (no network information; the OS's network carries P3).
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from twin.clock import Clock
 from twin.config import P3Config
 from twin.p3.cosem import AttributeRef
 from twin.p3.objects.base import obis_bytes
-from twin.p3.objects.ports import NetworkInfo
+from twin.p3.objects.ports import ModemStatus, NetworkInfo
 from twin.p3.objects.values import Data, Tag, ValueTypeError
 from twin.p3.service import HEARTBEAT_S, P3Service, read_setting
 
@@ -64,21 +66,44 @@ class WakeupRefusedError(ValueError):
     """A wake-up that the meter ignores (unknown sender, not in triggered mode)."""
 
 
-@dataclass(slots=True)
-class SimulatedModem:
-    """A modem that is always registered; signal and network as configured (P3 §8.4)."""
+class GprsModem(ModemStatus, Protocol):
+    """What the controller drives: the PDP context (GPRS CS §3 steps 1 and 7) and resets."""
 
-    signal_dbm: int = -71
-    base_stations: int = 3
-    network_id: bytes = b"20408"
-    attached: bool = True
+    @property
+    def pdp_active(self) -> bool: ...
+
+    @property
+    def resets(self) -> int: ...
+
+    async def connect(self) -> None:
+        """PDP context up; never raises (a modem that is down catches up later)."""
+        ...
+
+    async def disconnect(self) -> None: ...
+
+    def reset(self) -> None:
+        """The connection watchdog's modem reset (P3 §8.2)."""
+        ...
+
+
+@dataclass(slots=True)
+class NoModem:
+    """p3.modem = "none": no modem to report (0-1:94.31.4 says no network); only state."""
+
     pdp_active: bool = False
     resets: int = 0
 
     def network_info(self) -> NetworkInfo | None:
-        if not self.attached:
-            return None
-        return NetworkInfo(self.signal_dbm, self.base_stations, self.network_id)
+        return None
+
+    async def connect(self) -> None:
+        self.pdp_active = True
+
+    async def disconnect(self) -> None:
+        self.pdp_active = False
+
+    def reset(self) -> None:
+        self.resets += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,14 +135,14 @@ class GprsController:
         meter_clock: Clock,
         net_clock: Clock,
         equipment_id: str,
-        modem: SimulatedModem | None = None,
+        modem: GprsModem | None = None,
     ) -> None:
         self.p3 = p3
         self.config = config
         self.meter_clock = meter_clock
         self.net_clock = net_clock
         self.equipment_id = equipment_id
-        self.modem = modem or SimulatedModem()
+        self.modem: GprsModem = modem or NoModem()
         self.wakeups: asyncio.Queue[Wakeup] = asyncio.Queue()
         self.pushes_sent = 0
         self.push_failures = 0
@@ -155,7 +180,7 @@ class GprsController:
 
     # ---- ctl --------------------------------------------------------------------------------
     def wakeup(self, kind: str, sender: str) -> dict[str, Any]:
-        """An SMS or CSD call arrives at the modem (injected through ctl)."""
+        """An SMS or CSD call arrived at the modem (forwarded by the modem service)."""
         if kind not in SENDERS:
             raise WakeupRefusedError(f"wake-up kind {kind!r} is not sms or csd")
         wakeup = Wakeup(kind, sender)
@@ -200,13 +225,12 @@ class GprsController:
                 self.wakeups.put_nowait(getter.result())
 
     async def _online(self) -> None:
-        if not self.modem.pdp_active:
-            self.modem.pdp_active = True
+        await self.modem.connect()  # no AT traffic when the context is already up
         await self.p3.start_listening()
 
     async def _offline(self) -> None:
         await self.p3.stop_listening()
-        self.modem.pdp_active = False
+        await self.modem.disconnect()
 
     async def _check_watchdog(self) -> None:
         hours = self.watchdog_hours()
@@ -216,7 +240,7 @@ class GprsController:
         if self.meter_clock.now() - last >= timedelta(hours=hours):
             # P3 §8.2: "the modem is reset after a defined period of no contact with the CS".
             log.warning("GPRS connection watchdog: no CS contact for %d h, modem reset", hours)
-            self.modem.resets += 1
+            self.modem.reset()
             await self._offline()
             self._contact_epoch = self.meter_clock.now()
             self.p3.last_contact = None

@@ -1,22 +1,26 @@
 """Wires the P3 (DLMS/COSEM over GPRS) service into a running twin.
 
 `p3_services(twin)` is called by twin/app.py when `[p3] endpoint` is set: it opens the key
-store, builds the object model (`twin.p3.objects.build_objects`), the TCP service and the
-GPRS controller, registers `ctl wakeup` and the "p3" status, and returns one supervised
-service "p3".
+store, builds the modem service (p3.modem: twin/p3/modem_service.py), the object model
+(`twin.p3.objects.build_objects`), the TCP service and the GPRS controller, registers
+`ctl wakeup` and the "p3" and "modem" status, and returns the supervised services "p3" and
+(unless p3.modem = "none") "modem". `modem_source(twin)` hands the modem to the display.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twin.clock import SystemClock
 from twin.config import ConfigError
 from twin.control import ControlError
-from twin.p3.gprs import GprsController, SimulatedModem, WakeupRefusedError
+from twin.p3.gprs import SENDERS, GprsController, GprsModem, NoModem
 from twin.p3.keys import KeyStore
+from twin.p3.modem_service import ModemService, ModemUnavailableError, open_modem_service
 from twin.p3.service import DEFAULT_PORT, P3Service
 from twin.supervisor import Service
 
@@ -25,6 +29,10 @@ if TYPE_CHECKING:
     from twin.p3.objects.ports import MbusPort
 
 log = logging.getLogger(__name__)
+
+# The modem service of the twin in each state directory (one twin per directory: its control
+# socket lives there), for the display wired after P3 (twin/display/wiring.py).
+_MODEMS: weakref.WeakValueDictionary[Path, ModemService] = weakref.WeakValueDictionary()
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
@@ -49,13 +57,17 @@ def _mbus_port(twin: Twin) -> MbusPort | None:
     return mbus_port(twin)
 
 
-def build_gprs(twin: Twin) -> GprsController:
+def modem_source(twin: Twin) -> ModemService | None:
+    """The running twin's modem service (None without P3 or with p3.modem = "none")."""
+    return _MODEMS.get(twin.state_dir)
+
+
+def build_gprs(twin: Twin, modem: GprsModem) -> GprsController:
     from twin.p3.objects import build_objects
 
     config = twin.config.p3
     host, port = parse_endpoint(config.endpoint)
     keys = KeyStore(twin.store, config)
-    modem = SimulatedModem(signal_dbm=config.signal_dbm)
     objects = build_objects(
         twin.meter, keys=keys, mbus=_mbus_port(twin), modem=modem, state_dir=twin.state_dir
     )
@@ -72,19 +84,30 @@ def build_gprs(twin: Twin) -> GprsController:
 
 
 def p3_services(twin: Twin) -> list[Service]:
-    gprs = build_gprs(twin)
+    # The modem polls on the real clock, like the DLMS timers, whatever the meter's speed.
+    modem = open_modem_service(twin.config.p3, twin.state_dir, SystemClock())
+    gprs = build_gprs(twin, modem or NoModem())
+    services = [
+        Service("p3", gprs.run, heartbeat=lambda: max(gprs.heartbeat, gprs.p3.heartbeat)),
+    ]
+    if modem is not None:
+        modem.on_wakeup = gprs.wakeup
+        _MODEMS[twin.state_dir] = modem
+        twin.control.ports["modem"] = modem.status
+        services.append(Service("modem", modem.run, heartbeat=lambda: modem.heartbeat))
 
     async def wakeup(request: Mapping[str, Any]) -> object:
+        """ctl wakeup: the simulated modem receives the SMS or call (through the AT codec)."""
         kind, sender = request.get("kind"), request.get("sender")
-        if not isinstance(kind, str) or not isinstance(sender, str) or not sender:
+        if not isinstance(kind, str) or kind not in SENDERS or not isinstance(sender, str):
             raise ControlError("wakeup needs 'kind' (sms or csd) and a non-empty 'sender'")
+        if modem is None:
+            raise ControlError("p3.modem is 'none': there is no modem to receive a wake-up")
         try:
-            return gprs.wakeup(kind, sender)
-        except WakeupRefusedError as exc:
+            return await modem.inject_wakeup(kind, sender)
+        except (ModemUnavailableError, ValueError) as exc:
             raise ControlError(str(exc)) from exc
 
     twin.control.add_command("wakeup", wakeup)
     twin.control.ports["p3"] = gprs.status
-    return [
-        Service("p3", gprs.run, heartbeat=lambda: max(gprs.heartbeat, gprs.p3.heartbeat)),
-    ]
+    return services

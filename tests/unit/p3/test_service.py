@@ -19,6 +19,8 @@ from dlms_cosem import utils
 from dlms_cosem.clients.dlms_client import DataResultError
 from gurux_dlms.objects import GXDLMSClock, GXDLMSRegister
 
+from hardware.modem import AtModem
+from hardware.modem_sim import ModemSim
 from tests.support import amsterdam, steady_config
 from tests.unit.p3 import tcp_peers
 from tests.unit.p3.helpers import (
@@ -35,6 +37,7 @@ from twin.metering import Meter
 from twin.p3.cosem import AttributeRef, DataAccessResult, SelectiveAccess
 from twin.p3.gprs import GprsController, Mode
 from twin.p3.keys import KeyStore
+from twin.p3.modem_service import SIM_APN, ModemService
 from twin.p3.objects.base import obis_bytes
 from twin.p3.service import P3Service
 from twin.p3.wiring import parse_endpoint
@@ -257,24 +260,79 @@ async def test_triggered_mode_wakeup_push_and_session(rig: Rig) -> None:
         head_end.close()
 
 
-async def test_always_on_listens_and_the_watchdog_resets_the_modem(rig: Rig) -> None:
+@pytest.fixture
+async def modem(tmp_path: Path, rig: Rig) -> AsyncIterator[tuple[ModemService, ModemSim]]:
+    """The modem service as the twin runs it: AtModem on the simulator's pty (net clock)."""
+    sim = ModemSim(tmp_path / "modem")
+    driver = AtModem(sim.device, timeout_s=0.25, slow_timeout_s=0.25)
+    service = ModemService(driver, rig.net, sim=sim, apn=SIM_APN)
+    runner = asyncio.create_task(service.run())
+    await _eventually(lambda: service.polls >= 1)
+    yield service, sim
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+
+
+async def test_always_on_listens_and_the_watchdog_resets_the_modem(
+    rig: Rig, modem: tuple[ModemService, ModemSim]
+) -> None:
+    service, sim = modem
     rig.objects.extra[WATCHDOG] = b"\x12\x00\x01"  # 1 hour (P3 §8.2)
     gprs = GprsController(
-        rig.service, P3Config(), meter_clock=rig.meter_clock, net_clock=rig.net, equipment_id="E"
+        rig.service,
+        P3Config(),
+        meter_clock=rig.meter_clock,
+        net_clock=rig.net,
+        equipment_id="E",
+        modem=service,
     )
     runner = asyncio.create_task(gprs.run())
     try:
-        await _eventually(lambda: rig.service.listening)
+        await _eventually(lambda: rig.service.listening and sim.state.active == {1})
         assert gprs.mode() is Mode.ALWAYS_ON
         assert gprs.wakeup("sms", "+31")["accepted"] is False
-        assert gprs.modem.network_info() is not None
+        assert gprs.status()["signal_dbm"] == -73  # the simulator's +CSQ: 20
         await asyncio.sleep(0.05)  # the controller is waiting for its next round
         await rig.meter_clock.advance(timedelta(hours=1, seconds=1).total_seconds())
         await rig.net.advance(5)
         await _eventually(lambda: gprs.modem.resets == 1)
+        # the PDP context is closed (GPRS CS §3 step 7) ...
+        await _eventually(lambda: sim.commands.count("AT+CGACT=0,1") == 1)
         await asyncio.sleep(0.05)
         await rig.net.advance(5)
-        await _eventually(lambda: rig.service.listening)  # PDP context re-established
+        await _eventually(lambda: rig.service.listening and sim.state.active == {1})
+        assert sim.commands.count("AT+CGACT=1,1") == 2  # ... and activated again
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    assert sim.state.active == set()  # stopping the controller closes the PDP context
+
+
+async def test_triggered_wakeup_by_sms_through_the_modem(
+    rig: Rig, modem: tuple[ModemService, ModemSim]
+) -> None:
+    service, sim = modem
+    await rig.service.stop_listening()
+    gprs = GprsController(
+        rig.service,
+        P3Config(gprs_mode="triggered"),
+        meter_clock=rig.meter_clock,
+        net_clock=rig.net,
+        equipment_id="E",
+        modem=service,
+    )
+    service.on_wakeup = gprs.wakeup
+    runner = asyncio.create_task(gprs.run())
+    try:
+        await asyncio.sleep(0.05)
+        assert not rig.service.listening
+        assert sim.state.active == set()  # GPRS CS §3.1: no PDP context until woken
+        answer = await service.inject_wakeup("sms", "+31600000000")  # +CMTI -> AT+CMGR
+        assert answer == {"accepted": True, "kind": "sms", "sender": "+31600000000"}
+        await _eventually(lambda: rig.service.listening and sim.state.active == {1})
+        await rig.net.advance(301)  # no CS within inactivity_time_out
+        await _eventually(lambda: not rig.service.listening and sim.state.active == set())
+        assert gprs.status()["wakeup_sessions"] == 1
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
