@@ -32,14 +32,13 @@ import contextlib
 import logging
 import os
 import termios
-import tty
 from collections import deque
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
 from hardware.ports import PortError
-from hardware.pty_link import make_link, remove_link
+from hardware.pty_link import close_linked_pty, open_linked_pty
 
 log = logging.getLogger(__name__)
 
@@ -348,14 +347,10 @@ class PtyBusLink:
 
     async def open(self) -> None:
         try:
-            self._master, self._slave = os.openpty()
-            tty.setraw(self._slave)  # binary frames pass unchanged, nothing is echoed
-            os.set_blocking(self._master, False)
-            self._slave_name = os.ttyname(self._slave)
-            make_link(self.link, self._slave_name)
-        except OSError as exc:
-            self._close_fds()
+            pty = open_linked_pty(self.link)  # binary frames pass unchanged, nothing is echoed
+        except (OSError, termios.error) as exc:
             raise PortError(f"cannot open the M-Bus pty at {self.link}: {exc}") from exc
+        self._master, self._slave, self._slave_name = pty.master, pty.slave, pty.name
         log.info("P2 on %s", self.description)
 
     def _fd(self) -> int:
@@ -374,14 +369,7 @@ class PtyBusLink:
             _drain(self._master)
 
     async def close(self) -> None:
-        if self._slave_name:
-            remove_link(self.link, self._slave_name)
-        self._close_fds()
-
-    def _close_fds(self) -> None:
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                os.close(fd)
+        close_linked_pty(self.link, self._master, self._slave, self._slave_name)
         self._master = self._slave = -1
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import tty
+import termios
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +26,7 @@ from pathlib import Path
 from hardware.at_codec import command_name, split_fields
 from hardware.modem import AccessTechnology, Domain, Registration
 from hardware.ports import PortError
-from hardware.pty_link import make_link, remove_link
+from hardware.pty_link import close_linked_pty, open_linked_pty
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +104,10 @@ class ModemSim:
 
     async def open(self) -> None:
         try:
-            self._master, self._slave = os.openpty()
-            tty.setraw(self._slave)  # no echo or CR/LF mapping by the line discipline
-            os.set_blocking(self._master, False)
-            self._slave_name = os.ttyname(self._slave)
-            make_link(self.link, self._slave_name)
-        except OSError as exc:
-            self._close_fds()
+            pty = open_linked_pty(self.link)  # no echo or CR/LF mapping by the line discipline
+        except (OSError, termios.error) as exc:
             raise PortError(f"cannot open {self.description}: {exc}") from exc
+        self._master, self._slave, self._slave_name = pty.master, pty.slave, pty.name
         asyncio.get_running_loop().add_reader(self._master, self._on_readable)
         log.info("P3 %s", self.description)
 
@@ -122,14 +118,7 @@ class ModemSim:
         """Pull the plug: the driver's next read fails with EIO and the symlink goes away."""
         if self._master >= 0:
             asyncio.get_running_loop().remove_reader(self._master)
-        if self._slave_name:
-            remove_link(self.link, self._slave_name)
-        self._close_fds()
-
-    def _close_fds(self) -> None:
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                os.close(fd)
+        close_linked_pty(self.link, self._master, self._slave, self._slave_name)
         self._master = self._slave = -1
         self._slave_name = ""
 

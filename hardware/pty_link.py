@@ -21,6 +21,7 @@ import os
 import termios
 import time
 import tty
+from dataclasses import dataclass
 from pathlib import Path
 
 from hardware.ports import PortError
@@ -47,6 +48,40 @@ def remove_link(link: Path, target: str) -> None:
     with contextlib.suppress(OSError):
         if os.readlink(link) == target:
             link.unlink()
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedPty:
+    """A raw pseudo-terminal: our master end, the slave we keep open, and its device name."""
+
+    master: int
+    slave: int
+    name: str
+
+
+def open_linked_pty(link: Path) -> LinkedPty:
+    """A raw pty (bytes pass unchanged, nothing is echoed to the master), the master
+    non-blocking, reachable through the symlink `link`. Closes what it opened on failure."""
+    master, slave = os.openpty()
+    try:
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        name = os.ttyname(slave)
+        make_link(link, name)
+    except BaseException:
+        os.close(master)
+        os.close(slave)
+        raise
+    return LinkedPty(master, slave, name)
+
+
+def close_linked_pty(link: Path, master: int, slave: int, name: str) -> None:
+    """Undo `open_linked_pty` (any of the parts may already be gone: -1 or "")."""
+    if name:
+        remove_link(link, name)
+    for fd in (master, slave):
+        if fd >= 0:
+            os.close(fd)
 
 
 def queued_input(fd: int) -> int:
@@ -86,15 +121,11 @@ class PtySink:
 
     async def open(self) -> None:
         try:
-            self._master, self._slave = os.openpty()
             # Raw: CR LF pass unchanged (P1 §5.12) and nothing is echoed back to the master.
-            tty.setraw(self._slave)
-            os.set_blocking(self._master, False)
-            self._slave_name = os.ttyname(self._slave)
-            make_link(self.link, self._slave_name)
+            pty = open_linked_pty(self.link)
         except (OSError, termios.error) as exc:
-            self._close_fds()
             raise PortError(f"cannot open the P1 pty at {self.link}: {exc}") from exc
+        self._master, self._slave, self._slave_name = pty.master, pty.slave, pty.name
         # P1 is output-only: whatever a reader sends (or echoes) is read and dropped, so it
         # can never fill the master's queue and stall the reader.
         asyncio.get_running_loop().add_reader(self._master, self._discard)
@@ -164,12 +195,5 @@ class PtySink:
     async def close(self) -> None:
         if self._master >= 0:
             asyncio.get_running_loop().remove_reader(self._master)
-        if self._slave_name:
-            remove_link(self.link, self._slave_name)
-        self._close_fds()
-
-    def _close_fds(self) -> None:
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                os.close(fd)
+        close_linked_pty(self.link, self._master, self._slave, self._slave_name)
         self._master = self._slave = -1
