@@ -227,7 +227,8 @@ def test_a_gas_meter_process_on_a_pty_is_installed_keyed_read_and_missed(
     procs.ctl("request", "off")
 
     events = procs.mbus_events()
-    syncs = [when for when, code in events if code == 104]
+    recent = procs.p2()["channels"][0]["recent_syncs"]
+    syncs = [datetime.fromisoformat(t) for t in recent]
     assert any(DST_CHANGE <= t < DST_CHANGE + timedelta(minutes=30) for t in syncs)
     assert [code for _, code in events][:1] == [105]
 

@@ -51,6 +51,9 @@ _RISING = (
     (Status.POWER_LOW, MbusEventKind.REPLACE_BATTERY),
     (Status.FRAUD_ATTEMPT, MbusEventKind.FRAUD_ATTEMPT),
     (Status.PERMANENT_ERROR, MbusEventKind.PERMANENT_ERROR),
+    # P3 §4.2.1 event 104 only "in case of a large time adjustment": the G meter flags a clock
+    # that was more than 60 s off when it was set (P2 §6.2.1), seen at the next read.
+    (Status.CLOCK_SYNC_ERROR, MbusEventKind.CLOCK_ADJUSTED),
 )
 
 
@@ -228,8 +231,6 @@ class MbusMaster:
             follow_up = [Job(Op.READ, ch.number), Job(Op.CLOCK, ch.number, when=job.when)]
             self._queue.extendleft(reversed(follow_up))
         self._channels[ch.number] = replace(ch, comm_ok=True)
-        if job.op is Op.CLOCK:
-            events.append(MbusEvent(ch.number, MbusEventKind.CLOCK_ADJUSTED))
         if job.op is not Op.RESET:
             events.append(CommandAcknowledged(ch.number, job.op.value))
         self._comm_ok(ch, events)

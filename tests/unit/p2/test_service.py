@@ -179,10 +179,12 @@ async def test_hourly_values_over_several_days(rig: Rig) -> None:
 
 async def test_clock_sync_daily_across_dst_and_after_an_e_meter_clock_set(rig: Rig) -> None:
     await rig.hours(2 * 24)  # through Sunday 25 October 01:00 UTC, CEST -> CET
-    syncs = [e.when for e in rig.store.events(EventLog.MBUS) if e.code == 104]
+    syncs = [when for channel, when in rig.service.sync_log if channel == 1]
     dst_change = datetime(2026, 10, 25, 1, 0, tzinfo=UTC)
     assert any(dst_change <= t < dst_change + timedelta(minutes=10) for t in syncs)
     assert len(syncs) >= 3  # after installation, daily, after the DST change
+    # Small corrections are no event: 104 is for a large adjustment only (P3 §4.2.1).
+    assert 104 not in rig.mbus_codes()
     # The E meter's clock is set 5 minutes ahead (P3): the gas meter follows at once.
     rig.meter.set_time(rig.clock.now() + timedelta(minutes=5))
     rig.service.clock_changed()
@@ -202,7 +204,10 @@ async def test_detach_raises_100_and_the_alarm_bit_attach_raises_101(rig: Rig) -
     rig.gas.set_attached(True)
     await rig.hours(1)
     codes = rig.mbus_codes()
-    assert codes[codes.index(100) + 1 :][:2] == [101, 104]  # ok again, then a clock sync
+    assert codes[codes.index(100) + 1 :][:1] == [101]  # ok again
+    syncs = [when for channel, when in rig.service.sync_log if channel == 1]
+    ok_at = [e.when for e in rig.store.events(EventLog.MBUS) if e.code == 101][-1]
+    assert syncs[-1] >= ok_at  # a clock sync after the communication restart (P2 §6.2.1)
     assert rig.meter.model.state.mbus[1].capture == floor_to(rig.clock.now(), 3600)
 
 
@@ -296,10 +301,10 @@ async def test_a_dsmr40_gas_meter_is_read_and_its_valve_block_discarded(
 
 
 async def test_an_e_meter_clock_jump_is_noticed_without_being_told(rig: Rig) -> None:
-    syncs = rig.mbus_codes().count(104)
+    syncs = len(rig.service.sync_log)
     rig.meter.set_time(rig.clock.now() - timedelta(minutes=3))
     async with asyncio.timeout(SETTLE_S):  # the service polls the offset once a real second
-        while rig.mbus_codes().count(104) == syncs:
+        while len(rig.service.sync_log) == syncs:
             await asyncio.sleep(0.05)
     assert rig.gas.slave.clock(rig.clock.now()) == rig.meter.now()
 

@@ -93,6 +93,8 @@ class P2Service:
         self.timeout_s = response_timeout_s() if timeout_s is None else timeout_s
         self._pending: dict[int, PendingKey] = {}
         self._last_sync: dict[int, datetime] = {}
+        # Recent clock synchronisations (channel, meter time), for ctl status and tests.
+        self.sync_log: deque[tuple[int, datetime]] = deque(maxlen=32)
         self.master = MbusMaster(self._load())
         self._requests: deque[Job] = deque()
         self._wake = asyncio.Event()
@@ -409,6 +411,7 @@ class P2Service:
             log.info("M-Bus channel %d: User key in use (mode 15)", event.channel)
         elif event.command == "clock":
             self._last_sync[event.channel] = self._now()
+            self.sync_log.append((event.channel, self._now()))
 
     # ------------------------------------------------------------------ MbusPort (P3 class 72)
 
@@ -522,6 +525,7 @@ class P2Service:
                     "status": c.status,
                     "comm_ok": c.comm_ok,
                     "last_sync": t.isoformat() if (t := self._last_sync.get(c.number)) else None,
+                    "recent_syncs": [t.isoformat() for n, t in self.sync_log if n == c.number],
                 }
                 for c in self.channels
             ],
