@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twin.clock import Clock, SimulatedClock, SystemClock
 from twin.config import Config
@@ -21,6 +21,9 @@ from twin.metering import Meter
 from twin.sdnotify import Notifier
 from twin.store import Checkpoint, Store
 from twin.supervisor import Service, Supervisor
+
+if TYPE_CHECKING:
+    from twin.p3.objects.ports import MbusPort
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,8 @@ class Twin:
     control: ControlServer
     services: list[Service]
     supervisor: Supervisor
+    # The P2 service's port for the P3 class 72 methods (set by twin/p2 wiring when P2 runs).
+    mbus_port: MbusPort | None = None
 
 
 def build(config: Config, state_dir: Path, rng: random.Random | None = None) -> Twin:

@@ -26,7 +26,6 @@ from twin.supervisor import Service
 
 if TYPE_CHECKING:
     from twin.app import Twin
-    from twin.p3.objects.ports import MbusPort
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +47,6 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _mbus_port(twin: Twin) -> MbusPort | None:
-    """The class 72 methods go to the P2 service (wired before P3); None without P2."""
-    if not twin.config.p2.enabled:
-        return None
-    from twin.p2.wiring import mbus_port
-
-    return mbus_port(twin)
-
-
 def modem_source(twin: Twin) -> ModemService | None:
     """The running twin's modem service (None without P3 or with p3.modem = "none")."""
     return _MODEMS.get(twin.state_dir)
@@ -69,7 +59,11 @@ def build_gprs(twin: Twin, modem: GprsModem) -> GprsController:
     host, port = parse_endpoint(config.endpoint)
     keys = KeyStore(twin.store, config)
     objects = build_objects(
-        twin.meter, keys=keys, mbus=_mbus_port(twin), modem=modem, state_dir=twin.state_dir
+        twin.meter,
+        keys=keys,
+        mbus=twin.mbus_port,  # set by the P2 wiring (before P3); None without P2
+        modem=modem,
+        state_dir=twin.state_dir,
     )
     # Network timers (inactivity) run in real time whatever the meter clock's speed.
     p3 = P3Service(twin.meter, keys, objects, host, port, net_clock=SystemClock())

@@ -12,9 +12,10 @@ from typing import Any
 
 from dlms_cosem import cosem, enumerations
 from dlms_cosem.clients.dlms_client import DlmsClient
-from gurux_dlms import GXByteBuffer, GXReplyData
 from gurux_dlms.enums import Authentication, InterfaceType, Security
 from gurux_dlms.secure import GXDLMSSecureClient
+
+from tests.unit.p3.gurux_session import GuruxSession
 
 IFACE = enumerations.CosemInterface
 CLIENT_TITLE = bytes.fromhex("5452414E53464552")
@@ -94,41 +95,19 @@ def closed_by_peer(sock: socket.socket, timeout: float = 5.0) -> bool:
         return True
 
 
-class GuruxTcpPeer:
+class GuruxTcpPeer(GuruxSession):
     """gurux-dlms's GXDLMSSecureClient over a blocking socket (WRAPPER)."""
 
     def __init__(self, port: int, client: Any, host: str = "127.0.0.1") -> None:
-        self.client = client
+        super().__init__(client)
         self.sock = socket.create_connection((host, port), timeout=5)
 
     def close(self) -> None:
         self.sock.close()
 
-    def run(self, frames: list[Any]) -> Any:
-        reply = GXReplyData()
-        for frame in frames:
-            reply.clear()
-            self._exchange(frame, reply)
-        while reply.isMoreData():
-            self._exchange(self.client.receiverReady(reply), reply)
-        return reply
-
-    def _exchange(self, frame: Any, reply: Any) -> None:
-        self.sock.sendall(bytes(frame))
-        answer = recv_pdu(self.sock)
-        if not self.client.getData(GXByteBuffer(answer), reply, GXReplyData()):
-            raise AssertionError("gurux could not parse the answer")
-
-    def associate(self) -> None:
-        self.client.parseAareResponse(self.run(self.client.aarqRequest()).data)
-        if self.client.getIsAuthenticationRequired():
-            reply = self.run(self.client.getApplicationAssociationRequest())
-            self.client.parseApplicationAssociationResponse(reply.data)
-
-    def read(self, item: Any, attribute: int) -> Any:
-        reply = self.run(self.client.read(item, attribute))
-        self.client.updateValue(item, attribute, reply.value)
-        return reply.value
+    def _transfer(self, request: bytes) -> bytes:
+        self.sock.sendall(request)
+        return recv_pdu(self.sock)
 
     def release(self) -> bool:
         """True for an RLRE; False when the meter released silently. Gurux skips an

@@ -9,49 +9,31 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from gurux_dlms import GXByteBuffer, GXReplyData
 from gurux_dlms.enums import Authentication, InterfaceType, Security
 from gurux_dlms.objects import GXDLMSClock, GXDLMSData, GXDLMSRegister
 from gurux_dlms.secure import GXDLMSSecureClient
 
+from tests.unit.p3.gurux_session import GuruxSession
 from tests.unit.p3.helpers import CLIENT_TITLE, GAK, GUEK, Meter, make_meter
 from twin.p3.association import State
 from twin.p3.events import Associated, CloseConnection, Released, ServerEvent, Transmit
 
 
-class GuruxPeer:
+class GuruxPeer(GuruxSession):
+    """The gurux client wired straight to the server core, keeping the core's events."""
+
     def __init__(self, meter: Meter, client: Any) -> None:
+        super().__init__(client)
         self.meter = meter
-        self.client = client
         self.events: list[ServerEvent] = []
 
-    def run(self, frames: list[Any]) -> Any:
-        reply = GXReplyData()
-        for frame in frames:
-            reply.clear()
-            self._exchange(frame, reply)
-        while reply.isMoreData():
-            self._exchange(self.client.receiverReady(reply), reply)
-        return reply
-
-    def _exchange(self, frame: Any, reply: Any) -> None:
-        events = self.meter.server.receive_data(bytes(frame))
+    def _transfer(self, request: bytes) -> bytes:
+        events = self.meter.server.receive_data(request)
         self.events += events
         answer = b"".join(e.data for e in events if isinstance(e, Transmit))
         if not answer:
             raise ConnectionResetError(events)
-        assert self.client.getData(GXByteBuffer(answer), reply, GXReplyData())
-
-    def associate(self) -> None:
-        self.client.parseAareResponse(self.run(self.client.aarqRequest()).data)
-        if self.client.getIsAuthenticationRequired():
-            reply = self.run(self.client.getApplicationAssociationRequest())
-            self.client.parseApplicationAssociationResponse(reply.data)
-
-    def read(self, item: Any, attribute: int) -> Any:
-        reply = self.run(self.client.read(item, attribute))
-        self.client.updateValue(item, attribute, reply.value)
-        return reply.value
+        return answer
 
 
 def public(meter: Meter) -> GuruxPeer:

@@ -7,7 +7,7 @@
   `dsmr-twin gasmeter` process on the other end, keyed over P3 or with `ctl mbus key`.
 
 Control commands: `mbus` (install, key, deinstall) and `gas` (the simulated gas meter).
-`mbus_port(twin)` gives the P3 object model the class 72 port.
+It sets `twin.mbus_port`, the P3 object model's class 72 port.
 """
 
 from __future__ import annotations
@@ -31,14 +31,6 @@ if TYPE_CHECKING:
     from twin.supervisor import Service
 
 log = logging.getLogger(__name__)
-
-# The M-Bus port of each built twin, for P3 (`mbus_port`): Twin has no slot for it.
-_PORTS: dict[int, P2MbusPort] = {}
-
-
-def mbus_port(twin: Twin) -> P2MbusPort | None:
-    """The `twin.p3.objects.ports.MbusPort` (class 72 methods) of `twin`, if P2 runs."""
-    return _PORTS.get(id(twin))
 
 
 def gas_identity(twin: Twin) -> GasMeterIdentity:
@@ -87,7 +79,7 @@ def p2_services(twin: Twin) -> list[Service]:
     )
     if gas is not None and gas.attached and not p2.realtime:
         service.discover(gas.answer)  # the instant bus: installed before P1's first telegram
-    _PORTS[id(twin)] = P2MbusPort(service)
+    twin.mbus_port = P2MbusPort(service)
     twin.control.ports["p2"] = service.status
     twin.control.add_command("mbus", _mbus_command(service))
     twin.control.add_command("gas", _gas_command(gas))
