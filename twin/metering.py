@@ -45,6 +45,7 @@ def program_to_setting(program: TariffProgram) -> dict[str, object]:
         "working_days": sorted(program.working_days),
         "use_dutch_holidays": program.use_dutch_holidays,
         "special_days": sorted(d.isoformat() for d in program.special_days),
+        "recurring_days": sorted([m, d] for m, d in program.recurring_days),
     }
 
 
@@ -55,6 +56,11 @@ def program_from_setting(value: dict[str, object]) -> TariffProgram:
         working_days=frozenset(int(d) for d in value["working_days"]),  # type: ignore[attr-defined]
         use_dutch_holidays=bool(value["use_dutch_holidays"]),
         special_days=frozenset(date.fromisoformat(d) for d in value["special_days"]),  # type: ignore[attr-defined]
+        # Absent in programs saved before recurring days were kept as a rule.
+        recurring_days=frozenset(
+            (int(m), int(d))
+            for m, d in value.get("recurring_days", [])  # type: ignore[attr-defined]
+        ),
     )
 
 

@@ -404,6 +404,8 @@ def test_bad_keys_bad_counters_bad_bytes_then_a_good_session(twin: Twin) -> None
     # of the earlier sessions that read the energy registers (P3 §5.10).
     assert EventCode.FAILED_LOGIN in [row[1] for row in fraud_log]
     assert 73 in [row[1] for row in session_log]
+    # The counter column carries the number of readings of that session (P3 §5.10, §8.7).
+    assert all(row[2] >= 1 for row in session_log if row[1] == 73)
     store = Store.open(twin.state_dir)
     try:
         assert EventCode.FAILED_LOGIN in [e.code for e in store.events(EventLog.FRAUD)]

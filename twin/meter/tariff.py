@@ -65,10 +65,15 @@ class TariffProgram:
     working_days: frozenset[int] = frozenset(range(5))  # Monday = 0
     use_dutch_holidays: bool = True
     special_days: frozenset[date] = frozenset()
+    # (month, day) of special days that recur every year: the CS writes them with the year
+    # "not specified" (0xFFFF) in the special days table (P3 §5.4, Blue Book class 11).
+    recurring_days: frozenset[tuple[int, int]] = frozenset()
 
     def is_holiday(self, day: date) -> bool:
-        return day in self.special_days or (
-            self.use_dutch_holidays and day in dutch_holidays(day.year)
+        return (
+            day in self.special_days
+            or (day.month, day.day) in self.recurring_days
+            or (self.use_dutch_holidays and day in dutch_holidays(day.year))
         )
 
     def tariff_at(self, when: datetime) -> Tariff:

@@ -8,8 +8,14 @@
   timer, so it runs on the injected network clock (real time in a running twin, whatever speed
   the meter clock has; a ManualClock in tests).
 - Bookkeeping through the meter model (`meter.act`): fraud event 46 "failed login attempt" for
-  every failed HLS or undecipherable AARQ (P3 §4.2.1); at every AA release one communication
-  session log entry per detected comlog code (P3 §5.10 footnote 6, §4.2.2).
+  every failed HLS or undecipherable AARQ (P3 §4.2.1).
+- Each connection serves the object model through its own `ObjectSession`, which records the
+  management client's calls; when the association ends (RLRQ, silent release, abort or lost
+  connection) the session is told, so the object model writes the communication session log
+  entries with their counters (P3 §5.10, §8.7) and completes what waits for the release (a
+  firmware activation, P3 §5.12; a meter reset, §8.5).
+- The object model is ticked once a second (real time) even when no client is connected, so
+  what it schedules on the meter clock (calendar activation, profile captures) happens on time.
 - Bad bytes never crash anything: the core answers or releases silently; a core error closes
   only that connection; the meter keeps metering.
 """
@@ -24,14 +30,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from twin.clock import Clock
 from twin.meter.events import EventCode
-from twin.meter.model import MeterModel
 from twin.metering import Meter
 from twin.p3.association import MANAGEMENT_CLIENT, ServerConfig, State
-from twin.p3.comlog import SessionRecorder
 from twin.p3.cosem import AttributeRef, DataAccessResult
 from twin.p3.errors import P3Error
 from twin.p3.events import (
@@ -58,17 +62,33 @@ ENDING_GRACE_S = 0.2  # real seconds a closing, unassociated connection gets
 TCP_UDP_SETUP = AttributeRef(41, obis_bytes("0-0:25.0.0"), 6)
 
 
+TICK_S = 1.0  # real seconds between object model ticks
+
+
+class ObjectSession(CosemObjects, Protocol):
+    """The object model as one connection sees it."""
+
+    def released(self) -> None:
+        """The association ended (released, aborted or the connection lost)."""
+        ...
+
+
+class ObjectModel(CosemObjects, Protocol):
+    """What the service needs of the object model (twin.p3.objects.DsmrObjects)."""
+
+    def session(self) -> ObjectSession: ...
+
+    def tick(self) -> None:
+        """Run what is due on the meter clock; cheap when nothing is."""
+        ...
+
+
 def _client_system_title(server: DlmsServer) -> bytes:
     """The calling-AP-title of the AA (security setup attr 4). DlmsServer keeps its Session
     private; a public accessor there would replace this look-up."""
     session = getattr(server, "_session", None)
     title = getattr(session, "client_system_title", b"")
     return bytes(title) if isinstance(title, bytes) else b""
-
-
-def _log_all(model: MeterModel, now: datetime, codes: list[int]) -> None:
-    for code in codes:
-        model.log_event(now, code)
 
 
 class UrandomChallenges:
@@ -128,10 +148,10 @@ class Connection:
         self.since = service.net_clock.now()
         self.last_activity = self.since
         self.client: int | None = None
-        self.recorder = SessionRecorder(service.objects)
+        self.session = service.objects.session()
         self.server = DlmsServer(
             ServerConfig(service.keys.material.system_title),
-            self.recorder,
+            self.session,
             keys=service.keys,
             counters=service.keys.counters,
             challenges=service.challenges,
@@ -214,7 +234,7 @@ class P3Service:
         self,
         meter: Meter,
         keys: KeyStore,
-        objects: CosemObjects,
+        objects: ObjectModel,
         host: str,
         port: int,
         *,
@@ -287,6 +307,17 @@ class P3Service:
         finally:
             await self.stop_listening()
 
+    def tick(self) -> None:
+        """Let the object model run what is due (see `run_ticks`)."""
+        self.objects.tick()
+
+    async def run_ticks(self) -> None:
+        """Tick the object model once a second of real time while the service runs; the
+        controller that owns this service runs it beside its own loop."""
+        while True:
+            self.tick()
+            await asyncio.sleep(TICK_S)
+
     # ---- connections -----------------------------------------------------------------------
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.heartbeat = time.monotonic()
@@ -333,10 +364,8 @@ class P3Service:
         elif isinstance(event, Released):
             if not event.graceful:
                 self.counters.aborted += 1
-            codes = connection.recorder.drain()
-            if codes:
-                # P3 §5.10 footnote 6: an entry per detected code at the release of the AA.
-                self.meter.act(lambda m, now: _log_all(m, now, [c for c, _n in codes]))
+            # P3 §5.10 footnote 6: the comlog entries are written at the release of the AA.
+            connection.session.released()
 
     def status(self) -> dict[str, Any]:
         c = self.counters

@@ -3,8 +3,8 @@
 `p3_services(twin)` is called by twin/app.py when `[p3] endpoint` is set: it opens the key
 store, builds the modem service (p3.modem: twin/p3/modem_service.py), the object model
 (`twin.p3.objects.build_objects`), the TCP service and the GPRS controller, registers
-`ctl wakeup` and the "p3" and "modem" status, and returns the supervised services "p3" and
-(unless p3.modem = "none") "modem". `modem_source(twin)` hands the modem to the display.
+`ctl wakeup` and the "p3" and "modem" status, and returns the supervised services "p3",
+"p3-objects" (the object model's ticks) and (unless p3.modem = "none") "modem". `modem_source(twin)` hands the modem to the display.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def p3_services(twin: Twin) -> list[Service]:
     gprs = build_gprs(twin, modem or NoModem())
     services = [
         Service("p3", gprs.run, heartbeat=lambda: max(gprs.heartbeat, gprs.p3.heartbeat)),
+        # The object model's meter-clock schedules (calendar activation, profile captures).
+        Service("p3-objects", gprs.p3.run_ticks),
     ]
     if modem is not None:
         modem.on_wakeup = gprs.wakeup

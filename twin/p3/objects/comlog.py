@@ -8,7 +8,7 @@ Classification (P3 §4.2.1 "Communication Sessions Event Log"): only Gets of the
 attribute of the register objects count as 73-76 (readings E / G, interval data E / G);
 calls on their other attributes are 71. The "Configuration Items" sheet that assigns 72
 (technical maintenance of the grid) per object is not public, so every other call counts as
-71 (maintenance of the meter), as twin.p3.comlog does. Every call of the management client
+71 (maintenance of the meter). Every call of the management client
 counts, whatever its result ("events are logged when one of the services mentioned in section
 2.1.3 is called"); the public client's calls are not logged.
 

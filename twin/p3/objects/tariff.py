@@ -11,7 +11,7 @@ tariff P1 shows, and persists it in the store.
 
 Resolved here: the special days table takes effect with the next calendar activation (the twin
 cannot change its program without logging event 9, "passive tariff times activated"); entries
-with a wildcard year recur for ten years from the activation.
+with a wildcard year (0xFFFF) recur every year.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from twin.p3.objects.values import (
 SCRIPT_TABLE = "0-0:10.0.100"
 WORKING, SATURDAY, SUNDAY, SPECIAL = 1, 2, 3, 4
 NOT_SPECIFIED = bytes.fromhex("FFFFFFFFFFFFFFFFFF8000FF")  # date-time with every field wildcard
-RECURRING_YEARS = 10
 MAX_SPECIAL_DAYS = 30
 
 
@@ -80,9 +79,7 @@ def calendar_of(program: TariffProgram) -> tuple[Data, Data, Data]:
     return season, week, table
 
 
-def program_of(
-    week: Data, days: Data, special: Data, base: TariffProgram, now: datetime
-) -> TariffProgram:
+def program_of(week: Data, days: Data, special: Data, base: TariffProgram) -> TariffProgram:
     """The TariffProgram a passive calendar describes; TYPE_UNMATCHED-worthy if the twin's
     program (one normal window on working days) cannot express it."""
     if not week.items:
@@ -100,7 +97,8 @@ def program_of(
         raise ValueTypeError("working days with different switch times")
     start, end = windows.pop() if windows else (base.normal_start, base.normal_end)
     working = frozenset(d for d, i in enumerate(day_ids) if schedules[i] is not None)
-    return TariffProgram(start, end, working, base.use_dutch_holidays, special_dates(special, now))
+    dates, recurring = special_dates(special)
+    return TariffProgram(start, end, working, base.use_dutch_holidays, dates, recurring)
 
 
 def _window(schedule: Data) -> tuple[time, time] | None:
@@ -115,18 +113,23 @@ def _window(schedule: Data) -> tuple[time, time] | None:
     return normal[0], after[0]
 
 
-def special_dates(entries: Data, now: datetime) -> frozenset[date]:
-    out: set[date] = set()
+def special_dates(entries: Data) -> tuple[frozenset[date], frozenset[tuple[int, int]]]:
+    """The dated special days and the (month, day) of those that recur every year."""
+    dates: set[date] = set()
+    recurring: set[tuple[int, int]] = set()
     for entry in entries.items:
         raw = _special_date(entry)
         year = int.from_bytes(raw[:2], "big")
-        years = range(now.year, now.year + RECURRING_YEARS) if year == 0xFFFF else (year,)
-        for y in years:
-            try:
-                out.add(date(y, raw[2], raw[3]))
-            except ValueError:
-                continue  # 29 February in a year without it
-    return frozenset(out)
+        try:
+            # A leap year checks a recurring day: 29 February recurs in the years that have it.
+            day = date(2000 if year == 0xFFFF else year, raw[2], raw[3])
+        except ValueError as exc:  # e.g. 30 February: not a date
+            raise ValueTypeError(f"special day {year}-{raw[2]}-{raw[3]} is not a date") from exc
+        if year == 0xFFFF:
+            recurring.add((day.month, day.day))
+        else:
+            dates.add(day)
+    return frozenset(dates), frozenset(recurring)
 
 
 def _special_date(entry: Data) -> bytes:
@@ -199,7 +202,6 @@ class ActivityCalendar(CosemObject):
                 self.passive[9].get(),
                 self.special_days.get(),
                 meter.model.program,
-                now,
             )
         except ValueTypeError as err:
             raise ObjectError(DataAccessResult.OTHER_REASON, str(err)) from err

@@ -98,6 +98,38 @@ def test_special_days_apply_with_the_next_activation(twin: Twin) -> None:
     assert read(client, 11, "0-0:11.0.0", 2) == []
 
 
+def test_a_special_day_without_a_year_recurs_every_year(tmp_path: Path) -> None:
+    twin = make_twin(tmp_path)
+    client = twin.management()
+    every_year = v.struct(v.u16(1), v.octets(bytes.fromhex("FFFF0B19FF")), v.u8(4))  # 25 Nov
+    leap_day = v.struct(v.u16(2), v.octets(bytes.fromhex("FFFF021DFF")), v.u8(4))  # 29 Feb
+    for entry in (every_year, leap_day):
+        client.action(method(11, "0-0:11.0.0", 1), v.encode(entry))
+    client.action(method(20, CALENDAR, 1), v.encode(v.i8(0)))
+    program = twin.meter.model.program
+    for year in (2026, 2031, 2099):  # 25 November is a weekday in these years: low all day
+        assert program.tariff_at(datetime(year, 11, 25, 11, 0, tzinfo=UTC)) == 1
+    assert program.tariff_at(datetime(2028, 2, 29, 11, 0, tzinfo=UTC)) == 1  # a Tuesday
+    assert program.tariff_at(datetime(2027, 11, 24, 11, 0, tzinfo=UTC)) == 2  # the day before
+    twin.meter.store.close()
+    from twin.store import Store
+
+    again = Meter(
+        steady_config(), ManualClock(twin.meter.now()), Store.open(tmp_path), random.Random(1)
+    )
+    assert again.model.program.recurring_days == {(11, 25), (2, 29)}
+    again.store.close()
+
+
+def test_a_special_day_that_is_no_date_is_refused(twin: Twin) -> None:
+    client = twin.management()
+    entry = v.struct(v.u16(1), v.octets(bytes.fromhex("07EA021EFF")), v.u8(4))  # 30 Feb 2026
+    client.action(method(11, "0-0:11.0.0", 1), v.encode(entry))
+    outcome = twin.objects.action(1, ref(20, CALENDAR, 1), v.encode(v.i8(0)))
+    assert outcome.result.name == "OTHER_REASON"
+    assert twin.meter.model.program.special_days == frozenset()
+
+
 def test_unexpressible_calendars_are_refused(twin: Twin) -> None:
     client = twin.management()
     twice = v.array(
