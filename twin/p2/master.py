@@ -3,7 +3,9 @@
 One exchange at a time (M-Bus is half duplex). Requests are queued; each call returns the
 bytes to send now. The caller feeds received bytes to `receive()` and calls `timeout()` when
 the answer window (330 bit times + 50 ms, research/p2.md §2) passed without a frame. Both
-return a `MasterOutput` with the next bytes to send and the events.
+return a `MasterOutput` with the next bytes to send and the events. Both take the meter time
+`now`: a clock job that waited in the queue sets the G meter to the time its frame is sent,
+not to the time it was queued (P2 §6.2.1: the E meter sets the G meter's clock to its own).
 
 The master never sends a valve command (DSMR 4.2.2, P2 §9): there is no API for one.
 """
@@ -70,6 +72,7 @@ class MbusMaster:
         self._wire = b""
         self._attempts = 0
         self._installed = 0
+        self._now: datetime | None = None  # meter time of the receive()/timeout() call
 
     @property
     def snapshot(self) -> MasterSnapshot:
@@ -122,8 +125,9 @@ class MbusMaster:
 
     # --- bus input --------------------------------------------------------------------------
 
-    def receive(self, data: bytes) -> MasterOutput:
+    def receive(self, data: bytes, now: datetime | None = None) -> MasterOutput:
         """Bytes from the bus; the first complete frame answers the pending request."""
+        self._now = now
         events: list[MasterEvent] = []
         for item in self._framer.feed(data):
             job = self._current
@@ -138,8 +142,9 @@ class MbusMaster:
             return MasterOutput(send, tuple(events))
         return MasterOutput(b"", tuple(events))
 
-    def timeout(self) -> MasterOutput:
+    def timeout(self, now: datetime | None = None) -> MasterOutput:
         """No (complete) answer arrived in time."""
+        self._now = now
         self._framer.reset()
         events: list[MasterEvent] = []
         send = self._failed("no answer", events) if self._current else b""
@@ -149,12 +154,15 @@ class MbusMaster:
 
     def _enqueue(self, job: Job) -> bytes:
         self._queue.append(job)
+        self._now = None  # the job itself carries the time of this call
         return b"" if self._current else self._next()
 
     def _next(self) -> bytes:
         self._current = None
         while self._queue:
             job = self._queue.popleft()
+            if job.when is not None and self._now is not None and self._now > job.when:
+                job = replace(job, when=self._now)  # sent now: the clock is set to now
             message = self._build(job)
             if message is not None:
                 self._current, self._attempts = job, 1 + self._retries

@@ -24,7 +24,7 @@ from twin.p2.master_events import (
     ScanFinished,
     event_code,
 )
-from twin.p2.messages import SndUdPlain, SndUdReadout, decode_message
+from twin.p2.messages import SndUdClock, SndUdPlain, SndUdReadout, decode_message
 from twin.p2.records import Record
 from twin.p2.slave import GasMeterIdentity, GasMeterSlave, SlaveSnapshot, SlaveState
 from twin.p2.values import Status
@@ -269,3 +269,14 @@ def test_frame_counters_converge_over_a_lossy_bus(ops: list[str], drops: list[bo
     assert channel is not None
     assert reading.frame_counter == channel.frame_counter == meter.snapshot.frame_counter
     assert channel.comm_ok
+
+
+def test_a_queued_clock_sync_sets_the_time_its_frame_is_sent() -> None:
+    bus = _installed(_meter(12345678))
+    read = bus.master.read(1)
+    assert bus.master.sync_clock(1, NOW) == b""  # queued behind the read-out
+    later = NOW + timedelta(minutes=7)  # a fast meter clock moved on meanwhile
+    reply = b"".join(s.receive(read, later).reply for s in bus.slaves)
+    message = decode_message(bus.master.receive(reply, later).send)
+    assert isinstance(message, SndUdClock)
+    assert message.time == later  # P2 §6.2.1: the G meter gets the E meter's time

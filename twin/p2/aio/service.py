@@ -256,8 +256,6 @@ class P2Service:
         self._next_read = self._read_time_after(now)
 
     async def _syncs(self) -> None:
-        # Only ever queued on an idle master: the time in the frame is the time it is sent
-        # (a queued job keeps the time it was queued with, which a fast clock makes stale).
         for number in sorted(self._sync_wanted):
             channel = self.master.channel(number)
             if channel is None:
@@ -279,7 +277,8 @@ class P2Service:
         def run(send: bytes) -> None:
             while send:
                 reply = answer(send)
-                out = self.master.receive(reply) if reply else self.master.timeout()
+                now = self._now()
+                out = self.master.receive(reply, now) if reply else self.master.timeout(now)
                 kicked = self._handle(out.events)  # always: the events must not be lost
                 send = out.send or kicked
 
@@ -288,7 +287,7 @@ class P2Service:
             run(self._requests.popleft()(self._now()))
         for number in sorted(self._sync_wanted - set(self._last_sync)):
             run(self.master.sync_clock(number, self._now()))  # none happened yet: sync now
-        self._sync_wanted.clear()  # an instant bus leaves no time for a queued sync to age
+        self._sync_wanted.clear()
         self._discovered = True
         self._save()
 
@@ -310,7 +309,8 @@ class P2Service:
         events: list[MasterEvent] = []
         while True:
             data = await self.link.receive(self.timeout_s)
-            out = self.master.receive(data) if data else self.master.timeout()
+            now = self._now()
+            out = self.master.receive(data, now) if data else self.master.timeout(now)
             events.extend(out.events)
             if not data:
                 self.no_answer += 1
