@@ -39,6 +39,12 @@ class Mechanism(enum.IntEnum):
     HLS_GMAC = 5
 
 
+# The challenge-response (HLS) mechanisms this server implements; HLS 2 never (P3 §3.2.2).
+HLS_MECHANISMS = frozenset({Mechanism.HLS_MD5, Mechanism.HLS_SHA1, Mechanism.HLS_GMAC})
+# Those that use the HLS secret of the association rather than the global keys (P3 §3.2.2).
+SECRET_MECHANISMS = frozenset({Mechanism.HLS_MD5, Mechanism.HLS_SHA1})
+
+
 class AssociationResult(enum.IntEnum):
     ACCEPTED = 0
     REJECTED_PERMANENT = 1

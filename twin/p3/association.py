@@ -25,7 +25,7 @@ class State(enum.Enum):
 
 class Trigger(enum.Enum):
     ACCEPT = "accept"  # AARQ accepted, no further authentication needed
-    ACCEPT_PENDING_HLS = "accept-pending-hls"  # AARQ accepted with HLS (mechanism 5)
+    ACCEPT_PENDING_HLS = "accept-pending-hls"  # AARQ accepted with HLS (mechanisms 3-5)
     HLS_PASSED = "hls-passed"
     HLS_FAILED = "hls-failed"
     RELEASE = "release"  # RLRQ answered with RLRE
@@ -72,13 +72,15 @@ _C = Conformance
 # P3 §2.1.1: Get, block transfer with Get, selective access.
 PUBLIC_CONFORMANCE: Final = _C.GET | _C.BLOCK_TRANSFER_WITH_GET | _C.SELECTIVE_ACCESS
 # P3 §2.1.3: + Set, Action, with-list, block transfer with Set. General-protection is
-# offered so clients that propose it (dlms-cosem does) see it echoed.
+# offered so clients that propose it (dlms-cosem does) see it echoed. Block transfer with
+# Action goes beyond the P3 minimum: long method parameters or results need it.
 MANAGEMENT_CONFORMANCE: Final = (
     PUBLIC_CONFORMANCE
     | _C.SET
     | _C.ACTION
     | _C.MULTIPLE_REFERENCES
     | _C.BLOCK_TRANSFER_WITH_SET
+    | _C.BLOCK_TRANSFER_WITH_ACTION
     | _C.GENERAL_PROTECTION
 )
 # P3 §2.1.2: Set, block transfer with Set, selective access, Action.
@@ -89,22 +91,42 @@ PRE_ESTABLISHED_CONFORMANCE: Final = (
 
 @dataclass(frozen=True, slots=True)
 class ClientPolicy:
-    """How one client SAP may associate (P3 §2.1, §3.2.2 access-security table)."""
+    """How one client SAP may associate (P3 §2.1, §3.2.2 access-security table).
+
+    `mechanism` is the client's own authentication mechanism; `alternatives` are further
+    mechanisms it may choose in the AARQ. HLS mechanisms are accepted only while enabled
+    (see `MechanismPolicy`)."""
 
     sap: int
     context: ApplicationContext
     mechanism: Mechanism
     conformance: Conformance
     pre_established: bool = False
+    alternatives: frozenset[Mechanism] = frozenset()
 
     @property
     def ciphered(self) -> bool:
         return self.context is ApplicationContext.LN_CIPHERED
 
+    @property
+    def mechanisms(self) -> frozenset[Mechanism]:
+        return self.alternatives | {self.mechanism}
+
+    @property
+    def authenticated(self) -> bool:
+        """The client must authenticate: a refusal of its AARQ is a failed login."""
+        return self.mechanism is not Mechanism.NONE
+
 
 PUBLIC_CLIENT: Final = ClientPolicy(16, ApplicationContext.LN, Mechanism.NONE, PUBLIC_CONFORMANCE)
+# P3 §3.2.2: HLS 3, 4 and 5 are allowed with every data security; which of them is enabled
+# on P3 the configuration object 0-1:94.31.3 decides (P3 §8.3 HLS_n_on_P3_enable).
 MANAGEMENT_CLIENT: Final = ClientPolicy(
-    1, ApplicationContext.LN_CIPHERED, Mechanism.HLS_GMAC, MANAGEMENT_CONFORMANCE
+    1,
+    ApplicationContext.LN_CIPHERED,
+    Mechanism.HLS_GMAC,
+    MANAGEMENT_CONFORMANCE,
+    alternatives=frozenset({Mechanism.HLS_MD5, Mechanism.HLS_SHA1}),
 )
 PRE_ESTABLISHED_CLIENT: Final = ClientPolicy(
     102, ApplicationContext.LN, Mechanism.NONE, PRE_ESTABLISHED_CONFORMANCE, pre_established=True
@@ -142,6 +164,7 @@ class Session:
     policy: ClientPolicy
     conformance: Conformance
     client_max_pdu: int
+    mechanism: Mechanism = Mechanism.NONE  # the one the AARQ chose
     client_system_title: bytes = b""
     ctos: bytes = b""  # client challenge (AARQ calling-authentication-value)
     stoc: bytes = b""  # our challenge (AARE responding-authentication-value)

@@ -1,12 +1,21 @@
 """AARQ evaluation: turns an AARQ into an AARE and, when accepted, a `Session`
-(Green Book §9.4.2 AA establishment; DSMR P3 §2.1 clients, §3.2.3 ciphered Initiate).
+(Green Book §9.4.2 AA establishment; DSMR P3 §2.1 clients, §3.2.2 mechanisms, §3.2.3
+ciphered Initiate, §8.3 HLS mechanisms enabled on P3).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from twin.p3.acse import Aare, Aarq, AssociationResult, Mechanism, UserDiagnostic
+from twin.p3.acse import (
+    HLS_MECHANISMS,
+    SECRET_MECHANISMS,
+    Aare,
+    Aarq,
+    AssociationResult,
+    Mechanism,
+    UserDiagnostic,
+)
 from twin.p3.association import ClientPolicy, ServerConfig, Session, Trigger
 from twin.p3.errors import ApduError, LocalP3Error, SecurityError
 from twin.p3.initiate import (
@@ -38,6 +47,7 @@ class Establishment:
     aare: Aare
     session: Session | None = None  # None when rejected
     trigger: Trigger | None = None
+    failed_login: bool = False  # refused for wrong credentials (P3 §4.2.1 event 46)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +74,27 @@ class Security:
 class _RejectError(Exception):
     """Control flow inside this module only: the AARQ is refused."""
 
-    def __init__(self, diagnostic: UserDiagnostic, info: ConfirmedServiceError | None) -> None:
+    def __init__(
+        self,
+        diagnostic: UserDiagnostic,
+        info: ConfirmedServiceError | None,
+        *,
+        failed_login: bool = False,
+    ) -> None:
         super().__init__(diagnostic.name)
         self.diagnostic = diagnostic
         self.info = info
+        self.failed_login = failed_login
 
 
 def _initiate_failure(error: InitiateError) -> _RejectError:
     return _RejectError(UserDiagnostic.NO_REASON_GIVEN, ConfirmedServiceError.initiate(error))
+
+
+def _deciphering_failure() -> _RejectError:
+    """The InitiateRequest does not decipher: wrong keys, a failed login."""
+    info = ConfirmedServiceError.deciphering()
+    return _RejectError(UserDiagnostic.NO_REASON_GIVEN, info, failed_login=True)
 
 
 def evaluate_aarq(
@@ -82,49 +105,76 @@ def evaluate_aarq(
     security: Security,
     challenges: ChallengeSource,
     first_counter: FirstCounterPolicy,
+    enabled: frozenset[Mechanism] = frozenset({Mechanism.HLS_GMAC}),
 ) -> Establishment:
+    """`enabled`: the HLS mechanisms enabled now (`MechanismPolicy`)."""
     try:
         aarq = Aarq.from_bytes(apdu)
-        _check_acse(aarq, policy)
-        session = Session(policy, Conformance.NONE, 0)
+        mechanism = _check_acse(aarq, policy, _usable(enabled, security.keys))
+        session = Session(policy, Conformance.NONE, 0, mechanism)
+        session.ctos = aarq.calling_authentication_value or b""
         request = _initiate_request(aarq, session, security, first_counter)
         _negotiate(request, session, config)
     except ApduError:
-        return _rejected(policy, UserDiagnostic.NO_REASON_GIVEN, None)
+        return _rejected(policy, _RejectError(UserDiagnostic.NO_REASON_GIVEN, None))
     except _RejectError as reject:
-        return _rejected(policy, reject.diagnostic, reject.info)
+        return _rejected(policy, reject)
     return _accepted(session, config, security, challenges)
 
 
-def _rejected(
-    policy: ClientPolicy, diagnostic: UserDiagnostic, info: ConfirmedServiceError | None
-) -> Establishment:
+def _rejected(policy: ClientPolicy, reject: _RejectError) -> Establishment:
     # A refusal carries no ciphered content: the keys may be exactly what went wrong.
-    user_info = info.to_bytes() if info is not None else None
+    user_info = reject.info.to_bytes() if reject.info is not None else None
     result = AssociationResult.REJECTED_PERMANENT
-    return Establishment(Aare(policy.context, result, diagnostic, user_information=user_info))
+    aare = Aare(policy.context, result, reject.diagnostic, user_information=user_info)
+    return Establishment(aare, failed_login=reject.failed_login)
 
 
-def _check_acse(aarq: Aarq, policy: ClientPolicy) -> None:
+def _usable(enabled: frozenset[Mechanism], keys: SecurityKeys) -> frozenset[Mechanism]:
+    # HLS 3 and 4 need the HLS secret (P3 §3.2.2); without one they cannot be offered.
+    return enabled if keys.hls_secret else enabled - SECRET_MECHANISMS
+
+
+def _check_acse(aarq: Aarq, policy: ClientPolicy, enabled: frozenset[Mechanism]) -> Mechanism:
     if policy.pre_established:
         # P3 §2.1.2: client 102 is pre-established; it never sends an AARQ.
         raise _RejectError(UserDiagnostic.NO_REASON_GIVEN, None)
     if aarq.context != policy.context:
         raise _RejectError(UserDiagnostic.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED, None)
-    mechanism = Mechanism.NONE if aarq.mechanism is None else aarq.mechanism
-    if policy.mechanism is Mechanism.HLS_GMAC and aarq.mechanism is None:
+    if aarq.mechanism is None and policy.authenticated:
         raise _RejectError(UserDiagnostic.AUTHENTICATION_MECHANISM_NAME_REQUIRED, None)
-    if mechanism != policy.mechanism:
-        # P3 §3.2.2: no LLS/HLS2 ever; no-security for the public client only.
-        raise _RejectError(UserDiagnostic.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED, None)
-    if policy.mechanism is Mechanism.HLS_GMAC:
-        if aarq.calling_ap_title is None or len(aarq.calling_ap_title) != 8:
-            raise _RejectError(UserDiagnostic.CALLING_AP_TITLE_NOT_RECOGNIZED, None)
-        challenge = aarq.calling_authentication_value or b""
-        if not 8 <= len(challenge) <= 64:
-            raise _RejectError(UserDiagnostic.AUTHENTICATION_FAILURE, None)
+    mechanism = _mechanism(aarq.mechanism, policy, enabled)
+    if mechanism in HLS_MECHANISMS:
+        _check_hls(aarq, policy, mechanism)
     if aarq.user_information is None:
         raise _initiate_failure(InitiateError.OTHER)
+    return mechanism
+
+
+def _mechanism(
+    requested: int | None, policy: ClientPolicy, enabled: frozenset[Mechanism]
+) -> Mechanism:
+    value = Mechanism.NONE if requested is None else requested
+    usable = {m for m in policy.mechanisms if m not in HLS_MECHANISMS or m in enabled}
+    if value not in usable:
+        # P3 §3.2.2: no LLS/HLS2 ever, no-security for the public client only; P3 §8.3: an
+        # HLS mechanism only while enabled on P3. A client that must log in failed to.
+        raise _RejectError(
+            UserDiagnostic.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED,
+            None,
+            failed_login=policy.authenticated,
+        )
+    return Mechanism(value)
+
+
+def _check_hls(aarq: Aarq, policy: ClientPolicy, mechanism: Mechanism) -> None:
+    # The calling-AP-title is the client system title: GMAC and ciphering need it.
+    needs_title = policy.ciphered or mechanism is Mechanism.HLS_GMAC
+    if needs_title and (aarq.calling_ap_title is None or len(aarq.calling_ap_title) != 8):
+        raise _RejectError(UserDiagnostic.CALLING_AP_TITLE_NOT_RECOGNIZED, None)
+    challenge = aarq.calling_authentication_value or b""
+    if not 8 <= len(challenge) <= 64:  # CtoS: 8..64 bytes (Green Book §9.2.7.4)
+        raise _RejectError(UserDiagnostic.AUTHENTICATION_FAILURE, None)
 
 
 def _initiate_request(
@@ -139,20 +189,17 @@ def _initiate_request(
     ciphered = CipheredApdu.from_bytes(raw)
     title = aarq.calling_ap_title or b""
     if ciphered.security_control != SC_AUTH_ENC:
-        raise _RejectError(UserDiagnostic.NO_REASON_GIVEN, ConfirmedServiceError.deciphering())
+        raise _deciphering_failure()
     try:
         plain = unprotect(
             security.keys, title, ciphered.invocation_counter, SC_AUTH_ENC, ciphered.text
         )
     except SecurityError:
-        raise _RejectError(
-            UserDiagnostic.NO_REASON_GIVEN, ConfirmedServiceError.deciphering()
-        ) from None
+        raise _deciphering_failure() from None
     if not first_counter.accept_first(ciphered.invocation_counter):
-        raise _RejectError(UserDiagnostic.NO_REASON_GIVEN, ConfirmedServiceError.deciphering())
+        raise _deciphering_failure()
     first_counter.seen(ciphered.invocation_counter)
     session.client_system_title = title
-    session.ctos = aarq.calling_authentication_value or b""
     session.next_client_ic = ciphered.invocation_counter + 1
     request = InitiateRequest.from_bytes(plain)
     if request.dedicated_key is not None:
@@ -179,7 +226,7 @@ def _accepted(
     response = InitiateResponse(session.conformance, config.max_receive_pdu_size).to_bytes()
     if policy.ciphered:
         response = security.cipher(_GLO_INITIATE_RESPONSE, response)
-    if policy.mechanism is not Mechanism.HLS_GMAC:
+    if session.mechanism not in HLS_MECHANISMS:
         aare = Aare(policy.context, AssociationResult.ACCEPTED, user_information=response)
         return Establishment(aare, session, Trigger.ACCEPT)
     session.stoc = challenges.challenge(config.challenge_length)
@@ -190,7 +237,7 @@ def _accepted(
         AssociationResult.ACCEPTED,
         UserDiagnostic.AUTHENTICATION_REQUIRED,  # Green Book: HLS pass 3/4 follows
         responding_ap_title=config.system_title,
-        mechanism=Mechanism.HLS_GMAC,
+        mechanism=session.mechanism,
         responding_authentication_value=session.stoc,
         user_information=response,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from twin.p3.acse import Mechanism
 from twin.p3.cosem import ActionResult, AttributeRef, DataAccessResult, SelectiveAccess
 from twin.p3.security import SecurityKeys
 
@@ -68,6 +69,28 @@ class ChallengeSource(Protocol):
     """Random bytes for the StoC challenge of HLS (Green Book §9.2.7.4)."""
 
     def challenge(self, length: int) -> bytes: ...
+
+
+class MechanismPolicy(Protocol):
+    """Which HLS mechanisms (3 MD5, 4 SHA-1, 5 GMAC) may be used right now.
+
+    On P3 the configuration object 0-1:94.31.3 decides (P3 §8.3 flags HLS_3/4/5_on_P3_enable);
+    the core asks at every AARQ, so a change applies from the next association on. A client
+    also needs the mechanism in its `ClientPolicy`.
+    """
+
+    def enabled_mechanisms(self) -> frozenset[Mechanism]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FixedMechanisms:
+    """A constant `MechanismPolicy`; the default matches the default flags of the twin's
+    configuration object (objects/abstract.py): HLS 5 only."""
+
+    mechanisms: frozenset[Mechanism] = frozenset({Mechanism.HLS_GMAC})
+
+    def enabled_mechanisms(self) -> frozenset[Mechanism]:
+        return self.mechanisms
 
 
 class FirstCounterPolicy(Protocol):

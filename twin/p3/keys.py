@@ -84,10 +84,13 @@ class KeyMaterial:
             "guek": self.guek.hex(),
             "gak": self.gak.hex(),
             "master_key": self.master_key.hex(),
+            # The secret of HLS 3 (MD5) and 4 (SHA-1), for head-ends that use them once the
+            # configuration object enables them (P3 §8.3); HLS 5 uses the GAK and GUEK.
+            "hls_secret": self.hls_secret.hex(),
         }
 
     def to_record(self) -> dict[str, Any]:
-        return {**self.public(), "hls_secret": self.hls_secret.hex(), "policy": self.policy}
+        return {**self.public(), "policy": self.policy}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> KeyMaterial:
@@ -199,7 +202,10 @@ class KeyStore:
 
     # ---- KeyProvider (core) ----------------------------------------------------------------
     def keys(self) -> SecurityKeys:
-        return SecurityKeys(self._material.guek, self._material.gak)
+        # The HLS secret goes along for HLS 3 and 4 (P3 §3.2.2); a change_HLS_secret applies
+        # from the next association on, like a key transfer.
+        material = self._material
+        return SecurityKeys(material.guek, material.gak, material.hls_secret)
 
     # ---- counter persistence ---------------------------------------------------------------
     def _persist_limit(self, limit: int) -> None:

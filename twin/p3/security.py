@@ -9,7 +9,7 @@ Initiate, 0xC8-0xCF for GET/SET/ACTION), which carry only SC || IC || ciphertext
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from cryptography.exceptions import InvalidTag
@@ -39,10 +39,12 @@ PLAIN_TAG = {glo: plain for plain, glo in GLO_TAG.items()}
 
 @dataclass(frozen=True, slots=True)
 class SecurityKeys:
-    """The global keys of the association (DSMR P3 §3.2.3 item 5: global keys only)."""
+    """The global keys of the association (DSMR P3 §3.2.3 item 5: global keys only) and the
+    HLS secret of association 0-0:40.0.0 (HLS 3 and 4, P3 §3.2.2; empty: none known)."""
 
     guek: bytes  # global unicast encryption key
     gak: bytes  # authentication key
+    hls_secret: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         if len(self.guek) != KEY_LENGTH or len(self.gak) != KEY_LENGTH:

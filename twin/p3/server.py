@@ -2,7 +2,8 @@
 
 Bytes in, events out::
 
-    server = DlmsServer(config, objects, keys=..., counters=..., challenges=...)
+    server = DlmsServer(config, objects, keys=..., counters=..., challenges=...,
+                        mechanisms=...)  # which HLS mechanisms are enabled (P3 §8.3)
     for event in server.receive_data(chunk):   # Transmit / CloseConnection / Associated ...
         ...
     server.connection_lost()                    # socket gone: reset for the next connection
@@ -15,7 +16,7 @@ AARQ and is answered whenever it asks (it can reach no object: P3 §2.1.2).
 
 from __future__ import annotations
 
-from twin.p3.acse import Aare, AssociationResult, Rlre, Rlrq, UserDiagnostic
+from twin.p3.acse import Aare, AssociationResult, Mechanism, Rlre, Rlrq, UserDiagnostic
 from twin.p3.association import (
     AssociationState,
     ClientPolicy,
@@ -37,7 +38,6 @@ from twin.p3.events import (
 from twin.p3.hls import HlsGate
 from twin.p3.initiate import (
     NOT_POSSIBLE,
-    ConfirmedServiceError,
     ExceptionResponse,
     InitiateRequest,
     InitiateResponse,
@@ -49,7 +49,9 @@ from twin.p3.interfaces import (
     CosemObjects,
     CounterReservation,
     FirstCounterPolicy,
+    FixedMechanisms,
     KeyProvider,
+    MechanismPolicy,
     SpecFirstCounter,
 )
 from twin.p3.protection import (
@@ -80,6 +82,7 @@ class DlmsServer:
         counters: CounterReservation,
         challenges: ChallengeSource,
         first_counter: FirstCounterPolicy | None = None,
+        mechanisms: MechanismPolicy | None = None,
         max_frame: int = DEFAULT_MAX_LENGTH,
     ) -> None:
         self._config = config
@@ -88,6 +91,7 @@ class DlmsServer:
         self._counters = counters
         self._challenges = challenges
         self._first = first_counter if first_counter is not None else SpecFirstCounter()
+        self._mechanisms = mechanisms if mechanisms is not None else FixedMechanisms()
         self._max_frame = max_frame
         self._reset()
 
@@ -107,6 +111,18 @@ class DlmsServer:
     def client(self) -> int | None:
         """The client SAP of the current (or pending) association."""
         return None if self._session is None else self._session.client
+
+    @property
+    def client_system_title(self) -> bytes:
+        """The calling-AP-title of the current (or pending) association; empty without one
+        (or for a client that sent none). Security setup 0-0:43.0.0 attribute 4 shows it."""
+        return b"" if self._session is None else self._session.client_system_title
+
+    @property
+    def mechanism(self) -> Mechanism | None:
+        """The authentication mechanism of the current (or pending) association
+        (association LN attribute 6 shows it)."""
+        return None if self._session is None else self._session.mechanism
 
     def receive_data(self, data: bytes) -> list[ServerEvent]:
         """Feed received bytes; return what to do, in order. After `CloseConnection` all
@@ -193,9 +209,10 @@ class DlmsServer:
             security=self._security(),
             challenges=self._challenges,
             first_counter=self._first,
+            enabled=self._mechanisms.enabled_mechanisms(),
         )
         events = self._reply(policy.sap, done.aare.to_bytes())
-        if done.aare.user_information == ConfirmedServiceError.deciphering().to_bytes():
+        if done.failed_login:
             events.append(AuthenticationFailed(policy.sap))
         if done.session is None or done.trigger is None:
             return events
@@ -252,6 +269,8 @@ class DlmsServer:
                 session,
                 apdu,
                 security,
+                # HLS pass 3 outstanding: the frame with f(StoC) may skip one counter. Gurux
+                # does for every mechanism (with GMAC, f(StoC) carries the skipped value).
                 pending_hls=self.state is State.AWAITING_HLS,
                 first_counter=self._first,
             )
@@ -268,8 +287,11 @@ class DlmsServer:
         floor: int | None = None,
     ) -> list[ServerEvent]:
         gate = None
-        if self.state is State.AWAITING_HLS and ciphered is not None and floor is not None:
-            gate = HlsGate(session, security, (floor, ciphered.invocation_counter))
+        if self.state is State.AWAITING_HLS:
+            counters = None
+            if ciphered is not None and floor is not None:
+                counters = (floor, ciphered.invocation_counter)
+            gate = HlsGate(session, security, counters)
         objects: CosemObjects = gate if gate is not None else self._objects
         overhead = 0 if ciphered is None else CIPHER_OVERHEAD
         answer = self._answer(self._services, session, objects, plain, overhead)

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from twin.clock import Clock
 from twin.meter.events import EventCode
 from twin.metering import Meter
+from twin.p3.acse import Mechanism
 from twin.p3.association import MANAGEMENT_CLIENT, ServerConfig, State
 from twin.p3.cosem import AttributeRef, DataAccessResult
 from twin.p3.errors import P3Error
@@ -48,8 +49,9 @@ from twin.p3.events import (
 )
 from twin.p3.interfaces import CosemObjects, SpecFirstCounter
 from twin.p3.keys import KeyStore
+from twin.p3.objects.abstract import HLS_ON_P3_BITS
 from twin.p3.objects.base import obis_bytes
-from twin.p3.objects.values import ValueTypeError, decode
+from twin.p3.objects.values import Tag, ValueTypeError, decode
 from twin.p3.server import DlmsServer
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,10 @@ READ_CHUNK = 65536
 HEARTBEAT_S = 5.0
 ENDING_GRACE_S = 0.2  # real seconds a closing, unassociated connection gets
 TCP_UDP_SETUP = AttributeRef(41, obis_bytes("0-0:25.0.0"), 6)
+CONFIGURATION_OBJECT = AttributeRef(1, obis_bytes("0-1:94.31.3"), 2)
+_HLS_BY_FLAG = dict(
+    zip(HLS_ON_P3_BITS, (Mechanism.HLS_MD5, Mechanism.HLS_SHA1, Mechanism.HLS_GMAC), strict=True)
+)
 
 
 TICK_S = 1.0  # real seconds between object model ticks
@@ -83,14 +89,6 @@ class ObjectModel(CosemObjects, Protocol):
         ...
 
 
-def _client_system_title(server: DlmsServer) -> bytes:
-    """The calling-AP-title of the AA (security setup attr 4). DlmsServer keeps its Session
-    private; a public accessor there would replace this look-up."""
-    session = getattr(server, "_session", None)
-    title = getattr(session, "client_system_title", b"")
-    return bytes(title) if isinstance(title, bytes) else b""
-
-
 class UrandomChallenges:
     """StoC challenges for HLS (Green Book §9.2.7.4): fresh random bytes each time."""
 
@@ -107,6 +105,23 @@ def read_setting(objects: CosemObjects, ref: AttributeRef) -> Any:
         return decode(raw)
     except ValueTypeError:
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfiguredMechanisms:
+    """The `MechanismPolicy` of P3 §8.3: flags HLS_3/4/5_on_P3_enable of the configuration
+    object 0-1:94.31.3, read at every AARQ (a change applies to the next association). The
+    read goes to the object model itself, not a connection's session: it is no client call."""
+
+    objects: CosemObjects
+
+    def enabled_mechanisms(self) -> frozenset[Mechanism]:
+        value = read_setting(self.objects, CONFIGURATION_OBJECT)
+        try:
+            flags = str(value.items[1].expect(Tag.BIT_STRING).value)
+        except (AttributeError, IndexError, ValueTypeError):
+            return frozenset({Mechanism.HLS_GMAC})
+        return frozenset(m for bit, m in _HLS_BY_FLAG.items() if flags[bit : bit + 1] == "1")
 
 
 def inactivity_time_out_s(objects: CosemObjects) -> int:
@@ -156,6 +171,7 @@ class Connection:
             counters=service.keys.counters,
             challenges=service.challenges,
             first_counter=SpecFirstCounter(),  # P3 §3.2.3: the first counter is not checked
+            mechanisms=ConfiguredMechanisms(service.objects),
         )
 
     async def serve(self) -> None:
@@ -353,7 +369,7 @@ class P3Service:
             self.counters.by_client[event.client] = self.counters.by_client.get(event.client, 0) + 1
             if event.client == MANAGEMENT_CLIENT.sap:
                 self.last_contact = self.meter.clock.now()
-                title = _client_system_title(connection.server)
+                title = connection.server.client_system_title
                 if title:
                     self.keys.note_client_system_title(title)
         elif isinstance(event, AuthenticationFailed):

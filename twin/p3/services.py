@@ -1,4 +1,4 @@
-"""xDLMS GET / SET / ACTION service provider with block transfer (Green Book §9.3.4-9.3.6;
+"""xDLMS GET / SET / ACTION service provider with block transfer (Green Book §9.3.4-9.3.7;
 DSMR P3 §2.1 services per client, §3.5 with-list answers partial results per item).
 
 Works on plain (deciphered) APDUs; the server wraps the answer in ciphering afterwards, so
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twin.p3.action import ACTION_REQUEST
+from twin.p3.action_service import ActionService
 from twin.p3.association import ServerConfig, Session
 from twin.p3.axdr import encode_length
-from twin.p3.cosem import ActionResult, DataAccessResult, result_bytes
+from twin.p3.cosem import DataAccessResult, result_bytes
 from twin.p3.errors import ApduError, UnknownApduError
 from twin.p3.get import (
     GET_REQUEST,
@@ -26,12 +28,7 @@ from twin.p3.get import (
 )
 from twin.p3.initiate import NOT_POSSIBLE, NOT_SUPPORTED, Conformance
 from twin.p3.interfaces import CosemObjects
-from twin.p3.set_action import (
-    ACTION_REQUEST,
-    SET_REQUEST,
-    ActionResponseNormal,
-    parse_action_request,
-)
+from twin.p3.set_action import SET_REQUEST
 from twin.p3.set_service import CONFIRMED, SetService
 
 _BLOCK_HEADER = 12  # C4 02 iip last block(4) choice length(<=3)
@@ -52,11 +49,13 @@ class ServiceProvider:
         self.config = config
         self.get_transfer: _GetTransfer | None = None
         self.sets = SetService(config.max_list_items)
+        self.actions = ActionService(config.max_list_items)
 
     def reset(self) -> None:
         """Drop any transfer in progress (new association, release or abort)."""
         self.get_transfer = None
         self.sets.reset()
+        self.actions.reset()
 
     def serve(
         self, session: Session, objects: CosemObjects, plain: bytes, overhead: int
@@ -166,13 +165,4 @@ class _Call:
 
     # ---- ACTION ------------------------------------------------------------------------
     def action(self, plain: bytes) -> bytes | None:
-        request = parse_action_request(plain)
-        if not self.allowed(Conformance.ACTION):
-            return NOT_SUPPORTED.to_bytes()
-        outcome = self.objects.action(self.session.client, request.ref, request.parameters)
-        answer = ActionResponseNormal(request.invoke_id, outcome.result, outcome.return_value)
-        encoded = answer.to_bytes()
-        if len(encoded) > self.room:
-            # No ACTION block transfer in P3 §2.1.3: say why instead of overflowing.
-            encoded = ActionResponseNormal(request.invoke_id, ActionResult.OTHER_REASON).to_bytes()
-        return encoded if request.invoke_id & CONFIRMED else None
+        return self.provider.actions.handle(self.session, self.objects, plain, self.room)

@@ -1,6 +1,5 @@
-"""SET and ACTION service APDUs (Green Book §9.5: Set-Request 0xC1 / Set-Response 0xC5,
-Action-Request 0xC3 / Action-Response 0xC7). Only ACTION-normal is served (brief scope);
-the other ACTION choices decode to `UnknownApduError`.
+"""SET service APDUs (Green Book §9.5: Set-Request 0xC1 / Set-Response 0xC5) and the
+DataBlock-SA that SET and ACTION block transfer share (ACTION APDUs: `twin.p3.action`).
 """
 
 from __future__ import annotations
@@ -10,22 +9,17 @@ from typing import ClassVar
 
 from twin.p3.axdr import Reader, encode_length
 from twin.p3.cosem import (
-    ActionResult,
     AttributeRef,
     AttributeWithSelection,
     DataAccessResult,
     SelectiveAccess,
     data_access_result,
     optional_access_bytes,
-    read_result,
-    result_bytes,
 )
 from twin.p3.errors import ApduError, UnknownApduError
 
 SET_REQUEST = 0xC1
 SET_RESPONSE = 0xC5
-ACTION_REQUEST = 0xC3
-ACTION_RESPONSE = 0xC7
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,58 +229,3 @@ def parse_set_response(data: bytes) -> SetResponse:
         raise UnknownApduError(SET_RESPONSE, f"Set-Response choice {choice}")
     r.expect_end()
     return response
-
-
-@dataclass(frozen=True, slots=True)
-class ActionRequestNormal:
-    CHOICE: ClassVar[int] = 1
-    invoke_id: int
-    ref: AttributeRef
-    parameters: bytes | None = None
-
-    def to_bytes(self) -> bytes:
-        head = bytes([ACTION_REQUEST, self.CHOICE, self.invoke_id]) + self.ref.to_bytes()
-        return head + (b"\x00" if self.parameters is None else b"\x01" + self.parameters)
-
-
-def parse_action_request(data: bytes) -> ActionRequestNormal:
-    r = Reader(data)
-    if r.u8() != ACTION_REQUEST:
-        raise ApduError("not an Action-Request")
-    choice, invoke_id = r.u8(), r.u8()
-    if choice != ActionRequestNormal.CHOICE:
-        raise UnknownApduError(ACTION_REQUEST, f"Action-Request choice {choice} not served")
-    ref = AttributeRef.read(r)
-    parameters = r.data() if r.u8() else None
-    r.expect_end()
-    return ActionRequestNormal(invoke_id, ref, parameters)
-
-
-@dataclass(frozen=True, slots=True)
-class ActionResponseNormal:
-    """Action-Response-With-Optional-Data: result + optional Get-Data-Result."""
-
-    CHOICE: ClassVar[int] = 1
-    invoke_id: int
-    result: ActionResult
-    return_value: bytes | DataAccessResult | None = None
-
-    def to_bytes(self) -> bytes:
-        out = bytes([ACTION_RESPONSE, self.CHOICE, self.invoke_id, self.result])
-        if self.return_value is None:
-            return out + b"\x00"
-        return out + b"\x01" + result_bytes(self.return_value)
-
-
-def parse_action_response(data: bytes) -> ActionResponseNormal:
-    r = Reader(data)
-    if r.u8() != ACTION_RESPONSE or r.u8() != ActionResponseNormal.CHOICE:
-        raise ApduError("not an Action-Response-Normal")
-    invoke_id = r.u8()
-    try:
-        result = ActionResult(r.u8())
-    except ValueError as exc:
-        raise ApduError("unknown action result") from exc
-    value = read_result(r) if r.u8() else None
-    r.expect_end()
-    return ActionResponseNormal(invoke_id, result, value)

@@ -137,14 +137,14 @@ class SetService:
         raw = b"".join(transfer.parts)
         first, number = transfer.request, transfer.block_number
         if isinstance(first, SetRequestFirstBlock):
-            values = _split(raw, 1, counted=False)
+            values = split_values(raw, 1, counted=False)
             if values is None:  # the blocks do not form one Data
                 return SetResponseLastBlock(
                     invoke_id, DataAccessResult.TYPE_UNMATCHED, number
                 ).to_bytes()
             result = objects.set(session.client, first.ref, first.access, raw)
             return SetResponseLastBlock(invoke_id, result, number).to_bytes()
-        values = _split(raw, len(first.items), counted=True)
+        values = split_values(raw, len(first.items), counted=True)
         if values is None:
             results = tuple(DataAccessResult.TYPE_UNMATCHED for _ in first.items)
         else:
@@ -153,7 +153,7 @@ class SetService:
         return SetResponseLastBlockWithList(invoke_id, results, number).to_bytes()
 
 
-def _split(raw: bytes, count: int, *, counted: bool) -> list[bytes] | None:
+def split_values(raw: bytes, count: int, *, counted: bool) -> list[bytes] | None:
     """`count` whole Data values (after an A-XDR count if `counted`), or None."""
     try:
         reader = Reader(raw)

@@ -12,6 +12,7 @@ import socket
 from typing import Any
 
 from tests.unit.p3.tcp_peers import recv_pdu, wrap
+from twin.p3.action import ActionRequestNormal, ActionResponseNormal, parse_action_response
 from twin.p3.cosem import ActionResult, AttributeRef, DataAccessResult, SelectiveAccess
 from twin.p3.get import (
     GetRequestNext,
@@ -22,7 +23,6 @@ from twin.p3.get import (
 )
 from twin.p3.security import SC_AUTH_ENC, CipheredApdu, SecurityKeys, protect, unprotect
 from twin.p3.set_action import (
-    ActionRequestNormal,
     DataBlock,
     SetRequestBlock,
     SetRequestFirstBlock,
@@ -30,7 +30,6 @@ from twin.p3.set_action import (
     SetResponseBlock,
     SetResponseLastBlock,
     SetResponseNormal,
-    parse_action_response,
     parse_set_response,
 )
 
@@ -106,4 +105,6 @@ class LeanSession:
 
     def action(self, ref: AttributeRef, parameters: bytes | None) -> ActionResult:
         request = ActionRequestNormal(0xC1, ref, parameters).to_bytes()
-        return parse_action_response(self.exchange(request)).result
+        answer = parse_action_response(self.exchange(request))
+        assert isinstance(answer, ActionResponseNormal), answer
+        return answer.result

@@ -121,9 +121,17 @@ class GuruxTcpPeer(GuruxSession):
 
 
 def gurux_management(
-    port: int, guek: bytes, gak: bytes, invocation_counter: int = 10, host: str = "127.0.0.1"
+    port: int,
+    guek: bytes,
+    gak: bytes,
+    invocation_counter: int = 10,
+    host: str = "127.0.0.1",
+    *,
+    authentication: Authentication = Authentication.HIGH_GMAC,
+    secret: bytes | None = None,
 ) -> GuruxTcpPeer:
-    client = GXDLMSSecureClient(True, 1, 1, Authentication.HIGH_GMAC, None, InterfaceType.WRAPPER)
+    """Management client 1; HLS 3/4 (HIGH_MD5 / HIGH_SHA1) use `secret`, HLS 5 the keys."""
+    client = GXDLMSSecureClient(True, 1, 1, authentication, secret, InterfaceType.WRAPPER)
     client.ciphering.security = Security.AUTHENTICATION_ENCRYPTION
     client.ciphering.systemTitle = CLIENT_TITLE
     client.ciphering.blockCipherKey = guek

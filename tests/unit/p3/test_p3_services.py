@@ -21,6 +21,7 @@ from tests.unit.p3.helpers import (
     public_client,
     wrap,
 )
+from twin.p3.action import ActionRequestNormal, ActionResponseNormal, parse_action_response
 from twin.p3.axdr import octet_string
 from twin.p3.cosem import ActionResult, AttributeRef, AttributeWithSelection, DataAccessResult
 from twin.p3.get import (
@@ -35,8 +36,6 @@ from twin.p3.get import (
 from twin.p3.initiate import ExceptionResponse, ServiceError
 from twin.p3.security import CipheredApdu
 from twin.p3.set_action import (
-    ActionRequestNormal,
-    ActionResponseNormal,
     DataBlock,
     SetRequestBlock,
     SetRequestFirstBlock,
@@ -46,7 +45,6 @@ from twin.p3.set_action import (
     SetResponseLastBlock,
     SetResponseLastBlockWithList,
     SetResponseWithList,
-    parse_action_response,
     parse_set_response,
 )
 

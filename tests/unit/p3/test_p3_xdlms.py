@@ -6,6 +6,12 @@ import pytest
 from dlms_cosem import cosem, enumerations
 from dlms_cosem.protocol import xdlms as dc_xdlms
 
+from twin.p3.action import (
+    ActionRequestNormal,
+    ActionResponseNormal,
+    parse_action_request,
+    parse_action_response,
+)
 from twin.p3.axdr import Reader, encode_length, octet_string
 from twin.p3.cosem import (
     ActionResult,
@@ -27,8 +33,6 @@ from twin.p3.get import (
 )
 from twin.p3.security import CipheredApdu
 from twin.p3.set_action import (
-    ActionRequestNormal,
-    ActionResponseNormal,
     DataBlock,
     SetRequestBlock,
     SetRequestFirstBlock,
@@ -40,8 +44,6 @@ from twin.p3.set_action import (
     SetResponseLastBlockWithList,
     SetResponseNormal,
     SetResponseWithList,
-    parse_action_request,
-    parse_action_response,
     parse_set_request,
     parse_set_response,
 )
@@ -155,7 +157,7 @@ def test_unknown_choices() -> None:
     with pytest.raises(UnknownApduError):
         parse_set_request(b"\xc1\x06\xc1")
     with pytest.raises(UnknownApduError):
-        parse_action_request(b"\xc3\x02\xc1")
+        parse_action_request(b"\xc3\x07\xc1")
 
 
 @pytest.mark.parametrize(
