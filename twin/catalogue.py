@@ -33,7 +33,7 @@ class P1Format:
 
 
 # DLMS unit codes (IEC 62056-62 / Blue Book) for the units the meter uses.
-UNIT_CODES = {"Wh": 30, "W": 27, "A": 33, "V": 35, "s": 7, "m3": 14}
+UNIT_CODES = {"Wh": 30, "W": 27, "A": 33, "V": 35, "s": 7, "m3": 14, "var": 29}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +92,27 @@ def _item(
 
 def _counter(code: str, name: str, getter: Callable[[MeterReading], int]) -> ObisObject:
     return ObisObject(code, name, getter, COUNT, 1)
+
+
+def _averaged(
+    codes: tuple[str, str, str],
+    name: str,
+    getter: Callable[[MeterReading], tuple[int, ...]],
+    unit: str,
+) -> tuple[ObisObject, ...]:
+    """10-minute averages (P3 §6.4, class 3, scaler 0): on P3 only, neither P1 nor display."""
+    return tuple(
+        ObisObject(
+            code,
+            f"{name} L{i + 1}",
+            _item(getter, i),
+            None,
+            3,
+            unit,
+            min_phases=1 if i == 0 else 3,
+        )
+        for i, code in enumerate(codes)
+    )
 
 
 KW = _fixed(5, 3, "kW")
@@ -164,6 +185,43 @@ CATALOGUE: tuple[ObisObject, ...] = (
         lambda r: r.export_w_phase,
         KW,
         unit="W",
+    ),
+    # Not on P1 (p1 is None): P3 §6.4 average values of the last completed 10 minutes.
+    *_averaged(
+        ("1-0:32.24.0", "1-0:52.24.0", "1-0:72.24.0"),
+        "Average voltage",
+        lambda r: r.averages.voltage_v,
+        "V",
+    ),
+    *_averaged(
+        ("1-0:31.24.0", "1-0:51.24.0", "1-0:71.24.0"),
+        "Average current",
+        lambda r: r.averages.current_a,
+        "A",
+    ),
+    *_averaged(
+        ("1-0:21.24.0", "1-0:41.24.0", "1-0:61.24.0"),
+        "Average active power +P",
+        lambda r: r.averages.import_w,
+        "W",
+    ),
+    *_averaged(
+        ("1-0:22.24.0", "1-0:42.24.0", "1-0:62.24.0"),
+        "Average active power -P",
+        lambda r: r.averages.export_w,
+        "W",
+    ),
+    *_averaged(
+        ("1-0:23.24.0", "1-0:43.24.0", "1-0:63.24.0"),
+        "Average reactive power +Q",
+        lambda r: r.averages.import_var,
+        "var",
+    ),
+    *_averaged(
+        ("1-0:24.24.0", "1-0:44.24.0", "1-0:64.24.0"),
+        "Average reactive power -Q",
+        lambda r: r.averages.export_var,
+        "var",
     ),
 )
 

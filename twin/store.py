@@ -14,20 +14,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from twin.meter.events import Event, EventLog
 from twin.meter.model import Outbox
-from twin.meter.profiles import (
-    DAILY_PROFILE_ENTRIES,
-    LOAD_PROFILE_ENTRIES,
-    MONTHLY_PROFILE_ENTRIES,
-    DailyProfileRow,
-    LoadProfileRow,
-)
 from twin.meter.state import MeterState
+from twin.store_profiles import ProfileTables, StoredEntry, insert_outbox
+
+__all__ = ["Checkpoint", "Store", "StoreError", "StoredEntry"]
 
 DATABASE = "meter.sqlite3"
 DATABASE_MODE = 0o640
@@ -66,6 +60,19 @@ CREATE TABLE IF NOT EXISTS monthly_profile (
     energy TEXT NOT NULL,
     mbus TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS mbus_hourly (
+    channel INTEGER NOT NULL,
+    time REAL NOT NULL,
+    status INTEGER NOT NULL,
+    value INTEGER NOT NULL,
+    capture REAL,
+    PRIMARY KEY (channel, time)
+);
+CREATE TABLE IF NOT EXISTS definable_profile (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    entry BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -82,15 +89,9 @@ class Checkpoint:
     real_time: float
 
 
-def _ts(when: datetime) -> float:
-    return when.timestamp()
+class Store(ProfileTables):
+    """The meter's database; the profile buffers' methods come from `ProfileTables`."""
 
-
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
-class Store:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
@@ -173,104 +174,6 @@ class Store:
             db.execute(
                 "INSERT OR REPLACE INTO meter_state (id, record, meter_time, real_time)"
                 " VALUES (1, ?, ?, ?)",
-                (record, _ts(state.time), time.time()),
+                (record, state.time.timestamp(), time.time()),
             )
-            self._insert_events(db, outbox.events)
-            self._insert_load_profile(db, outbox.load_profile)
-            self._insert_billing(db, "daily_profile", outbox.daily_profile, DAILY_PROFILE_ENTRIES)
-            self._insert_billing(
-                db, "monthly_profile", outbox.monthly_profile, MONTHLY_PROFILE_ENTRIES
-            )
-
-    @staticmethod
-    def _insert_events(db: sqlite3.Connection, events: list[Event]) -> None:
-        for event in events:
-            db.execute(
-                "INSERT INTO events (log, time, code) VALUES (?, ?, ?)",
-                (event.log.name, _ts(event.when), event.code),
-            )
-        for log in {e.log for e in events}:
-            db.execute(
-                "DELETE FROM events WHERE log = ? AND id NOT IN"
-                " (SELECT id FROM events WHERE log = ? ORDER BY id DESC LIMIT ?)",
-                (log.name, log.name, log.capacity),
-            )
-
-    @staticmethod
-    def _insert_load_profile(db: sqlite3.Connection, rows: list[LoadProfileRow]) -> None:
-        if not rows:
-            return
-        db.executemany(
-            "INSERT OR REPLACE INTO load_profile (time, status, import_wh, export_wh)"
-            " VALUES (?, ?, ?, ?)",
-            [(_ts(r.time), r.status, r.import_wh, r.export_wh) for r in rows],
-        )
-        db.execute(
-            "DELETE FROM load_profile WHERE time NOT IN"
-            " (SELECT time FROM load_profile ORDER BY time DESC LIMIT ?)",
-            (LOAD_PROFILE_ENTRIES,),
-        )
-
-    @staticmethod
-    def _insert_billing(
-        db: sqlite3.Connection, table: str, rows: list[DailyProfileRow], capacity: int
-    ) -> None:
-        if not rows:
-            return
-        db.executemany(
-            f"INSERT OR REPLACE INTO {table} (time, status, energy, mbus) VALUES (?, ?, ?, ?)",  # noqa: S608 - fixed table names
-            [
-                (
-                    _ts(r.time),
-                    r.status,
-                    json.dumps(r.energy_wh),
-                    json.dumps([(c, v, _ts(t) if t else None) for c, v, t in r.mbus]),
-                )
-                for r in rows
-            ],
-        )
-        db.execute(
-            f"DELETE FROM {table} WHERE time NOT IN"  # noqa: S608 - fixed table names
-            f" (SELECT time FROM {table} ORDER BY time DESC LIMIT ?)",
-            (capacity,),
-        )
-
-    # ------------------------------------------------------------------ reading back
-
-    def events(self, log: EventLog, limit: int | None = None) -> list[Event]:
-        """Entries of one log, oldest first (FIFO buffer order)."""
-        rows = self._db.execute(
-            "SELECT time, code FROM events WHERE log = ? ORDER BY id DESC LIMIT ?",
-            (log.name, limit if limit is not None else log.capacity),
-        ).fetchall()
-        return [Event(_dt(t), int(c), log) for t, c in reversed(rows)]
-
-    def load_profile(
-        self, since: datetime | None = None, until: datetime | None = None
-    ) -> list[LoadProfileRow]:
-        rows = self._db.execute(
-            "SELECT time, status, import_wh, export_wh FROM load_profile"
-            " WHERE time >= ? AND time <= ? ORDER BY time",
-            (_ts(since) if since else 0.0, _ts(until) if until else 1e12),
-        ).fetchall()
-        return [LoadProfileRow(_dt(t), s, i, e) for t, s, i, e in rows]
-
-    def daily_profile(self) -> list[DailyProfileRow]:
-        return self._billing_rows("daily_profile")
-
-    def monthly_profile(self) -> list[DailyProfileRow]:
-        return self._billing_rows("monthly_profile")
-
-    def _billing_rows(self, table: str) -> list[DailyProfileRow]:
-        rows = self._db.execute(
-            f"SELECT time, status, energy, mbus FROM {table} ORDER BY time"  # noqa: S608
-        ).fetchall()
-        return [
-            DailyProfileRow(
-                _dt(t),
-                s,
-                tuple(json.loads(e)),
-                tuple((c, v, _dt(ct) if ct else None) for c, v, ct in json.loads(m)),
-            )
-            for t, s, e, m in rows
-        ]
+            insert_outbox(db, outbox)

@@ -14,7 +14,7 @@ from twin.clock import ManualClock
 from twin.config import Config
 from twin.meter.events import Event, EventCode, EventLog
 from twin.meter.model import Outbox
-from twin.meter.profiles import DailyProfileRow
+from twin.meter.profiles import DailyProfileRow, LoadProfileRow, MbusHourRow
 from twin.metering import TARIFF_SETTING, Meter, program_from_config, program_to_setting
 from twin.store import Store, StoreError
 
@@ -157,3 +157,94 @@ def test_database_is_not_world_readable(tmp_path: Path) -> None:
     for name in ("meter.sqlite3", "meter.sqlite3-wal"):
         mode = stat.S_IMODE((tmp_path / "state" / name).stat().st_mode)
         assert mode & 0o007 == 0, name
+
+
+def _hours(channel: int, count: int) -> list[MbusHourRow]:
+    start = amsterdam(2026, 11, 1, 0, 0)
+    return [
+        MbusHourRow(
+            channel, start + timedelta(hours=h), h % 2, 1000 * h, start + timedelta(hours=h)
+        )
+        for h in range(count)
+    ]
+
+
+def _meter(store: Store) -> Meter:
+    return Meter(steady_config(), ManualClock(amsterdam(2026, 11, 23)), store, random.Random(1))
+
+
+def test_mbus_hourly_keeps_240_per_channel_and_survives_reopen(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    meter = _meter(store)
+    unknown_capture = MbusHourRow(3, amsterdam(2026, 11, 2, 0, 0), 4, 7, None)
+    rows = [*_hours(1, 250), *_hours(2, 5), unknown_capture]
+    store.commit(meter.model.state, Outbox(mbus_hourly=rows))
+    store.close()
+
+    reopened = Store.open(tmp_path)
+    one = reopened.mbus_hourly(1)
+    assert len(one) == 240  # 0-x:24.3.0 profile_entries (P3 §7.4), per channel
+    assert one == _hours(1, 250)[10:]  # oldest first, the oldest ten dropped
+    assert reopened.mbus_hourly(2) == _hours(2, 5)
+    assert reopened.mbus_hourly(3) == [unknown_capture]
+    assert reopened.mbus_hourly(4) == []
+
+
+def test_clears_are_durable_and_touch_only_their_buffer(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    meter = _meter(store)
+    when = amsterdam(2026, 11, 23, 12, 0)
+    day = DailyProfileRow(when, 0, (1, 2, 3, 4), ((1, 5, when),))
+    outbox = Outbox(
+        events=[
+            Event.of(when, EventCode.POWER_DOWN),
+            Event.of(when, EventCode.METER_COVER_REMOVED),
+        ],
+        load_profile=[LoadProfileRow(when, 0, 1, 2)],
+        daily_profile=[day],
+        monthly_profile=[day],
+        mbus_hourly=[*_hours(1, 3), *_hours(2, 3)],
+    )
+    store.commit(meter.model.state, outbox)
+    store.clear_load_profile()
+    store.clear_daily_profile()
+    store.clear_monthly_profile()
+    store.clear_mbus_hourly(1)
+    store.clear_events(EventLog.STANDARD, when + timedelta(minutes=1))
+    store.close()
+
+    reopened = Store.open(tmp_path)
+    assert reopened.load_profile() == []
+    assert reopened.daily_profile() == reopened.monthly_profile() == []
+    assert reopened.mbus_hourly(1) == []
+    assert reopened.mbus_hourly(2) == _hours(2, 3)  # another channel's buffer stays
+    standard = reopened.events(EventLog.STANDARD)
+    # P3 §4.2.1: "Event log cleared" is the first entry, only in the affected log
+    assert [(e.when, e.code) for e in standard] == [(when + timedelta(minutes=1), 255)]
+    assert [e.code for e in reopened.events(EventLog.FRAUD)] == [EventCode.METER_COVER_REMOVED]
+    later = Event.of(when + timedelta(minutes=2), EventCode.POWER_UP)
+    reopened.commit(meter.model.state, Outbox(events=[later]))
+    assert [e.code for e in reopened.events(EventLog.STANDARD)] == [255, EventCode.POWER_UP]
+
+
+def test_definable_entries_add_drop_clear(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    start = amsterdam(2026, 11, 23, 0, 0)
+    for day in range(3):
+        store.add_definable_entry(start + timedelta(days=day), bytes([2, 1, 17, day]))
+    first, second, third = store.definable_entries()
+    assert [e.entry[-1] for e in (first, second, third)] == [0, 1, 2]
+    assert first.id < second.id < third.id  # capture order
+    store.add_definable_entry(start + timedelta(days=3), b"\x02\x00", drop=[first.id])
+    store.drop_definable_entries([second.id])
+    store.close()
+
+    reopened = Store.open(tmp_path)
+    kept = reopened.definable_entries()
+    assert [(e.time, e.entry) for e in kept] == [
+        (start + timedelta(days=2), bytes([2, 1, 17, 2])),
+        (start + timedelta(days=3), b"\x02\x00"),
+    ]
+    reopened.clear_definable_profile()
+    reopened.close()
+    assert Store.open(tmp_path).definable_entries() == []

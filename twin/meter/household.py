@@ -3,13 +3,19 @@
 Pure: it draws from an injected `random.Random` and is asked for the power of one minute at
 a time, in order. Each call returns the watts consumed and generated per phase during that
 minute; the meter model integrates them.
+
+Reactive power (for the average +Q/-Q registers, P3 §6.4) is a pure function of the same
+loads: every load has a fixed displacement power factor (`POWER_FACTOR`), inductive for
+consumption, so Q = P * tan(phi) on its phase; PV inverters run at unity power factor. It never
+draws from the random stream, so the active power (and every energy register) is exactly what
+it was without it.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from twin.clock import local
@@ -19,6 +25,32 @@ from twin.config import LoadConfig, PvConfig
 SOLAR_NOON_UTC_H = 11.67
 # A single-phase inverter up to this size; above it a three-phase one (Dutch grid code).
 SINGLE_PHASE_PV_MAX_W = 5000.0
+
+# Displacement power factor (cos phi) per load, inductive. Resistive heaters are 1.0; motors
+# and compressors lag. Typical values for household appliances, not measurements.
+POWER_FACTOR = {
+    "base": 0.95,  # standby electronics and lighting (drivers with PFC)
+    "fridge": 0.80,  # compressor motor
+    "kettle": 1.0,
+    "cooking": 0.98,
+    "washer": 0.90,  # heater plus drum motor
+    "dryer": 0.95,
+    "dishwasher": 0.97,
+    "tv": 0.95,
+    "vacuum": 0.85,
+    "ev": 0.99,  # charger with active PFC
+    "heat_pump": 0.92,  # inverter compressor
+}
+
+
+def tan_phi(power_factor: float) -> float:
+    """var per W of a load with displacement power factor `power_factor` (inductive)."""
+    return math.tan(math.acos(power_factor))
+
+
+_TAN = {name: tan_phi(pf) for name, pf in POWER_FACTOR.items()}
+# A forced load (ctl load / set_load_override) draws like the base load.
+OVERRIDE_TAN_PHI = _TAN["base"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +88,8 @@ class MinutePower:
 
     consumed: tuple[float, ...]
     generated: tuple[float, ...]
+    # Net reactive power per phase (var, + inductive = +Q); empty = none (unity power factor).
+    reactive: tuple[float, ...] = field(default=())
 
 
 class Household:
@@ -71,11 +105,13 @@ class Household:
         self._clouds = 1.0
         self._ev_remaining_wh = 0.0
         self._base_drift = 1.0
+        self._reactive = [0.0] * phases  # of the minute being drawn
 
     def minute(self, start: datetime, here: datetime | None = None) -> MinutePower:
         """Power during the minute from `start` (UTC); `here` is the same instant in local time."""
         here = here or local(start)
         consumed = [0.0] * self._phases
+        self._reactive = [0.0] * self._phases
         self._add_base(consumed, here)
         if self._load.appliances:
             self._add_appliances(consumed, here)
@@ -83,25 +119,30 @@ class Household:
             self._add_ev(consumed, here)
         if self._load.heat_pump:
             self._add_heat_pump(consumed, here)
-        return MinutePower(tuple(consumed), self._pv_power(start))
+        generated = self._pv_power(start)  # unity power factor: no reactive share
+        return MinutePower(tuple(consumed), generated, tuple(self._reactive))
 
-    def _spread(self, into: list[float], watts: float, phase: int | None) -> None:
-        """Put watts on one phase (wrapped onto L1 in a 1-phase meter) or over all phases."""
+    def _spread(self, into: list[float], watts: float, phase: int | None, load: str) -> None:
+        """Put watts on one phase (wrapped onto L1 in a 1-phase meter) or over all phases,
+        and the load's reactive power (`POWER_FACTOR[load]`) with them."""
+        var = watts * _TAN[load]
         if phase is None:
             for i in range(self._phases):
                 into[i] += watts / self._phases
+                self._reactive[i] += var / self._phases
         else:
             into[phase % self._phases] += watts
+            self._reactive[phase % self._phases] += var
 
     def _add_base(self, into: list[float], here: datetime) -> None:
         # Slow random walk around the configured base, plus a fridge compressor duty cycle.
         self._base_drift = min(1.3, max(0.7, self._base_drift + self._rng.gauss(0, 0.01)))
         hour = here.hour
         lighting = 150.0 if hour >= 18 or hour < 1 or 6 <= hour < 8 else 0.0
-        self._spread(into, self._load.base_w * self._base_drift + lighting, None)
+        self._spread(into, self._load.base_w * self._base_drift + lighting, None, "base")
         self._fridge_phase_minute = (self._fridge_phase_minute + 1) % 50
         if self._fridge_phase_minute < 18:
-            self._spread(into, 110.0, 0)
+            self._spread(into, 110.0, 0, "fridge")
 
     def _add_appliances(self, into: list[float], here: datetime) -> None:
         hour = here.hour
@@ -111,7 +152,7 @@ class Household:
             ):
                 self._running[appliance.name] = (appliance, appliance.minutes)
         for name, (appliance, left) in list(self._running.items()):
-            self._spread(into, appliance.watts, appliance.phase)
+            self._spread(into, appliance.watts, appliance.phase, appliance.name)
             if left <= 1:
                 del self._running[name]
             else:
@@ -124,14 +165,14 @@ class Household:
         if self._ev_remaining_wh > 0:
             watts = self._load.ev_w
             self._ev_remaining_wh -= watts / 60
-            self._spread(into, watts, None if self._phases == 3 and watts > 7400 else 1)
+            self._spread(into, watts, None if self._phases == 3 and watts > 7400 else 1, "ev")
 
     def _add_heat_pump(self, into: list[float], here: datetime) -> None:
         # Duty cycle follows the season: about 80 % in January, off in high summer.
         season = (math.cos(2 * math.pi * (here.timetuple().tm_yday - 15) / 365) + 1) / 2
         cycle_minute = (here.hour * 60 + here.minute) % 60
         if cycle_minute < 60 * 0.8 * season:
-            self._spread(into, self._load.heat_pump_w, None)
+            self._spread(into, self._load.heat_pump_w, None, "heat_pump")
 
     def _pv_power(self, start: datetime) -> tuple[float, ...]:
         zero = (0.0,) * self._phases

@@ -22,7 +22,7 @@ from twin.clock import is_dst, local
 from twin.config import Config
 from twin.meter.events import Event, EventCode
 from twin.meter.gas import litres_in_hour
-from twin.meter.household import Household, MinutePower
+from twin.meter.household import OVERRIDE_TAN_PHI, Household, MinutePower
 from twin.meter.profiles import (
     LOAD_PROFILE_ENTRIES,
     LOAD_PROFILE_PERIOD_S,
@@ -32,6 +32,8 @@ from twin.meter.profiles import (
     STATUS_PDN,
     DailyProfileRow,
     LoadProfileRow,
+    MbusHourRow,
+    MbusHourStatus,
 )
 from twin.meter.state import (
     REGISTER_CODES,
@@ -59,9 +61,16 @@ class Outbox:
     load_profile: list[LoadProfileRow] = field(default_factory=list)
     daily_profile: list[DailyProfileRow] = field(default_factory=list)
     monthly_profile: list[DailyProfileRow] = field(default_factory=list)
+    mbus_hourly: list[MbusHourRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.load_profile or self.daily_profile or self.monthly_profile)
+        return bool(
+            self.events
+            or self.load_profile
+            or self.daily_profile
+            or self.monthly_profile
+            or self.mbus_hourly
+        )
 
 
 @dataclass(slots=True)
@@ -92,6 +101,7 @@ class MeterModel:
         self._windows: dict[int, _Window] = {}
         self._override_w: float | None = None
         self._period_flags = 0  # status bits gathered for the running 15-minute period
+        self.mbus_status = MbusHourStatus()  # bits of the running hour, 0-x:96.10.3
         self.outbox = Outbox()
 
     # ------------------------------------------------------------------ construction
@@ -136,6 +146,8 @@ class MeterModel:
         direction = "import" if net >= 0 else "export"
         code = REGISTER_CODES[(direction, int(self._tariff))]
         self.state.energy_nj[code] += round(abs(net) * 1000) * elapsed_us
+        cuts = (w.until for w in self._windows.values())  # a sag/swell may end mid-step
+        self.state.averages.add(self._ts, end, self._power, self._voltages, cuts)
 
     def _enter_minute(self, minute: int) -> None:
         start = datetime.fromtimestamp(minute * 60, UTC)
@@ -150,7 +162,9 @@ class MeterModel:
         assert self._override_w is not None
         share = abs(self._override_w) / phases
         zero, spread = (0.0,) * phases, (share,) * phases
-        return MinutePower(spread, zero) if self._override_w >= 0 else MinutePower(zero, spread)
+        if self._override_w < 0:
+            return MinutePower(zero, spread)  # generation: unity power factor
+        return MinutePower(spread, zero, tuple(s * OVERRIDE_TAN_PHI for s in spread))
 
     def _voltages(self, ts: float) -> tuple[float, ...]:
         """Phase voltages at `ts`: nominal, minus the drop of the load, plus grid ripple."""
@@ -184,6 +198,7 @@ class MeterModel:
             self._capture_load_profile(when)
         if ts % 3600 == 0:
             self._capture_gas_hour(when)
+            self._capture_mbus_hour(when)
         if here.hour == 0 and here.minute == 0:
             self._capture_daily(when, here.day == 1)
 
@@ -202,6 +217,7 @@ class MeterModel:
                 e["1-0:2.8.1"] + e["1-0:2.8.2"],
             )
         )
+        self.mbus_status.add(self._period_flags)
         self._period_flags = 0
 
     def _capture_daily(self, when: datetime, end_of_month: bool) -> None:
@@ -223,6 +239,12 @@ class MeterModel:
             gas.litres += litres
         gas.capture = when
         gas.captured_litres = int(gas.litres)
+
+    def _capture_mbus_hour(self, when: datetime) -> None:
+        """0-x:24.3.0 (P3 §7.4): one row per installed channel at every whole hour, also
+        through an outage or downtime (flagged PDN), so the buffer is filled monotonously."""
+        rows = self.mbus_status.capture(when, self._mbus_readings(), self._period_flags)
+        self.outbox.mbus_hourly.extend(rows)
 
     # ------------------------------------------------------------------ power failures
 
@@ -254,7 +276,9 @@ class MeterModel:
         """The twin itself was off from `last_seen` to `now`: a power failure, as on a real meter.
 
         Missed 15-minute periods are filled with PDN|DNV entries so the load profile keeps
-        exactly one entry per capture period (P3 §6.3 attribute 2).
+        exactly one entry per capture period (P3 §6.3 attribute 2); the M-Bus hourly profiles
+        get one PDN|DNV row per missed hour with the last value known (§7.4 "filled
+        monotonously"). The 10 days replayed cover both buffers (960 quarters, 240 hours).
         """
         if now <= last_seen:
             return
@@ -354,12 +378,20 @@ class MeterModel:
         """AMR profile status of the running 15-minute period (P3 §4.2.5, 0-0:96.10.2)."""
         return self._status(now)
 
+    def mbus_period_status(self, channel: int, now: datetime) -> int:
+        """AMR profile status of one M-Bus channel's running hour (P3 §4.2.5, 0-x:96.10.3)."""
+        device = next((d for d in self._mbus_readings() if d.channel == channel), None)
+        if device is None:
+            return 0
+        return self.mbus_status.status(channel, now, device.capture, self._period_flags)
+
     def _log(self, when: datetime, code: int) -> None:
         self.outbox.events.append(Event.of(when, code))
 
     def log_event(self, when: datetime, code: int) -> None:
         """Log an event raised outside the model (M-Bus, communication sessions, P3)."""
         self._log(when, code)
+        self.mbus_status.event(code)
 
     # ------------------------------------------------------------------ M-Bus and alarms
 
@@ -421,6 +453,7 @@ class MeterModel:
             mbus=self._mbus_readings(),
             load_override_w=self._override_w,
             equipment_id=self.config.meter.equipment_id,
+            averages=self.state.averages.published(now.timestamp(), phases),
         )
 
     def _mbus_readings(self) -> tuple[MbusReading, ...]:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from twin.meter.averages import NO_AVERAGES, AverageState, AverageValues
 from twin.meter.tariff import Tariff
 
 ADMIN_UNDEFINED = 0
@@ -68,6 +69,7 @@ class MeterState:
     gas: GasState | None = None
     mbus: dict[int, MbusReading] = field(default_factory=dict)
     alarm_register: int = 0
+    averages: AverageState = field(default_factory=AverageState)  # P3 §6.4, 10-minute values
 
     def wh(self, code: str) -> int:
         """A register in whole Wh, as published."""
@@ -88,6 +90,7 @@ class MeterState:
             str(channel): {**asdict(d), "capture": d.capture.isoformat() if d.capture else None}
             for channel, d in self.mbus.items()
         }
+        record["averages"] = self.averages.to_record()
         return record
 
     @classmethod
@@ -117,6 +120,7 @@ class MeterState:
                 for channel, d in record.get("mbus", {}).items()
             },
             alarm_register=int(record.get("alarm_register", 0)),
+            averages=AverageState.from_record(record.get("averages")),
             gas=None
             if gas is None
             else GasState(
@@ -170,3 +174,4 @@ class MeterReading:
     mbus: tuple[MbusReading, ...]
     load_override_w: float | None
     equipment_id: str
+    averages: AverageValues = NO_AVERAGES  # of the last completed 10 minutes (P3 §6.4)

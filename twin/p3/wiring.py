@@ -2,9 +2,10 @@
 
 `p3_services(twin)` is called by twin/app.py when `[p3] endpoint` is set: it opens the key
 store, builds the modem service (p3.modem: twin/p3/modem_service.py), the object model
-(`twin.p3.objects.build_objects`), the TCP service and the GPRS controller, registers
-`ctl wakeup` and the "p3" and "modem" status, and returns the supervised services "p3",
-"p3-objects" (the object model's ticks) and (unless p3.modem = "none") "modem". `modem_source(twin)` hands the modem to the display.
+(`twin.p3.objects.build_objects`, its push setups relayed to the GPRS controller), the TCP
+service and the GPRS controller, registers `ctl wakeup` and the "p3" and "modem" status, and
+returns the supervised services "p3", "p3-objects" (the object model's ticks) and (unless
+p3.modem = "none") "modem". `modem_source(twin)` hands the modem to the display.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from twin.control import ControlError
 from twin.p3.gprs import SENDERS, GprsController, GprsModem, NoModem
 from twin.p3.keys import KeyStore
 from twin.p3.modem_service import ModemService, ModemUnavailableError, open_modem_service
+from twin.p3.objects.ports import PushRelay
 from twin.p3.service import DEFAULT_PORT, P3Service
 from twin.supervisor import Service
 
@@ -58,16 +60,20 @@ def build_gprs(twin: Twin, modem: GprsModem) -> GprsController:
     config = twin.config.p3
     host, port = parse_endpoint(config.endpoint)
     keys = KeyStore(twin.store, config)
+    # The push setups need the controller, which needs the objects: a relay joins them.
+    relay = PushRelay()
     objects = build_objects(
         twin.meter,
         keys=keys,
         mbus=twin.mbus_port,  # set by the P2 wiring (before P3); None without P2
         modem=modem,
         state_dir=twin.state_dir,
+        push=relay,
     )
-    # Network timers (inactivity) run in real time whatever the meter clock's speed.
+    # Network timers (inactivity, repetition_delay) run in real time whatever the meter
+    # clock's speed; push schedules and windows run on the meter clock.
     p3 = P3Service(twin.meter, keys, objects, host, port, net_clock=SystemClock())
-    return GprsController(
+    gprs = GprsController(
         p3,
         config,
         meter_clock=twin.meter.clock,
@@ -75,6 +81,8 @@ def build_gprs(twin: Twin, modem: GprsModem) -> GprsController:
         equipment_id=twin.config.meter.equipment_id,
         modem=modem,
     )
+    relay.attach(gprs)
+    return gprs
 
 
 def p3_services(twin: Twin) -> list[Service]:

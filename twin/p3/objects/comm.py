@@ -2,19 +2,31 @@
 GPRS network information 0-1:94.31.4 (§8.4) and the GPRS wake-up objects of chapter 9 (push
 setups, push script table, push scheduler, register monitor, auto answer, message handler).
 
-Writable settings are persisted and read back; the P3 service reads what it needs through
-`CommunicationSettings` (e.g. inactivity_time_out). The push method is not wired to a modem
-yet and answers temporary-failure.
+Writable settings are persisted and read back (`Configured`, twin/p3/objects/configured.py);
+the P3 service reads what it needs through `CommunicationSettings` (e.g. inactivity_time_out).
+
+Chapter 9: the push setups' method 1 and the push script table's execute
+(twin/p3/objects/push_setup.py) hand the push to the `PushPort` of the `Env`, the GPRS
+controller (twin/p3/gprs.py), which plans and runs it. The push scheduler 0-0:15.0.4, the
+register monitor 0-0:16.1.0 and the wake-up lists of auto answer 0-0:2.2.0 and message handler
+0-0:2.3.0 are settings here: the controller evaluates them on the meter clock and executes
+their scripts through this object model (twin/p3/push_triggers.py, push_wakeup.py). Writes of
+the time windows, the execution times, the push object lists and the scripts are checked
+(type-unmatched for malformed values, P3 §9 intro, Blue Book classes 9, 22 and 40).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from twin.p3.cosem import DataAccessResult
-from twin.p3.objects.base import CosemObject, ObjectError, Request, obis_bytes
+from twin.p3.objects.base import CosemObject, Request, obis_bytes
+from twin.p3.objects.configured import Attribute, Configured
 from twin.p3.objects.env import Env
-from twin.p3.objects.simple import AttributeStore, DataObject, Stored
+from twin.p3.objects.push_setup import (
+    PushSetup,
+    ScriptTable,
+    check_execution_times,
+    check_windows,
+)
+from twin.p3.objects.simple import AttributeStore, DataObject
 from twin.p3.objects.values import (
     Data,
     array,
@@ -30,45 +42,6 @@ from twin.p3.objects.values import (
 
 TCP_PORT = 4059
 INACTIVITY_TIME_OUT_S = 300  # P3 Table 3-1 default
-Attribute = tuple[str, Data]  # rights "P/M/Pr", default value
-
-
-class Configured(CosemObject):
-    """An object whose attributes are persisted settings with defaults (no behaviour)."""
-
-    def __init__(
-        self,
-        class_id: int,
-        version: int,
-        code: str,
-        attrs: AttributeStore,
-        table: Mapping[int, Attribute],
-        *,
-        methods: Mapping[int, str] | None = None,
-    ) -> None:
-        self.class_id = class_id  # type: ignore[misc]
-        self.version = version  # type: ignore[misc]
-        super().__init__(
-            code, {1: _readers(table)} | {i: r for i, (r, _) in table.items()}, methods or {}
-        )
-        self.values = {
-            i: Stored(attrs, f"{code}#{i}", default) for i, (_, default) in table.items()
-        }
-
-    def read(self, index: int, request: Request) -> Data:
-        stored = self.values.get(index)
-        return super().read(index, request) if stored is None else stored.get()
-
-    def write(self, index: int, value: Data, request: Request) -> None:
-        self.values[index].set(value)
-
-    def invoke(self, index: int, parameters: Data | None, request: Request) -> Data | None:
-        raise ObjectError(DataAccessResult.TEMPORARY_FAILURE, "not wired to the modem")
-
-
-def _readers(table: Mapping[int, Attribute]) -> str:
-    columns = zip(*(r.split("/") for r, _ in table.values()), strict=True)
-    return "/".join("R" if any(c) else "" for c in columns)
 
 
 def _script(code: str, selector: int) -> Data:
@@ -177,14 +150,13 @@ def push_objects(env: Env) -> list[CosemObject]:
             for i, (code, _) in enumerate(pushes, start=1)
         ]
     )
+    setups = {obis_bytes(code) for code, _ in pushes}
     return [
         *(
-            Configured(
-                40, 0, code, a, {2: ("/RW/", array(objects))} | push_common, methods={1: "/X/"}
-            )
+            PushSetup(env, code, {2: ("/RW/", array(objects))} | push_common)
             for code, objects in pushes
         ),
-        Configured(9, 0, "0-0:10.0.108", a, {2: ("/R/", scripts)}, methods={1: "/X/"}),
+        ScriptTable(env, setups, scripts),
         Configured(
             22,
             0,
@@ -195,6 +167,7 @@ def push_objects(env: Env) -> list[CosemObject]:
                 3: ("/RW/", enum_(1)),
                 4: ("/RW/", array([])),
             },
+            checks={4: check_execution_times},
         ),
         Configured(
             21,
@@ -224,6 +197,7 @@ def push_objects(env: Env) -> list[CosemObject]:
                 7: ("/R/", array([])),
                 8: ("/RW/", array([])),
             },
+            checks={3: check_windows},
         ),
         Configured(
             60,
@@ -231,6 +205,7 @@ def push_objects(env: Env) -> list[CosemObject]:
             "0-0:2.3.0",
             a,
             {2: ("/RW/", array([])), 3: ("/R/", array([])), 4: ("/RW/", array([]))},
+            checks={2: check_windows},
         ),
     ]
 

@@ -2,7 +2,8 @@
 OBIS catalogue (twin/catalogue.py: class, unit, scaler) with the P3 attribute types.
 
 Types follow DSMR 4.2.2 P3 §6.2-§6.5, including the 4.2.2 fixes: 1-0:2.7.0 is
-double-long-unsigned like 1-0:1.7.0, and 1-0:16.7.0 is double-long (signed).
+double-long-unsigned like 1-0:1.7.0, and 1-0:16.7.0 is double-long (signed). The 10-minute
+averages of §6.4 (averaging scheme 3, computed in twin/meter/averages.py) are long-unsigned.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 
 from twin.catalogue import BY_CODE, UNIT_CODES, ObisObject
 from twin.meter.state import MeterReading
+from twin.p3.objects.activation import mask_name
 from twin.p3.objects.base import CosemObject, Request
 from twin.p3.objects.env import Env
 from twin.p3.objects.simple import DataObject, Register, Stored
@@ -18,6 +20,7 @@ from twin.p3.objects.values import Data, i32, octets, u16, u32
 
 Encoder = Callable[[int], Data]
 
+AVERAGED = (32, 31, 21, 22, 23, 24)  # C of the L1 averages: U, I, +P, -P, +Q, -Q (§6.4)
 # code -> value type (P3 §6.2, §6.4); every one is management read only.
 REGISTER_TYPES: dict[str, Encoder] = {
     "1-0:1.8.1": u32,
@@ -29,6 +32,8 @@ REGISTER_TYPES: dict[str, Encoder] = {
     **dict.fromkeys(("1-0:21.7.0", "1-0:41.7.0", "1-0:61.7.0"), u16),
     **dict.fromkeys(("1-0:22.7.0", "1-0:42.7.0", "1-0:62.7.0"), u16),
     **dict.fromkeys(("1-0:31.7.0", "1-0:51.7.0", "1-0:71.7.0"), u16),
+    # §6.4 averages: U, I, +P, -P, +Q, -Q per phase (L2/L3 on polyphase meters only)
+    **dict.fromkeys((f"1-0:{k + p}.24.0" for p in (0, 20, 40) for k in AVERAGED), u16),
 }
 COUNTERS = (
     "0-0:96.7.21",
@@ -126,7 +131,6 @@ def thresholds(env: Env) -> list[CosemObject]:
 
 
 def tariff_indicator(env: Env) -> CosemObject:
-    """0-0:96.14.0 octet-string[2]: the active tariff as 0x0001 / 0x0002 (P3 §5.4)."""
-    return DataObject(
-        "0-0:96.14.0", "/R/", lambda _r: octets(int(env.reading().tariff).to_bytes(2, "big"))
-    )
+    """0-0:96.14.0 octet-string[2]: the active tariff as 0x0001 / 0x0002, "= active_mask of
+    register activation object" 0-0:14.0.0 (P3 §5.4; both use `mask_name`)."""
+    return DataObject("0-0:96.14.0", "/R/", lambda _r: octets(mask_name(env.reading().tariff)))

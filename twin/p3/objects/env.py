@@ -8,7 +8,7 @@ from pathlib import Path
 from twin.meter.state import MeterReading
 from twin.metering import Meter
 from twin.p3.objects.comlog import ComLog
-from twin.p3.objects.ports import KeyService, MbusPort, ModemStatus
+from twin.p3.objects.ports import KeyService, MbusPort, ModemStatus, PushPort
 from twin.p3.objects.simple import AttributeStore
 from twin.store import Store
 
@@ -22,6 +22,7 @@ class Env:
     modem: ModemStatus | None
     state_dir: Path
     comlog: ComLog
+    push: PushPort | None = None  # push setups' method 1 (P3 §9.3); None: temporary-failure
 
     def reading(self) -> MeterReading:
         """A committed snapshot (commit before publish, metering.py)."""

@@ -10,14 +10,17 @@ from twin.metering import Meter
 from twin.p3.cosem import AttributeRef, DataAccessResult, SelectiveAccess
 from twin.p3.interfaces import ActionOutcome
 from twin.p3.objects import abstract, comm, electricity, mbus, profiles, readout
+from twin.p3.objects.activation import RegisterActivation
 from twin.p3.objects.association import AssociationLN, sap_assignment
 from twin.p3.objects.base import CosemObject
 from twin.p3.objects.clock import Clock, time_shift_limit
 from twin.p3.objects.comlog import ComLog
 from twin.p3.objects.comm import CommunicationSettings
+from twin.p3.objects.definable import DefinableProfile
 from twin.p3.objects.env import Env
 from twin.p3.objects.image import ImageTransfer
-from twin.p3.objects.ports import KeyService, MbusPort, ModemStatus
+from twin.p3.objects.meter_reset import MeterReset
+from twin.p3.objects.ports import KeyService, MbusPort, ModemStatus, PushPort
 from twin.p3.objects.registry import ObjectRegistry
 from twin.p3.objects.security import SecuritySetup
 from twin.p3.objects.simple import AttributeStore, Stored
@@ -27,11 +30,12 @@ from twin.p3.objects.tariff import tariff_objects
 class DsmrObjects:
     """`CosemObjects` for the core, plus the hooks the P3 service calls.
 
-    - `tick()`: call about once a minute; activates a passive calendar whose
-      activate_passive_calendar_time has passed (P3 §5.4) even when no CS is connected.
+    - `tick()`: call about once a second; activates a passive calendar whose
+      activate_passive_calendar_time has passed (P3 §5.4) and captures the definable load
+      profile at its capture_period boundaries (§8.6), even when no CS is connected.
     - `association_released()`: call when an association ends (released, aborted or the
-      connection lost); logs the communication session (P3 §5.10) and completes a pending
-      firmware activation (P3 §5.12).
+      connection lost); logs the communication session (P3 §5.10), completes a pending
+      firmware activation (P3 §5.12) and a scheduled meter reset (P3 §8.5).
     - `session()`: the per-connection `CosemObjects` to give each DlmsServer; it records the
       management client's calls for the communication session log.
     - `settings`: typed reads of the communication settings the CS writes (inactivity_time_out).
@@ -46,6 +50,11 @@ class DsmrObjects:
         self.image = ImageTransfer(env, firmware)
         for obj in _objects(env, self.registry, firmware, tariff, self.image):
             self.registry.add(obj)
+        self.meter_reset = MeterReset(env)  # 0-1:94.31.5, runs in association_released
+        self.registry.add(self.meter_reset)
+        # P3 §8.6: reads its capture objects through the registry, so it comes last
+        self.definable = DefinableProfile(env, self.registry)
+        self.registry.add(self.definable)
 
     def get(
         self, client: int, ref: AttributeRef, access: SelectiveAccess | None
@@ -69,13 +78,17 @@ class DsmrObjects:
         return Session(self)
 
     def tick(self) -> None:
-        self.calendar.activate_if_due(self.env.meter.now())
+        now = self.env.meter.now()
+        self.calendar.activate_if_due(now)
+        self.definable.tick(now)  # capture at each capture_period boundary (P3 §8.6)
 
     def association_released(self) -> None:
         """The association ended (RLRQ, silent release or lost connection): log the
-        communication session (P3 §5.10) and complete a pending firmware activation (§5.12)."""
+        communication session (P3 §5.10), complete a pending firmware activation (§5.12) and
+        a scheduled meter reset to factory setting (§8.5)."""
         self.env.comlog.flush()
         self.image.association_released()
+        self.meter_reset.association_released()  # P3 §8.5: after the association, last
 
     def objects(self) -> Iterator[CosemObject]:
         return iter(self.registry)
@@ -126,6 +139,7 @@ def _objects(
         time_shift_limit(env),
         *tariff,
         electricity.tariff_indicator(env),
+        RegisterActivation(env),
         profiles.billing_profile(env),
         *abstract.alarms(env),
         *(profiles.event_log(env, log) for log in EventLog),
@@ -133,6 +147,7 @@ def _objects(
         profiles.power_failure_log(env),
         *abstract.messages(env),
         readout.p1_readout(env, lambda client, ref: registry.get(client, ref, None)),
+        *readout.display_readouts(env, lambda client, ref: registry.get(client, ref, None)),
         image,
         abstract.amr_status(env),
         # chapter 6: electricity
@@ -157,7 +172,10 @@ def build_objects(
     mbus: MbusPort | None,
     modem: ModemStatus | None,
     state_dir: Path,
+    push: PushPort | None = None,
 ) -> DsmrObjects:
-    """The object model of `meter` for the P3 DLMS server core (a `CosemObjects`)."""
-    env = Env(meter, AttributeStore(meter.store), keys, mbus, modem, state_dir, ComLog(meter))
+    """The object model of `meter` for the P3 DLMS server core (a `CosemObjects`); `push`
+    serves the push setups' method 1 (P3 §9.3; a `PushRelay` the GPRS controller attaches to)."""
+    attrs = AttributeStore(meter.store)
+    env = Env(meter, attrs, keys, mbus, modem, state_dir, ComLog(meter), push)
     return DsmrObjects(env)

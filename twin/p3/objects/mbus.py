@@ -10,15 +10,17 @@ answer is temporary-failure. DSMR 4.2.2 has no valve objects.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import ClassVar
 
 from twin.catalogue import UNIT_CODES
+from twin.meter.profiles import MBUS_HOURLY_ENTRIES
 from twin.meter.state import MbusReading
 from twin.p3.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request, obis_bytes
 from twin.p3.objects.env import Env
 from twin.p3.objects.ports import MbusDevice, MbusPort, PortResult
-from twin.p3.objects.profiles import CLOCK, Profile, Row
+from twin.p3.objects.profile_generic import CLOCK, Profile, Row
 from twin.p3.objects.simple import DataObject, Generic, Stored
 from twin.p3.objects.values import (
     Data,
@@ -37,7 +39,6 @@ from twin.p3.objects.values import (
 
 CHANNELS = range(1, 5)
 GAS_SCALER = -3  # value_thousandths: m3 with scaler -3 (OSGP models G4-G6 gas the same way)
-HOURLY_ENTRIES = 240  # 10 days (P3 §7.4)
 NO_DEVICE = MbusDevice(0, 0, 0, 0, 0)
 NOT_SPECIFIED = bytes.fromhex("FFFFFFFFFFFFFFFFFF8000FF")  # date-time, every field wildcard
 # client setup attributes that come from the device's short ID (P3 §7.1 attrs 5..14)
@@ -194,28 +195,52 @@ def channel_objects(env: Env, channel: int) -> list[CosemObject]:
         reading = reading_of(env, channel)
         return octets(reading.equipment_id if reading else "")
 
-    def hourly() -> list[Row]:
-        reading = reading_of(env, channel)
-        if reading is None or reading.capture is None:
-            return []
-        at = reading.capture
-        return [Row(at, (date_time(at), u8(0), u32(reading.value_thousandths), date_time(at)))]
-
-    columns = [
-        CLOCK,
-        (1, f"0-{channel}:96.10.3", 2),
-        (4, f"0-{channel}:24.2.1", 2),
-        (4, f"0-{channel}:24.2.1", 5),
-    ]
     return [
         MbusClientSetup(env, channel),
         MbusPortSetup(f"0-{channel}:24.6.0", {1: "/R/", 2: "/R/"}, {2: lambda _r: enum_(3)}),
         DataObject(f"0-{channel}:96.1.0", "/R/", equipment),
         master_value(env, channel),
         device_configuration(env, channel),
-        DataObject(f"0-{channel}:96.10.3", "R/R/", lambda _r: u8(0)),
-        Profile(f"0-{channel}:24.3.0", columns, hourly, period=3600, entries=HOURLY_ENTRIES),
+        DataObject(f"0-{channel}:96.10.3", "R/R/", lambda r: u8(_period_status(env, channel, r))),
+        hourly_profile(env, channel),
     ]
+
+
+def _period_status(env: Env, channel: int, request: Request) -> int:
+    env.reading()  # the model up to now: a whole hour that passed is captured, its bits reset
+    return env.meter.model.mbus_period_status(channel, request.now)
+
+
+def hourly_profile(env: Env, channel: int) -> Profile:
+    """0-x:24.3.0 (P3 §7.4): {clock; AMR status 0-x:96.10.3; 0-x:24.2.1 value; its capture
+    time}, one row per whole hour from the store (captured by the meter model), 240 entries."""
+    columns = [
+        CLOCK,
+        (1, f"0-{channel}:96.10.3", 2),
+        (4, f"0-{channel}:24.2.1", 2),
+        (4, f"0-{channel}:24.2.1", 5),
+    ]
+
+    def rows() -> list[Row]:
+        return [
+            Row(
+                r.time,
+                (
+                    date_time(r.time),
+                    u8(r.status),
+                    u32(r.value),
+                    date_time(r.capture) if r.capture else octets(NOT_SPECIFIED),
+                ),
+            )
+            for r in env.store().mbus_hourly(channel)[-MBUS_HOURLY_ENTRIES:]
+        ]
+
+    def reset(_now: datetime) -> None:
+        env.store().clear_mbus_hourly(channel)  # env.store() commits pending rows first
+
+    return Profile(
+        f"0-{channel}:24.3.0", columns, rows, period=3600, entries=MBUS_HOURLY_ENTRIES, reset=reset
+    )
 
 
 def mbus_objects(env: Env) -> list[CosemObject]:

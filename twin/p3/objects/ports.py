@@ -10,6 +10,10 @@ implement them:
 - `MbusPort` (the P2 service): the methods of M-Bus client setup 0-x:24.1.0 (P3 §7.1) and the
   short-ID details only the M-Bus link knows.
 - `ModemStatus` (the GPRS side): GPRS network information 0-1:94.31.4 (P3 §8.4).
+- `PushPort` (the GPRS controller, twin/p3/gprs.py): the push method of the push setups
+  0-x:25.9.0 (P3 §9.3), invoked by the CS, the push script table or a trigger. The objects are
+  built before the controller, so the wiring hands them a `PushRelay` that the controller
+  attaches to once it exists.
 
 Every call is synchronous and must return quickly (the DLMS core is sans-IO and answers from
 memory): a port that needs I/O queues the work and answers `PortResult.SUCCESS` "on receipt"
@@ -157,3 +161,28 @@ class ModemStatus(Protocol):
     def network_info(self) -> NetworkInfo | None:
         """Current values, or None while the modem has no network."""
         ...
+
+
+class PushPort(Protocol):
+    """Push setup (class 40) method 1 "push" (P3 §9.3)."""
+
+    def push(self, setup_logical_name: bytes) -> PortResult:
+        """Start the push of that setup: queued, answered on receipt (SUCCESS); the push
+        itself (windows, randomisation, retries) runs later."""
+        ...
+
+
+class PushRelay:
+    """A `PushPort` for the object model that forwards to a target attached later (the GPRS
+    controller); TEMPORARY_FAILURE until one is attached."""
+
+    def __init__(self) -> None:
+        self._target: PushPort | None = None
+
+    def attach(self, target: PushPort) -> None:
+        self._target = target
+
+    def push(self, setup_logical_name: bytes) -> PortResult:
+        if self._target is None:
+            return PortResult.TEMPORARY_FAILURE
+        return self._target.push(setup_logical_name)

@@ -1,15 +1,32 @@
-"""General local port readout 0-0:21.0.0 (class 7, P3 §5.11): the objects sent on P1.
+"""Readout lists (class 7): the general local port readout 0-0:21.0.0 (P3 §5.11, what P1
+sends) and the display readout lists 0-0:21.0.1 auto scroll, 0-0:21.0.2 alternate (manual
+scroll) and 0-0:21.0.3 service mode (§5.15).
 
-capture_objects defaults to the P1 objects of the OBIS catalogue (the Standard Readout
-Object List, P3 Annex B) and may be rewritten by the management client (array[64]); the
-buffer is one entry: the current values of the captured attributes, read through the object
-registry itself, so P1 and P3 show the same values. A capture object the meter does not
-have reads as null-data.
+capture_objects defaults to the Standard Readout Object List (P3 Annex B) and may be rewritten
+by the management client (array[64]); the buffer is one entry: the current values of the
+captured attributes, read through the object registry itself, so P1, the display lists and P3
+show the same values. A capture object the meter does not have, or another readout list (a
+readout of a readout would never end), reads as null-data. "The values are not stored in the
+Display Readout Objects" (§5.15): the buffer is the last readout, taken every capture_period
+(10 s); reset() empties it until the next one.
+
+Annex B as read from the specification text (numbered entries of each list's numeric row, in
+order; symbols and flags are not readout entries and the "display test" is no object):
+- auto scroll: 1-0:1.8.1, 1.8.2, 2.8.1, 2.8.2, then the message code 0-0:96.13.1.
+- alternate: 1-3:0.2.8, the four energy registers, for each M-Bus channel 1..4 its serial
+  number and device type (0-n:24.1.0 attributes 6 and 9; shown only for installed devices,
+  note 2), then the communication session log 0-0:99.98.4 (entries_in_use: a display row
+  shows one number, not a 2190-entry buffer).
+- service: 0-0:1.0.0, the energy registers, the M-Bus channels as above, the firmware
+  identifiers and signatures 1-0:0.2.0, 1-0:0.2.8, 1-1:0.2.0, 1-1:0.2.8, then the per-phase
+  powers 1-0:21.7.0, 22.7.0 (41.7.0, 42.7.0, 61.7.0, 62.7.0 on polyphase meters, note 1).
+Entry 7 of the alternate list and entry 6 of the service list carry no object in the text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import ClassVar
 
 from twin.catalogue import CATALOGUE
@@ -33,37 +50,76 @@ from twin.p3.objects.values import (
 
 Reader = Callable[[AttributeRef], bytes | DataAccessResult]
 MAX_CAPTURE_OBJECTS = 64
-P1_PERIOD_S = 10
+CAPTURE_PERIOD_S = 10  # P1 update period and display readout period (P3 §5.11, §5.15)
+P1_PERIOD_S = CAPTURE_PERIOD_S
+P1_READOUT, AUTO_SCROLL, ALTERNATE, SERVICE = (f"0-0:21.0.{i}" for i in range(4))
+READOUT_LISTS = frozenset(obis_bytes(f"0-0:21.0.{i}") for i in range(4))
+
+Column = tuple[int, str, int]  # class id, OBIS code, attribute index
+ENERGY: tuple[Column, ...] = tuple((3, f"1-0:{c}", 2) for c in ("1.8.1", "1.8.2", "2.8.1", "2.8.2"))
+MBUS: tuple[Column, ...] = tuple(
+    (72, f"0-{n}:24.1.0", index) for n in range(1, 5) for index in (6, 9)
+)
+FIRMWARE: tuple[Column, ...] = tuple(
+    (1, code, 2) for code in ("1-0:0.2.0", "1-0:0.2.8", "1-1:0.2.0", "1-1:0.2.8")
+)
+PHASE_POWER = ("1-0:21.7.0", "1-0:22.7.0", "1-0:41.7.0", "1-0:42.7.0", "1-0:61.7.0", "1-0:62.7.0")
 
 
 def definition(class_id: int, code: bytes, index: int) -> Data:
     return struct(u16(class_id), octets(code), i8(index), u16(0))
 
 
+def columns_of(entries: tuple[Column, ...] | list[Column]) -> Data:
+    return array([definition(c, obis_bytes(code), index) for c, code, index in entries])
+
+
+def annex_b(phases: int) -> dict[str, tuple[Column, ...]]:
+    """The default capture objects of the three display readout lists (P3 Annex B)."""
+    powers = PHASE_POWER if phases >= 3 else PHASE_POWER[:2]
+    return {
+        AUTO_SCROLL: (*ENERGY, (1, "0-0:96.13.1", 2)),
+        ALTERNATE: ((1, "1-3:0.2.8", 2), *ENERGY, *MBUS, (7, "0-0:99.98.4", 7)),
+        SERVICE: (
+            (8, "0-0:1.0.0", 2),
+            *ENERGY,
+            *MBUS,
+            *FIRMWARE,
+            *((3, code, 2) for code in powers),
+        ),
+    }
+
+
 class ReadoutList(CosemObject):
     class_id: ClassVar[int] = 7
     version: ClassVar[int] = 1
 
-    def __init__(self, env: Env, read: Reader, phases: int) -> None:
+    def __init__(
+        self,
+        env: Env,
+        code: str,
+        default: Data,
+        read: Reader,
+        methods: Mapping[int, str] | None = None,
+    ) -> None:
         rights = dict.fromkeys(range(1, 9), "/R/") | {3: "/RW/"}
-        super().__init__("0-0:21.0.0", rights, {})
-        p1 = [o for o in CATALOGUE if o.p1 is not None and phases >= o.min_phases]
-        default = array([definition(o.cosem_class, obis_bytes(o.code), 2) for o in p1])
-        self.columns = Stored(env.attrs, "0-0:21.0.0#3", default)
+        super().__init__(code, rights, methods or {})
+        self.columns = Stored(env.attrs, f"{code}#3", default)
         self.read_attribute = read
-        self.getters: dict[int, Callable[[], Data]] = {
-            2: lambda: array([struct(*self._row())]),
-            3: self.columns.get,
-            4: lambda: u32(P1_PERIOD_S),
-            5: lambda: enum_(1),
-            6: lambda: struct(u16(0), octets(bytes(6)), i8(0), u16(0)),
-            7: lambda: u32(1),
-            8: lambda: u32(1),
+        self._empty_until: datetime | None = None  # after reset(): no readout until then
+        self.getters: dict[int, Callable[[Request], Data]] = {
+            2: lambda r: array([struct(*self._row())] if self._captured(r.now) else []),
+            3: lambda _r: self.columns.get(),
+            4: lambda _r: u32(CAPTURE_PERIOD_S),
+            5: lambda _r: enum_(1),  # unsorted (FIFO)
+            6: lambda _r: struct(u16(0), octets(bytes(6)), i8(0), u16(0)),  # none
+            7: lambda r: u32(1 if self._captured(r.now) else 0),
+            8: lambda _r: u32(1),
         }
 
     def read(self, index: int, request: Request) -> Data:
         getter = self.getters.get(index)
-        return super().read(index, request) if getter is None else getter()
+        return super().read(index, request) if getter is None else getter(request)
 
     def write(self, index: int, value: Data, request: Request) -> None:
         if value.tag is not Tag.ARRAY or len(value.items) > MAX_CAPTURE_OBJECTS:
@@ -72,16 +128,38 @@ class ReadoutList(CosemObject):
             _ref_of(item)
         self.columns.put(value)
 
+    def invoke(self, index: int, parameters: Data | None, request: Request) -> Data | None:
+        """reset() (data: integer 0): the buffer is empty until the next capture; capture()
+        has no access rights in §5.15 (the meter captures every capture_period itself)."""
+        period = CAPTURE_PERIOD_S
+        self._empty_until = datetime.fromtimestamp(
+            (request.now.timestamp() // period + 1) * period, request.now.tzinfo
+        )
+        return None
+
+    def codes(self) -> tuple[str, ...]:
+        """The OBIS codes of the capture objects, in order (read-only view for the display)."""
+        return tuple(_code(_ref_of(item).obis) for item in self.columns.get().items)
+
+    def _captured(self, now: datetime) -> bool:
+        return self._empty_until is None or now >= self._empty_until
+
     def _row(self) -> list[Data]:
         values = []
         for item in self.columns.get().items:
             ref = _ref_of(item)
-            if ref.obis == self.obis:
-                values.append(null())  # a readout of itself would never end
+            if ref.obis in READOUT_LISTS:
+                values.append(null())  # a readout of a readout list would never end
                 continue
             raw = self.read_attribute(ref)
             values.append(null() if isinstance(raw, DataAccessResult) else decode(raw))
         return values
+
+
+def _code(raw: bytes) -> str:
+    """6-byte logical name -> reduced OBIS code ('1-0:1.8.1'; F shown only if not 255)."""
+    tail = "" if raw[5] == 255 else f".{raw[5]}"
+    return f"{raw[0]}-{raw[1]}:{raw[2]}.{raw[3]}.{raw[4]}{tail}"
 
 
 def _ref_of(item: Data) -> AttributeRef:
@@ -101,4 +179,23 @@ def p1_readout(
     env: Env, read: Callable[[int, AttributeRef], bytes | DataAccessResult]
 ) -> ReadoutList:
     phases = env.meter.config.meter.phases
-    return ReadoutList(env, lambda ref: read(MANAGEMENT_SAP, ref), phases)
+    p1 = [o for o in CATALOGUE if o.p1 is not None and phases >= o.min_phases]
+    default = columns_of([(o.cosem_class, o.code, 2) for o in p1])
+    return ReadoutList(env, P1_READOUT, default, lambda ref: read(MANAGEMENT_SAP, ref))
+
+
+def display_readouts(
+    env: Env, read: Callable[[int, AttributeRef], bytes | DataAccessResult]
+) -> list[ReadoutList]:
+    """0-0:21.0.1..3 (P3 §5.15): reset() for management; capture() is listed without rights."""
+    lists = annex_b(env.meter.config.meter.phases)
+    return [
+        ReadoutList(
+            env,
+            code,
+            columns_of(columns),
+            lambda ref: read(MANAGEMENT_SAP, ref),
+            {1: "/X/", 2: "//"},
+        )
+        for code, columns in lists.items()
+    ]

@@ -3,7 +3,7 @@ attribute store for values the central system writes (thresholds, location, APN,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import ClassVar
 
 from twin.p3.cosem import DataAccessResult
@@ -52,6 +52,15 @@ class AttributeStore:
 
     def put(self, key: str, value: Data) -> None:
         self._values[key] = value
+        self._save()
+
+    def clear(self, keep: Collection[str] = ()) -> None:
+        """Forget every written value except those under `keep`: each attribute reads its
+        default again (meter reset to factory setting, P3 §8.5)."""
+        self._values = {k: v for k, v in self._values.items() if k in keep}
+        self._save()
+
+    def _save(self) -> None:
         self._store.put_setting(
             ATTRIBUTES_SETTING, {k: encode(v).hex() for k, v in self._values.items()}
         )

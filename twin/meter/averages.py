@@ -1,0 +1,162 @@
+"""The 10-minute average values of P3 §6.4 (1-0:32.24.0, 31.24.0, 21.24.0, 22.24.0, 23.24.0,
+24.24.0 and their L2/L3 variants), "averaging scheme 3": the value shown is the average over
+the last completed 10-minute period, periods aligned to the clock (xx:00, xx:10, ...).
+
+Exact: the model hands over every integration step (power is constant within a minute, the
+voltage within a step except where a sag/swell window ends, which splits the step). Each
+quantity is summed as an integer in milli-units x microseconds, like the energy registers, so
+the result does not depend on how often the model was advanced. Published values are whole
+units (scaler 0), rounded half up.
+
+Power failures (decided here): a period averages only the time the meter was powered. A period
+with no powered time at all (or one the meter never saw, e.g. skipped by a clock jump or a long
+downtime of the twin) reads 0. The running sums are part of `MeterState`, so a restart in the
+middle of a period continues it (the downtime itself counts as unpowered).
+
+Current is |P| / U per phase, as the instantaneous 1-0:31.7.0 is computed by the model.
+Reactive power comes from the household model (twin/meter/household.py, a power factor per
+load): +Q is inductive (quadrants I+II), -Q capacitive (III+IV), per phase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+from twin.meter.household import MinutePower
+
+PERIOD_S = 600  # P3 §6.4: 10 minutes average
+MAX_PHASES = 3
+QUANTITIES = ("voltage_v", "current_a", "import_w", "export_w", "import_var", "export_var")
+
+Volts = Callable[[float], tuple[float, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class AverageValues:
+    """Averages of the last completed period per phase (index 0 = L1), whole units."""
+
+    voltage_v: tuple[int, ...]  # 1-0:32.24.0 / 52.24.0 / 72.24.0
+    current_a: tuple[int, ...]  # 1-0:31.24.0 / 51.24.0 / 71.24.0
+    import_w: tuple[int, ...]  # +P 1-0:21.24.0 / 41.24.0 / 61.24.0
+    export_w: tuple[int, ...]  # -P 1-0:22.24.0 / 42.24.0 / 62.24.0
+    import_var: tuple[int, ...]  # +Q 1-0:23.24.0 / 43.24.0 / 63.24.0
+    export_var: tuple[int, ...]  # -Q 1-0:24.24.0 / 44.24.0 / 64.24.0
+
+    @classmethod
+    def zero(cls, phases: int = MAX_PHASES) -> AverageValues:
+        return cls(*((0,) * phases for _ in QUANTITIES))
+
+
+NO_AVERAGES = AverageValues.zero()
+
+
+def _zeros() -> dict[str, list[int]]:
+    return {q: [0] * MAX_PHASES for q in QUANTITIES}
+
+
+def period_of(ts: float) -> int:
+    """Index of the 10-minute period holding epoch second `ts`."""
+    return int(ts // PERIOD_S)
+
+
+@dataclass(slots=True)
+class AverageState:
+    """The running period's sums and the last completed period's averages (persisted)."""
+
+    period: int = -1  # period index of `sums`
+    powered_us: int = 0  # powered time summed in `sums`
+    sums: dict[str, list[int]] = field(default_factory=_zeros)  # milli-units x us
+    last_period: int = -1  # period index `last` describes
+    last: dict[str, list[int]] = field(default_factory=_zeros)  # whole units
+
+    def add(
+        self, start: float, end: float, power: MinutePower, volts: Volts, cuts: Iterable[float]
+    ) -> None:
+        """A powered integration step [start, end) with constant `power`; the voltage is
+        `volts(t)` and constant between the `cuts` (ends of sag/swell windows).
+
+        Every quantity is taken in whole milli-units (mV, mA, mW, mvar) times whole
+        microseconds; +P/-P and +Q/-Q are the two signs of one rounded value. Written flat:
+        the model calls this at least once per simulated minute."""
+        period = period_of(start)
+        if period != self.period:
+            self.roll(period)
+        inside = sorted(c for c in cuts if start < c < end)
+        s = self.sums
+        volt, amp, p_in, p_out = s["voltage_v"], s["current_a"], s["import_w"], s["export_w"]
+        q_in, q_out = s["import_var"], s["export_var"]
+        reactive = power.reactive or (0.0,) * len(power.consumed)
+        phases = zip(power.consumed, power.generated, reactive, strict=True)
+        loads = [(c - g, r) for c, g, r in phases]
+        for a, b in pairwise((start, *inside, end)):
+            us = round(b * 1e6) - round(a * 1e6)  # telescopes exactly, as energy does
+            for i, (u, (net, var)) in enumerate(zip(volts(a), loads, strict=True)):
+                volt[i] += round(u * 1000) * us
+                if u > 0:  # |P| / U, as the model's instantaneous current
+                    amp[i] += round(abs(net) / u * 1000) * us
+                w = round(net * 1000) * us
+                if w >= 0:
+                    p_in[i] += w
+                else:
+                    p_out[i] -= w
+                q = round(var * 1000) * us
+                if q >= 0:
+                    q_in[i] += q
+                else:
+                    q_out[i] -= q
+            self.powered_us += us
+
+    def roll(self, period: int) -> None:
+        """Start accumulating `period`; the one before it becomes the last completed."""
+        if period == self.period:
+            return
+        completed = self._means() if period == self.period + 1 else _zeros()
+        self.period, self.powered_us, self.sums = period, 0, _zeros()
+        self.last_period, self.last = period - 1, completed
+
+    def _means(self) -> dict[str, list[int]]:
+        us = self.powered_us
+        if us == 0:
+            return _zeros()
+        # milli-units x us -> whole units, rounded half up (values are never negative)
+        return {q: [(s + 500 * us) // (1000 * us) for s in sums] for q, sums in self.sums.items()}
+
+    def published(self, ts: float, phases: int) -> AverageValues:
+        """The averages shown at `ts`: those of the period that ended last before `ts`."""
+        previous = period_of(ts) - 1
+        if self.period == previous:  # completed, not rolled yet (no powered step since)
+            means = self._means()
+        elif self.last_period == previous:
+            means = self.last
+        else:
+            return AverageValues.zero(phases)
+        return AverageValues(*(tuple(means[q][:phases]) for q in QUANTITIES))
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "period": self.period,
+            "powered_us": self.powered_us,
+            "sums": {q: list(v) for q, v in self.sums.items()},
+            "last_period": self.last_period,
+            "last": {q: list(v) for q, v in self.last.items()},
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any] | None) -> AverageState:
+        """None (a record saved before averages existed) gives an empty state."""
+        if not record:
+            return cls()
+        return cls(
+            period=int(record["period"]),
+            powered_us=int(record["powered_us"]),
+            sums=_phases(record["sums"]),
+            last_period=int(record["last_period"]),
+            last=_phases(record["last"]),
+        )
+
+
+def _phases(values: dict[str, list[int]]) -> dict[str, list[int]]:
+    return {q: [int(x) for x in values.get(q, [0] * MAX_PHASES)] for q in QUANTITIES}

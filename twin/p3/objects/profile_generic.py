@@ -1,0 +1,190 @@
+"""Profile generic (class 7, Blue Book §4.3.6) with selective access by range (selector 1, on
+the clock column) and by entry (selector 2), and reset () (method 1) through a callback.
+
+gurux's GXDLMSProfileGeneric cannot serve either selector (p3.md §2.4 N), so the selection is
+done here and only the values go through the encoder. The DSMR profiles are in profiles.py,
+mbus.py and definable.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+
+from twin.p3.cosem import DataAccessResult
+from twin.p3.objects.base import CosemObject, ObjectError, Request, obis_bytes
+from twin.p3.objects.values import (
+    Data,
+    Tag,
+    array,
+    enum_,
+    i8,
+    octets,
+    parse_date_time,
+    struct,
+    u16,
+    u32,
+)
+
+CLOCK = (8, "0-0:1.0.0", 2)
+FIFO, SORTED_LARGEST = 1, 3
+RANGE, ENTRY = 1, 2
+NO_SORT_OBJECT = struct(u16(0), octets(bytes(6)), i8(0), u16(0))  # sort_object "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    time: datetime
+    values: tuple[Data, ...]  # one per capture object, the clock column included
+
+
+Column = tuple[int, str, int]  # class id, OBIS, attribute index
+
+
+def capture_definition(column: Column) -> Data:
+    class_id, code, index = column
+    return struct(u16(class_id), octets(obis_bytes(code)), i8(index), u16(0))
+
+
+Reset = Callable[[datetime], None]  # clears the buffer; the argument is the meter time
+
+
+class Profile(CosemObject):
+    """A profile whose columns are fixed by the spec; the buffer comes from `rows` (oldest
+    first) and `reset` (method 1, Blue Book §4.3.6) clears it in the store."""
+
+    class_id: ClassVar[int] = 7
+    version: ClassVar[int] = 1
+    selectors: ClassVar[dict[int, tuple[int, ...]]] = {2: (RANGE, ENTRY)}
+
+    def __init__(
+        self,
+        code: str,
+        columns: Sequence[Column],
+        rows: Callable[[], list[Row]],
+        *,
+        period: int,
+        entries: int,
+        reset: Reset,
+        sort: int = FIFO,
+        attributes: Mapping[int, str] | None = None,
+        methods: Mapping[int, str] | None = None,
+    ) -> None:
+        # P3 tables: every profile is management read only; reset (method 1) is X.
+        rights = attributes or dict.fromkeys(range(1, 9), "/R/")
+        super().__init__(code, rights, methods or {1: "/X/"})
+        self.columns = tuple(columns)
+        self.rows = rows
+        self.period, self.entries, self.sort = period, entries, sort
+        self.reset = reset
+
+    def buffer_columns(self) -> tuple[Column, ...]:
+        return self.columns
+
+    def buffer_rows(self) -> list[Row]:
+        """The buffer in its order (attribute 2), at most profile_entries rows."""
+        return self.rows()[-self.entries :]
+
+    def read(self, index: int, request: Request) -> Data:
+        getter = self.getters.get(index)
+        return super().read(index, request) if getter is None else getter()
+
+    @property
+    def getters(self) -> dict[int, Callable[[], Data]]:
+        """Attributes 2..8; subclasses replace some (the definable profile's settings)."""
+        return {
+            2: lambda: _buffer(self.buffer_rows(), range(len(self.buffer_columns()))),
+            3: lambda: array([capture_definition(c) for c in self.buffer_columns()]),
+            4: lambda: u32(self.period),
+            5: lambda: enum_(self.sort),
+            6: lambda: capture_definition(CLOCK) if self.sort == SORTED_LARGEST else NO_SORT_OBJECT,
+            7: lambda: u32(len(self.buffer_rows())),
+            8: lambda: u32(self.entries),
+        }
+
+    def read_selected(self, index: int, selector: int, parameters: Data, request: Request) -> Data:
+        if index != 2:
+            raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED)
+        rows = self.buffer_rows()
+        if selector == RANGE:
+            return self._by_range(rows, parameters)
+        if selector == ENTRY:
+            return self._by_entry(rows, parameters)
+        raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, f"selector {selector}")
+
+    def _by_range(self, rows: list[Row], parameters: Data) -> Data:
+        """range_descriptor {restricting_object, from_value, to_value, selected_values}."""
+        restricting, low, high, selected = _items(parameters, 4)
+        if column_of(restricting) != CLOCK:
+            raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "range not on clock")
+        start, end = _when(low), _when(high)
+        picked = [r for r in rows if start <= r.time <= end]
+        return _buffer(picked, self._selected_columns(selected))
+
+    def _by_entry(self, rows: list[Row], parameters: Data) -> Data:
+        """entry_descriptor {from_entry, to_entry, from_selected_value, to_selected_value};
+        1-based, 0 = up to the last (Blue Book §4.3.6)."""
+        items = _items(parameters, 4)
+        tags = (Tag.DOUBLE_LONG_UNSIGNED,) * 2 + (Tag.LONG_UNSIGNED,) * 2
+        first, last, first_col, last_col = (
+            d.expect(t).integer() for d, t in zip(items, tags, strict=True)
+        )
+        if (
+            first < 1
+            or first_col < 1
+            or (last and last < first)
+            or (last_col and last_col < first_col)
+        ):
+            raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "bad entry range")
+        stop = last or len(rows)
+        width = len(self.buffer_columns())
+        cols = range(first_col - 1, min(last_col or width, width))
+        return _buffer(rows[first - 1 : stop], cols)
+
+    def _selected_columns(self, selected: Data) -> Sequence[int]:
+        columns = self.buffer_columns()
+        if not selected.items:
+            return range(len(columns))
+        wanted = [column_of(d) for d in selected.items]
+        if any(w not in columns for w in wanted):
+            raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "unknown column")
+        return [columns.index(w) for w in wanted]
+
+    def invoke(self, index: int, parameters: Data | None, request: Request) -> Data | None:
+        # reset (data) (Blue Book §4.3.6 method 1): the parameter (integer 0) carries nothing.
+        if index != 1:
+            raise ObjectError(DataAccessResult.READ_WRITE_DENIED)
+        self.reset(request.now)
+        return None
+
+
+def _buffer(rows: Sequence[Row], columns: Sequence[int]) -> Data:
+    return array([struct(*(row.values[i] for i in columns)) for row in rows])
+
+
+def _items(value: Data, count: int) -> tuple[Data, ...]:
+    items = value.items
+    if len(items) != count:
+        raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "descriptor size")
+    return items
+
+
+def column_of(definition: Data) -> Column:
+    items = definition.items
+    if len(items) != 4:
+        raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "capture object definition")
+    class_id, code, index, _data_index = items
+    raw = code.octets()
+    if len(raw) != 6:
+        raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "logical name")
+    text = f"{raw[0]}-{raw[1]}:{raw[2]}.{raw[3]}.{raw[4]}"
+    return class_id.integer(), text, index.integer()
+
+
+def _when(value: Data) -> datetime:
+    when = parse_date_time(value.octets())
+    if when is None:
+        raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "range bound not a time")
+    return when
