@@ -62,73 +62,81 @@ def period_of(ts: float) -> int:
     return int(ts // PERIOD_S)
 
 
+Grid = Callable[[MinutePower, int], tuple[float, ...]]
+# One integration step: whole microseconds, the constant power, and the phase voltages or the
+# epoch minute whose grid voltages apply (computed by `AverageState.grid` when summed).
+Step = tuple[int, MinutePower, tuple[float, ...] | int]
+
+
 @dataclass(slots=True)
 class AverageState:
-    """The running period's sums and the last completed period's averages (persisted)."""
+    """The running period's sums and the last completed period's averages (persisted).
+
+    Steps are only recorded as the model integrates (the model runs many simulated days per
+    second); they are summed when a value is read or the state is persisted, so a period that
+    nobody reads costs one list append per step."""
 
     period: int = -1  # period index of `sums`
     powered_us: int = 0  # powered time summed in `sums`
     sums: dict[str, list[int]] = field(default_factory=_zeros)  # milli-units x us
     last_period: int = -1  # period index `last` describes
     last: dict[str, list[int]] = field(default_factory=_zeros)  # whole units
+    steps: list[Step] = field(default_factory=list)  # of `period`, not yet in `sums`
+    completed: tuple[int, dict[str, list[int]], list[Step]] | None = None  # `last`, unsummed
+    # The model's grid voltages of a minute; behaviour, not state: not persisted or compared.
+    grid: Grid | None = field(default=None, compare=False, repr=False)
+
+    def add_steady(self, start: float, end: float, power: MinutePower) -> None:
+        """A powered step [start, end) with constant `power` and no sag/swell window: the
+        voltages are the grid's of the minute, computed only when the step is summed (this
+        runs for every simulated minute; the sum only for periods someone reads)."""
+        period = int(start // PERIOD_S)
+        if period != self.period:
+            self.roll(period)
+        self.steps.append((round(end * 1e6) - round(start * 1e6), power, int(start // 60)))
 
     def add(
         self, start: float, end: float, power: MinutePower, volts: Volts, cuts: Iterable[float]
     ) -> None:
         """A powered integration step [start, end) with constant `power`; the voltage is
-        `volts(t)` and constant between the `cuts` (ends of sag/swell windows).
-
-        Every quantity is taken in whole milli-units (mV, mA, mW, mvar) times whole
-        microseconds; +P/-P and +Q/-Q are the two signs of one rounded value. Written flat:
-        the model calls this at least once per simulated minute."""
+        `volts(t)` and constant between the `cuts` (ends of sag/swell windows)."""
         period = period_of(start)
         if period != self.period:
             self.roll(period)
-        inside = sorted(c for c in cuts if start < c < end)
-        s = self.sums
-        volt, amp, p_in, p_out = s["voltage_v"], s["current_a"], s["import_w"], s["export_w"]
-        q_in, q_out = s["import_var"], s["export_var"]
-        reactive = power.reactive or (0.0,) * len(power.consumed)
-        phases = zip(power.consumed, power.generated, reactive, strict=True)
-        loads = [(c - g, r) for c, g, r in phases]
-        for a, b in pairwise((start, *inside, end)):
-            us = round(b * 1e6) - round(a * 1e6)  # telescopes exactly, as energy does
-            for i, (u, (net, var)) in enumerate(zip(volts(a), loads, strict=True)):
-                volt[i] += round(u * 1000) * us
-                if u > 0:  # |P| / U, as the model's instantaneous current
-                    amp[i] += round(abs(net) / u * 1000) * us
-                w = round(net * 1000) * us
-                if w >= 0:
-                    p_in[i] += w
-                else:
-                    p_out[i] -= w
-                q = round(var * 1000) * us
-                if q >= 0:
-                    q_in[i] += q
-                else:
-                    q_out[i] -= q
-            self.powered_us += us
+        inside = [c for c in cuts if start < c < end]
+        if not inside:
+            self.steps.append((round(end * 1e6) - round(start * 1e6), power, volts(start)))
+            return
+        for a, b in pairwise((start, *sorted(inside), end)):
+            self.steps.append((round(b * 1e6) - round(a * 1e6), power, volts(a)))
 
     def roll(self, period: int) -> None:
         """Start accumulating `period`; the one before it becomes the last completed."""
         if period == self.period:
             return
-        completed = self._means() if period == self.period + 1 else _zeros()
-        self.period, self.powered_us, self.sums = period, 0, _zeros()
-        self.last_period, self.last = period - 1, completed
+        if period == self.period + 1:
+            self.completed = (self.powered_us, self.sums, self.steps)
+        else:
+            self.completed = (0, _zeros(), [])
+        self.period, self.powered_us, self.sums, self.steps = period, 0, _zeros(), []
+        self.last_period = period - 1
 
-    def _means(self) -> dict[str, list[int]]:
-        us = self.powered_us
-        if us == 0:
-            return _zeros()
-        # milli-units x us -> whole units, rounded half up (values are never negative)
-        return {q: [(s + 500 * us) // (1000 * us) for s in sums] for q, sums in self.sums.items()}
+    def _settle(self) -> None:
+        """Sum the recorded steps: the running period's and the completed one's."""
+        if self.steps:
+            self.powered_us += _sum_steps(self.steps, self.sums, self.grid)
+            self.steps = []
+        if self.completed is not None:
+            us, sums, steps = self.completed
+            us += _sum_steps(steps, sums, self.grid)
+            self.last, self.completed = _means(us, sums), None
 
     def published(self, ts: float, phases: int) -> AverageValues:
         """The averages shown at `ts`: those of the period that ended last before `ts`."""
         previous = period_of(ts) - 1
+        self._settle()
         if self.period == previous:  # completed, not rolled yet (no powered step since)
-            means = self._means()
+            means = _means(self.powered_us, self.sums)
         elif self.last_period == previous:
             means = self.last
         else:
@@ -136,6 +144,7 @@ class AverageState:
         return AverageValues(*(tuple(means[q][:phases]) for q in QUANTITIES))
 
     def to_record(self) -> dict[str, Any]:
+        self._settle()
         return {
             "period": self.period,
             "powered_us": self.powered_us,
@@ -156,6 +165,54 @@ class AverageState:
             last_period=int(record["last_period"]),
             last=_phases(record["last"]),
         )
+
+
+def _sum_steps(steps: list[Step], sums: dict[str, list[int]], grid: Grid | None) -> int:
+    """Add `steps` to `sums` and return their microseconds. Every quantity is taken in whole
+    milli-units (mV, mA, mW, mvar) times whole microseconds, like the energy registers, so
+    the result does not depend on how the model was advanced; +P/-P and +Q/-Q are the two
+    signs of one rounded value."""
+    volt, amp, p_in, p_out = (
+        sums["voltage_v"],
+        sums["current_a"],
+        sums["import_w"],
+        sums["export_w"],
+    )
+    q_in, q_out = sums["import_var"], sums["export_var"]
+    total = 0
+    for us, power, given in steps:
+        if isinstance(given, tuple):
+            volts = given
+        elif grid is not None:
+            volts = grid(power, given)
+        else:  # only a model records steady steps, and it sets `grid` first
+            raise ValueError("steady averaging steps without the grid voltages")
+        reactive = power.reactive or (0.0,) * len(power.consumed)
+        phases = zip(volts, power.consumed, power.generated, reactive, strict=True)
+        for i, (u, consumed, generated, var) in enumerate(phases):
+            net = consumed - generated
+            volt[i] += round(u * 1000) * us
+            if u > 0:  # |P| / U, as the model's instantaneous current
+                amp[i] += round(abs(net) / u * 1000) * us
+            w = round(net * 1000) * us
+            if w >= 0:
+                p_in[i] += w
+            else:
+                p_out[i] -= w
+            q = round(var * 1000) * us
+            if q >= 0:
+                q_in[i] += q
+            else:
+                q_out[i] -= q
+        total += us
+    return total
+
+
+def _means(us: int, sums: dict[str, list[int]]) -> dict[str, list[int]]:
+    if us == 0:
+        return _zeros()
+    # milli-units x us -> whole units, rounded half up (values are never negative)
+    return {q: [(s + 500 * us) // (1000 * us) for s in v] for q, v in sums.items()}
 
 
 def _phases(values: dict[str, list[int]]) -> dict[str, list[int]]:

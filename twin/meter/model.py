@@ -103,6 +103,7 @@ class MeterModel:
         self._period_flags = 0  # status bits gathered for the running 15-minute period
         self.mbus_status = MbusHourStatus()  # bits of the running hour, 0-x:96.10.3
         self.outbox = Outbox()
+        self.state.averages.grid = self._grid_voltages  # voltages of steps without a window
 
     # ------------------------------------------------------------------ construction
 
@@ -146,8 +147,11 @@ class MeterModel:
         direction = "import" if net >= 0 else "export"
         code = REGISTER_CODES[(direction, int(self._tariff))]
         self.state.energy_nj[code] += round(abs(net) * 1000) * elapsed_us
-        cuts = (w.until for w in self._windows.values())  # a sag/swell may end mid-step
-        self.state.averages.add(self._ts, end, self._power, self._voltages, cuts)
+        if self._windows:  # a sag/swell: voltages now, and the window may end mid-step
+            cuts = [w.until for w in self._windows.values()]
+            self.state.averages.add(self._ts, end, self._power, self._voltages, cuts)
+        else:
+            self.state.averages.add_steady(self._ts, end, self._power)
 
     def _enter_minute(self, minute: int) -> None:
         start = datetime.fromtimestamp(minute * 60, UTC)
@@ -167,16 +171,22 @@ class MeterModel:
         return MinutePower(spread, zero, tuple(s * OVERRIDE_TAN_PHI for s in spread))
 
     def _voltages(self, ts: float) -> tuple[float, ...]:
-        """Phase voltages at `ts`: nominal, minus the drop of the load, plus grid ripple."""
+        """Phase voltages at `ts`: the grid's, or a sag/swell window's where one is open."""
+        volts = self._grid_voltages(self._power, int(ts // 60))
+        if not self._windows:
+            return volts
+        return tuple(
+            w.volts if (w := self._windows.get(phase)) is not None and ts < w.until else v
+            for phase, v in enumerate(volts)
+        )
+
+    def _grid_voltages(self, power: MinutePower, minute: int) -> tuple[float, ...]:
+        """Nominal, minus the drop of the load, plus grid ripple: a pure function of the
+        minute and its power, so the averages can compute it later (twin/meter/averages.py)."""
         nominal = self.config.meter.nominal_voltage_v
-        minute = int(ts // 60)
         volts = []
         for phase in range(self.config.meter.phases):
-            window = self._windows.get(phase)
-            if window is not None and ts < window.until:
-                volts.append(window.volts)
-                continue
-            net_kw = (self._power.consumed[phase] - self._power.generated[phase]) / 1000
+            net_kw = (power.consumed[phase] - power.generated[phase]) / 1000
             # Ripple of +-1 V that is a pure function of the minute: readings never draw
             # from the household's random stream, so sampling cannot change the simulation.
             ripple = ((minute * 2654435761 + phase * 40503) % 2001) / 1000 - 1

@@ -202,7 +202,6 @@ class GprsController:
         try:
             while True:
                 self.heartbeat = time.monotonic()
-                self.p3.tick()  # the model is current before the triggers read it
                 self.pushes.poll()
                 await self._settle(self.mode())
                 await self._check_watchdog()

@@ -104,7 +104,7 @@ class DefinableProfile(Profile):
             lambda: [],
             period=0,  # the fixed settings of the base class are not used here
             entries=MAX_ENTRIES,
-            reset=self._clear,
+            reset=self.clear,
             attributes=rights,
             methods={1: "/X/", 2: "/X/"},
         )
@@ -178,11 +178,11 @@ class DefinableProfile(Profile):
     def write(self, index: int, value: Data, request: Request) -> None:
         if index == 3:
             self._check_columns(value.expect(Tag.ARRAY).items)
-            self._clear(request.now)  # first: a crash in between leaves an empty buffer
+            self.clear(request.now)  # first: a crash in between leaves an empty buffer
             self.capture_objects.put(value)
         elif index == 4:
             value.expect(Tag.DOUBLE_LONG_UNSIGNED)
-            self._clear(request.now)
+            self.clear(request.now)
             self.capture_period.put(value)
         elif index == 5:
             if value.expect(Tag.ENUM).integer() not in (FIFO, SORTED_LARGEST):
@@ -265,7 +265,9 @@ class DefinableProfile(Profile):
         )
         return None if isinstance(answer, DataAccessResult) else answer
 
-    def _clear(self, now: datetime) -> None:
+    def clear(self, now: datetime) -> None:
+        """Empty the buffer; captures count again from `now` (also after a meter reset,
+        which puts capture_objects back to the default)."""
         self.env.meter.store.clear_definable_profile()
         self._arm(now)
 

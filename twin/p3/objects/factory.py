@@ -88,7 +88,9 @@ class DsmrObjects:
         a scheduled meter reset to factory setting (§8.5)."""
         self.env.comlog.flush()
         self.image.association_released()
-        self.meter_reset.association_released()  # P3 §8.5: after the association, last
+        if self.meter_reset.association_released():  # P3 §8.5: after the association, last
+            # capture_objects are back to the default: the buffer goes with them (class 7).
+            self.definable.clear(self.env.meter.now())
 
     def objects(self) -> Iterator[CosemObject]:
         return iter(self.registry)

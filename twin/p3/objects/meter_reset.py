@@ -70,10 +70,13 @@ class MeterReset(CosemObject):
         log.info("meter reset to factory setting scheduled for the end of the association")
         return None
 
-    def association_released(self) -> None:
-        if self.pending:
-            self.pending = False
-            reset_to_factory(self.env)
+    def association_released(self) -> bool:
+        """Carry out a scheduled reset; True if one was done."""
+        if not self.pending:
+            return False
+        self.pending = False
+        reset_to_factory(self.env)
+        return True
 
 
 def reset_to_factory(env: Env) -> None:

@@ -25,6 +25,7 @@ from twin.p3.objects.base import obis_bytes
 from twin.p3.objects.tariff import switch
 
 RESET = "0-1:94.31.5"
+DEFINABLE = "0-1:94.31.6"
 ENERGY = ("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2")
 
 
@@ -66,6 +67,8 @@ def test_reset_after_release_restores_factory_settings_and_keeps_the_registers(
     twin.objects.env.attrs.put("firmware.active", v.octets(b"FW-2"))
     before = energy(client)
     assert before[1] == 2500
+    client.action(method(7, DEFINABLE, 2), None)  # capture (): one entry of the clock
+    assert read(client, 7, DEFINABLE, 7) == 1
     client.action(method(9, RESET, 1), v.encode(v.u16(1)))
     assert bytes(read(client, 1, "0-0:96.1.3", 2)) == b"Meterkast"  # not before the release
     twin.keys.calls.clear()
@@ -79,6 +82,7 @@ def test_reset_after_release_restores_factory_settings_and_keeps_the_registers(
     assert read(client, 1, "0-1:94.31.0", 2) == 2  # administratively on
     assert bytes(read(client, 1, "0-0:96.13.1", 2)) == b""
     assert len(read(client, 7, "0-0:21.0.1", 3)) == 5  # Annex B again
+    assert read(client, 7, DEFINABLE, 7) == 0  # its capture objects reset: buffer emptied
     assert [bytes(m[0]) for m in read(client, 6, "0-0:14.0.0", 3)] == [b"\x00\x01", b"\x00\x02"]
     assert bytes(read(client, 1, "1-0:0.2.0", 2)) == b"FW-2"  # the running firmware stays
     # the configuration's tariff program, logged as changed tariff times (event 9)
