@@ -19,7 +19,7 @@ Next-Pblock with no transfer running gets no-long-action-in-progress (Action-Res
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from twin.p3.action import (
     ActionReply,
@@ -38,26 +38,16 @@ from twin.p3.action import (
     replies_bytes,
 )
 from twin.p3.association import Session
+from twin.p3.blocks import BlockError, Incoming, list_refusal
 from twin.p3.cosem import ActionResult, AttributeRef
 from twin.p3.initiate import NOT_POSSIBLE, NOT_SUPPORTED, Conformance
 from twin.p3.interfaces import CosemObjects
 from twin.p3.set_action import DataBlock
 from twin.p3.set_service import CONFIRMED, split_values
 
-_MAX_PARAMETERS = 0xFFFF  # bytes accepted over all blocks of one ACTION (as for SET)
 _PBLOCK_HEADER = 11  # C7 02 iip last-block(1) block-number(4) length(<=3)
 
 FirstPblock = ActionRequestWithFirstPblock | ActionRequestWithListAndFirstPblock
-
-
-@dataclass(slots=True)
-class _Incoming:
-    """Method parameters arriving in blocks."""
-
-    first: FirstPblock
-    parts: list[bytes] = field(default_factory=list)
-    block_number: int = 0
-    size: int = 0
 
 
 @dataclass(slots=True)
@@ -89,7 +79,7 @@ class ActionService:
 
     def __init__(self, max_list_items: int) -> None:
         self._max_items = max_list_items
-        self._incoming: _Incoming | None = None
+        self._incoming: Incoming[FirstPblock] | None = None
         self._outgoing: _Outgoing | None = None
 
     def reset(self) -> None:
@@ -121,11 +111,7 @@ class ActionService:
         return self._pblock(call, request)
 
     def _list_refused(self, call: _Call, count: int) -> bytes | None:
-        if not call.allowed(Conformance.MULTIPLE_REFERENCES):
-            return NOT_SUPPORTED.to_bytes()
-        if not 0 < count <= self._max_items:
-            return NOT_POSSIBLE.to_bytes()  # P3 §2.1.3: at most 16 references
-        return None
+        return list_refusal(call.session.conformance, count, self._max_items)
 
     def _with_list(self, call: _Call, request: ActionRequestWithList) -> bytes:
         refused = self._list_refused(call, len(request.refs))
@@ -191,7 +177,7 @@ class ActionService:
                 self._incoming = None
                 return refused
         if not isinstance(request, ActionRequestWithPblock):
-            self._incoming = _Incoming(request)
+            self._incoming = Incoming(request)
         incoming = self._incoming
         error = self._append(request.block)
         if error is not None or incoming is None:
@@ -207,15 +193,13 @@ class ActionService:
         incoming = self._incoming
         if incoming is None:
             return ActionResult.NO_LONG_ACTION_IN_PROGRESS
-        if block.number != incoming.block_number + 1:
+        error = incoming.append(block)
+        if error is BlockError.OUT_OF_SEQUENCE:
             return ActionResult.LONG_ACTION_ABORTED
-        incoming.parts.append(block.raw)
-        incoming.block_number = block.number
-        incoming.size += len(block.raw)
-        return ActionResult.OTHER_REASON if incoming.size > _MAX_PARAMETERS else None
+        return ActionResult.OTHER_REASON if error is BlockError.TOO_LARGE else None
 
-    def _complete(self, call: _Call, incoming: _Incoming, invoke_id: int) -> bytes:
-        raw = b"".join(incoming.parts)
+    def _complete(self, call: _Call, incoming: Incoming[FirstPblock], invoke_id: int) -> bytes:
+        raw = incoming.data()
         first = incoming.first
         if isinstance(first, ActionRequestWithFirstPblock):
             whole = split_values(raw, 1, counted=False) is not None

@@ -57,7 +57,8 @@ from twin.p3.objects.ports import ModemStatus, NetworkInfo, PortResult
 from twin.p3.objects.values import ValueTypeError
 from twin.p3.push_runner import PushRunner
 from twin.p3.push_wakeup import SENDERS, Wakeup, WakeupRefusedError, listening, sender_script
-from twin.p3.service import HEARTBEAT_S, P3Service, read_setting
+from twin.p3.service import HEARTBEAT_S, P3Service
+from twin.p3.settings import read_data
 
 __all__ = ["SENDERS", "GprsController", "GprsModem", "Mode", "NoModem", "WakeupRefusedError"]
 
@@ -156,14 +157,14 @@ class GprsController:
     def mode(self) -> Mode:
         if self.config.gprs_mode:
             return Mode.TRIGGERED if self.config.gprs_mode == "triggered" else Mode.ALWAYS_ON
-        value = read_setting(self.p3.objects, CONFIGURATION)
+        value = read_data(self.p3.objects, CONFIGURATION)
         try:
-            return Mode(value.items[0].integer())
-        except (AttributeError, ValueTypeError, IndexError, ValueError):
+            return Mode(value.items[0].integer()) if value is not None else Mode.ALWAYS_ON
+        except (ValueTypeError, IndexError, ValueError):
             return Mode.ALWAYS_ON
 
     def watchdog_hours(self) -> int:
-        value = read_setting(self.p3.objects, WATCHDOG)
+        value = read_data(self.p3.objects, WATCHDOG)
         try:
             return int(value.integer()) if value is not None else 0
         except ValueTypeError:

@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from twin.p3.association import MANAGEMENT_CLIENT
-from twin.p3.cosem import AttributeRef, DataAccessResult
+from twin.p3.cosem import AttributeRef
 from twin.p3.interfaces import CosemObjects
 from twin.p3.objects.base import obis_bytes
-from twin.p3.objects.values import Data, Tag, ValueTypeError, decode, encode
+from twin.p3.objects.values import Data, Tag, ValueTypeError, encode
 from twin.p3.push_time import ALWAYS, RetryPlan, Windows, parse_windows
+from twin.p3.settings import read_data
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +50,6 @@ def ln_text(ln: bytes) -> str:
         return ln.hex()
     text = f"{ln[0]}-{ln[1]}:{ln[2]}.{ln[3]}.{ln[4]}"
     return text if ln[5] == 255 else f"{text}.{ln[5]}"
-
-
-def read_data(objects: CosemObjects, ref: AttributeRef) -> Data | None:
-    """An attribute as the management client reads it; None if it cannot be read."""
-    raw = objects.get(MANAGEMENT_CLIENT.sap, ref, None)
-    if isinstance(raw, DataAccessResult):
-        return None
-    try:
-        return decode(raw)
-    except ValueTypeError:
-        return None
 
 
 @dataclass(frozen=True, slots=True)

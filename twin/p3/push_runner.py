@@ -39,12 +39,12 @@ from twin.p3.push import (
     Trigger,
     ln_text,
     parse_destination,
-    read_data,
     read_message,
     read_settings,
 )
 from twin.p3.push_time import push_time
 from twin.p3.push_triggers import CSD_SMS_SCRIPT, PushTriggers, Script, execute
+from twin.p3.settings import read_data
 
 log = logging.getLogger(__name__)
 

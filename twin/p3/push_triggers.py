@@ -26,8 +26,9 @@ from twin.p3.cosem import ActionResult, AttributeRef
 from twin.p3.interfaces import CosemObjects
 from twin.p3.objects.base import obis_bytes
 from twin.p3.objects.values import Data, Tag, ValueTypeError, encode, u16
-from twin.p3.push import ln_text, read_data
+from twin.p3.push import ln_text
 from twin.p3.push_time import Pattern, parse_execution_time
+from twin.p3.settings import read_data
 
 log = logging.getLogger(__name__)
 

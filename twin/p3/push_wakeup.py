@@ -19,9 +19,10 @@ from datetime import datetime
 from twin.p3.cosem import AttributeRef
 from twin.p3.interfaces import CosemObjects
 from twin.p3.objects.values import Data, Tag, ValueTypeError
-from twin.p3.push import AUTO_ANSWER, MESSAGE_HANDLER, read_data
+from twin.p3.push import AUTO_ANSWER, MESSAGE_HANDLER
 from twin.p3.push_time import PatternError, parse_windows
 from twin.p3.push_triggers import CSD_SMS_SCRIPT, SCRIPT_TABLE, Script
+from twin.p3.settings import read_data
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from twin.meter.events import EventCode
 from twin.metering import Meter
 from twin.p3.acse import Mechanism
 from twin.p3.association import MANAGEMENT_CLIENT, ServerConfig, State
-from twin.p3.cosem import AttributeRef, DataAccessResult
+from twin.p3.cosem import AttributeRef
 from twin.p3.errors import P3Error
 from twin.p3.events import (
     Associated,
@@ -51,8 +51,9 @@ from twin.p3.interfaces import CosemObjects, SpecFirstCounter
 from twin.p3.keys import KeyStore
 from twin.p3.objects.abstract import HLS_ON_P3_BITS
 from twin.p3.objects.base import obis_bytes
-from twin.p3.objects.values import Tag, ValueTypeError, decode
+from twin.p3.objects.values import Tag, ValueTypeError
 from twin.p3.server import DlmsServer
+from twin.p3.settings import read_data
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +97,6 @@ class UrandomChallenges:
         return os.urandom(length)
 
 
-def read_setting(objects: CosemObjects, ref: AttributeRef) -> Any:
-    """An attribute as the management client reads it, decoded; None if unreadable."""
-    raw = objects.get(MANAGEMENT_CLIENT.sap, ref, None)
-    if isinstance(raw, DataAccessResult):
-        return None
-    try:
-        return decode(raw)
-    except ValueTypeError:
-        return None
-
-
 @dataclass(frozen=True, slots=True)
 class ConfiguredMechanisms:
     """The `MechanismPolicy` of P3 §8.3: flags HLS_3/4/5_on_P3_enable of the configuration
@@ -116,17 +106,19 @@ class ConfiguredMechanisms:
     objects: CosemObjects
 
     def enabled_mechanisms(self) -> frozenset[Mechanism]:
-        value = read_setting(self.objects, CONFIGURATION_OBJECT)
+        value = read_data(self.objects, CONFIGURATION_OBJECT)
         try:
+            if value is None:
+                raise ValueTypeError("configuration object unreadable")
             flags = str(value.items[1].expect(Tag.BIT_STRING).value)
-        except (AttributeError, IndexError, ValueTypeError):
+        except (IndexError, ValueTypeError):
             return frozenset({Mechanism.HLS_GMAC})
         return frozenset(m for bit, m in _HLS_BY_FLAG.items() if flags[bit : bit + 1] == "1")
 
 
 def inactivity_time_out_s(objects: CosemObjects) -> int:
     """TCP-UDP setup 0-0:25.0.0 attribute 6 (long-unsigned seconds; default 300)."""
-    value = read_setting(objects, TCP_UDP_SETUP)
+    value = read_data(objects, TCP_UDP_SETUP)
     try:
         return int(value.integer()) if value is not None else DEFAULT_INACTIVITY_S
     except ValueTypeError:

@@ -14,6 +14,7 @@ from twin.p3.action import ACTION_REQUEST
 from twin.p3.action_service import ActionService
 from twin.p3.association import ServerConfig, Session
 from twin.p3.axdr import encode_length
+from twin.p3.blocks import list_refusal
 from twin.p3.cosem import DataAccessResult, result_bytes
 from twin.p3.errors import ApduError, UnknownApduError
 from twin.p3.get import (
@@ -26,7 +27,7 @@ from twin.p3.get import (
     GetResponseWithList,
     parse_get_request,
 )
-from twin.p3.initiate import NOT_POSSIBLE, NOT_SUPPORTED, Conformance
+from twin.p3.initiate import NOT_SUPPORTED, Conformance
 from twin.p3.interfaces import CosemObjects
 from twin.p3.set_action import SET_REQUEST
 from twin.p3.set_service import CONFIRMED, SetService
@@ -107,10 +108,10 @@ class _Call:
         return self._get_with_list(request)
 
     def _get_with_list(self, request: GetRequestWithList) -> bytes | None:
-        if not self.allowed(Conformance.MULTIPLE_REFERENCES):
-            return NOT_SUPPORTED.to_bytes()
-        if not 0 < len(request.items) <= self.provider.config.max_list_items:
-            return NOT_POSSIBLE.to_bytes()  # P3 §2.1.3: at most 16 references
+        max_items = self.provider.config.max_list_items
+        refused = list_refusal(self.session.conformance, len(request.items), max_items)
+        if refused is not None:
+            return refused
         client = self.session.client
         results = tuple(self.objects.get(client, i.ref, i.access) for i in request.items)
         answer = GetResponseWithList(request.invoke_id, results).to_bytes()

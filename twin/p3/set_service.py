@@ -5,10 +5,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from twin.p3.association import Session
 from twin.p3.axdr import Reader
+from twin.p3.blocks import BlockError, Incoming, list_refusal
 from twin.p3.cosem import DataAccessResult
 from twin.p3.errors import ApduError
 from twin.p3.initiate import NOT_POSSIBLE, NOT_SUPPORTED, Conformance
@@ -29,17 +28,8 @@ from twin.p3.set_action import (
 )
 
 CONFIRMED = 0x40  # invoke-id-and-priority bit 6: service-class confirmed
-_MAX_SET_VALUE = 0xFFFF  # bytes accepted over all blocks of one SET
 
 FirstBlock = SetRequestFirstBlock | SetRequestWithListFirstBlock
-
-
-@dataclass(slots=True)
-class _Transfer:
-    request: FirstBlock
-    parts: list[bytes] = field(default_factory=list)
-    block_number: int = 0
-    size: int = 0
 
 
 class SetService:
@@ -47,7 +37,7 @@ class SetService:
 
     def __init__(self, max_list_items: int) -> None:
         self._max_items = max_list_items
-        self._transfer: _Transfer | None = None
+        self._transfer: Incoming[FirstBlock] | None = None
 
     def reset(self) -> None:
         self._transfer = None
@@ -65,17 +55,10 @@ class SetService:
             answer = self._block(session, objects, request)
         return answer if request.invoke_id & CONFIRMED else None
 
-    def _list_ok(self, session: Session, count: int) -> bytes | None:
-        if Conformance.MULTIPLE_REFERENCES not in session.conformance:
-            return NOT_SUPPORTED.to_bytes()
-        if not 0 < count <= self._max_items:
-            return NOT_POSSIBLE.to_bytes()  # P3 §2.1.3: at most 16 references
-        return None
-
     def _with_list(
         self, session: Session, objects: CosemObjects, request: SetRequestWithList
     ) -> bytes:
-        refused = self._list_ok(session, len(request.items))
+        refused = list_refusal(session.conformance, len(request.items), self._max_items)
         if refused is not None:
             return refused
         if len(request.values) != len(request.items):
@@ -93,16 +76,16 @@ class SetService:
         if Conformance.BLOCK_TRANSFER_WITH_SET not in session.conformance:
             return NOT_SUPPORTED.to_bytes()
         if isinstance(request, SetRequestWithListFirstBlock):
-            refused = self._list_ok(session, len(request.items))
+            refused = list_refusal(session.conformance, len(request.items), self._max_items)
             if refused is not None:
                 return refused
         if not isinstance(request, SetRequestBlock):
-            self._transfer = _Transfer(request)
+            self._transfer = Incoming(request)
         transfer = self._transfer
         error = self._append(request.block)
         if error is not None or transfer is None:
             self._transfer = None
-            first = None if transfer is None else transfer.request
+            first = None if transfer is None else transfer.first
             return self._last(request.invoke_id, first, error, request.block.number)
         if not request.block.last:
             return SetResponseBlock(request.invoke_id, request.block.number).to_bytes()
@@ -113,12 +96,10 @@ class SetService:
         transfer = self._transfer
         if transfer is None:
             return DataAccessResult.NO_LONG_SET_IN_PROGRESS
-        if block.number != transfer.block_number + 1:
+        error = transfer.append(block)
+        if error is BlockError.OUT_OF_SEQUENCE:
             return DataAccessResult.DATA_BLOCK_NUMBER_INVALID
-        transfer.parts.append(block.raw)
-        transfer.block_number = block.number
-        transfer.size += len(block.raw)
-        return DataAccessResult.OTHER_REASON if transfer.size > _MAX_SET_VALUE else None
+        return DataAccessResult.OTHER_REASON if error is BlockError.TOO_LARGE else None
 
     @staticmethod
     def _last(
@@ -132,10 +113,10 @@ class SetService:
 
     @staticmethod
     def _apply(
-        session: Session, objects: CosemObjects, transfer: _Transfer, invoke_id: int
+        session: Session, objects: CosemObjects, transfer: Incoming[FirstBlock], invoke_id: int
     ) -> bytes:
-        raw = b"".join(transfer.parts)
-        first, number = transfer.request, transfer.block_number
+        raw = transfer.data()
+        first, number = transfer.first, transfer.block_number
         if isinstance(first, SetRequestFirstBlock):
             values = split_values(raw, 1, counted=False)
             if values is None:  # the blocks do not form one Data

@@ -5,6 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 from gurux_dlms import GXByteBuffer, GXReplyData
+from gurux_dlms.enums import Authentication, InterfaceType, Security
+from gurux_dlms.secure import GXDLMSSecureClient
+
+from tests.unit.p3.helpers import CLIENT_TITLE
+
+
+def management_client(
+    guek: bytes,
+    gak: bytes,
+    *,
+    authentication: Authentication = Authentication.HIGH_GMAC,
+    secret: bytes | None = None,
+    invocation_counter: int = 10,
+    max_pdu: int = 1024,
+) -> Any:
+    """gurux's GXDLMSSecureClient as management client 1 (suite 0, authenticated and
+    encrypted); HLS 3/4 (HIGH_MD5 / HIGH_SHA1) use `secret`, HLS 5 the keys."""
+    client = GXDLMSSecureClient(True, 1, 1, authentication, secret, InterfaceType.WRAPPER)
+    client.ciphering.security = Security.AUTHENTICATION_ENCRYPTION
+    client.ciphering.systemTitle = CLIENT_TITLE
+    client.ciphering.blockCipherKey = guek
+    client.ciphering.authenticationKey = gak
+    client.ciphering.invocationCounter = invocation_counter
+    client.maxReceivePDUSize = max_pdu
+    return client
 
 
 class GuruxSession:

@@ -12,10 +12,11 @@ from typing import Any
 
 from dlms_cosem import cosem, enumerations
 from dlms_cosem.clients.dlms_client import DlmsClient
-from gurux_dlms.enums import Authentication, InterfaceType, Security
+from gurux_dlms.enums import Authentication, InterfaceType
 from gurux_dlms.secure import GXDLMSSecureClient
 
 from tests.unit.p3.gurux_session import GuruxSession
+from tests.unit.p3.gurux_session import management_client as gurux_client
 
 IFACE = enumerations.CosemInterface
 CLIENT_TITLE = bytes.fromhex("5452414E53464552")
@@ -131,13 +132,13 @@ def gurux_management(
     secret: bytes | None = None,
 ) -> GuruxTcpPeer:
     """Management client 1; HLS 3/4 (HIGH_MD5 / HIGH_SHA1) use `secret`, HLS 5 the keys."""
-    client = GXDLMSSecureClient(True, 1, 1, authentication, secret, InterfaceType.WRAPPER)
-    client.ciphering.security = Security.AUTHENTICATION_ENCRYPTION
-    client.ciphering.systemTitle = CLIENT_TITLE
-    client.ciphering.blockCipherKey = guek
-    client.ciphering.authenticationKey = gak
-    client.ciphering.invocationCounter = invocation_counter
-    client.maxReceivePDUSize = 1024
+    client = gurux_client(
+        guek,
+        gak,
+        authentication=authentication,
+        secret=secret,
+        invocation_counter=invocation_counter,
+    )
     return GuruxTcpPeer(port, client, host)
 
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
-from gurux_dlms.enums import Authentication, InterfaceType, Security
+from gurux_dlms.enums import Authentication
 from gurux_dlms.GXDLMSException import GXDLMSException
 from gurux_dlms.objects import GXDLMSRegister
-from gurux_dlms.secure import GXDLMSSecureClient
 
+from tests.unit.p3.gurux_session import management_client as gurux_client
 from tests.unit.p3.helpers import (
     CLIENT_TITLE,
     GAK,
@@ -111,13 +111,7 @@ class HandClient:
 
 
 def gurux_peer(meter: Meter, mechanism: Mechanism, secret: bytes = SECRET) -> GuruxPeer:
-    client = GXDLMSSecureClient(True, 1, 1, GURUX[mechanism], secret, InterfaceType.WRAPPER)
-    client.ciphering.security = Security.AUTHENTICATION_ENCRYPTION
-    client.ciphering.systemTitle = CLIENT_TITLE
-    client.ciphering.blockCipherKey = GUEK
-    client.ciphering.authenticationKey = GAK
-    client.ciphering.invocationCounter = 10
-    client.maxReceivePDUSize = 256
+    client = gurux_client(GUEK, GAK, authentication=GURUX[mechanism], secret=secret, max_pdu=256)
     return GuruxPeer(meter, client)
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from gurux_dlms.enums import Authentication, InterfaceType, Security
+from gurux_dlms.enums import Authentication, InterfaceType
 from gurux_dlms.objects import GXDLMSClock, GXDLMSData, GXDLMSRegister
 from gurux_dlms.secure import GXDLMSSecureClient
 
-from tests.unit.p3.gurux_session import GuruxSession
-from tests.unit.p3.helpers import CLIENT_TITLE, GAK, GUEK, Meter, make_meter
+from tests.unit.p3.gurux_session import GuruxSession, management_client
+from tests.unit.p3.helpers import GAK, GUEK, Meter, make_meter
 from twin.p3.association import State
 from twin.p3.events import Associated, CloseConnection, Released, ServerEvent, Transmit
 
@@ -43,13 +43,7 @@ def public(meter: Meter) -> GuruxPeer:
 
 
 def management(meter: Meter, *, protected_release: bool = True) -> GuruxPeer:
-    client = GXDLMSSecureClient(True, 1, 1, Authentication.HIGH_GMAC, None, InterfaceType.WRAPPER)
-    client.ciphering.security = Security.AUTHENTICATION_ENCRYPTION
-    client.ciphering.systemTitle = CLIENT_TITLE
-    client.ciphering.blockCipherKey = GUEK
-    client.ciphering.authenticationKey = GAK
-    client.ciphering.invocationCounter = 10
-    client.maxReceivePDUSize = 256
+    client = management_client(GUEK, GAK, max_pdu=256)
     client.useProtectedRelease = protected_release
     return GuruxPeer(meter, client)
 
