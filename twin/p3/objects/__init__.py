@@ -1,14 +1,16 @@
 """The DSMR 4.2.2 COSEM object model (P3 chapters 4-9) behind the P3 DLMS server core.
 
-`build_objects(meter, keys=..., mbus=..., modem=..., state_dir=...)` returns a `DsmrObjects`,
-the `twin.p3.interfaces.CosemObjects` the core calls. The Protocols other services implement
-are in `twin.p3.objects.ports`: `KeyService` (P3 service), `MbusPort` (P2 service),
-`ModemStatus` (GPRS).
+`build_objects(meter, keys=..., mbus=..., modem=..., state_dir=..., push=...)` returns a
+`DsmrObjects`, the `twin.p3.interfaces.CosemObjects` the core calls (through one `session()`
+per connection). The Protocols other services implement are in `twin.p3.objects.ports`:
+`KeyService` (P3 service), `MbusPort` (P2 service), `ModemStatus` and `PushPort` (GPRS; the
+wiring hands over a `PushRelay` because the controller is built after the objects).
 
 Layers: `values` (typed A-XDR values; encoding via gurux-dlms) -> `base` (rights per client,
 `CosemObject`) -> `registry` (lookup, rights checks, result codes) -> the object modules by
-spec chapter (`association`, `clock`, `abstract`, `tariff`, `profiles`, `electricity`,
-`mbus`, `comm`, `security`, `image`) -> `factory`.
+spec chapter (`association`, `clock`, `abstract`, `tariff`, `activation`, `profile_generic`,
+`profiles`, `definable`, `readout`, `electricity`, `mbus`, `configured`, `comm`,
+`push_setup`, `security`, `image`, `meter_reset`, `comlog`) -> `factory`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from twin.p3.objects.ports import (
     ModemStatus,
     NetworkInfo,
     PortResult,
+    PushPort,
+    PushRelay,
     WrappedKey,
 )
 
@@ -34,6 +38,8 @@ __all__ = [
     "ModemStatus",
     "NetworkInfo",
     "PortResult",
+    "PushPort",
+    "PushRelay",
     "WrappedKey",
     "build_objects",
 ]
