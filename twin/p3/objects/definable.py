@@ -117,6 +117,7 @@ class DefinableProfile(Profile):
         self.profile_entries = Stored(attrs, f"{key}.8", u32(MAX_ENTRIES))
         self._decoded: dict[int, tuple[Data, ...]] = {}
         self._since = self._done_until()  # boundaries up to here are done
+        self._quiet: tuple[int, datetime] = (0, self._since)  # (period, no boundary before)
 
     # ------------------------------------------------------------------ the buffer
 
@@ -234,11 +235,14 @@ class DefinableProfile(Profile):
     def tick(self, now: datetime) -> None:
         """Capture when a capture_period boundary passed since the newest entry."""
         period = self.capture_period.get().integer()
-        if period == 0:
-            return
+        if period == 0 or (period == self._quiet[0] and now < self._quiet[1]):
+            return  # runs before every request: no local-time arithmetic when nothing is due
         boundary = latest_boundary(now, period)
         if boundary > self._since:
             self.capture(boundary)
+        # The next boundary is at least this far on: a DST change shortens the local interval
+        # by one hour at most.
+        self._quiet = (period, boundary + timedelta(seconds=max(1, period - 3600)))
 
     def capture(self, when: datetime) -> None:
         """One entry stamped `when`, values read now; a full buffer drops one entry."""
