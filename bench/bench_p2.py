@@ -21,7 +21,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hardware.mbus_link import SimulatedBus, SimulatedEnd, byte_time_s, response_timeout_s
+from hardware.mbus_link import byte_time_s, response_timeout_s
+from hardware.mbus_sim import SimulatedBus, SimulatedEnd
 from twin.p2.crypto import wrap_user_key
 from twin.p2.headers import MODE_15, LongHeader
 from twin.p2.master import MasterSnapshot, MbusMaster

@@ -23,6 +23,7 @@ from PIL import Image  # noqa: E402
 from twin.display.render import DisplayState, render  # noqa: E402
 from twin.meter.state import ADMIN_ON, MbusReading, MeterReading  # noqa: E402
 from twin.meter.tariff import Tariff  # noqa: E402
+from twin.readout_lists import DEFAULT_LISTS, SERVICE_MODE  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 11, 0, 0, tzinfo=UTC)
 
@@ -59,11 +60,18 @@ EXAMPLE = MeterReading(
 SCREENS = {
     # Auto scroll, first page: T1 import, signal 3 of 4, importing.
     "default": DisplayState(EXAMPLE, comm_attached=True, signal_level=3),
-    # Service mode on the actual-power page: the self-check flag is shown (DSMR-M 4.3.35).
+    # Service mode (list 0-0:21.0.3) on the L1 power page: the self-check flag is shown
+    # (DSMR-M 4.3.35).
     "service-mode": DisplayState(
-        EXAMPLE, comm_attached=True, signal_level=4, service_mode=True, page=5
+        EXAMPLE,
+        comm_attached=True,
+        signal_level=4,
+        service_mode=True,
+        page=6,
+        codes=DEFAULT_LISTS.codes(SERVICE_MODE),
     ),
-    # A consumer message code, exporting (PV), no modem signal, phase L2 down, gas page.
+    # A consumer message code, exporting (PV), no modem signal, phase L2 down; auto scroll on
+    # its message page (Annex B entry 6).
     "message": DisplayState(
         dataclasses.replace(
             EXAMPLE,
@@ -75,7 +83,7 @@ SCREENS = {
         ),
         comm_attached=False,
         signal_level=0,
-        page=7,
+        page=4,
     ),
 }
 

@@ -2,7 +2,8 @@
 
 The P1 encoder renders the entries that have a `p1` format, in catalogue order (the order of
 P1 Table 5-3 and its §5.13 example); P3 uses the COSEM class, scaler and unit; the display
-uses the label. A DSMR variant is a copy of this table with changes, never a subclass.
+shows an object with a label when its readout list names it (twin/readout_lists.py, P3 §5.15).
+A DSMR variant is a copy of this table with changes, never a subclass.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class ObisObject:
     cosem_class: int
     unit: str | None = None  # COSEM unit of the native value
     scaler: int = 0
-    label: str | None = None  # display label
+    label: str | None = None  # display label: the object can be a display page
     min_phases: int = 1  # L2/L3 objects exist on polyphase meters only
 
 
@@ -68,8 +69,10 @@ def _per_phase(
     *,
     cosem_class: int = 3,
     unit: str | None = None,
+    label: str | None = None,
 ) -> tuple[ObisObject, ...]:
-    """The L1, L2, L3 variants of one quantity; L2 and L3 exist on polyphase meters only."""
+    """The L1, L2, L3 variants of one quantity; L2 and L3 exist on polyphase meters only.
+    `label` is a display label with `{n}` for the phase number."""
     return tuple(
         ObisObject(
             code,
@@ -78,6 +81,7 @@ def _per_phase(
             fmt,
             cosem_class,
             unit,
+            label=None if label is None else label.format(n=i + 1),
             min_phases=1 if i == 0 else 3,
         )
         for i, code in enumerate(codes)
@@ -90,8 +94,8 @@ def _item(
     return lambda r: getter(r)[index]
 
 
-def _counter(code: str, name: str, getter: Callable[[MeterReading], int]) -> ObisObject:
-    return ObisObject(code, name, getter, COUNT, 1)
+def _counter(code: str, name: str, getter: Callable[[MeterReading], int], label: str) -> ObisObject:
+    return ObisObject(code, name, getter, COUNT, 1, label=label)
 
 
 def _averaged(
@@ -121,10 +125,19 @@ COUNT = _fixed(5, 0)
 
 # Catalogue order = P1 Table 5-3 order = the §5.13 example telegram order.
 CATALOGUE: tuple[ObisObject, ...] = (
-    ObisObject("1-3:0.2.8", "P1 version", lambda r: "42", P1Format(P1Kind.TEXT), 1),
-    ObisObject("0-0:1.0.0", "Clock", lambda r: r.time, P1Format(P1Kind.TIMESTAMP), 8),
     ObisObject(
-        "0-0:96.1.1", "Equipment identifier", lambda r: r.equipment_id, P1Format(P1Kind.HEX), 1
+        "1-3:0.2.8", "P1 version", lambda r: "42", P1Format(P1Kind.TEXT), 1, label="Version"
+    ),
+    ObisObject(
+        "0-0:1.0.0", "Clock", lambda r: r.time, P1Format(P1Kind.TIMESTAMP), 8, label="Date time"
+    ),
+    ObisObject(
+        "0-0:96.1.1",
+        "Equipment identifier",
+        lambda r: r.equipment_id,
+        P1Format(P1Kind.HEX),
+        1,
+        label="Meter ID",
     ),
     _energy("1-0:1.8.1", "Energy delivered to client, tariff 1", "T1 import"),
     _energy("1-0:1.8.2", "Energy delivered to client, tariff 2", "T2 import"),
@@ -140,8 +153,10 @@ CATALOGUE: tuple[ObisObject, ...] = (
     ),
     ObisObject("1-0:1.7.0", "Power delivered (+P)", lambda r: r.import_w, KW, 3, "W", 0, "Import"),
     ObisObject("1-0:2.7.0", "Power received (-P)", lambda r: r.export_w, KW, 3, "W", 0, "Export"),
-    _counter("0-0:96.7.21", "Power failures in any phase", lambda r: r.failures_any),
-    _counter("0-0:96.7.9", "Long power failures in any phase", lambda r: r.failures_long),
+    _counter("0-0:96.7.21", "Power failures in any phase", lambda r: r.failures_any, "Failures"),
+    _counter(
+        "0-0:96.7.9", "Long power failures in any phase", lambda r: r.failures_long, "Long fails"
+    ),
     ObisObject(
         "1-0:99.97.0",
         "Power failure event log",
@@ -155,6 +170,7 @@ CATALOGUE: tuple[ObisObject, ...] = (
         lambda r: r.sags,
         COUNT,
         cosem_class=1,
+        label="L{n} sags",
     ),
     *_per_phase(
         ("1-0:32.36.0", "1-0:52.36.0", "1-0:72.36.0"),
@@ -162,8 +178,16 @@ CATALOGUE: tuple[ObisObject, ...] = (
         lambda r: r.swells,
         COUNT,
         cosem_class=1,
+        label="L{n} swells",
     ),
-    ObisObject("0-0:96.13.1", "Message code", lambda r: r.message_code, P1Format(P1Kind.HEX), 1),
+    ObisObject(
+        "0-0:96.13.1",
+        "Message code",
+        lambda r: r.message_code,
+        P1Format(P1Kind.HEX),
+        1,
+        label="Message",
+    ),
     ObisObject("0-0:96.13.0", "Message text", lambda r: r.message_text, P1Format(P1Kind.HEX), 1),
     *_per_phase(
         ("1-0:31.7.0", "1-0:51.7.0", "1-0:71.7.0"),
@@ -171,6 +195,7 @@ CATALOGUE: tuple[ObisObject, ...] = (
         lambda r: r.current_a,
         AMPERE,
         unit="A",
+        label="L{n} current",
     ),
     *_per_phase(
         ("1-0:21.7.0", "1-0:41.7.0", "1-0:61.7.0"),
@@ -178,6 +203,7 @@ CATALOGUE: tuple[ObisObject, ...] = (
         lambda r: r.import_w_phase,
         KW,
         unit="W",
+        label="L{n} import",
     ),
     *_per_phase(
         ("1-0:22.7.0", "1-0:42.7.0", "1-0:62.7.0"),
@@ -185,6 +211,7 @@ CATALOGUE: tuple[ObisObject, ...] = (
         lambda r: r.export_w_phase,
         KW,
         unit="W",
+        label="L{n} export",
     ),
     # Not on P1 (p1 is None): P3 §6.4 average values of the last completed 10 minutes.
     *_averaged(

@@ -305,8 +305,10 @@ class DisplayConfig:
             "'none', 'simulated' or 'gpio:N'",
         ),
     )
-    scroll_s: float = field(default=10.0, metadata=_between(1, 3600))  # meter s per page
-    manual_hold_s: float = field(default=60.0, metadata=_between(1, 3600))  # meter s
+    # P3 Annex B: 5 s per OBIS code in auto scroll; back to auto scroll 30 s after the last
+    # button press.
+    scroll_s: float = field(default=5.0, metadata=_between(1, 3600))  # meter s per page
+    manual_hold_s: float = field(default=30.0, metadata=_between(1, 3600))  # meter s
     refresh_s: float = field(default=5.0, metadata=_between(0.2, 20))  # real s
 
 

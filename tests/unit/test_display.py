@@ -1,4 +1,5 @@
 """The display: flags, symbols and register pages checked as pixels, and the display service.
+(Which pages each mode shows, from the display readout lists: test_display_lists.py.)
 
 Every check looks inside the rectangle that twin/display/layout.py names for the element, so a
 test fails when the element is missing, drawn in the wrong state or drawn somewhere else.
@@ -23,7 +24,6 @@ from hardware.button import Press, SimulatedButton
 from hardware.oled import SimulatedDisplay
 from hardware.ports import PortError
 from tests.support import spec_example_reading
-from twin.catalogue import CATALOGUE
 from twin.clock import ManualClock
 from twin.control import ControlError, ControlServer
 from twin.display import cli as display_cli
@@ -35,6 +35,7 @@ from twin.display.service import DisplayService, Mode, ModuleStatus, bars_from_d
 from twin.display.wiring import display_services, modem_status
 from twin.meter.state import MeterReading
 from twin.meter.tariff import Tariff
+from twin.readout_lists import ALTERNATE, AUTO_SCROLL, DEFAULT_LISTS, SERVICE_MODE
 
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -247,15 +248,12 @@ def test_message_code_shown_only_when_set() -> None:
     assert crop(image, layout.MESSAGE) == crop(expected, layout.MESSAGE)
 
 
-def test_pages_follow_the_catalogue_labels_then_the_mbus_devices() -> None:
-    labels = [o.label for o in CATALOGUE if o.label]
-    assert [p.label for p in pages(reading())] == [*labels, "Gas"]
-    assert [p.code for p in pages(reading(mbus=()))] == [o.code for o in CATALOGUE if o.label]
-
-
-def test_each_page_shows_its_catalogue_label_unit_value_and_code() -> None:
-    for index, page in enumerate(pages(reading())):
-        image = frame(page=index)
+@pytest.mark.parametrize("mode", [{}, {"manual": True}], ids=["auto-scroll", "manual-scroll"])
+def test_each_page_shows_its_catalogue_label_unit_value_and_code(mode: dict[str, bool]) -> None:
+    codes = DEFAULT_LISTS.codes(ALTERNATE) if mode else DEFAULT_LISTS.codes(AUTO_SCROLL)
+    shown = pages(reading(), codes)
+    for index, page in enumerate(shown):
+        image = frame(page=index, codes=codes, **mode)
         assert crop(image, layout.LABEL) == text_alone(page.label, layout.LABEL)
         assert crop(image, layout.UNIT) == text_alone(page.unit, layout.UNIT, right=True)
         assert crop(image, layout.OBIS) == text_alone(page.code, layout.OBIS)
@@ -263,16 +261,19 @@ def test_each_page_shows_its_catalogue_label_unit_value_and_code() -> None:
         glyphs.big_text(big, layout.VALUE, page.value)
         assert crop(image, layout.VALUE) == crop(big, layout.VALUE)
         assert crop(image, layout.PAGE) == text_alone(
-            f"{index + 1}/{len(pages(reading()))}", layout.PAGE, right=True
+            f"{index + 1}/{len(shown)}", layout.PAGE, right=True
         )
 
 
-def test_page_values_are_written_as_on_p1() -> None:
-    shown = {p.code: (p.value, p.unit) for p in pages(reading())}
-    assert shown["1-0:1.8.1"] == ("123456.789", "kWh")
-    assert shown["1-0:1.7.0"] == ("01.193", "kW")
-    assert shown["0-0:96.14.0"] == ("0002", "")
-    assert shown["0-1:24.2.1"] == ("12785.123", "m3")
+def test_a_value_too_wide_for_double_size_is_drawn_right_aligned() -> None:
+    codes = DEFAULT_LISTS.codes(SERVICE_MODE)  # its first page: the date and time
+    page = pages(reading(), codes)[0]
+    assert page.value == "2010-12-09 11:30:20"
+    image = frame(page=0, codes=codes, service_mode=True)
+    expected = Image.new("1", (layout.WIDTH, layout.HEIGHT), 0)
+    glyphs.text_right(ImageDraw.Draw(expected), layout.VALUE, page.value)
+    assert crop(image, layout.VALUE) == crop(expected, layout.VALUE)
+    assert crop(image, layout.UNIT) == text_alone("CET", layout.UNIT, right=True)
 
 
 def test_page_index_wraps() -> None:
@@ -296,8 +297,10 @@ def label_of(image: Image.Image) -> bytes:
     return crop(image, layout.LABEL)
 
 
-def labelled(index: int) -> bytes:
-    return text_alone(pages(reading())[index].label, layout.LABEL)
+def labelled(index: int, list_code: str = AUTO_SCROLL) -> bytes:
+    """The label of page `index` (modulo the page count) of a display readout list."""
+    shown = pages(reading(), DEFAULT_LISTS.codes(list_code))
+    return text_alone(shown[index % len(shown)].label, layout.LABEL)
 
 
 class Running:
@@ -365,31 +368,31 @@ async def test_auto_scroll_wraps_around_all_pages() -> None:
         assert label_of(image) == labelled(0)
 
 
-async def test_short_press_shows_next_page_and_holds_manual_scroll() -> None:
+async def test_short_press_enters_manual_scroll_and_holds_it() -> None:
     async with Running(scroll_s=10, manual_hold_s=30) as run:
         await run.advance(10)
-        image = await run.press(Press.SHORT)
-        assert label_of(image) == labelled(2)
+        image = await run.press(Press.SHORT)  # the manual scroll list, from its first page
+        assert label_of(image) == labelled(0, ALTERNATE)
         assert run.service.mode is Mode.MANUAL
         image = await run.press(Press.SHORT)
-        assert label_of(image) == labelled(3)
+        assert label_of(image) == labelled(1, ALTERNATE)
         image = await run.advance(29)  # no auto step while held
-        assert label_of(image) == labelled(3)
-        image = await run.advance(1)  # hold over: auto scroll resumes from this page
+        assert label_of(image) == labelled(1, ALTERNATE)
+        image = await run.advance(1)  # hold over: auto scroll starts again at its first page
         assert run.service.mode is Mode.AUTO
-        assert label_of(image) == labelled(3)
+        assert label_of(image) == labelled(0)
         image = await run.advance(10)
-        assert label_of(image) == labelled(4)
+        assert label_of(image) == labelled(1)
 
 
 async def test_auto_scroll_resumes_on_the_grid_of_the_hold_end_after_a_late_wake() -> None:
     async with Running(scroll_s=10, manual_hold_s=30, refresh_s=100) as run:
-        await run.press(Press.SHORT)  # page 1, held until +30 s
+        await run.press(Press.SHORT)  # manual scroll, held until +30 s
         image = await run.advance(35)  # woken late: the hold ended 5 s ago
         assert run.service.mode is Mode.AUTO
-        assert label_of(image) == labelled(1)
+        assert label_of(image) == labelled(0)
         image = await run.advance(5)  # one scroll period after the end of the hold
-        assert label_of(image) == labelled(2)
+        assert label_of(image) == labelled(1)
 
 
 async def test_long_press_toggles_service_mode_with_the_self_check_flag() -> None:
@@ -399,9 +402,9 @@ async def test_long_press_toggles_service_mode_with_the_self_check_flag() -> Non
         assert run.service.mode is Mode.SERVICE
         assert flag_on(image, Flag.SELF_CHECK) is True
         image = await run.advance(100)  # no auto scroll in service mode
-        assert label_of(image) == labelled(0)
+        assert label_of(image) == labelled(0, SERVICE_MODE)
         image = await run.press(Press.SHORT)
-        assert label_of(image) == labelled(1)
+        assert label_of(image) == labelled(1, SERVICE_MODE)
         assert run.service.mode is Mode.SERVICE
         image = await run.press(Press.LONG)
         assert run.service.mode is Mode.AUTO
@@ -431,7 +434,9 @@ async def test_button_command() -> None:
     async with Running() as run:
         answer = await run.service.handle({"cmd": "button", "press": "short"})
         assert answer["mode"] == "manual"  # type: ignore[index]
-        assert answer["page"] == 2  # type: ignore[index]
+        assert answer["list"] == ALTERNATE  # type: ignore[index]
+        assert answer["page"] == 1  # type: ignore[index]
+        assert answer["register"] == "1-3:0.2.8"  # type: ignore[index]
         await run.service.handle({"cmd": "button", "press": "long"})
         assert run.service.mode is Mode.SERVICE
         with pytest.raises(ControlError, match="press"):

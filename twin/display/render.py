@@ -18,6 +18,7 @@ from twin.display import glyphs, layout
 from twin.display.layout import FLAGS, PHASE_FLAGS, Flag
 from twin.display.pages import Page, pages
 from twin.meter.state import ADMIN_OFF, ADMIN_ON, MeterReading
+from twin.readout_lists import AUTO_SCROLL, DEFAULT_LISTS
 
 # A phase counts as "voltage present" from this level up. DSMR gives no figure; a sag
 # (0.85 x 207 V in the model) is still present, a dead phase reads 0 V.
@@ -36,6 +37,8 @@ class DisplayState:
     self_check_ok: bool = True
     page: int = 0  # taken modulo the number of pages
     manual: bool = False  # manual scroll (a button press) rather than auto scroll
+    # The OBIS codes of the mode's display readout list (P3 §5.15), made pages by pages.py.
+    codes: tuple[str, ...] = DEFAULT_LISTS.codes(AUTO_SCROLL)
 
     def __post_init__(self) -> None:
         level = self.signal_level
@@ -67,7 +70,7 @@ def _voltage_present(reading: MeterReading, phase: int) -> bool:
 
 def current_page(state: DisplayState) -> tuple[Page, int, int]:
     """The page shown, its 0-based index and the number of pages."""
-    all_pages = pages(state.reading)
+    all_pages = pages(state.reading, state.codes)
     index = state.page % len(all_pages)
     return all_pages[index], index, len(all_pages)
 

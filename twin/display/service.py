@@ -1,10 +1,16 @@
 """The display service: pages on the panel in auto scroll, manual scroll and service mode.
 
-Auto scroll moves to the next page every `scroll_s` of meter time. A short press of the button
-shows the next page and holds the display in manual scroll for `manual_hold_s` of meter time
-after the last press; a long press enters or leaves service mode, where pages only move on a
-short press and the self-check flag is shown. DSMR-M 4.3.35: the flags are on every frame, with
-a register value, in all three modes.
+P3 §5.15: each mode shows the pages of its display readout list (`ReadoutLists`, the Annex B
+defaults or what the head-end wrote through P3): auto scroll 0-0:21.0.1, manual scroll
+0-0:21.0.2, service mode 0-0:21.0.3. Auto scroll moves to the next page every `scroll_s` of
+meter time. A short press in auto scroll enters manual scroll at the first page of its list; a
+further press shows the next page; manual scroll lasts `manual_hold_s` of meter time after the
+last press, then auto scroll starts again at its first page (Annex B: "return to auto scroll
+after 30 seconds not pushing a button"). A long press enters or leaves service mode (at the
+first page of the list), where pages only move on a short press and the self-check flag is
+shown. DSMR-M 4.3.35: the flags are on every frame, with a register value, in all three modes.
+A list is read again at each page change, so a list the head-end writes shows from the next
+page on.
 
 Pages follow meter time exactly (page = anchor page + elapsed scroll periods), so a fast
 simulated clock or a late wake-up shows the page a real meter would show at that moment. Frames
@@ -35,6 +41,13 @@ from twin.clock import Clock
 from twin.control import ControlError
 from twin.display.render import DisplayState, current_page, render
 from twin.meter.state import MeterReading
+from twin.readout_lists import (
+    ALTERNATE,
+    AUTO_SCROLL,
+    DEFAULT_LISTS,
+    SERVICE_MODE,
+    ReadoutLists,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +94,10 @@ class Mode(Enum):
     SERVICE = "service"
 
 
+# P3 §5.15: the display readout list of each mode.
+LIST_OF_MODE = {Mode.AUTO: AUTO_SCROLL, Mode.MANUAL: ALTERNATE, Mode.SERVICE: SERVICE_MODE}
+
+
 class DisplayService:
     """Renders the meter on `display` and answers the `screenshot` and `button` commands."""
 
@@ -94,8 +111,9 @@ class DisplayService:
         status_provider: StatusProvider,
         *,
         button: Button | None = None,
-        scroll_s: float = 10.0,
-        manual_hold_s: float = 60.0,
+        lists: ReadoutLists = DEFAULT_LISTS,
+        scroll_s: float = 5.0,
+        manual_hold_s: float = 30.0,
         refresh_s: float = 5.0,
     ) -> None:
         if min(scroll_s, manual_hold_s, refresh_s) <= 0:
@@ -103,6 +121,7 @@ class DisplayService:
         self.meter, self.clock, self.display = meter, clock, display
         self.status_provider = status_provider
         self.button = button
+        self.lists = lists
         self.scroll = timedelta(seconds=scroll_s)
         self.manual_hold = timedelta(seconds=manual_hold_s)
         self.refresh_s = refresh_s
@@ -110,6 +129,8 @@ class DisplayService:
         self._page = 0  # page shown at `_anchor`
         self._anchor = clock.now()  # auto scroll counts periods from here
         self._hold_until = self._anchor
+        self._codes: tuple[str, ...] = ()  # the mode's list as read at `_codes_at`
+        self._codes_at: tuple[Mode, int] | None = None
         self._wake = asyncio.Event()
         self.drawn = asyncio.Event()  # set after every frame (tests wait on it)
         self.frame: Image.Image | None = None
@@ -130,8 +151,15 @@ class DisplayService:
 
     def _expire_manual(self, now: datetime) -> None:
         if self.mode is Mode.MANUAL and now >= self._hold_until:
-            # Auto scroll resumes from the page shown, its first step one period later.
-            self.mode, self._anchor = Mode.AUTO, self._hold_until
+            # Auto scroll starts again at its first page, its first step one period later.
+            self.mode, self._page, self._anchor = Mode.AUTO, 0, self._hold_until
+
+    def codes_at(self, page: int) -> tuple[str, ...]:
+        """The codes of the mode's readout list, read again when the page or mode changes."""
+        if self._codes_at != (self.mode, page):
+            self._codes = tuple(self.lists.codes(LIST_OF_MODE[self.mode]))
+            self._codes_at = (self.mode, page)
+        return self._codes
 
     def press(self, kind: Press) -> None:
         """A button press (the button port or `ctl button`)."""
@@ -140,11 +168,13 @@ class DisplayService:
         self.presses += 1
         if kind is Press.LONG:
             self.mode = Mode.AUTO if self.mode is Mode.SERVICE else Mode.SERVICE
-            self._page = page
+            self._page = 0  # another list: from its first page
+        elif self.mode is Mode.AUTO:
+            self.mode, self._page = Mode.MANUAL, 0
         else:
             self._page = page + 1
-            if self.mode is not Mode.SERVICE:
-                self.mode, self._hold_until = Mode.MANUAL, now + self.manual_hold
+        if self.mode is Mode.MANUAL:
+            self._hold_until = now + self.manual_hold
         self._anchor = now
         log.info("display button: %s press, mode %s", kind.value, self.mode.value)
         self._wake.set()
@@ -161,6 +191,7 @@ class DisplayService:
             self_check_ok=status.self_check_ok,
             page=page,
             manual=self.mode is Mode.MANUAL,
+            codes=self.codes_at(page),
         )
 
     # ------------------------------------------------------------------ running
@@ -249,6 +280,7 @@ class DisplayService:
             "display": self.display.description,
             "button": self.button.description if self.button else None,
             "mode": self.mode.value,
+            "list": LIST_OF_MODE[self.mode],
             "page": index + 1,
             "pages": count,
             "register": page.code,

@@ -1,7 +1,8 @@
 """Wires the display service into a running twin.
 
 twin/app.py calls `display_services(twin, twin.config.display)` unless the device is "none";
-the service registers its `ctl` commands (`screenshot`, `button`) and its status itself.
+the service registers its `ctl` commands (`screenshot`, `button`) and its status itself. P3 is
+wired first: the display takes the modem's state and the display readout lists from it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from twin.display.service import DisplayService, ModuleStatus, StatusProvider, bars_from_dbm
+from twin.readout_lists import DEFAULT_LISTS, ReadoutLists
 
 if TYPE_CHECKING:
     from twin.app import Twin
@@ -71,8 +73,23 @@ def default_status(twin: Twin) -> StatusProvider:
     return lambda: status
 
 
+def default_lists(twin: Twin) -> ReadoutLists:
+    """P3 §5.15: the display readout lists of the P3 object model when P3 runs (the head-end
+    may rewrite them), else the Annex B defaults."""
+    if twin.config.p3.endpoint:
+        from twin.p3.wiring import readout_lists_source
+
+        lists = readout_lists_source(twin)
+        if lists is not None:
+            return lists
+    return DEFAULT_LISTS
+
+
 def display_services(
-    twin: Twin, settings: DisplaySettings, status: StatusProvider | None = None
+    twin: Twin,
+    settings: DisplaySettings,
+    status: StatusProvider | None = None,
+    lists: ReadoutLists | None = None,
 ) -> list[Service]:
     from hardware.button import open_button
     from hardware.oled import open_display
@@ -84,6 +101,7 @@ def display_services(
         open_display(settings.device, twin.state_dir),
         status or default_status(twin),
         button=open_button(settings.button),
+        lists=default_lists(twin) if lists is None else lists,
         scroll_s=settings.scroll_s,
         manual_hold_s=settings.manual_hold_s,
         refresh_s=settings.refresh_s,

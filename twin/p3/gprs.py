@@ -145,6 +145,7 @@ class GprsController:
             equipment_id=equipment_id.encode("ascii", "replace"),
             fallback_destination=config.push_destination,
             powered=p3.meter.is_powered,
+            power_ups=lambda: p3.meter.model.state.failures_any,
         )
         self.sessions = 0
         self.heartbeat = time.monotonic()

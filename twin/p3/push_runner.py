@@ -117,6 +117,7 @@ class PushRunner:
         equipment_id: bytes,
         fallback_destination: str,
         powered: Callable[[], bool],
+        power_ups: Callable[[], int] = lambda: 0,
     ) -> None:
         self.objects = objects
         self.meter_clock = meter_clock
@@ -125,6 +126,7 @@ class PushRunner:
         self.equipment_id = equipment_id
         self.fallback_destination = fallback_destination  # p3.push_destination, CSD/SMS only
         self.powered = powered
+        self.power_ups = power_ups  # supply restorations so far (the meter's failure count)
         self.triggers = PushTriggers(objects)
         self.queue = PushQueue()
         self.stats: dict[bytes, PushStats] = {}
@@ -132,6 +134,7 @@ class PushRunner:
         self._incoming: list[Trigger] = []
         self._context: tuple[datetime, bytes] | None = None
         self._was_powered = False
+        self._ups_seen: int | None = None
 
     # ---- triggers ---------------------------------------------------------------------------
     def push(self, setup_logical_name: bytes) -> PortResult:
@@ -168,9 +171,12 @@ class PushRunner:
         if not self.powered():
             self._was_powered = False  # a meter without supply triggers nothing
         else:
-            if not self._was_powered:
-                self._was_powered = True
+            # A power-up is also one that no poll saw coming: an outage shorter than the
+            # time between two polls still restarts the meter (P3 §9.1.2).
+            ups, seen = self.power_ups(), self._ups_seen
+            if not self._was_powered or (seen is not None and ups > seen):
                 self.triggers.power_up(now)
+            self._was_powered, self._ups_seen = True, ups
             for firing in self.triggers.poll(now):
                 self.run_script(firing.script, firing.at, firing.source)
         while self._incoming:

@@ -5,7 +5,8 @@ store, builds the modem service (p3.modem: twin/p3/modem_service.py), the object
 (`twin.p3.objects.build_objects`, its push setups relayed to the GPRS controller), the TCP
 service and the GPRS controller, registers `ctl wakeup` and the "p3" and "modem" status, and
 returns the supervised services "p3", "p3-objects" (the object model's ticks) and (unless
-p3.modem = "none") "modem". `modem_source(twin)` hands the modem to the display.
+p3.modem = "none") "modem". `modem_source(twin)` hands the modem to the display and
+`readout_lists_source(twin)` the display readout lists 0-0:21.0.1..3 (P3 §5.15).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from twin.p3.gprs import SENDERS, GprsController, GprsModem, NoModem
 from twin.p3.keys import KeyStore
 from twin.p3.modem_service import ModemService, ModemUnavailableError, open_modem_service
 from twin.p3.objects.ports import PushRelay
+from twin.p3.objects.readout import DisplayLists
 from twin.p3.service import DEFAULT_PORT, P3Service
 from twin.supervisor import Service
 
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 # The modem service of the twin in each state directory (one twin per directory: its control
 # socket lives there), for the display wired after P3 (twin/display/wiring.py).
 _MODEMS: weakref.WeakValueDictionary[Path, ModemService] = weakref.WeakValueDictionary()
+# Likewise the object model's display readout lists, which the head-end may rewrite.
+_LISTS: weakref.WeakValueDictionary[Path, DisplayLists] = weakref.WeakValueDictionary()
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
@@ -54,6 +58,11 @@ def modem_source(twin: Twin) -> ModemService | None:
     return _MODEMS.get(twin.state_dir)
 
 
+def readout_lists_source(twin: Twin) -> DisplayLists | None:
+    """The running twin's display readout lists (None without P3)."""
+    return _LISTS.get(twin.state_dir)
+
+
 def build_gprs(twin: Twin, modem: GprsModem) -> GprsController:
     from twin.p3.objects import build_objects
 
@@ -70,6 +79,7 @@ def build_gprs(twin: Twin, modem: GprsModem) -> GprsController:
         state_dir=twin.state_dir,
         push=relay,
     )
+    _LISTS[twin.state_dir] = objects.display_lists
     # Network timers (inactivity, repetition_delay) run in real time whatever the meter
     # clock's speed; push schedules and windows run on the meter clock.
     p3 = P3Service(twin.meter, keys, objects, host, port, net_clock=SystemClock())

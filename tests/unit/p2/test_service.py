@@ -19,7 +19,7 @@ import pytest
 from dsmr_parser import telegram_specifications
 from dsmr_parser.parsers import TelegramParser
 
-from hardware.mbus_link import SimulatedBus
+from hardware.mbus_sim import SimulatedBus
 from twin.clock import ManualClock, floor_to
 from twin.config import Config
 from twin.meter.events import EventLog

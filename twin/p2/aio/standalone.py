@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from hardware.mbus_link import UartBusLink
+from hardware.mbus_uart import UartBusLink
 from hardware.ports import PortError
 from twin.clock import Clock, SimulatedClock, SystemClock
 from twin.config import ConfigError

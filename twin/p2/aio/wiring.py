@@ -17,7 +17,8 @@ import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from hardware.mbus_link import MbusLink, SimulatedBus, open_mbus_link
+from hardware.mbus_link import MbusLink, open_mbus_link
+from hardware.mbus_sim import SimulatedBus
 from twin.control import ControlError
 from twin.p2.aio.gasmeter import GasMeterTwin, default_key, ident_from_equipment_id
 from twin.p2.aio.service import P2Service

@@ -39,6 +39,8 @@ class DsmrObjects:
     - `session()`: the per-connection `CosemObjects` to give each DlmsServer; it records the
       management client's calls for the communication session log.
     - `settings`: typed reads of the communication settings the CS writes (inactivity_time_out).
+    - `display_lists`: the display readout lists 0-0:21.0.1..3 as the display reads them
+      (P3 §5.15; a `twin.readout_lists.ReadoutLists`).
     """
 
     def __init__(self, env: Env) -> None:
@@ -55,6 +57,9 @@ class DsmrObjects:
         # P3 §8.6: reads its capture objects through the registry, so it comes last
         self.definable = DefinableProfile(env, self.registry)
         self.registry.add(self.definable)
+        self.display_lists = readout.DisplayLists(
+            [obj for obj in self.registry if isinstance(obj, readout.ReadoutList)]
+        )
 
     def get(
         self, client: int, ref: AttributeRef, access: SelectiveAccess | None

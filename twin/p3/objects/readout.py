@@ -10,17 +10,8 @@ readout of a readout would never end), reads as null-data. "The values are not s
 Display Readout Objects" (§5.15): the buffer is the last readout, taken every capture_period
 (10 s); reset() empties it until the next one.
 
-Annex B as read from the specification text (numbered entries of each list's numeric row, in
-order; symbols and flags are not readout entries and the "display test" is no object):
-- auto scroll: 1-0:1.8.1, 1.8.2, 2.8.1, 2.8.2, then the message code 0-0:96.13.1.
-- alternate: 1-3:0.2.8, the four energy registers, for each M-Bus channel 1..4 its serial
-  number and device type (0-n:24.1.0 attributes 6 and 9; shown only for installed devices,
-  note 2), then the communication session log 0-0:99.98.4 (entries_in_use: a display row
-  shows one number, not a 2190-entry buffer).
-- service: 0-0:1.0.0, the energy registers, the M-Bus channels as above, the firmware
-  identifiers and signatures 1-0:0.2.0, 1-0:0.2.8, 1-1:0.2.0, 1-1:0.2.8, then the per-phase
-  powers 1-0:21.7.0, 22.7.0 (41.7.0, 42.7.0, 61.7.0, 62.7.0 on polyphase meters, note 1).
-Entry 7 of the alternate list and entry 6 of the service list carry no object in the text.
+The Annex B defaults are in twin/readout_lists.py, shared with the display, which reads the
+lists through `DisplayLists` (a `twin.readout_lists.ReadoutLists`) when P3 runs.
 """
 
 from __future__ import annotations
@@ -47,23 +38,14 @@ from twin.p3.objects.values import (
     u16,
     u32,
 )
+from twin.readout_lists import DISPLAY_LISTS, Column, annex_b
 
 Reader = Callable[[AttributeRef], bytes | DataAccessResult]
 MAX_CAPTURE_OBJECTS = 64
 CAPTURE_PERIOD_S = 10  # P1 update period and display readout period (P3 §5.11, §5.15)
 P1_PERIOD_S = CAPTURE_PERIOD_S
-P1_READOUT, AUTO_SCROLL, ALTERNATE, SERVICE = (f"0-0:21.0.{i}" for i in range(4))
+P1_READOUT = "0-0:21.0.0"
 READOUT_LISTS = frozenset(obis_bytes(f"0-0:21.0.{i}") for i in range(4))
-
-Column = tuple[int, str, int]  # class id, OBIS code, attribute index
-ENERGY: tuple[Column, ...] = tuple((3, f"1-0:{c}", 2) for c in ("1.8.1", "1.8.2", "2.8.1", "2.8.2"))
-MBUS: tuple[Column, ...] = tuple(
-    (72, f"0-{n}:24.1.0", index) for n in range(1, 5) for index in (6, 9)
-)
-FIRMWARE: tuple[Column, ...] = tuple(
-    (1, code, 2) for code in ("1-0:0.2.0", "1-0:0.2.8", "1-1:0.2.0", "1-1:0.2.8")
-)
-PHASE_POWER = ("1-0:21.7.0", "1-0:22.7.0", "1-0:41.7.0", "1-0:42.7.0", "1-0:61.7.0", "1-0:62.7.0")
 
 
 def definition(class_id: int, code: bytes, index: int) -> Data:
@@ -72,22 +54,6 @@ def definition(class_id: int, code: bytes, index: int) -> Data:
 
 def columns_of(entries: tuple[Column, ...] | list[Column]) -> Data:
     return array([definition(c, obis_bytes(code), index) for c, code, index in entries])
-
-
-def annex_b(phases: int) -> dict[str, tuple[Column, ...]]:
-    """The default capture objects of the three display readout lists (P3 Annex B)."""
-    powers = PHASE_POWER if phases >= 3 else PHASE_POWER[:2]
-    return {
-        AUTO_SCROLL: (*ENERGY, (1, "0-0:96.13.1", 2)),
-        ALTERNATE: ((1, "1-3:0.2.8", 2), *ENERGY, *MBUS, (7, "0-0:99.98.4", 7)),
-        SERVICE: (
-            (8, "0-0:1.0.0", 2),
-            *ENERGY,
-            *MBUS,
-            *FIRMWARE,
-            *((3, code, 2) for code in powers),
-        ),
-    }
 
 
 class ReadoutList(CosemObject):
@@ -199,3 +165,14 @@ def display_readouts(
         )
         for code, columns in lists.items()
     ]
+
+
+class DisplayLists:
+    """The display's read-only view of 0-0:21.0.1..3 (a `twin.readout_lists.ReadoutLists`):
+    what the management client wrote, else the Annex B default."""
+
+    def __init__(self, lists: list[ReadoutList]) -> None:
+        self._lists = {obj.code: obj for obj in lists if obj.code in DISPLAY_LISTS}
+
+    def codes(self, list_code: str) -> tuple[str, ...]:
+        return self._lists[list_code].codes()

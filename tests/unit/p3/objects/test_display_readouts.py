@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from hardware.oled import SimulatedDisplay
 from tests.support import steady_config
 from tests.unit.p3.objects.conftest import (
     START,
@@ -19,6 +20,7 @@ from tests.unit.p3.objects.conftest import (
     write,
 )
 from twin.clock import ManualClock
+from twin.display.service import DisplayService, ModuleStatus
 from twin.meter.state import MbusReading
 from twin.metering import Meter
 from twin.p3.cosem import ActionResult, DataAccessResult
@@ -26,6 +28,7 @@ from twin.p3.objects import build_objects
 from twin.p3.objects import values as v
 from twin.p3.objects.base import obis_bytes
 from twin.p3.objects.readout import ReadoutList
+from twin.readout_lists import DEFAULT_LISTS
 from twin.store import Store
 
 AUTO, ALTERNATE, SERVICE = "0-0:21.0.1", "0-0:21.0.2", "0-0:21.0.3"
@@ -126,3 +129,37 @@ def test_capture_objects_are_writable_and_reset_empties_the_buffer(twin: Twin) -
     listed = twin.objects.registry.find(7, obis_bytes(ALTERNATE))
     assert isinstance(listed, ReadoutList)
     assert listed.codes() == ("1-0:1.7.0", AUTO)
+
+
+def test_the_display_lists_are_the_capture_objects(twin: Twin) -> None:
+    for code in (AUTO, ALTERNATE, SERVICE):
+        assert twin.objects.display_lists.codes(code) == DEFAULT_LISTS.codes(code)
+        assert DEFAULT_LISTS.codes(code) == tuple(name for _c, name, _i in ANNEX_B[code])
+
+
+async def test_a_list_written_by_the_head_end_drives_the_display(twin: Twin) -> None:
+    """P3 §5.15: the display shows what the management client wrote, from the next page on."""
+    display = DisplayService(
+        twin.meter,
+        twin.clock,
+        SimulatedDisplay(),
+        ModuleStatus,
+        lists=twin.objects.display_lists,
+        scroll_s=10,
+    )
+    assert display.status()["register"] == "1-0:1.8.1"
+    mine = v.array(
+        [
+            v.struct(v.u16(3), v.octets(obis_bytes(code)), v.i8(2), v.u16(0))
+            for code in ("1-0:1.7.0", "1-0:99.99.9", "1-0:2.7.0")  # an unknown code between
+        ]
+    )
+    assert write(twin.management(), 7, AUTO, 3, v.encode(mine)) == 0
+    assert display.status()["register"] == "1-0:1.8.1"  # the page shown stays
+    await twin.clock.advance(10)
+    assert (display.status()["register"], display.status()["pages"]) == ("1-0:2.7.0", 2)
+    await twin.clock.advance(10)
+    assert display.status()["register"] == "1-0:1.7.0"
+    assert write(twin.management(), 7, AUTO, 3, v.encode(v.array([]))) == 0
+    await twin.clock.advance(10)
+    assert display.status()["pages"] == 4  # an empty list: the energy registers
