@@ -492,9 +492,9 @@ async def test_screenshot_before_the_first_frame_renders_one(tmp_path: Path) -> 
 
 
 async def test_heartbeat_and_status() -> None:
-    async with Running() as run:
+    async with Running() as run:  # the default: 5 s per page (P3 Annex B)
         before = run.service.heartbeat
-        await run.advance(10)
+        await run.advance(5)
         assert run.service.heartbeat >= before
         status = run.service.status()
         assert status["display"] == "simulated 128x64 display"
