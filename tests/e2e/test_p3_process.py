@@ -40,7 +40,7 @@ from gurux_dlms.objects import GXDLMSRegister
 
 from tests.unit.p3 import tcp_peers
 from tests.unit.p3.lean_client import LeanSession
-from twin.control import SOCKET_NAME, call
+from twin.control import SOCKET_NAME, ControlError, call
 from twin.meter.events import EventCode, EventLog
 from twin.metering import TARIFF_SETTING
 from twin.p3.cosem import AttributeRef
@@ -70,12 +70,14 @@ def free_port() -> int:
 
 
 class Twin:
-    def __init__(self, state_dir: Path, port: int, *extra: str, listening: bool = True) -> None:
+    def __init__(
+        self, state_dir: Path, port: int, *extra: str, listening: bool = True, speed: int = 60
+    ) -> None:
         self.state_dir, self.port = state_dir, port
         self._keys: tuple[bytes, bytes, bytes] | None = None
         self.log = (state_dir / "twin.log").open("a")
         command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir)]
-        command += ["--speed", "60", "--p1", "pty://p1"]
+        command += ["--speed", str(speed), "--p1", "pty://p1"]
         if listening:  # else the endpoint is in the config file: `--p3` drops its [p3] keys
             command += ["--p3", f"tcp://127.0.0.1:{port}"]
         self.process = subprocess.Popen([*command, *extra], stderr=self.log)
@@ -157,20 +159,34 @@ def state_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def twin(state_dir: Path) -> Iterator[Twin]:
-    start = (datetime.now(UTC) - timedelta(days=10)).isoformat(timespec="seconds")
+    start = datetime.now(UTC) - timedelta(days=10)
     config = state_dir / "twin.toml"
-    config.write_text(f'[clock]\nstart = "{start}"\n')
+    config.write_text(f'[clock]\nstart = "{start.isoformat(timespec="seconds")}"\n')
     history = subprocess.Popen(
         [*RUN, "--state-dir", str(state_dir), "--config", str(config), "--speed", "100000"],
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(2.5)  # a few days of meter time (still in the past): load profile rows exist
+    # Two days of meter time (still in the past, about 2 s): load profile rows exist.
+    deadline = time.monotonic() + STARTUP_S
+    while _meter_time(state_dir) < start + timedelta(days=2):
+        assert history.poll() is None, "the history run ended"
+        assert time.monotonic() < deadline, "the history run is too slow"
+        time.sleep(0.05)
     history.send_signal(signal.SIGTERM)
     history.wait(30)
     running = Twin(state_dir, free_port(), "--config", str(config))
     running.ctl("load", "--watts", "0")  # registers stand still: P1, ctl and P3 agree exactly
     yield running
     running.stop(signal.SIGKILL)
+
+
+def _meter_time(state_dir: Path) -> datetime:
+    """The meter time of the twin running in `state_dir` (datetime.min while it starts)."""
+    try:
+        status = asyncio.run(call(state_dir / SOCKET_NAME, {"cmd": "status"}))
+    except ControlError:  # no control socket yet
+        return datetime.min.replace(tzinfo=UTC)
+    return datetime.fromisoformat(status["meter_time"])
 
 
 class Session:

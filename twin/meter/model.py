@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from twin.clock import is_dst, local
 from twin.config import Config
+from twin.meter.alarms import error_bits
 from twin.meter.events import Event, EventCode
 from twin.meter.gas import litres_in_hour
 from twin.meter.household import OVERRIDE_TAN_PHI, Household, MinutePower
@@ -397,6 +398,14 @@ class MeterModel:
 
     def _log(self, when: datetime, code: int) -> None:
         self.outbox.events.append(Event.of(when, code))
+        self._flag(code)
+
+    def _flag(self, code: int) -> None:
+        """The error and (filtered) alarm register bits of an event (P3 §4.2.3, §4.2.4)."""
+        raised, cleared = error_bits(code)
+        state = self.state
+        state.error_register = (state.error_register | raised) & ~cleared
+        state.alarm_register |= raised & state.alarm_filter
 
     def log_event(self, when: datetime, code: int) -> None:
         """Log an event raised outside the model (M-Bus, communication sessions, P3)."""
@@ -415,11 +424,20 @@ class MeterModel:
         self.state.mbus.pop(channel, None)
 
     def set_alarms(self, bits: int) -> None:
-        """Raise bits of the alarm register 0-0:97.98.0 (P3 §4.2.4); they stay until cleared."""
+        """Raise bits of the alarm register 0-0:97.98.0 (P3 §4.2.4); they stay until cleared.
+        Events raise their bits themselves (`log_event`); this is for tests and tools."""
         self.state.alarm_register |= bits
 
     def clear_alarms(self, mask: int) -> None:
         self.state.alarm_register &= ~mask
+
+    def clear_errors(self, mask: int) -> None:
+        """The management client clears error register bits (P3 §4.2.3)."""
+        self.state.error_register &= ~mask
+
+    def set_alarm_filter(self, mask: int) -> None:
+        """0-0:97.98.10: which events are alarms from now on (bits already raised stay)."""
+        self.state.alarm_filter = mask & 0xFFFFFFFF
 
     def drain(self) -> Outbox:
         out, self.outbox = self.outbox, Outbox()

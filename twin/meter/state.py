@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from twin.meter.alarms import FACTORY_ALARM_FILTER
 from twin.meter.averages import NO_AVERAGES, AverageState, AverageValues
 from twin.meter.tariff import Tariff
 
@@ -68,7 +69,9 @@ class MeterState:
     admin_state: int = ADMIN_ON
     gas: GasState | None = None
     mbus: dict[int, MbusReading] = field(default_factory=dict)
-    alarm_register: int = 0
+    alarm_register: int = 0  # 0-0:97.98.0 (P3 §4.2.4)
+    error_register: int = 0  # 0-0:97.97.0 (P3 §4.2.3)
+    alarm_filter: int = FACTORY_ALARM_FILTER  # 0-0:97.98.10
     averages: AverageState = field(default_factory=AverageState)  # P3 §6.4, 10-minute values
 
     def wh(self, code: str) -> int:
@@ -120,6 +123,8 @@ class MeterState:
                 for channel, d in record.get("mbus", {}).items()
             },
             alarm_register=int(record.get("alarm_register", 0)),
+            error_register=int(record.get("error_register", 0)),
+            alarm_filter=int(record.get("alarm_filter", FACTORY_ALARM_FILTER)),
             averages=AverageState.from_record(record.get("averages")),
             gas=None
             if gas is None

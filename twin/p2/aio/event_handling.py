@@ -3,9 +3,9 @@
 - A new device (P2 §8.3.1) gets a generated User key and a first contact: keyed (then read
   and synced, P2 Fig. 8) or read at once, so P1 has its value straight away.
 - A reading goes to the model with the G meter's UTC capture time (P2 §4.3).
-- M-Bus events 100-136 go to the M-Bus event log; comm error, fraud and new device also set
-  their alarm register bits (`registers.alarm_bits`, P3 §4.2.4); a channel answering again
-  is a communication restart and wants a clock sync (P2 §6.2.1).
+- M-Bus events 100-136 go to the M-Bus event log; the model sets the error and alarm
+  register bits of comm error, fraud and new device (twin/meter/alarms.py); a channel
+  answering again is a communication restart and wants a clock sync (P2 §6.2.1).
 - Acknowledged key changes and clock syncs settle the pending key and the sync bookkeeping.
 """
 
@@ -15,7 +15,6 @@ import functools
 import logging
 from collections import deque
 from datetime import datetime
-from typing import Any
 
 from twin.meter.state import MbusReading
 from twin.metering import Meter
@@ -33,7 +32,6 @@ from twin.p2.master_events import (
     ResponseRejected,
     ScanFinished,
 )
-from twin.p2.registers import alarm_bits
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +113,8 @@ class MasterEventHandler:
         self.meter.act(lambda model, now: model.set_mbus_value(reading))
 
     def _event(self, event: MbusEvent) -> bytes:
-        bits = alarm_bits(event.channel, event.kind)
-
-        def log_it(model: Any, now: datetime) -> None:
-            model.log_event(now, event.code)
-            if bits:
-                model.set_alarms(bits)
-
-        self.meter.act(log_it)
+        # The model sets the event's error and alarm register bits (twin/meter/alarms.py).
+        self.meter.act(lambda model, now: model.log_event(now, event.code))
         log.info("M-Bus event %d (channel %d, %s)", event.code, event.channel, event.kind.name)
         if event.kind is MbusEventKind.COMMUNICATION_OK:
             self.syncs.want(event.channel)  # P2 §6.2.1: "after any communication restart"

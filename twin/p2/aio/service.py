@@ -14,8 +14,8 @@ Thin asyncio glue around the sans-IO `MbusMaster` (ARCHITECTURE.md rule 4):
   communication restart (start-up, or a channel answering again after an error).
 - Frame counters are tracked and re-synced by the master (P2 §5.2); its snapshot, the
   pending keys and the last sync times are persisted in the store after every exchange.
-- M-Bus events 100-136 go to the M-Bus event log; comm error, fraud and new device also set
-  their alarm register bits (`registers.alarm_bits`, P3 §4.2.4).
+- M-Bus events 100-136 go to the M-Bus event log; the model sets their error and alarm
+  register bits (P3 §4.2.3-§4.2.4, twin/meter/alarms.py).
 - DSMR 4.2.2: never a valve command (the master has none); a 4.0 meter's valve block and
   valve-alarm bit are discarded by the master's read-out summary (P2 §9).
 

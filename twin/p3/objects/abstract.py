@@ -94,27 +94,31 @@ def _ascii(value: Data, max_len: int) -> str:
 
 
 def alarms(env: Env) -> list[CosemObject]:
-    """Error register, alarm register and alarm filter (P3 §4.2.3-§4.2.4, §5.6)."""
-    error = Stored(env.attrs, "0-0:97.97.0", u32(0))
-
-    def alarm(_r: Request) -> Data:
-        return u32(env.meter.model.state.alarm_register)
+    """Error register, alarm register and alarm filter (P3 §4.2.3-§4.2.4, §5.6), kept by the
+    meter model: its events set the bits (twin/meter/alarms.py)."""
+    state = env.meter.model.state
 
     def set_error(value: Data, request: Request) -> None:
-        error.set(value.expect(Tag.DOUBLE_LONG_UNSIGNED))
-        _log_when_cleared(env, value.integer(), EventCode.ERROR_REGISTER_CLEARED)
+        # Writing keeps the bits that are 1 in the value; 0 clears the register and logs
+        # event 10 (P3 §4.2.1, error register cleared).
+        keep = value.expect(Tag.DOUBLE_LONG_UNSIGNED).integer()
+        env.meter.act(lambda m, _now: m.clear_errors(~keep & 0xFFFFFFFF))
+        _log_when_cleared(env, keep, EventCode.ERROR_REGISTER_CLEARED)
 
     def set_alarm(value: Data, request: Request) -> None:
-        # Writing keeps the bits that are 1 in the value; 0 clears the whole register and
-        # logs event 11 (P3 §4.2.1, alarm register cleared).
+        # As the error register; 0 logs event 11 (alarm register cleared).
         keep = value.expect(Tag.DOUBLE_LONG_UNSIGNED).integer()
         env.meter.act(lambda m, _now: m.clear_alarms(~keep & 0xFFFFFFFF))
         _log_when_cleared(env, keep, EventCode.ALARM_REGISTER_CLEARED)
 
+    def set_filter(value: Data, request: Request) -> None:
+        mask = value.expect(Tag.DOUBLE_LONG_UNSIGNED).integer()
+        env.meter.act(lambda m, _now: m.set_alarm_filter(mask))
+
     return [
-        DataObject("0-0:97.97.0", "/RW/", error.get, set_error),
-        DataObject("0-0:97.98.0", "/RW/", alarm, set_alarm),
-        stored(env, "0-0:97.98.10", "/RW/", u32(0xFFFFFFFF)),
+        DataObject("0-0:97.97.0", "/RW/", lambda _r: u32(state.error_register), set_error),
+        DataObject("0-0:97.98.0", "/RW/", lambda _r: u32(state.alarm_register), set_alarm),
+        DataObject("0-0:97.98.10", "/RW/", lambda _r: u32(state.alarm_filter), set_filter),
     ]
 
 

@@ -10,8 +10,8 @@ other objects will be reset to factory setting. Also the security policy is rese
 - every attribute the CS wrote (the `AttributeStore`) reads its default again: thresholds,
   location, clock time zone/DST settings, calendar passive tables and special days, register
   activation, readout lists, communication and push settings, M-Bus client setup overrides,
-  the image transfer state. Kept: the active firmware identifier (the firmware that runs is
-  no setting; a reset does not roll back an upgrade).
+  the image transfer state, the alarm filter. Kept: the active firmware identifier (the
+  firmware that runs is no setting; a reset does not roll back an upgrade).
 - the tariff program goes back to the configuration's (event 9 if it differed: the tariff
   times in force changed), the consumer message is cleared, the administrative status is on.
 - security policy: back to the factory setting, which in this twin is 3 (keys are created with
@@ -29,6 +29,7 @@ import logging
 from datetime import datetime
 from typing import ClassVar
 
+from twin.meter.alarms import FACTORY_ALARM_FILTER
 from twin.meter.model import MeterModel
 from twin.meter.state import ADMIN_ON
 from twin.metering import TARIFF_SETTING, program_from_config
@@ -91,6 +92,7 @@ def reset_to_factory(env: Env) -> None:
             m.set_tariff_program(now, program)
         m.set_message("", "")
         m.set_admin_state(ADMIN_ON)
+        m.set_alarm_filter(FACTORY_ALARM_FILTER)
 
     meter.act(restore)
     result = env.keys.security_activate(FACTORY_SECURITY_POLICY)

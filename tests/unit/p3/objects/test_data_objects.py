@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tests.unit.p3.objects.conftest import (
     Twin,
+    advance,
     attr,
     big_set,
     gx_decode,
@@ -52,6 +53,20 @@ def test_alarm_register_clears_and_logs(twin: Twin) -> None:
     assert write(client, 1, "0-0:97.98.10", 2, v.encode(v.u32(0x0F))) == 0
     assert read(client, 1, "0-0:97.98.10", 2) == 0x0F
     assert read(client, 1, "0-0:97.97.0", 2) == 0
+
+
+def test_events_set_the_error_register_and_the_filtered_alarm_register(twin: Twin) -> None:
+    client = twin.management()
+    assert write(client, 1, "0-0:97.98.10", 2, v.encode(v.u32(1 << 2))) == 0  # power up only
+    twin.meter.act(lambda m, now: m.log_event(now, EventCode.FAILED_LOGIN))  # fraud: bit 13
+    twin.meter.act(lambda m, now: m.power_failure(now, 1))
+    advance(twin, 60)  # the supply's return is seen at the next minute
+    assert read(client, 1, "0-0:97.97.0", 2) == (1 << 13) | (1 << 2)
+    assert read(client, 1, "0-0:97.98.0", 2) == 1 << 2
+    assert write(client, 1, "0-0:97.97.0", 2, v.encode(v.u32(0))) == 0  # cleared by the CS
+    assert read(client, 1, "0-0:97.97.0", 2) == 0
+    codes = [e.code for e in twin.meter.store.events(EventLog.STANDARD)]
+    assert codes[-1] == EventCode.ERROR_REGISTER_CLEARED
 
 
 def test_administrative_state_and_configuration_object(twin: Twin) -> None:
