@@ -1,6 +1,6 @@
 """Simulated days per second of the meter model (household, PV, tariffs, profiles).
 
-Run: .venv/bin/python bench/bench_model.py [--days N]
+Run: .venv/bin/python bench/bench_model.py [--days N] [--once]
 Target (issue 2): >= 10 simulated days per second.
 """
 
@@ -26,14 +26,24 @@ def run(days: int, config: Config) -> float:
     elapsed = time.perf_counter() - began
     rows = len(model.drain().load_profile)
     assert rows == days * 96, rows
-    return days / elapsed
+    return days / max(elapsed, 1e-9)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--days", type=int, default=30)
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="one run of the default household only, for counting instructions: "
+        "valgrind --tool=callgrind --callgrind-out-file=/dev/null "
+        ".venv/bin/python bench/bench_model.py --once --days N (N = 0 gives the start-up)",
+    )
     args = parser.parse_args()
     default = Config()
+    if args.once:
+        print(f"model, default household + PV, one run: {run(args.days, default):.1f} days/s")
+        return
     full = Config(load=LoadConfig(ev=True, heat_pump=True))
     for name, config in (("default household + PV", default), ("with EV and heat pump", full)):
         rates = sorted(run(args.days, config) for _ in range(3))
