@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from twin.clock import Clock, OffsetClock
 from twin.config import WEEKDAYS, Config, parse_hhmm
-from twin.meter.model import MeterModel
+from twin.meter.model import MeterModel, Outbox
 from twin.meter.state import MeterReading
 from twin.meter.tariff import TariffProgram
 from twin.store import Store
@@ -90,13 +90,22 @@ class Meter:
             )
             self.model.record_downtime(checkpoint.state.time, now)
         self._committed: dict[str, int] = {}
+        # Called after events were committed (e.g. GPRS re-checks the alarm register at once);
+        # listeners must be quick and must not call back into the meter.
+        self.on_events: list[Callable[[], None]] = []
         self.commit()
 
     def commit(self) -> None:
         """Advance to now and make the registers and the outbox durable."""
         self.model.advance(self.clock.now())
-        self.store.commit(self.model.state, self.model.drain())
+        self._store(self.model.drain())
         self._committed = self.model.state.registers_wh()
+
+    def _store(self, outbox: Outbox) -> None:
+        self.store.commit(self.model.state, outbox)
+        if outbox.events:
+            for listener in self.on_events:
+                listener()
 
     def tick(self) -> None:
         """Advance to now; commit at once if something was logged (events are never held)."""
@@ -114,7 +123,7 @@ class Meter:
         now = self.clock.now()
         reading = self.model.reading(max(at, now) if at else now)
         if self.model.outbox or reading.energy_wh != self._committed:
-            self.store.commit(self.model.state, self.model.drain())
+            self._store(self.model.drain())
             self._committed = dict(reading.energy_wh)
         return reading
 

@@ -153,6 +153,12 @@ class GprsController:
         self._contact_epoch: datetime | None = None
         self._accepted = asyncio.Event()
         p3.on_accept.append(self._accepted.set)
+        # Look at the triggers at once, not at the next heartbeat, when what they read may
+        # have changed: the CS wrote settings (execution time, cleared alarms) or the meter
+        # logged events (alarm register bits, P3 §9.1.2) — an accelerated meter clock would
+        # otherwise run on for many meter minutes first.
+        p3.on_release.append(self.pushes.arrived.set)
+        p3.meter.on_events.append(self.pushes.arrived.set)
 
     # ---- settings ---------------------------------------------------------------------------
     def mode(self) -> Mode:

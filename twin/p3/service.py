@@ -261,6 +261,7 @@ class P3Service:
         self.heartbeat = time.monotonic()
         self.last_contact: datetime | None = None  # meter time of the last CS association
         self.on_accept: list[Callable[[], None]] = []
+        self.on_release: list[Callable[[], None]] = []  # an association ended
         self._server: asyncio.Server | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -374,6 +375,8 @@ class P3Service:
                 self.counters.aborted += 1
             # P3 §5.10 footnote 6: the comlog entries are written at the release of the AA.
             connection.session.released()
+            for callback in self.on_release:
+                callback()
 
     def status(self) -> dict[str, Any]:
         c = self.counters

@@ -250,3 +250,21 @@ def test_wakeup_sender_list_and_listening_window(rig: Rig) -> None:
     assert list(gprs.pushes.stats) == [PUSH_CSD_SMS]
     assert len(gprs.pushes.queue.pending()) == 1  # one waiting push per setup
     assert gprs.pushes.stats[PUSH_CSD_SMS].triggered == 2
+
+
+async def test_an_event_that_raises_an_alarm_is_pushed_without_waiting_for_a_heartbeat(
+    rig: Rig, running: Callable[[GprsController], None]
+) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    head_end = HeadEnd([])
+    await head_end.listen(sock)
+    rig.destination("0-1:25.9.0", sock.getsockname()[1])
+    gprs = rig.controller("always-on")
+    running(gprs)
+    await eventually(lambda: rig.service.listening)
+    # Event 46 (failed login) sets the grouped fraud bit 13 through the alarm filter (P3
+    # §4.2.4); the network clock stands still: only the committed event wakes the controller.
+    rig.meter.act(lambda m, now: m.log_event(now, 46))
+    await eventually(lambda: head_end.messages)
+    assert head_end.messages == [EQUIPMENT.encode() + b"," + (1 << 13).to_bytes(4, "big")]
