@@ -15,6 +15,7 @@ from twin.meter.state import MeterReading
 from twin.p3.objects.activation import mask_name
 from twin.p3.objects.base import CosemObject, Request
 from twin.p3.objects.env import Env
+from twin.p3.objects.resolution import voltage_and_current
 from twin.p3.objects.simple import DataObject, Register, Stored
 from twin.p3.objects.values import Data, i32, octets, u16, u32
 
@@ -31,7 +32,6 @@ REGISTER_TYPES: dict[str, Encoder] = {
     "1-0:2.7.0": u32,
     **dict.fromkeys(("1-0:21.7.0", "1-0:41.7.0", "1-0:61.7.0"), u16),
     **dict.fromkeys(("1-0:22.7.0", "1-0:42.7.0", "1-0:62.7.0"), u16),
-    **dict.fromkeys(("1-0:31.7.0", "1-0:51.7.0", "1-0:71.7.0"), u16),
     # §6.4 averages: U, I, +P, -P, +Q, -Q per phase (L2/L3 on polyphase meters only)
     **dict.fromkeys((f"1-0:{k + p}.24.0" for p in (0, 20, 40) for k in AVERAGED), u16),
 }
@@ -41,7 +41,6 @@ COUNTERS = (
     *(f"1-0:{p}.{k}.0" for k in (32, 36) for p in (32, 52, 72)),
 )
 TOTALS = {"1-0:1.8.0": ("1-0:1.8.1", "1-0:1.8.2"), "1-0:2.8.0": ("1-0:2.8.1", "1-0:2.8.2")}
-VOLTAGES = ("1-0:32.7.0", "1-0:52.7.0", "1-0:72.7.0")
 SECONDS, VOLT, WATT, AMPERE, WH = (UNIT_CODES[u] for u in ("s", "V", "W", "A", "Wh"))
 
 
@@ -70,10 +69,6 @@ def _sum_of(codes: tuple[str, ...]) -> Callable[[MeterReading], int]:
     return lambda r: sum(r.energy_wh[c] for c in codes)
 
 
-def _volts(phase: int) -> Callable[[MeterReading], int]:
-    return lambda r: round(r.voltage_v[phase])
-
-
 def _entry(code: str) -> Callable[[MeterReading], int]:
     entry = BY_CODE[code]
     return lambda r: _as_int(entry.value(r))
@@ -97,9 +92,7 @@ def registers(env: Env) -> list[CosemObject]:
     out.append(Register("1-0:16.7.0", ("/R/", "/R/"), net, scaler=0, unit=WATT))
     total_a = _reading(env, lambda r: sum(r.current_a), u16)
     out.append(Register("1-0:90.7.0", ("/R/", "/R/"), total_a, scaler=0, unit=AMPERE))
-    for phase, code in enumerate(VOLTAGES[: env.meter.config.meter.phases]):
-        volts = _reading(env, _volts(phase), u16)
-        out.append(Register(code, ("/R/", "/R/"), volts, scaler=0, unit=VOLT))
+    out.extend(voltage_and_current(env))  # scaler_unit RW (P3 §6.4)
     return out
 
 
