@@ -7,15 +7,11 @@ the host's unit directory, so nothing is installed system-wide.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tomllib
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -70,55 +66,18 @@ def problems(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 
 def build_wheel(out_dir: Path) -> Path:
-    """A pure-Python wheel of the twin from pyproject.toml, built without network or backend.
-
-    The repository's venv has no `wheel` package (setuptools' bdist_wheel needs it) and a build
-    with isolation would download setuptools, so the wheel is assembled here from the
-    [project] table: the same packages, metadata, extras and console script.
-    """
-    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    name, version = project["name"], project["version"]
-    dist = name.replace("-", "_")
-    info = f"{dist}-{version}.dist-info"
-    metadata = [
-        "Metadata-Version: 2.1",
-        f"Name: {name}",
-        f"Version: {version}",
-        f"Summary: {project.get('description', '')}",
-        f"Requires-Python: {project.get('requires-python', '>=3.11')}",
-        *(f"Requires-Dist: {req}" for req in project.get("dependencies", [])),
-    ]
-    for extra, requirements in project.get("optional-dependencies", {}).items():
-        metadata.append(f"Provides-Extra: {extra}")
-        for req in requirements:
-            requirement, _, marker = req.partition(";")
-            marker = (
-                f"({marker.strip()}) and extra == '{extra}'" if marker else f"extra == '{extra}'"
-            )
-            metadata.append(f"Requires-Dist: {requirement.strip()}; {marker}")
-    scripts = "".join(f"{k} = {v}\n" for k, v in project.get("scripts", {}).items())
-    files: dict[str, bytes] = {}
-    for package in ("twin", "hardware"):
-        for path in sorted((REPO / package).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                files[path.relative_to(REPO).as_posix()] = path.read_bytes()
-    files[f"{info}/METADATA"] = ("\n".join(metadata) + "\n").encode()
-    files[f"{info}/WHEEL"] = (
-        b"Wheel-Version: 1.0\nGenerator: tests/deploy\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    """The twin's wheel, built by pip with the venv's setuptools (no build isolation, so no
+    download): what an operator copies to a fleet (`dsmr_twin_package_src`)."""
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet"]
+    result = subprocess.run(
+        [*pip, "--wheel-dir", str(out_dir), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
-    files[f"{info}/entry_points.txt"] = f"[console_scripts]\n{scripts}".encode()
-    record = []
-    for arcname, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{arcname},sha256={digest},{len(data)}")
-    record.append(f"{info}/RECORD,,")
-    files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
-    wheel = out_dir / f"{dist}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
-        for arcname, data in files.items():
-            info_ = zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0))
-            info_.external_attr = 0o644 << 16
-            archive.writestr(info_, data, zipfile.ZIP_DEFLATED)
+    assert result.returncode == 0, result.stderr
+    (wheel,) = out_dir.glob("dsmr_twin-*.whl")
     return wheel
 
 
