@@ -75,6 +75,10 @@ TICK_S = 1.0  # real seconds between object model ticks
 class ObjectSession(CosemObjects, Protocol):
     """The object model as one connection sees it."""
 
+    def associated(self, mechanism: int) -> None:
+        """An association is established with this authentication mechanism (0-5)."""
+        ...
+
     def released(self) -> None:
         """The association ended (released, aborted or the connection lost)."""
         ...
@@ -358,6 +362,8 @@ class P3Service:
         self.heartbeat = time.monotonic()
         if isinstance(event, Associated):
             connection.client = event.client
+            mechanism = connection.server.mechanism
+            connection.session.associated(0 if mechanism is None else int(mechanism))
             self.counters.associations += 1
             self.counters.by_client[event.client] = self.counters.by_client.get(event.client, 0) + 1
             if event.client == MANAGEMENT_CLIENT.sap:

@@ -57,10 +57,14 @@ class Objects(FakeObjects):
 
     extra: dict[AttributeRef, bytes] = field(default_factory=dict)
     releases: int = 0  # association ends the service reported
+    mechanisms: list[int] = field(default_factory=list)  # of the associations reported
     ticks: int = 0
 
     def session(self) -> Objects:
         return self
+
+    def associated(self, mechanism: int) -> None:
+        self.mechanisms.append(mechanism)
 
     def released(self) -> None:
         self.releases += 1
@@ -130,6 +134,7 @@ async def test_management_session_over_tcp_reports_the_release(rig: Rig) -> None
     await rig.service.wait_idle()
     # The object model writes the comlog entries when told the association ended (P3 §5.10).
     assert rig.objects.releases == 1
+    assert rig.objects.mechanisms == [5]  # HLS-GMAC
     status = rig.service.status()
     assert status["associations_by_client"] == {"1": 1}
     assert status["last_contact"] is not None

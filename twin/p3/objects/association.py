@@ -82,7 +82,12 @@ class AssociationLN(CosemObject):
     class_id: ClassVar[int] = 15
     version: ClassVar[int] = 1
 
-    def __init__(self, env: Env, objects: Callable[[int], list[CosemObject]]) -> None:
+    def __init__(
+        self,
+        env: Env,
+        objects: Callable[[int], list[CosemObject]],
+        mechanism: Callable[[], int | None] = lambda: None,
+    ) -> None:
         super().__init__(
             "0-0:40.0.0",
             {1: "R/R/", 2: "R/R/", 3: "R/R/", 4: "R/R/", 5: "R/R/", 6: "R/R/", 7: "/R/"}
@@ -91,6 +96,7 @@ class AssociationLN(CosemObject):
         )
         self.env = env
         self.objects = objects
+        self.mechanism = mechanism  # of the current association; None: the client's own
 
     def read(self, index: int, request: Request) -> Data:
         policy = DSMR_CLIENTS.get(request.client)
@@ -101,7 +107,7 @@ class AssociationLN(CosemObject):
             3: lambda: struct(i8(policy.sap), u16(SERVER_SAP)),
             4: lambda: context_name(int(policy.context)),
             5: lambda: xdlms_context(policy),
-            6: lambda: mechanism_name(int(policy.mechanism)),
+            6: lambda: mechanism_name(_or(self.mechanism(), int(policy.mechanism))),
             7: lambda: octets(b""),  # the HLS secret is never read back (the KeyService has it)
             8: lambda: enum_(ASSOCIATED),
             9: lambda: octets(bytes([0, 0, 43, 0, 0, 255])),
@@ -116,6 +122,10 @@ class AssociationLN(CosemObject):
             return None
         # Method 1 is answered by the core while HLS is pending; afterwards nothing to do.
         raise ObjectError(DataAccessResult.OTHER_REASON, "no HLS authentication pending")
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def _check(result: PortResult) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from twin.meter.events import EventLog
@@ -45,12 +45,17 @@ class DsmrObjects:
 
     def __init__(self, env: Env) -> None:
         self.env = env
+        # Of the current association (one at a time, P3 Table 3-1): association LN attr 6.
+        self.mechanism: int | None = None
         self.registry = ObjectRegistry([], env.meter.now)
         self.settings = CommunicationSettings(env.attrs)
         firmware = abstract.firmware_id(env)
         self.calendar, tariff = tariff_objects(env)
         self.image = ImageTransfer(env, firmware)
-        for obj in _objects(env, self.registry, firmware, tariff, self.image):
+        objects = _objects(
+            env, self.registry, firmware, tariff, self.image, mechanism=lambda: self.mechanism
+        )
+        for obj in objects:
             self.registry.add(obj)
         self.meter_reset = MeterReset(env)  # 0-1:94.31.5, runs in association_released
         self.registry.add(self.meter_reset)
@@ -125,7 +130,12 @@ class Session:
         self.comlog.record(client, ref, method=True)
         return self.objects.action(client, ref, parameters)
 
+    def associated(self, mechanism: int) -> None:
+        """The association is established with this authentication mechanism (0-5)."""
+        self.objects.mechanism = mechanism
+
     def released(self) -> None:
+        self.objects.mechanism = None
         self.objects.association_released()
 
 
@@ -135,11 +145,13 @@ def _objects(
     firmware: Stored,
     tariff: list[CosemObject],
     image: ImageTransfer,
+    *,
+    mechanism: Callable[[], int | None],
 ) -> list[CosemObject]:
     return [
         # P3 chapter 5: abstract objects
         sap_assignment(abstract.logical_device_name(env)),
-        AssociationLN(env, registry.visible),
+        AssociationLN(env, registry.visible, mechanism),
         SecuritySetup(env),
         *abstract.identification(env, firmware),
         Clock(env),
