@@ -22,8 +22,11 @@ AT+CREG? in form (a URC has no <n> before <stat>).
 
 SMS text after a +CMGR/+CMGL/+CMT header is one line, taken verbatim (even 'OK' or 'RING').
 With AT+CSDH=1 the header's <length> says whether there is any (the DSMR wake-up SMS is empty:
-P3 §9); without it, an empty text is recognised by the final result code that follows.
-Multi-line SMS text is not supported.
+P3 §9); without it, an empty text is recognised by the final result code that follows, or in a
++CMGL listing by the next message's header. Multi-line SMS text is not supported (lines after
+the first stay response lines; `parse_cmgl` joins them back).
+
+`parse_cmgl` and `parse_scts` turn a text-mode listing (27.005 §3.4.2) into `ListedSms`.
 """
 
 from __future__ import annotations
@@ -60,14 +63,19 @@ URC_NAMES = frozenset(
 REGISTRATION_URCS = frozenset({"+CREG", "+CGREG", "+CEREG"})
 TWO_LINE_URCS = frozenset({"+CMT", "+CDS"})  # 27.005 §3.4.1: header line, then the PDU/text
 TEXT_FOLLOWS = frozenset({"+CMGR", "+CMGL"})  # 27.005 §3.4.3 text mode: header, then the text
-DETAILED_HEADER = 10  # fields of a +CMT (10) or +CMGR (11) header with AT+CSDH=1, <length> last
+# 27.005 §3.4.1-3.4.3 text mode with AT+CSDH=1: the fewest fields of a header whose last field
+# is the text's <length>. +CMT has 10, +CMGR of a received message 11; a +CMGL entry has exactly
+# 7 (<index>,<stat>,<oa>,[<alpha>],[<scts>],<tooa>,<length>), where 9 is a status report, whose
+# last field is <st>, not a length, and which has no text.
+DETAILED_HEADER = 10
+LISTED_HEADER = 7
 
 
-class _Text(enum.Enum):
+class TextFollows(enum.Enum):
     """Whether the next line is SMS text (27.005 §3.3.3 +CSDH gives its <length>)."""
 
     NO = enum.auto()
-    MAYBE = enum.auto()  # no <length>: text unless the line is a final result code
+    MAYBE = enum.auto()  # no <length>: text unless a final result code or a +CMGL header
     YES = enum.auto()
 
 
@@ -243,11 +251,16 @@ def parse_final(text: str) -> FinalResult | None:
         return None
 
 
-def _text_after(header_body: str) -> _Text:
+def text_after(name: str, header_body: str) -> TextFollows:
     fields = split_fields(header_body)
-    if len(fields) < DETAILED_HEADER or not fields[-1].isdigit():
-        return _Text.MAYBE
-    return _Text.YES if int(fields[-1]) > 0 else _Text.NO
+    detailed = len(fields) == LISTED_HEADER if name == "+CMGL" else len(fields) >= DETAILED_HEADER
+    if not detailed or not fields[-1].isdigit():
+        return TextFollows.MAYBE
+    return TextFollows.YES if int(fields[-1]) > 0 else TextFollows.NO
+
+
+def _is_listing_header(line: str) -> bool:
+    return info_body(line, "+CMGL") is not None
 
 
 def _is_registration_reply(body: str | None) -> bool:
@@ -273,7 +286,7 @@ class AtCodec:
         self._command: str | None = None
         self._lines: list[str] = []
         self._garbage: list[bytes] = []
-        self._text = _Text.NO  # whether the next line is SMS text (after +CMGR:/+CMGL:)
+        self._text = TextFollows.NO  # whether the next line is SMS text (after +CMGR:/+CMGL:)
         self._urc_head: Unsolicited | None = None  # a +CMT/+CDS header waiting for its line
 
     @property
@@ -288,7 +301,7 @@ class AtCodec:
         if not command[:2].upper() == "AT" or not command.isascii() or "\r" in command:
             raise LocalAtError(f"not an AT command line: {command!r}")
         self._command, self._lines, self._garbage = command, [], []
-        self._text = _Text.NO
+        self._text = TextFollows.NO
         return command.encode("ascii") + b"\r"  # V.250 §5.2.1: S3 (CR) ends the command line
 
     def expire(self) -> AtTimeoutError:
@@ -348,14 +361,16 @@ class AtCodec:
 
     def _take_text(self, line: str) -> bool:
         """True if `line` is the SMS text after a +CMGR/+CMGL header (taken verbatim)."""
-        expected, self._text = self._text, _Text.NO
-        return expected is _Text.YES or (expected is _Text.MAYBE and parse_final(line) is None)
+        expected, self._text = self._text, TextFollows.NO
+        if expected is TextFollows.MAYBE:  # no <length>: an empty text is followed by what ends it
+            return parse_final(line) is None and not _is_listing_header(line)
+        return expected is TextFollows.YES
 
     def _response_line(self, line: str) -> None:
         self._lines.append(line)
         name = line_name(line)
         if name in TEXT_FOLLOWS:
-            self._text = _text_after(info_body(line, name) or "")
+            self._text = text_after(name, info_body(line, name) or "")
 
     def _is_urc(self, line: str) -> bool:
         name = line_name(line)
@@ -368,7 +383,7 @@ class AtCodec:
     def _urc(self, line: str, events: list[AtEvent]) -> None:
         name = line_name(line)
         urc = Unsolicited(name, info_body(line, name) or "")
-        if name in TWO_LINE_URCS and _text_after(urc.body) is not _Text.NO:
+        if name in TWO_LINE_URCS and text_after(name, urc.body) is not TextFollows.NO:
             self._urc_head = urc
         else:
             events.append(urc)

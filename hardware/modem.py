@@ -28,6 +28,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import serial
@@ -36,6 +37,7 @@ from hardware.at_codec import (
     AtCodec,
     AtCommandError,
     AtError,
+    CmsError,
     Garbage,
     RemoteAtError,
     Response,
@@ -44,6 +46,7 @@ from hardware.at_codec import (
     info_body,
     split_fields,
 )
+from hardware.at_sms import ListedSms, parse_cmgl, parse_scts
 from hardware.ports import PortError
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,15 @@ SLOW_COMMANDS = frozenset({"+CGACT", "+CGATT", "+COPS"})
 READ_CHUNK = 4096
 MAX_QUEUED_EVENTS = 64  # unread events beyond this drop the oldest (nobody listening)
 MAX_APN = 100  # 3GPP TS 23.003 §9.1: an APN is at most 100 octets
+CMS_INVALID_INDEX = 321  # 27.005 §3.2.5: e.g. a +CMTI for a message the start-up sweep took
+# 27.005 §3.4.2: the unread messages (listing marks them read). The driver sets text mode
+# (AT+CMGF=1, §3.2.3), so <stat> is named; PDU mode would be AT+CMGL=0.
+LIST_UNREAD = 'AT+CMGL="REC UNREAD"'
+# 27.005 §3.5.4 <delflag> 3: every read, sent and unsent message, never an unread one (so one
+# that arrives meanwhile keeps its +CMTI). <index> is ignored with a <delflag> but must be in
+# range on some firmware, hence 1 (Quectel EC2x/BG9x and SIMCom SIM800/SIM7x00 manuals use
+# AT+CMGD=1,<delflag>). The meter never sends SMS, so sent/unsent ones are not ours to keep.
+DELETE_READ = "AT+CMGD=1,3"
 
 
 # -- values -----------------------------------------------------------------------------------
@@ -156,10 +168,16 @@ class PdpContext:
 
 @dataclass(frozen=True, slots=True)
 class SmsReceived:
-    """A short message arrived (the wake-up SMS of DSMR-G 4.3.3 is one with empty text)."""
+    """A short message arrived (the wake-up SMS of DSMR-G 4.3.3 is one with empty text).
+
+    `sent` is the service centre time stamp (<scts>, UTC; None if the modem gave none), so P3
+    can judge a wake-up's age; `stored` marks one found on the SIM at start-up (no +CMTI).
+    """
 
     sender: str
     text: str
+    sent: datetime | None = None
+    stored: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,13 +277,14 @@ def parse_cops(body: str) -> tuple[str, AccessTechnology] | None:
 
 
 def parse_cmgr(lines: tuple[str, ...]) -> SmsReceived:
-    """27.005 §3.4.3 text mode: '+CMGR: <stat>,<oa>,[<alpha>],<scts>' then the text lines."""
+    """27.005 §3.4.3 text mode: '+CMGR: <stat>,<oa>,[<alpha>],<scts>[,...]' then the text."""
     for number, line in enumerate(lines):
         if (body := info_body(line, "+CMGR")) is not None:
             fields = split_fields(body)
             if len(fields) < 2:
                 break
-            return SmsReceived(fields[1], "\n".join(lines[number + 1 :]))
+            scts = parse_scts(fields[3]) if len(fields) > 3 else None
+            return SmsReceived(fields[1], "\n".join(lines[number + 1 :]), scts)
     raise RemoteAtError(f"AT+CMGR: no message header in {lines!r}")
 
 
@@ -282,8 +301,10 @@ class AtModem:
 
     Commands run one at a time, each with its own timeout (AtTimeoutError). URCs are handled by
     a task owned by the modem: +CMTI is read with AT+CMGR and deleted with AT+CMGD, RING/+CLIP
-    becomes IncomingCall. A vanished port (EOF or EIO) fails the pending command and `events()`
-    with PortError; `close()` then `open()` starts again.
+    becomes IncomingCall. At `open()` the SMS stored while nobody listened (their +CMTI went to
+    no one) are listed, reported and deleted before that task starts (`_sweep_stored`). A
+    vanished port (EOF or EIO) fails the pending command and `events()` with PortError;
+    `close()` then `open()` starts again.
     """
 
     def __init__(
@@ -328,12 +349,15 @@ class AtModem:
         self._codec, self._failure = AtCodec(), None
         self._urcs, self._events = asyncio.Queue(), asyncio.Queue()
         asyncio.get_running_loop().add_reader(self._fd, self._on_readable)
-        self._worker = asyncio.create_task(self._handle_urcs(), name=f"modem-urc {self.device}")
         try:
             await self._set_up()
+            await self._sweep_stored()
         except PortError:
             await self.close()
             raise
+        # URCs met so far wait in the queue; started after the sweep, the task cannot read a
+        # message the sweep is handling (each is reported once; a late +CMTI finds it gone)
+        self._worker = asyncio.create_task(self._handle_urcs(), name=f"modem-urc {self.device}")
         log.info("P3 modem on %s", self.description)
 
     async def _set_up(self) -> None:
@@ -354,6 +378,48 @@ class AtModem:
             await self.command(command)
         with contextlib.suppress(AtCommandError):
             await self.command("AT+CEREG=2")  # 27.007 §10.1.22; a 2G/3G-only modem says ERROR
+
+    async def _sweep_stored(self) -> None:
+        """Report and delete the SMS that arrived while the twin was down (P3 §9.1.4).
+
+        The modem stored them (AT+CNMI <mt>=1) but their +CMTI reached no one. A listing the
+        modem refuses or garbles is logged and start-up goes on: live SMS still work. Read
+        leftovers are then kept too, since a garbled listing may have marked unreported
+        messages read; the next start deletes them.
+        """
+        try:
+            messages = parse_cmgl(await self.command(LIST_UNREAD))
+        except AtError as exc:
+            log.warning("%s: cannot list stored SMS: %s", self.description, exc)
+            return
+        for sms in messages:
+            await self._take_stored(sms)
+        try:
+            await self.command(DELETE_READ)  # leftovers: read by a run that died before CMGD
+        except AtError as exc:
+            log.warning("%s: cannot delete read SMS: %s", self.description, exc)
+
+    async def _take_stored(self, sms: ListedSms) -> None:
+        log.info(
+            "%s: SMS %d from %s stored since %s",
+            self.description,
+            sms.index,
+            sms.sender,
+            sms.timestamp or "?",
+        )
+        self._publish(SmsReceived(sms.sender, sms.text, sms.sent, stored=True))
+        await self._delete(sms.index)
+
+    async def _delete(self, index: int) -> None:
+        """27.005 §3.5.4: a handled SMS goes, or the SIM fills and takes no more wake-ups.
+
+        A refusal is logged, not raised: the message was read, so DELETE_READ at the next
+        start removes it, and reporting it matters more than its slot.
+        """
+        try:
+            await self.command(f"AT+CMGD={index}")
+        except AtError as exc:
+            log.warning("%s: cannot delete SMS %d: %s", self.description, index, exc)
 
     async def close(self) -> None:
         worker, self._worker = self._worker, None
@@ -526,7 +592,9 @@ class AtModem:
             try:
                 event = await self._interpret(urc)
             except AtError as exc:
-                log.warning("%s: cannot handle %s: %s", self.description, urc, exc)
+                gone = isinstance(exc, CmsError) and exc.code == CMS_INVALID_INDEX
+                level = logging.INFO if gone else logging.WARNING  # gone: the sweep took it
+                log.log(level, "%s: cannot handle %s: %s", self.description, urc, exc)
                 continue
             except PortError:
                 return  # the port is gone; events() already reports it
@@ -545,10 +613,13 @@ class AtModem:
             with _malformed("+CMTI", urc.body):
                 index = int(split_fields(urc.body)[1])
             sms = parse_cmgr(await self.command(f"AT+CMGR={index}"))
-            await self.command(f"AT+CMGD={index}")  # 27.005 §3.5.4: keep the store from filling
+            await self._delete(index)
             return sms
-        if urc.name == "+CMT" and urc.text is not None:  # direct delivery: '<oa>,[<alpha>],..'
-            return SmsReceived(split_fields(urc.body)[0], urc.text)
+        if urc.name == "+CMT" and urc.text is not None:  # '<oa>,[<alpha>],<scts>[,...]'
+            fields = split_fields(urc.body)  # direct delivery: not stored, nothing to delete
+            return SmsReceived(
+                fields[0], urc.text, parse_scts(fields[2]) if len(fields) > 2 else None
+            )
         if urc.name == "+CLIP":  # 27.007 §7.6: '+CLIP: <number>,<type>[,...]'
             return IncomingCall(split_fields(urc.body)[0])
         for domain in Domain:

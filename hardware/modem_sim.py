@@ -5,7 +5,9 @@ hardware/pty_link.py), and AtModem opens it like /dev/ttyUSB2. The subset of 3GP
 27.005 that AtModem uses is answered from a small state: registration per domain, signal, the
 operator, PDP contexts and an SMS store. The injection API (`inject_sms`, `inject_call`,
 `set_registration`, `set_signal`) is what `dsmr-twin ctl wakeup --sms/--csd` will drive, and it
-produces the URCs a real modem sends (+CMTI, RING + +CLIP, +CREG). `vanish()` pulls the plug.
+produces the URCs a real modem sends (+CMTI, RING + +CLIP, +CREG). `store_sms` puts an SMS on
+the SIM without any URC: one that arrived while the twin was down, for AtModem's start-up sweep
+(AT+CMGL / AT+CMGD, 27.005 §3.4.2, §3.5.4). `vanish()` pulls the plug.
 
 `script(command, reply)` replaces the next answer to one command line with raw bytes (or with
 silence), for garbage and timeout tests.
@@ -65,6 +67,7 @@ class SimState:
     contexts: dict[int, str] = field(default_factory=dict)  # cid -> APN
     active: set[int] = field(default_factory=set)
     sms: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # index -> from, text, ts
+    read: set[int] = field(default_factory=set)  # indices of SMS read (+CMGR, +CMGL): REC READ
     ringing: bool = False
     rejected_calls: int = 0
 
@@ -124,10 +127,22 @@ class ModemSim:
 
     # -- injection (ctl wakeup, tests) --------------------------------------------------------
 
-    def inject_sms(self, sender: str, text: str = "") -> int:
-        """Store an incoming SMS and announce it as the modem would (27.005 §3.4.1)."""
-        index = max(self.state.sms, default=0) + 1
-        self.state.sms[index] = (sender, text, self._scts())
+    def store_sms(self, sender: str, text: str = "", *, at: datetime | None = None) -> int:
+        """An SMS on the SIM whose +CMTI reached no one (the twin was down); `at` is its <scts>.
+
+        It takes the lowest free index, as a SIM does.
+        """
+        index = next(i for i in range(1, len(self.state.sms) + 2) if i not in self.state.sms)
+        self.state.sms[index] = (sender, text, self._scts(at))
+        self.state.read.discard(index)
+        return index
+
+    def inject_sms(self, sender: str, text: str = "", *, at: datetime | None = None) -> int:
+        """Store an incoming SMS and announce it as the modem would (27.005 §3.4.1).
+
+        `at` is the service centre's time stamp (default: now), e.g. for one delivered late.
+        """
+        index = self.store_sms(sender, text, at=at)
         if self.state.cnmi_mt == 1:
             self._urc(f'+CMTI: "SM",{index}')
         elif self.state.cnmi_mt == 2:  # routed straight to the DTE, not stored
@@ -300,10 +315,35 @@ class ModemSim:
         if index not in self.state.sms:
             return [], f"+CMS ERROR: {CMS_BAD_INDEX}"
         sender, text, scts = self.state.sms[index]
-        header = f'+CMGR: "REC UNREAD","{sender}",,"{scts}"'
+        header = f'+CMGR: "{self._stat(index)}","{sender}",,"{scts}"'
         if self.state.csdh:  # 27.005 §3.4.3: <tooa>,<fo>,<pid>,<dcs>,<sca>,<tosca>,<length>
             header += f',{_ton(sender)},4,0,0,"{SERVICE_CENTRE}",145,{len(text)}'
+        self.state.read.add(index)
         return [header, text], "OK"
+
+    def _stat(self, index: int) -> str:
+        return "REC READ" if index in self.state.read else "REC UNREAD"
+
+    def _cmgl(self, args: list[str], _query: bool) -> Reply:
+        """27.005 §3.4.2 text mode: each '+CMGL: <index>,<stat>,<oa>,,<scts>[,<tooa>,<length>]'
+        then its text; listing marks unread messages read. Only received messages are stored."""
+        if self.state.cmgf != 1:
+            return [], f"+CMS ERROR: {CMS_NOT_ALLOWED}"  # PDU mode (AT+CMGL=<n>) not simulated
+        wanted = args[0] if args else "REC UNREAD"  # 27.005: the default <stat> is unread
+        if wanted not in {"REC UNREAD", "REC READ", "STO UNSENT", "STO SENT", "ALL"}:
+            return [], f"+CMS ERROR: {CMS_NOT_ALLOWED}"
+        lines: list[str] = []
+        for index in sorted(self.state.sms):
+            stat = self._stat(index)
+            if wanted not in {"ALL", stat}:
+                continue
+            sender, text, scts = self.state.sms[index]
+            header = f'+CMGL: {index},"{stat}","{sender}",,"{scts}"'
+            if self.state.csdh:
+                header += f",{_ton(sender)},{len(text)}"
+            lines += [header, text] if text else [header]  # empty text: an empty line, skipped
+            self.state.read.add(index)
+        return lines, "OK"
 
     def _cmt_header(self, index: int) -> str:
         sender, text, scts = self.state.sms[index]
@@ -313,9 +353,25 @@ class ModemSim:
         return header
 
     def _cmgd(self, args: list[str], _query: bool) -> Reply:
+        """27.005 §3.5.4 AT+CMGD=<index>[,<delflag>]: 1 read, 2 + sent, 3 + unsent, 4 all.
+
+        With a <delflag> > 0 the index is ignored (it must still be a number, as on real
+        modems); all stored messages are received ones here, so 1..3 delete the read ones.
+        """
         if not args or not args[0].isdigit():
             return [], f"+CMS ERROR: {CMS_BAD_INDEX}"
-        self.state.sms.pop(int(args[0]), None)
+        flag = args[1] if len(args) > 1 else "0"
+        if flag not in {"0", "1", "2", "3", "4"}:
+            return [], f"+CMS ERROR: {CMS_NOT_ALLOWED}"
+        if flag == "0":
+            doomed = {int(args[0])}
+        elif flag == "4":
+            doomed = set(self.state.sms)
+        else:
+            doomed = self.state.read & set(self.state.sms)
+        for index in doomed:
+            self.state.sms.pop(index, None)
+            self.state.read.discard(index)
         return [], "OK"
 
     def _hang_up(self, _args: list[str], _query: bool) -> Reply:
@@ -324,9 +380,9 @@ class ModemSim:
             self.state.rejected_calls += 1
         return [], "OK"
 
-    def _scts(self) -> str:
+    def _scts(self, at: datetime | None = None) -> str:
         """27.005 §3.3.2 <scts>: 'yy/MM/dd,hh:mm:ss±zz', zz in quarter hours (UTC here)."""
-        return self._now().astimezone(UTC).strftime("%y/%m/%d,%H:%M:%S+00")
+        return (at or self._now()).astimezone(UTC).strftime("%y/%m/%d,%H:%M:%S+00")
 
 
 def _ton(number: str) -> int:
@@ -355,5 +411,6 @@ _HANDLERS: dict[str, Callable[[ModemSim, list[str], bool], Reply]] = {
     "+CGPADDR": ModemSim._cgpaddr,
     "+CMGR": ModemSim._cmgr,
     "+CMGD": ModemSim._cmgd,
+    "+CMGL": ModemSim._cmgl,
     "H": ModemSim._hang_up,
 }

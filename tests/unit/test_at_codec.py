@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -20,14 +21,28 @@ from hardware.at_codec import (
     FinalResult,
     Garbage,
     LocalAtError,
+    RemoteAtError,
     Response,
     Unsolicited,
     command_name,
     split_fields,
 )
+from hardware.at_sms import ListedSms, parse_cmgl, parse_scts
 from hardware.ports import PortError
 
 CSQ_WITH_SMS_URC = b'\r\n+CSQ: 20,99\r\n\r\n+CMTI: "SM",3\r\n\r\nOK\r\n'
+LIST = 'AT+CMGL="REC UNREAD"'
+TS = '"26/11/23,21:00:00+04"'  # 27.005 §3.3.2: local time, +4 quarter hours = UTC+1
+# A text-mode listing with AT+CSDH=1 (27.005 §3.4.2): an empty wake-up SMS (<length> 0: no
+# text line, only an empty line), a text that looks like a final result code, a phonebook
+# <alpha> and a text with commas, and a RING URC between two messages.
+CMGL_DETAILED = (
+    f'\r\n+CMGL: 1,"REC UNREAD","+3161",,{TS},145,0\r\n\r\n'
+    f'+CMGL: 2,"REC UNREAD","+3162",,{TS},145,2\r\nOK\r\n'
+    f"\r\nRING\r\n"
+    f'+CMGL: 3,"REC UNREAD","+3163","Doe, John",{TS},145,9\r\nhi, there\r\n'
+    "\r\nOK\r\n"
+).encode()
 
 
 def run(command: str, reply: bytes, chunk: int = 0) -> list[AtEvent]:
@@ -52,6 +67,7 @@ TRANSCRIPTS = [
     ("AT+CREG?", b'\r\n+CREG: 1,5\r\n\r\nRING\r\n\r\n+CLIP: "+31201234567",145\r\n\r\nOK\r\n'),
     ("AT+CMGR=1", b'\r\n+CMGR: "REC UNREAD","+3161",,"26/11/23,21:00:00+00"\r\nhi\r\n\r\nOK\r\n'),
     ("AT+CGACT=1,1", b"\r\n+CME ERROR: 30\r\n"),
+    (LIST, CMGL_DETAILED),
 ]
 
 
@@ -281,3 +297,108 @@ def test_helpers() -> None:
         "",
         "26/11/23,21:00:00+00",
     ]
+
+
+# -- stored SMS: AT+CMGL (27.005 §3.4.2) ----------------------------------------------------------
+
+
+def listing(reply: bytes) -> Response:
+    events = run(LIST, reply)
+    responses = [event for event in events if isinstance(event, Response)]
+    assert len(responses) == 1
+    return responses[0]
+
+
+def test_cmgl_listing_with_lengths() -> None:
+    events = run(LIST, CMGL_DETAILED)
+    assert Unsolicited("RING") in events  # a URC between two messages stays a URC
+    response = listing(CMGL_DETAILED)
+    sent = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)
+    assert parse_cmgl(response.check()) == [
+        ListedSms(1, "REC UNREAD", "+3161", "26/11/23,21:00:00+04", ""),
+        ListedSms(2, "REC UNREAD", "+3162", "26/11/23,21:00:00+04", "OK"),
+        ListedSms(3, "REC UNREAD", "+3163", "26/11/23,21:00:00+04", "hi, there"),
+    ]
+    assert {sms.sent for sms in parse_cmgl(response.check())} == {sent}
+
+
+def test_cmgl_listing_without_lengths() -> None:
+    """No AT+CSDH=1: an empty text ends at the next header or at the final result code."""
+    reply = (
+        b'\r\n+CMGL: 1,"REC UNREAD","+3161",,"26/11/23,21:00:00+00"\r\n\r\n'
+        b'+CMGL: 2,"REC READ","+3162",,"26/11/23,21:00:00+00"\r\nRING\r\n'
+        b'+CMGL: 3,"REC UNREAD","+3163",,"26/11/23,21:00:00+00"\r\n\r\n'
+        b"\r\nOK\r\n"
+    )
+    response = listing(reply)
+    assert [(sms.index, sms.status, sms.text) for sms in parse_cmgl(response.check())] == [
+        (1, "REC UNREAD", ""),
+        (2, "REC READ", "RING"),  # taken as text, not as a URC
+        (3, "REC UNREAD", ""),
+    ]
+
+
+def test_cmgl_text_with_length_is_verbatim_even_if_it_looks_like_a_header() -> None:
+    text = '+CMGL: 9,"REC READ","x",,""'
+    reply = f'\r\n+CMGL: 4,"REC UNREAD","+3161",,{TS},145,{len(text)}\r\n{text}\r\nOK\r\n'
+    (sms,) = parse_cmgl(listing(reply.encode()).check())
+    assert (sms.index, sms.text) == (4, text)
+
+
+def test_cmgl_multi_line_text_is_joined() -> None:
+    reply = (
+        b'\r\n+CMGL: 1,"REC UNREAD","+3161",,"26/11/23,21:00:00+00"\r\nline 1\r\nline 2\r\nOK\r\n'
+    )
+    (sms,) = parse_cmgl(listing(reply).check())
+    assert sms.text == "line 1\nline 2"
+
+
+def test_cmgl_status_report_entry_has_no_text() -> None:
+    """A status report lists 9 fields ending in <st>, which is no <length>: no text follows."""
+    report = (
+        '+CMGL: 5,"REC UNREAD",6,17,"+3161",145,"26/11/23,21:00:00+00","26/11/23,21:00:05+00",0'
+    )
+    wakeup = f'+CMGL: 6,"REC UNREAD","+3162",,{TS},145,0'
+    response = listing(f"\r\n{report}\r\n{wakeup}\r\n\r\nOK\r\n".encode())
+    assert response.check() == (report, wakeup)
+    assert [sms.index for sms in parse_cmgl(response.check())] == [5, 6]
+
+
+def test_empty_cmgl_listing() -> None:
+    assert parse_cmgl(listing(b"\r\nOK\r\n").check()) == []
+
+
+@pytest.mark.parametrize(
+    ("final", "error"),
+    [(b"ERROR", AtCommandError), (b"+CMS ERROR: 302", CmsError), (b"+CME ERROR: 10", CmeError)],
+)
+def test_cmgl_refused(final: bytes, error: type[AtCommandError]) -> None:
+    response = listing(b"\r\n" + final + b"\r\n")
+    with pytest.raises(error):
+        response.check()
+
+
+@pytest.mark.parametrize("header", ['+CMGL: x,"REC UNREAD","+3161"', "+CMGL: 1", "+CMGL:"])
+def test_malformed_cmgl_header(header: str) -> None:
+    with pytest.raises(RemoteAtError, match="malformed"):
+        parse_cmgl([header])
+
+
+@pytest.mark.parametrize(
+    ("scts", "utc"),
+    [
+        ("26/11/23,21:00:00+00", datetime(2026, 11, 23, 21, 0, tzinfo=UTC)),
+        ('"26/11/23,21:00:00+04"', datetime(2026, 11, 23, 20, 0, tzinfo=UTC)),
+        ("26/11/23,21:00:00-08", datetime(2026, 11, 23, 23, 0, tzinfo=UTC)),
+        ("27/01/01,00:30:00+08", datetime(2026, 12, 31, 22, 30, tzinfo=UTC)),
+    ],
+)
+def test_scts_is_read_in_utc(scts: str, utc: datetime) -> None:
+    assert parse_scts(scts) == utc
+
+
+@pytest.mark.parametrize(
+    "scts", ["", "26/11/23,21:00:00", "26/13/23,21:00:00+00", "26/11/23,21:00:00+99", "garbage"]
+)
+def test_bad_scts_is_unknown(scts: str) -> None:
+    assert parse_scts(scts) is None

@@ -7,9 +7,11 @@ A real modem joins the contract tests when DSMR_TWIN_MODEM_DEVICE names its AT t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +46,15 @@ from twin.clock import ManualClock
 FAST = 0.25  # seconds: the protocol's own timeouts, made small (the sim answers at once)
 EVENT_WAIT = 2.0  # an upper bound only: events arrive within milliseconds
 SENDER = "+31612345678"
+OTHER = "+31687654321"
 CALLER = "+31201234567"
+START = datetime(2026, 11, 23, 21, 0, tzinfo=UTC)  # the simulator's clock: SMS time stamps
+LIST = 'AT+CMGL="REC UNREAD"'
 
 
 @pytest.fixture
 async def sim(tmp_path: Path) -> AsyncIterator[ModemSim]:
-    clock = ManualClock(datetime(2026, 11, 23, 21, 0, tzinfo=UTC))
+    clock = ManualClock(START)
     modem_sim = ModemSim(tmp_path / "modem", now=clock.now)
     await modem_sim.open()
     yield modem_sim
@@ -228,7 +233,7 @@ async def test_sms_wakeup_delivers_sender_and_text(
     sim: ModemSim, modem: AtModem, text: str
 ) -> None:
     sim.inject_sms(SENDER, text)
-    assert await next_event(modem) == SmsReceived(SENDER, text)
+    assert await next_event(modem) == SmsReceived(SENDER, text, START)
     assert sim.state.sms == {}  # read with AT+CMGR, then deleted with AT+CMGD
     assert sim.commands[-2:] == ["AT+CMGR=1", "AT+CMGD=1"]
 
@@ -247,7 +252,121 @@ async def test_urc_in_the_middle_of_a_response(sim: ModemSim, modem: AtModem) ->
     sim.state.sms[1] = (SENDER, "", "26/11/23,21:00:00+00")
     sim.script("AT+CSQ", b'\r\n+CSQ: 12,99\r\n\r\n+CMTI: "SM",1\r\n\r\nOK\r\n')
     assert (await modem.signal_quality()).rssi == 12
-    assert await next_event(modem) == SmsReceived(SENDER, "")
+    assert await next_event(modem) == SmsReceived(SENDER, "", START)
+
+
+async def test_a_live_sms_is_reported_even_if_it_cannot_be_deleted(
+    sim: ModemSim, modem: AtModem
+) -> None:
+    sim.script("AT+CMGD=1", b"\r\n+CMS ERROR: 500\r\n")
+    sim.inject_sms(SENDER)
+    assert await next_event(modem) == SmsReceived(SENDER, "", START)
+    assert list(sim.state.sms) == [1]  # read, so the next start's AT+CMGD=1,3 removes it
+    assert sim.state.read == {1}
+
+
+# -- SMS stored while nobody listened: the start-up sweep (AT+CMGL, AT+CMGD) -------------------
+
+
+@contextlib.asynccontextmanager
+async def opened(sim: ModemSim) -> AsyncIterator[AtModem]:
+    driver = AtModem(sim.device, timeout_s=FAST, slow_timeout_s=FAST)
+    await driver.open()
+    try:
+        yield driver
+    finally:
+        await driver.close()
+
+
+async def test_stored_sms_are_reported_once_and_deleted_at_start(sim: ModemSim) -> None:
+    earlier = START - timedelta(hours=3)
+    sim.store_sms(SENDER, at=earlier)  # the twin was down: no +CMTI for either
+    sim.store_sms(OTHER, "hi, there")
+    async with opened(sim) as modem:
+        assert sim.state.sms == {}  # gone before open() returns
+        assert await next_event(modem) == SmsReceived(SENDER, "", earlier, stored=True)
+        assert await next_event(modem) == SmsReceived(OTHER, "hi, there", START, stored=True)
+        sim.inject_sms(CALLER)  # the next event is this live one: nothing was reported twice
+        assert await next_event(modem) == SmsReceived(CALLER, "", START)
+    sweep = sim.commands[sim.commands.index(LIST) :][:4]
+    assert sweep == [LIST, "AT+CMGD=1", "AT+CMGD=2", "AT+CMGD=1,3"]
+    assert sim.commands.index("AT+CNMI=2,1,0,0,0") < sim.commands.index(LIST)
+
+
+async def test_read_leftovers_are_deleted_and_not_reported(sim: ModemSim) -> None:
+    """A run that died between AT+CMGR and AT+CMGD left a read SMS: it was reported then."""
+    sim.store_sms(SENDER)
+    sim.state.read.add(1)
+    sim.store_sms(OTHER)
+    async with opened(sim) as modem:
+        assert sim.state.sms == {}
+        assert await next_event(modem) == SmsReceived(OTHER, "", START, stored=True)
+        sim.inject_sms(CALLER)
+        assert await next_event(modem) == SmsReceived(CALLER, "", START)
+
+
+async def test_a_cmti_nobody_read_is_flushed_and_the_sweep_reports_the_sms(
+    sim: ModemSim,
+) -> None:
+    """The +CMTI sent while nobody listened is dropped by the open (as a tty flushes input)."""
+    sim.state.cnmi_mt = 1  # set by the previous run
+    sim.inject_sms(SENDER)
+    async with opened(sim) as modem:
+        assert await next_event(modem) == SmsReceived(SENDER, "", START, stored=True)
+        sim.inject_sms(OTHER)  # takes the free index 1 again
+        assert await next_event(modem) == SmsReceived(OTHER, "", START)
+    assert sim.commands.count("AT+CMGR=1") == 1  # OTHER's own
+
+
+async def test_a_cmti_during_the_sweep_does_not_report_the_sms_twice(
+    sim: ModemSim, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An SMS that arrives while the listing runs is in it and has a +CMTI: reported once."""
+    sim.store_sms(SENDER)
+    header = f'+CMGL: 1,"REC UNREAD","{SENDER}",,"26/11/23,21:00:00+00",145,0'
+    sim.script(LIST, f'\r\n+CMTI: "SM",1\r\n\r\n{header}\r\n\r\nOK\r\n'.encode())
+    caplog.set_level(logging.INFO, "hardware.modem")
+    async with opened(sim) as modem:
+        assert await next_event(modem) == SmsReceived(SENDER, "", START, stored=True)
+        async with asyncio.timeout(EVENT_WAIT):
+            while "AT+CMGR=1" not in sim.commands:  # the +CMTI's read: +CMS ERROR 321
+                await asyncio.sleep(0)  # yield until the URC task got to it; no timing involved
+        sim.inject_sms(OTHER)
+        assert await next_event(modem) == SmsReceived(OTHER, "", START)  # not SENDER again
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"\r\nERROR\r\n",
+        b"\r\n+CMS ERROR: 302\r\n",
+        b'\r\n+CMGL: x,"REC UNREAD"\r\n\r\nOK\r\n',  # malformed
+        b"\r\n+CMGL: 1\x00\xff\r\n\r\nOK\r\n",  # garbage
+    ],
+)
+async def test_a_refused_listing_does_not_stop_start_up(
+    sim: ModemSim, caplog: pytest.LogCaptureFixture, reply: bytes
+) -> None:
+    sim.store_sms(SENDER)
+    sim.script(LIST, reply)
+    async with opened(sim) as modem:
+        assert "cannot list stored SMS" in caplog.text
+        assert "AT+CMGD=1,3" not in sim.commands  # what the listing marked read is kept
+        assert (await modem.signal_quality()).rssi == sim.state.rssi
+        sim.inject_sms(OTHER)  # live SMS still work
+        assert await next_event(modem) == SmsReceived(OTHER, "", START)
+
+
+async def test_a_refused_bulk_delete_does_not_stop_start_up(
+    sim: ModemSim, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim.store_sms(SENDER)
+    sim.script("AT+CMGD=1,3", b"\r\n+CMS ERROR: 302\r\n")
+    async with opened(sim) as modem:
+        assert await next_event(modem) == SmsReceived(SENDER, "", START, stored=True)
+    assert sim.state.sms == {}  # its own AT+CMGD=1 worked
+    assert "cannot delete read SMS" in caplog.text
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -355,3 +474,10 @@ async def test_close_ends_a_waiting_consumer(modem: AtModem) -> None:
         await waiter
     with pytest.raises(PortError, match="closed"):  # sticky for any later reader
         await next_event(modem)
+
+
+async def test_a_directly_delivered_sms_keeps_its_time_stamp(sim: ModemSim, modem: AtModem) -> None:
+    sim.state.cnmi_mt = 2  # 27.005 §3.4.1 <mt> 2: +CMT to the DTE, nothing stored or deleted
+    sim.inject_sms(SENDER, "hi", at=START - timedelta(hours=2))
+    assert await next_event(modem) == SmsReceived(SENDER, "hi", START - timedelta(hours=2))
+    assert sim.state.sms == {}

@@ -11,7 +11,9 @@ device path: `AtModem` on that tty) and:
   and as the display's CM flag and signal bars (DSMR-M 4.3.35-4.3.36, DSMR-G 4.2.12);
 - forwards wake-ups to the GPRS controller (DSMR-G 4.3.3-4.3.4): an SMS (message handler
   0-0:2.3.0) and a CSD call, which is rejected with ATH first (auto answer 0-0:2.2.0 mode 200
-  never answers; P3 §9.1.3);
+  never answers; P3 §9.1.3). SMS found on the SIM at start-up (AtModem lists, reports and
+  deletes them) take the same path as live ones, but a wake-up SMS older than `max_sms_age`
+  (its service centre time stamp against the network clock) is dropped: see MAX_SMS_AGE;
 - keeps the PDP context as the GPRS controller wants it (GPRS CS §3 steps 1 and 7) when an APN
   is configured (the simulator always has one); otherwise the OS owns the data link
   (hardware/modem.py) and the DLMS listener binds to whatever interface the OS has.
@@ -45,6 +47,7 @@ from hardware.modem import (
     RegistrationChanged,
     SignalLevel,
     SignalQuality,
+    SmsReceived,
 )
 from hardware.modem_sim import ModemSim, SimState
 from hardware.ports import PortError
@@ -62,6 +65,13 @@ SIM_LINK = "modem"  # the simulator's pty link in the state directory
 SIM_APN = "twin.lab"  # the simulator's PDP context when no APN is configured
 MAX_NUMBER = 20  # 24.008 §10.5.4.7: a called/calling number has at most 20 digits (+ '+')
 NO_SIGNAL_DBM = -128  # 0-1:94.31.4 signal_strength when +CSQ says 99 (not known)
+# P3 §9.1.4 asks the meter to set up a connection *now*; a head-end whose wake-up went
+# unanswered (the meter was off, or out of coverage while the SMSC kept retrying) has moved on.
+# One stored for more than this, e.g. by a meter that was powered down for a day, is not
+# honoured: the meter calls in at its next scheduled push anyway. An hour covers a restart, a
+# slow SMSC and clock skew between SMSC and meter; an SMS without a time stamp, or one from
+# the future (skew), is honoured. Sender checks stay with the GPRS controller (twin/p3/gprs.py).
+MAX_SMS_AGE = timedelta(hours=1)
 
 WakeupHandler = Callable[[str, str], Mapping[str, Any]]
 
@@ -111,8 +121,10 @@ class ModemService:
         sim: ModemSim | None = None,
         apn: str = "",
         poll_s: float = POLL_S,
+        max_sms_age: timedelta = MAX_SMS_AGE,
     ) -> None:
         self.modem = modem
+        self.max_sms_age = max_sms_age
         self.sim = sim
         self.net_clock = net_clock
         self.apn = apn
@@ -125,6 +137,7 @@ class ModemService:
         self.poll_errors = 0
         self.resets = 0
         self.rejected_calls = 0
+        self.stale_sms = 0
         self.wakeups: list[dict[str, Any]] = []  # the last few, for `ctl status`
         self._pdp_wanted = False
         self._pdp_up = False
@@ -311,12 +324,31 @@ class ModemService:
             kind, sender = "csd", event.caller
         else:  # SmsReceived
             kind, sender = "sms", event.sender
-        result = self._forward(kind, sender)
+        result = self._stale(event) if isinstance(event, SmsReceived) else None
+        if result is None:
+            result = self._forward(kind, sender)
         waiting = self._waiting.get((kind, sender))
         if waiting:
             future = waiting.popleft()
             if not future.done():
                 future.set_result(result)
+
+    def _stale(self, sms: SmsReceived) -> Mapping[str, Any] | None:
+        """The refusal of a wake-up SMS older than `max_sms_age` (MAX_SMS_AGE), else None."""
+        if sms.sent is None or self.net_clock.now() - sms.sent <= self.max_sms_age:
+            return None
+        self.stale_sms += 1
+        where = "stored on the SIM" if sms.stored else "delivered late"
+        log.info(
+            "P3 modem: ignored a stale wake-up SMS from %s sent %s (%s, older than %s)",
+            sms.sender,
+            sms.sent.isoformat(),
+            where,
+            self.max_sms_age,
+        )
+        result = {"accepted": False, "reason": f"stale: sent {sms.sent.isoformat()}"}
+        self.wakeups = [*self.wakeups[-4:], {"kind": "sms", "sender": sms.sender, **result}]
+        return result
 
     def _forward(self, kind: str, sender: str) -> Mapping[str, Any]:
         if self.on_wakeup is None:
@@ -348,6 +380,7 @@ class ModemService:
             "polls": self.polls,
             "poll_errors": self.poll_errors,
             "rejected_calls": self.rejected_calls,
+            "stale_sms": self.stale_sms,
             "recent_wakeups": list(self.wakeups),
         }
 
@@ -358,6 +391,6 @@ def open_modem_service(config: P3Config, state_dir: Path, net_clock: Clock) -> M
         return None
     if config.modem == "simulated":
         state = SimState(rssi=rssi_for_dbm(config.signal_dbm))
-        sim = ModemSim(state_dir / SIM_LINK, state)
+        sim = ModemSim(state_dir / SIM_LINK, state, now=net_clock.now)  # SMS time stamps
         return ModemService(AtModem(sim.device), net_clock, sim=sim, apn=config.apn or SIM_APN)
     return ModemService(AtModem(config.modem), net_clock, apn=config.apn)

@@ -11,7 +11,7 @@ import json
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from twin.config import ConfigError, P3Config, load_config
 from twin.display.service import ModuleStatus
 from twin.display.wiring import default_status, modem_status
 from twin.p3.modem_service import (
+    MAX_SMS_AGE,
     SIM_APN,
     ModemService,
     ModemUnavailableError,
@@ -57,7 +58,8 @@ async def until(check: Callable[[], object], attempts: int = 500) -> None:
 class Rig:
     def __init__(self, tmp_path: Path, *, apn: str = SIM_APN) -> None:
         self.net = ManualClock(START)
-        self.sim = ModemSim(tmp_path / "modem", SimState(rssi=rssi_for_dbm(-71)))
+        # SMS time stamps come from the network clock, as in open_modem_service
+        self.sim = ModemSim(tmp_path / "modem", SimState(rssi=rssi_for_dbm(-71)), now=self.net.now)
         driver = AtModem(self.sim.device, timeout_s=FAST, slow_timeout_s=FAST)
         self.service = ModemService(driver, self.net, sim=self.sim, apn=apn, poll_s=POLL_S)
         self.forwarded: list[tuple[str, str]] = []
@@ -119,6 +121,68 @@ async def test_sms_wakeup_travels_through_cmti_and_cmgr(rig: Rig) -> None:
     assert rig.forwarded == [("sms", SENDER)]
     assert {"AT+CMGR=1", "AT+CMGD=1"} <= set(rig.sim.commands)  # read, then deleted
     assert rig.sim.state.sms == {}
+
+
+async def started(rig: Rig) -> asyncio.Task[None]:
+    runner = asyncio.create_task(rig.service.run())
+    await rig.polled(1)
+    return runner
+
+
+async def stopped(runner: asyncio.Task[None]) -> None:
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+
+
+@pytest.mark.parametrize("age", [timedelta(0), timedelta(minutes=5), MAX_SMS_AGE])
+async def test_a_wakeup_stored_while_the_twin_was_down_is_forwarded_once(
+    tmp_path: Path, age: timedelta
+) -> None:
+    rig = Rig(tmp_path)
+    rig.sim.store_sms(SENDER, at=START - age)  # arrived while nobody listened: no +CMTI
+    runner = await started(rig)
+    try:
+        await until(lambda: rig.forwarded)
+        assert rig.sim.state.sms == {}  # listed with AT+CMGL, then deleted
+        await rig.service.inject_wakeup("sms", CALLER)  # a live one comes next, not a repeat
+        assert rig.forwarded == [("sms", SENDER), ("sms", CALLER)]
+        assert rig.service.status()["stale_sms"] == 0
+    finally:
+        await stopped(runner)
+
+
+async def test_a_stale_stored_wakeup_is_deleted_but_not_honoured(tmp_path: Path) -> None:
+    """A meter powered down for a day does not call the head-end for yesterday's SMS."""
+    rig = Rig(tmp_path)
+    sent = START - MAX_SMS_AGE - timedelta(seconds=1)
+    rig.sim.store_sms(SENDER, at=sent)
+    runner = await started(rig)
+    try:
+        await until(lambda: rig.service.stale_sms == 1)
+        assert rig.forwarded == []
+        assert rig.sim.state.sms == {}  # deleted all the same: the SIM must not fill
+        assert rig.service.status()["recent_wakeups"] == [
+            {
+                "kind": "sms",
+                "sender": SENDER,
+                "accepted": False,
+                "reason": f"stale: sent {sent.isoformat()}",
+            }
+        ]
+    finally:
+        await stopped(runner)
+
+
+async def test_a_live_sms_delivered_late_is_stale_too(rig: Rig) -> None:
+    """The time stamp is the service centre's: an SMS it kept retrying for hours is old."""
+    await rig.net.advance((MAX_SMS_AGE + timedelta(minutes=1)).total_seconds())
+    rig.sim.inject_sms(SENDER, at=START)  # +CMTI now, stamped when the SMSC first got it
+    await until(lambda: rig.service.stale_sms == 1)
+    assert rig.forwarded == []
+    assert rig.sim.state.sms == {}
+    rig.sim.inject_sms(SENDER)  # stamped now: honoured
+    await until(lambda: rig.forwarded)
+    assert rig.forwarded == [("sms", SENDER)]
 
 
 async def test_csd_wakeup_is_rejected_then_forwarded(rig: Rig) -> None:
