@@ -268,3 +268,27 @@ async def test_an_event_that_raises_an_alarm_is_pushed_without_waiting_for_a_hea
     rig.meter.act(lambda m, now: m.log_event(now, 46))
     await eventually(lambda: head_end.messages)
     assert head_end.messages == [EQUIPMENT.encode() + b"," + (1 << 13).to_bytes(4, "big")]
+
+
+async def test_an_alarm_still_active_after_a_short_power_failure_is_pushed_again(
+    rig: Rig, running: Callable[[GprsController], None]
+) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    head_end = HeadEnd([])
+    await head_end.listen(sock)
+    rig.destination("0-1:25.9.0", sock.getsockname()[1])
+    rig.set(1, "0-0:97.98.10", 2, v.u32(1 << 13))  # only fraud is an alarm (not power up)
+    gprs = rig.controller("always-on")
+    running(gprs)
+    await eventually(lambda: rig.service.listening)
+    rig.meter.act(lambda m, now: m.log_event(now, 46))
+    await eventually(lambda: len(head_end.messages) == 1)
+    # A 1 s outage, over before any 5 s heartbeat could see the meter unpowered: the power-up
+    # still makes the register monitor compare again (P3 §9.1.2).
+    rig.meter.act(lambda m, now: m.power_failure(now, 1))
+    await rig.meter_clock.advance(60)  # the supply's return is seen at the next minute
+    rig.meter.commit()
+    await eventually(lambda: len(head_end.messages) == 2)
+    fraud = EQUIPMENT.encode() + b"," + (1 << 13).to_bytes(4, "big")
+    assert head_end.messages == [fraud, fraud]
