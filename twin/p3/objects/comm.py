@@ -3,7 +3,8 @@ GPRS network information 0-1:94.31.4 (§8.4) and the GPRS wake-up objects of cha
 setups, push script table, push scheduler, register monitor, auto answer, message handler).
 
 Writable settings are persisted and read back (`Configured`, twin/p3/objects/configured.py);
-the P3 service reads what it needs through `CommunicationSettings` (e.g. inactivity_time_out).
+the P3 service reads what it needs as the management client would (twin/p3/settings.py, e.g.
+inactivity_time_out in twin/p3/service.py).
 
 Chapter 9: the push setups' method 1 and the push script table's execute
 (twin/p3/objects/push_setup.py) hand the push to the `PushPort` of the `Env`, the GPRS
@@ -26,7 +27,7 @@ from twin.p3.objects.push_setup import (
     check_execution_times,
     check_windows,
 )
-from twin.p3.objects.simple import AttributeStore, DataObject
+from twin.p3.objects.simple import DataObject
 from twin.p3.objects.values import (
     Data,
     array,
@@ -208,21 +209,6 @@ def push_objects(env: Env) -> list[CosemObject]:
             checks={2: check_windows},
         ),
     ]
-
-
-class CommunicationSettings:
-    """Typed read access for the P3 service to the settings the CS writes."""
-
-    def __init__(self, attrs: AttributeStore) -> None:
-        self._attrs = attrs
-
-    def inactivity_time_out_s(self) -> int:
-        """TCP-UDP setup 0-0:25.0.0 attribute 6 (P3 Table 3-1; default 300 s)."""
-        return self._attrs.get("0-0:25.0.0#6", u16(INACTIVITY_TIME_OUT_S)).integer()
-
-    def apn(self) -> bytes:
-        """GPRS modem setup 0-0:25.4.0 attribute 2."""
-        return self._attrs.get("0-0:25.4.0#2", octets(b"")).octets()
 
 
 def local_port_objects(env: Env) -> list[CosemObject]:

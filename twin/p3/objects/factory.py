@@ -15,7 +15,6 @@ from twin.p3.objects.association import AssociationLN, sap_assignment
 from twin.p3.objects.base import CosemObject
 from twin.p3.objects.clock import Clock, time_shift_limit
 from twin.p3.objects.comlog import ComLog
-from twin.p3.objects.comm import CommunicationSettings
 from twin.p3.objects.definable import DefinableProfile
 from twin.p3.objects.env import Env
 from twin.p3.objects.image import ImageTransfer
@@ -38,7 +37,6 @@ class DsmrObjects:
       firmware activation (P3 §5.12) and a scheduled meter reset (P3 §8.5).
     - `session()`: the per-connection `CosemObjects` to give each DlmsServer; it records the
       management client's calls for the communication session log.
-    - `settings`: typed reads of the communication settings the CS writes (inactivity_time_out).
     - `display_lists`: the display readout lists 0-0:21.0.1..3 as the display reads them
       (P3 §5.15; a `twin.readout_lists.ReadoutLists`).
     """
@@ -48,7 +46,6 @@ class DsmrObjects:
         # Of the current association (one at a time, P3 Table 3-1): association LN attr 6.
         self.mechanism: int | None = None
         self.registry = ObjectRegistry([], env.meter.now)
-        self.settings = CommunicationSettings(env.attrs)
         firmware = abstract.firmware_id(env)
         self.calendar, tariff = tariff_objects(env)
         self.image = ImageTransfer(env, firmware)

@@ -15,6 +15,7 @@ from twin.meter.state import MbusReading
 from twin.p3.cosem import ActionResult
 from twin.p3.objects import KeyId, MbusDevice, PortResult, WrappedKey
 from twin.p3.objects import values as v
+from twin.p3.service import inactivity_time_out_s
 
 CAPTURE = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 
@@ -122,12 +123,12 @@ def test_communication_settings(twin: Twin) -> None:
     client = twin.management()
     assert read(client, 41, "0-0:25.0.0", 2) == 4059
     assert read(client, 41, "0-0:25.0.0", 5) == 1  # nb_of_sim_conn (P3 Table 3-1 note 2)
-    assert twin.objects.settings.inactivity_time_out_s() == 300
+    assert inactivity_time_out_s(twin.objects) == 300  # as the P3 service reads it
     assert write(client, 41, "0-0:25.0.0", 6, v.encode(v.u16(120))) == 0
-    assert twin.objects.settings.inactivity_time_out_s() == 120
+    assert inactivity_time_out_s(twin.objects) == 120
     assert write(client, 41, "0-0:25.0.0", 2, v.encode(v.u16(1))) == 3  # port: read only
     assert write(client, 45, "0-0:25.4.0", 2, v.encode(v.octets(b"internet.dsmr"))) == 0
-    assert twin.objects.settings.apn() == b"internet.dsmr"
+    assert bytes(read(client, 45, "0-0:25.4.0", 2)) == b"internet.dsmr"
     assert read(client, 1, "0-1:94.31.4", 2) == [-71, 3, bytearray(b"20408")]
     assert read(client, 40, "0-1:25.9.0", 3) == [0, bytearray(b""), 128]
     push = twin.objects.action(1, ref(40, "0-0:25.9.0", 1), v.encode(v.i8(0)))
