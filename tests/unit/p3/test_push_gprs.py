@@ -98,6 +98,15 @@ class HeadEnd:
 
         self.server = await asyncio.start_server(receive, sock=sock)
 
+    @classmethod
+    async def on_loopback(cls) -> tuple[HeadEnd, int]:
+        """A listening head-end on a free loopback port, and that port."""
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        head_end = cls([])
+        await head_end.listen(sock)
+        return head_end, sock.getsockname()[1]
+
 
 async def eventually(check: Callable[[], object], attempts: int = 500) -> None:
     for _ in range(attempts):
@@ -153,10 +162,7 @@ async def test_scheduled_push_retried_after_a_refused_attempt(
 async def test_alarm_push_in_always_on_mode(
     rig: Rig, running: Callable[[GprsController], None]
 ) -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    head_end = HeadEnd([])
-    await head_end.listen(sock)
+    head_end, port = await HeadEnd.on_loopback()
     gprs = rig.controller("always-on")
     running(gprs)
     await eventually(lambda: rig.service.listening)
@@ -165,7 +171,7 @@ async def test_alarm_push_in_always_on_mode(
     # P3 §9.3: the alarm setup without destination is disabled
     await eventually(lambda: "0-1:25.9.0" in gprs.status()["pushes"])
     assert gprs.status()["pushes"]["0-1:25.9.0"]["skipped"] == 1
-    rig.destination("0-1:25.9.0", sock.getsockname()[1])
+    rig.destination("0-1:25.9.0", port)
     rig.set(1, "0-0:97.98.0", 2, v.u32(0))  # cleared ...
     await rig.net.advance(5)
     rig.meter.act(lambda m, _now: m.set_alarms(0b10))  # ... and raised again
@@ -178,11 +184,7 @@ async def test_alarm_push_in_always_on_mode(
 async def test_one_push_at_a_time_and_the_sms_wakeup_message(
     rig: Rig, running: Callable[[GprsController], None]
 ) -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    head_end = HeadEnd([])
-    await head_end.listen(sock)
-    port = sock.getsockname()[1]
+    head_end, port = await HeadEnd.on_loopback()
     rig.destination("0-0:25.9.0", port)
     rig.destination("0-2:25.9.0", port)
     gprs = rig.controller("triggered")
@@ -255,11 +257,8 @@ def test_wakeup_sender_list_and_listening_window(rig: Rig) -> None:
 async def test_an_event_that_raises_an_alarm_is_pushed_without_waiting_for_a_heartbeat(
     rig: Rig, running: Callable[[GprsController], None]
 ) -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    head_end = HeadEnd([])
-    await head_end.listen(sock)
-    rig.destination("0-1:25.9.0", sock.getsockname()[1])
+    head_end, port = await HeadEnd.on_loopback()
+    rig.destination("0-1:25.9.0", port)
     gprs = rig.controller("always-on")
     running(gprs)
     await eventually(lambda: rig.service.listening)
@@ -273,11 +272,8 @@ async def test_an_event_that_raises_an_alarm_is_pushed_without_waiting_for_a_hea
 async def test_an_alarm_still_active_after_a_short_power_failure_is_pushed_again(
     rig: Rig, running: Callable[[GprsController], None]
 ) -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    head_end = HeadEnd([])
-    await head_end.listen(sock)
-    rig.destination("0-1:25.9.0", sock.getsockname()[1])
+    head_end, port = await HeadEnd.on_loopback()
+    rig.destination("0-1:25.9.0", port)
     rig.set(1, "0-0:97.98.10", 2, v.u32(1 << 13))  # only fraud is an alarm (not power up)
     gprs = rig.controller("always-on")
     running(gprs)
