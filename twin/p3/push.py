@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from twin.p3.cosem import AttributeRef
 from twin.p3.interfaces import CosemObjects
-from twin.p3.objects.base import obis_bytes
+from twin.p3.objects.base import obis_bytes, obis_text
 from twin.p3.objects.values import Data, Tag, ValueTypeError, encode
 from twin.p3.push_time import ALWAYS, RetryPlan, Windows, parse_windows
 from twin.p3.settings import read_data
@@ -46,10 +46,7 @@ class PushConfigError(ValueError):
 
 def ln_text(ln: bytes) -> str:
     """6-byte logical name as 'A-B:C.D.E' (F = 255 left out), for logs and `ctl status`."""
-    if len(ln) != 6:
-        return ln.hex()
-    text = f"{ln[0]}-{ln[1]}:{ln[2]}.{ln[3]}.{ln[4]}"
-    return text if ln[5] == 255 else f"{text}.{ln[5]}"
+    return obis_text(ln) if len(ln) == 6 else ln.hex()
 
 
 @dataclass(frozen=True, slots=True)

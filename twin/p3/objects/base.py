@@ -47,6 +47,15 @@ def obis_bytes(code: str) -> bytes:
     return bytes(groups)
 
 
+def obis_text(raw: bytes) -> str:
+    """6-byte logical name -> '1-0:1.8.1' (F shown only when it is not 255); the inverse of
+    `obis_bytes`."""
+    if len(raw) != 6:
+        raise ValueError(f"a logical name is 6 bytes, not {len(raw)}")
+    text = f"{raw[0]}-{raw[1]}:{raw[2]}.{raw[3]}.{raw[4]}"
+    return text if raw[5] == 255 else f"{text}.{raw[5]}"
+
+
 @dataclass(frozen=True, slots=True)
 class Rights:
     """One row's rights: client SAP -> subset of 'R', 'W', 'X'."""

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from twin.p3.cosem import DataAccessResult
-from twin.p3.objects.base import CosemObject, ObjectError, Request, obis_bytes
+from twin.p3.objects.base import CosemObject, ObjectError, Request, obis_bytes, obis_text
 from twin.p3.objects.values import (
     Data,
     Tag,
@@ -179,8 +179,7 @@ def column_of(definition: Data) -> Column:
     raw = code.octets()
     if len(raw) != 6:
         raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "logical name")
-    text = f"{raw[0]}-{raw[1]}:{raw[2]}.{raw[3]}.{raw[4]}"
-    return class_id.integer(), text, index.integer()
+    return class_id.integer(), obis_text(raw), index.integer()
 
 
 def _when(value: Data) -> datetime:

@@ -22,7 +22,14 @@ from typing import ClassVar
 
 from twin.catalogue import CATALOGUE
 from twin.p3.cosem import AttributeRef, DataAccessResult
-from twin.p3.objects.base import MANAGEMENT_SAP, CosemObject, ObjectError, Request, obis_bytes
+from twin.p3.objects.base import (
+    MANAGEMENT_SAP,
+    CosemObject,
+    ObjectError,
+    Request,
+    obis_bytes,
+    obis_text,
+)
 from twin.p3.objects.env import Env
 from twin.p3.objects.simple import Stored
 from twin.p3.objects.values import (
@@ -105,7 +112,7 @@ class ReadoutList(CosemObject):
 
     def codes(self) -> tuple[str, ...]:
         """The OBIS codes of the capture objects, in order (read-only view for the display)."""
-        return tuple(_code(_ref_of(item).obis) for item in self.columns.get().items)
+        return tuple(obis_text(_ref_of(item).obis) for item in self.columns.get().items)
 
     def _captured(self, now: datetime) -> bool:
         return self._empty_until is None or now >= self._empty_until
@@ -120,12 +127,6 @@ class ReadoutList(CosemObject):
             raw = self.read_attribute(ref)
             values.append(null() if isinstance(raw, DataAccessResult) else decode(raw))
         return values
-
-
-def _code(raw: bytes) -> str:
-    """6-byte logical name -> reduced OBIS code ('1-0:1.8.1'; F shown only if not 255)."""
-    tail = "" if raw[5] == 255 else f".{raw[5]}"
-    return f"{raw[0]}-{raw[1]}:{raw[2]}.{raw[3]}.{raw[4]}{tail}"
 
 
 def _ref_of(item: Data) -> AttributeRef:
