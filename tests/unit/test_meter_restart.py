@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import steady_config
-from twin.app import make_clock
+from twin.app import build
 from twin.clock import TIME_MAX
 from twin.config import ClockConfig, Config
 from twin.meter.events import EventCode, EventLog
@@ -37,12 +37,12 @@ def config_at(speed: float, start: str = START, *, resync: bool = False) -> Conf
 
 
 def open_meter(config: Config, state_dir: Path) -> Meter:
-    """What `twin.app.build` does: the store, the clock from its checkpoint, the meter."""
-    store = Store.open(state_dir)
-    return Meter(config, make_clock(config, store.load()), store, random.Random(1))
+    """The meter of a twin built as `dsmr-twin run` builds it: store, clock, meter, ports."""
+    return build(config, state_dir, random.Random(1)).meter
 
 
 def restart(meter: Meter, config: Config, state_dir: Path) -> Meter:
+    """Stop as `twin.app.serve` stops (checkpoint, close the store), then build again."""
     meter.commit()
     meter.store.close()
     return open_meter(config, state_dir)
