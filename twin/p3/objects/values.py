@@ -344,5 +344,5 @@ def parse_date_time(raw: bytes) -> datetime | None:
         local = datetime(year, month, day, hour, minute, second)
         zone = timezone(timedelta(minutes=-deviation))
         return local.replace(tzinfo=zone).astimezone(UTC)
-    except (ValueError, OverflowError) as exc:  # no such day; or before year 1 in UTC
+    except (ValueError, OverflowError) as exc:  # no such day, or outside years 1..9999 in UTC
         raise ValueTypeError(f"date-time {raw.hex()}: {exc}") from exc
