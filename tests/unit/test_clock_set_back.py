@@ -14,8 +14,11 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
-from tests.support import amsterdam, steady_config
-from twin.clock import ManualClock
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.support import amsterdam, model_at, steady_config
+from twin.clock import ManualClock, floor_to
 from twin.meter.profiles import STATUS_CAD, STATUS_DNV
 from twin.metering import Meter
 from twin.store import Store
@@ -108,3 +111,49 @@ def test_a_small_synchronisation_back_over_a_quarter_does_not_capture_it_twice(
     assert rows[0] == captured  # not overwritten by a second capture of 12:15
     assert_one_row_per_time_and_no_negative_interval(meter)
     meter.store.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["run", "set", "sync"]),
+            st.integers(min_value=-86400, max_value=86400),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_any_clock_sets_leave_every_buffer_in_capture_order_by_time(
+    steps: list[tuple[str, int]],
+) -> None:
+    """Captures, in the order the model makes them, have strictly increasing times and
+    never-decreasing values, whatever the clock sets between them."""
+    start = amsterdam(2026, 11, 30, 20, 0)
+    model = model_at(start, CONFIG)
+    model.set_load_override(start, 1000)
+    now = reached = start
+    for kind, seconds in steps:
+        if kind == "run":
+            now += timedelta(seconds=abs(seconds) % 10_800)
+            model.advance(now)
+        elif kind == "set":
+            new = now + timedelta(seconds=seconds)
+            model.clock_adjusted(now, new)
+            now = new
+        else:
+            new = now + timedelta(seconds=seconds % 121 - 60)  # within the time shift limit
+            model.advance(now)
+            model.clock_moved(new)
+            now = new
+        reached = max(reached, now)
+    end = max(reached, model.time) + timedelta(hours=1)  # past every time reached before
+    model.advance(end)
+    out = model.drain()
+    load = out.load_profile
+    assert all(a.time < b.time and a.import_wh <= b.import_wh for a, b in pairwise(load))
+    for rows in (out.daily_profile, out.monthly_profile):
+        assert all(a.time < b.time and a.energy_wh <= b.energy_wh for a, b in pairwise(rows))
+    hourly = [r for r in out.mbus_hourly if r.channel == 1]
+    assert all(a.time < b.time and a.value <= b.value for a, b in pairwise(hourly))
+    assert load[-1].time == floor_to(end, 900)  # and capturing again
