@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from twin.clock import Clock, SimulatedClock, SystemClock
+from twin.clock import TIME_MAX, Clock, SimulatedClock, SystemClock, carryable, clamp_carryable
 from twin.config import Config
 from twin.control import SOCKET_NAME, ControlError, ControlServer
 from twin.metering import Meter
@@ -31,18 +31,27 @@ TICK_S = 0.5  # real seconds between metering ticks (events are committed within
 
 
 def make_clock(config: Config, checkpoint: Checkpoint | None) -> Clock:
-    """The meter's clock.
+    """The clock the meter's time runs on (the meter adds the clock sets of this run to it).
 
-    Speed 1 without a configured start is the host's clock. Otherwise meter time is simulated:
-    a new meter starts at the configured start (or now); an existing one continues its own
-    timeline, the downtime passing at the configured speed like any other meter time.
+    A new meter starts at the configured start, or on the host's clock at speed 1 without one.
+    An existing meter continues its own timeline whatever the speed: its checkpointed time
+    (which already holds every clock set) plus the real downtime times the speed, as a real
+    meter's clock runs on through a power failure. `[clock] resync` is the meter's business:
+    it sets this clock like a P3 clock set would.
     """
     speed, start = config.clock.speed, config.clock.start_time()
+    if checkpoint is not None and carryable(checkpoint.state.time):
+        downtime = max(0.0, time.time() - checkpoint.real_time) * speed
+        try:
+            continued = checkpoint.state.time + timedelta(seconds=downtime)
+        except OverflowError:
+            continued = TIME_MAX
+        if continued > TIME_MAX:
+            log.error("the meter clock would run past %s, the last time it can carry", TIME_MAX)
+        return SimulatedClock(clamp_carryable(continued), speed)
+    # A new meter, or a stored time no port can carry (the meter logs and recovers).
     if speed == 1 and start is None:
         return SystemClock()
-    if checkpoint is not None:
-        downtime = max(0.0, time.time() - checkpoint.real_time) * speed
-        return SimulatedClock(checkpoint.state.time + timedelta(seconds=downtime), speed)
     return SimulatedClock(start or datetime.now(UTC), speed)
 
 

@@ -15,6 +15,38 @@ from zoneinfo import ZoneInfo
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
+# The times the meter can carry on every port. P2 dates (UTC, date and time type I, EN 13757-3
+# annex A) have no century, so P2 devices live in 2000-2099, and P1 timestamps have a two-digit
+# year (P1 Table 5-1, TST "YYMMDDhhmmssX"), so the meter clock stays within 2000-01-01 and
+# 2099-12-31 in UTC and in Dutch local time alike (local 2099-12-31 23:59:59 is 22:59:59 UTC).
+TIME_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+TIME_MAX = datetime(2099, 12, 31, 22, 59, 59, tzinfo=UTC)
+TIME_SHIFT_LIMIT_S = 60  # 1-0:0.9.11 default: larger clock sets log events 4/5 (P3 §5.3)
+
+
+class TimeRangeError(ValueError):
+    """A meter time outside TIME_MIN..TIME_MAX: no port could carry it."""
+
+
+def carryable(when: datetime) -> bool:
+    """True for a time the meter can keep and publish on every port."""
+    return TIME_MIN <= when <= TIME_MAX
+
+
+def check_carryable(when: datetime) -> datetime:
+    """`when`, or TimeRangeError when the meter cannot carry it."""
+    if not carryable(when):
+        raise TimeRangeError(
+            f"{when.isoformat()} is outside the meter's range"
+            f" {TIME_MIN.isoformat()} .. {TIME_MAX.isoformat()}"
+        )
+    return when
+
+
+def clamp_carryable(when: datetime) -> datetime:
+    """The nearest time the meter can carry."""
+    return min(max(when, TIME_MIN), TIME_MAX)
+
 
 class Clock(Protocol):
     """A source of meter time that services can also wait on."""

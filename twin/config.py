@@ -95,6 +95,9 @@ class ClockConfig:
     start: str = field(
         default="now", metadata=_rule(lambda v: v == "now" or _iso_time(v), "'now' or ISO time")
     )
+    # A meter keeps its own timeline across restarts; true sets it to `start` (or the host's
+    # clock) at every start, logged as a clock set (events 4/5).
+    resync: bool = False
 
     def start_time(self) -> datetime | None:
         return None if self.start == "now" else _iso_time(self.start)

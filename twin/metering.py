@@ -13,10 +13,20 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from typing import TypeVar
 
-from twin.clock import Clock, OffsetClock
+from twin.clock import (
+    TIME_MAX,
+    TIME_MIN,
+    TIME_SHIFT_LIMIT_S,
+    Clock,
+    OffsetClock,
+    SystemClock,
+    carryable,
+    check_carryable,
+    clamp_carryable,
+)
 from twin.config import WEEKDAYS, Config, parse_hhmm
 from twin.meter.model import MeterModel, Outbox
-from twin.meter.state import MeterReading
+from twin.meter.state import MeterReading, MeterState
 from twin.meter.tariff import TariffProgram
 from twin.store import Store
 
@@ -24,7 +34,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 TARIFF_SETTING = "tariff_program"
-CLOCK_OFFSET_SETTING = "clock_offset_s"
 
 
 def program_from_config(config: Config) -> TariffProgram:
@@ -69,8 +78,10 @@ class Meter:
 
     def __init__(self, config: Config, clock: Clock, store: Store, rng: random.Random) -> None:
         self.config = config
-        # The meter's clock is the host's (or simulated) clock plus what P3 clock sets moved it.
-        self.clock = OffsetClock(clock, float(store.setting(CLOCK_OFFSET_SETTING) or 0.0))
+        # The meter's clock: `clock` continues the checkpointed timeline (twin.app.make_clock),
+        # and P3 clock sets of this run move it. The checkpoint holds every earlier clock set;
+        # the offset that stores written before this rule hold is not applied again.
+        self.clock = OffsetClock(clock)
         self.store = store
         checkpoint = store.load()
         now = self.clock.now()
@@ -82,6 +93,8 @@ class Meter:
             state = MeterModel.new_state(config, now)
             self.model = MeterModel(config, rng, state, program)
             log.info("new meter %s starts at %s", config.meter.equipment_id, now.isoformat())
+        elif not carryable(checkpoint.state.time):
+            self.model = self._recover(checkpoint.state, now, program, rng)
         else:
             self.model = MeterModel(config, rng, checkpoint.state, program)
             downtime = (now - checkpoint.state.time).total_seconds()
@@ -94,6 +107,37 @@ class Meter:
         # listeners must be quick and must not call back into the meter.
         self.on_events: list[Callable[[], None]] = []
         self.commit()
+        if checkpoint is not None and config.clock.resync:
+            self._resync()
+
+    def _recover(
+        self, state: MeterState, now: datetime, program: TariffProgram, rng: random.Random
+    ) -> MeterModel:
+        """The store holds a meter time no port can carry (a clock set before they were
+        range-checked): restart the clock at `now` as a clock set from the nearest time the
+        meter can carry (events 4/5), and drop what was stamped after `now`."""
+        log.error(
+            "the stored meter time %s is outside %s .. %s; the meter clock restarts at %s",
+            state.time.isoformat(),
+            TIME_MIN.isoformat(),
+            TIME_MAX.isoformat(),
+            now.isoformat(),
+        )
+        state.time = clamp_carryable(state.time)
+        model = MeterModel(self.config, rng, state, program)
+        model.clock_adjusted(state.time, now)
+        # The dropped rows were the ones after `now`: captures need not wait for them.
+        model.state.capture_floor = None
+        self.store.drop_entries_after(now)
+        return model
+
+    def _resync(self) -> None:
+        """`[clock] resync`: set the clock to the configured start or the host's clock, like a
+        P3 clock set (events 4/5 beyond the default time shift limit, P3 §5.3)."""
+        target = clamp_carryable(self.config.clock.start_time() or SystemClock().now())
+        shift = abs((target - self.clock.now()).total_seconds())
+        log.info("clock resync to %s (a shift of %.0f s)", target.isoformat(), shift)
+        self.set_time(target, event=shift > TIME_SHIFT_LIMIT_S)
 
     def commit(self) -> None:
         """Advance to now and make the registers and the outbox durable."""
@@ -134,15 +178,15 @@ class Meter:
         return result
 
     def set_time(self, new: datetime, *, event: bool = True) -> None:
-        """Set the meter clock (P3 clock object); the offset persists.
+        """Set the meter clock (P3 clock object); the next checkpoint carries the new time.
 
         With `event` (a shift above the clock time shift limit): events 4/5 and the CAD status
         bit. Without: the clock just moves (a small synchronisation, P3 §5.3).
         """
+        check_carryable(new)  # TimeRangeError: no port could show it (twin/clock.py)
         old = self.clock.now()
         self.model.advance(old)
         self.clock.set_now(new)
-        self.store.put_setting(CLOCK_OFFSET_SETTING, self.clock.offset.total_seconds())
         if event:
             self.model.clock_adjusted(old, new)
         else:

@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from twin.clock import TIME_MAX
 from twin.meter.events import Event, EventCode, EventLog
 from twin.meter.model import Outbox
 from twin.meter.profiles import (
@@ -36,6 +37,15 @@ class StoredEntry:
     id: int
     time: datetime
     entry: bytes
+
+
+_PROFILE_TABLES = (  # fixed table names, for statements over every profile buffer
+    "load_profile",
+    "daily_profile",
+    "monthly_profile",
+    "mbus_hourly",
+    "definable_profile",
+)
 
 
 def _ts(when: datetime) -> float:
@@ -206,6 +216,16 @@ class ProfileTables:
     @staticmethod
     def _drop_entries(db: sqlite3.Connection, ids: Iterable[int]) -> None:
         db.executemany("DELETE FROM definable_profile WHERE id = ?", [(i,) for i in ids])
+
+    def drop_entries_after(self, when: datetime) -> None:
+        """Remove the profile rows stamped after `when` and the events stamped after the last
+        time the meter can carry, in one transaction: after a restart from a stored time no
+        port could carry, they would sort after every new row and could never be shown."""
+        after, limit = _ts(when), _ts(TIME_MAX)
+        with self._transaction() as db:
+            for table in _PROFILE_TABLES:
+                db.execute(f"DELETE FROM {table} WHERE time > ?", (after,))  # noqa: S608
+            db.execute("DELETE FROM events WHERE time > ?", (limit,))
 
     # ------------------------------------------------------------------ reset () (class 7)
 

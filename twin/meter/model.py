@@ -101,7 +101,6 @@ class MeterModel:
         self._outage: tuple[float, float] | None = None  # (start, end) epoch seconds
         self._windows: dict[int, _Window] = {}
         self._override_w: float | None = None
-        self._period_flags = 0  # status bits gathered for the running 15-minute period
         self.mbus_status = MbusHourStatus()  # bits of the running hour, 0-x:96.10.3
         self.outbox = Outbox()
         self.state.averages.grid = self._grid_voltages  # voltages of steps without a window
@@ -117,6 +116,15 @@ class MeterModel:
             time=start.astimezone(UTC),
             gas=GasState(gas.channel, gas.equipment_id, gas.start_m3 * 1000) if stand_in else None,
         )
+
+    @property
+    def _period_flags(self) -> int:
+        """Status bits gathered for the running 15-minute period; checkpointed."""
+        return self.state.period_flags
+
+    @_period_flags.setter
+    def _period_flags(self, flags: int) -> None:
+        self.state.period_flags = flags
 
     # ------------------------------------------------------------------ time
 
@@ -205,15 +213,36 @@ class MeterModel:
             self._log(when - timedelta(seconds=1), EventCode.DST_CHANGE)
             self._dst = dst
         self._end_outage_if_due(ts)
-        if ts % LOAD_PROFILE_PERIOD_S == 0:
+        capturing = self._captures_resume(when)
+        if ts % LOAD_PROFILE_PERIOD_S == 0 and capturing:
             self._capture_load_profile(when)
         if ts % 3600 == 0:
             self._capture_gas_hour(when)
-            self._capture_mbus_hour(when)
-        if here.hour == 0 and here.minute == 0:
+            if capturing:
+                self._capture_mbus_hour(when)
+        if here.hour == 0 and here.minute == 0 and capturing:
             self._capture_daily(when, here.day == 1)
 
     # ------------------------------------------------------------------ profiles
+
+    def _captures_resume(self, when: datetime) -> bool:
+        """False while `when` is at or before the newest capture made before the clock was
+        set back (`_hold_captures`): the buffers keep that row, and one row per capture
+        period (P3 §6.3, §7.4 "filled monotonously"). The status bits gathered meanwhile
+        (CAD|DNV of the set) go to the first row after it."""
+        floor = self.state.capture_floor
+        if floor is not None and when > floor:
+            self.state.capture_floor = floor = None
+        return floor is None
+
+    def _hold_captures(self, new: datetime) -> None:
+        """The clock goes back to `new`: no profile captures until it passes the time it had
+        reached, so no row is captured twice and no interval energy between consecutive
+        rows goes negative (the registers never decrease, and rows stay in time order)."""
+        reached = self.time
+        if new < reached:
+            floor = self.state.capture_floor
+            self.state.capture_floor = reached if floor is None else max(floor, reached)
 
     def _status(self, when: datetime) -> int:
         return self._period_flags | (STATUS_DST if is_dst(when) else 0)
@@ -375,12 +404,14 @@ class MeterModel:
         self._period_flags |= STATUS_CAD | STATUS_DNV
         # Energy is not integrated over a jump forward; after a jump back it is integrated
         # again as real time passes, so the registers still never decrease.
+        self._hold_captures(new)
         self._ts = new.timestamp()
         self._minute = None
         self.state.time = self.time
 
     def clock_moved(self, new: datetime) -> None:
         """A clock synchronisation within the time shift limit: no events, no status bits."""
+        self._hold_captures(new)
         self._ts = new.timestamp()
         self._minute = None
         self.state.time = self.time

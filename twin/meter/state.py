@@ -73,6 +73,12 @@ class MeterState:
     error_register: int = 0  # 0-0:97.97.0 (P3 §4.2.3)
     alarm_filter: int = FACTORY_ALARM_FILTER  # 0-0:97.98.10
     averages: AverageState = field(default_factory=AverageState)  # P3 §6.4, 10-minute values
+    # After the clock was set back: the profiles already hold rows up to this time, so no
+    # capture happens at or before it (one entry per capture period, P3 §6.3, §7.4).
+    capture_floor: datetime | None = None
+    # AMR status bits gathered for the running 15-minute period (P3 §4.2.5): a CAD or PDN of
+    # the period still reaches its row when the twin restarts before the row is captured.
+    period_flags: int = 0
 
     def wh(self, code: str) -> int:
         """A register in whole Wh, as published."""
@@ -94,6 +100,7 @@ class MeterState:
             for channel, d in self.mbus.items()
         }
         record["averages"] = self.averages.to_record()
+        record["capture_floor"] = self.capture_floor.isoformat() if self.capture_floor else None
         return record
 
     @classmethod
@@ -126,6 +133,8 @@ class MeterState:
             error_register=int(record.get("error_register", 0)),
             alarm_filter=int(record.get("alarm_filter", FACTORY_ALARM_FILTER)),
             averages=AverageState.from_record(record.get("averages")),
+            capture_floor=_utc(floor) if (floor := record.get("capture_floor")) else None,
+            period_flags=int(record.get("period_flags", 0)),
             gas=None
             if gas is None
             else GasState(

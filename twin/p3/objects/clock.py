@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from twin.clock import is_dst
+from twin.clock import TIME_SHIFT_LIMIT_S, carryable, is_dst
 from twin.p3.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request
 from twin.p3.objects.env import Env
@@ -88,6 +88,8 @@ class Clock(CosemObject):
             new = parse_date_time(value.octets())
             if new is None:
                 raise ObjectError(DataAccessResult.OTHER_REASON, "time with wildcards")
+            if not carryable(new):  # P2 dates end in 2099: a later time would brick ports
+                raise ObjectError(DataAccessResult.OTHER_REASON, f"{new} is out of range")
             self.set_time(new, request.now)
             return
         if index not in self.stored:
@@ -96,7 +98,7 @@ class Clock(CosemObject):
 
 
 def shift_limit(env: Env) -> Stored:
-    return Stored(env.attrs, "clock.time_shift_limit", u8(60))
+    return Stored(env.attrs, "clock.time_shift_limit", u8(TIME_SHIFT_LIMIT_S))
 
 
 def time_shift_limit(env: Env) -> Register:

@@ -342,6 +342,7 @@ def parse_date_time(raw: bytes) -> datetime | None:
         return None
     try:
         local = datetime(year, month, day, hour, minute, second)
-    except ValueError as exc:
+        zone = timezone(timedelta(minutes=-deviation))
+        return local.replace(tzinfo=zone).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # no such day, or outside years 1..9999 in UTC
         raise ValueTypeError(f"date-time {raw.hex()}: {exc}") from exc
-    return local.replace(tzinfo=timezone(timedelta(minutes=-deviation))).astimezone(UTC)

@@ -69,6 +69,26 @@ def test_clock_set_refuses_wildcards_and_wrong_types(twin: Twin) -> None:
     assert twin.meter.store.events(EventLog.STANDARD) == []
 
 
+def test_clock_set_refuses_a_time_the_meter_cannot_carry(twin: Twin) -> None:
+    """2000-01-01 .. 2099-12-31 local (twin/clock.py): P2 dates end in 2099. A time outside
+    is refused and changes nothing; year 1 does not even fit a UTC datetime."""
+    client = twin.management()
+    before = twin.meter.now()
+    for when in (
+        datetime(9999, 12, 31, 12, tzinfo=UTC),
+        datetime(2099, 12, 31, 23, 0, tzinfo=UTC),  # 2100-01-01 00:00 local
+        datetime(1999, 12, 31, 22, 59, 59, tzinfo=UTC),
+    ):
+        assert write(client, 8, "0-0:1.0.0", 2, v.encode(v.date_time(when))) == 250
+    year_1 = bytes.fromhex("00010101FF00000000FFC400")  # 0001-01-01 00:00 local (UTC+1)
+    assert write(client, 8, "0-0:1.0.0", 2, v.encode(v.octets(year_1))) == 12  # type-unmatched
+    assert twin.meter.now() - before < timedelta(seconds=1)
+    assert twin.meter.store.events(EventLog.STANDARD) == []
+    last = datetime(2099, 12, 31, 22, 59, 59, tzinfo=UTC)  # 2099-12-31 23:59:59 local
+    assert write(client, 8, "0-0:1.0.0", 2, v.encode(v.date_time(last))) == 0
+    assert twin.meter.now() - last < timedelta(seconds=1)
+
+
 def test_energy_registers_equal_what_p1_shows(twin: Twin) -> None:
     twin.meter.act(lambda m, now: m.set_load_override(now, 2500.0))
     run(twin.clock.advance(3 * 3600))

@@ -161,3 +161,14 @@ def test_activated_program_survives_a_restart(tmp_path: Path) -> None:
     )
     assert again.model.program.normal_start == time(9, 0)
     again.store.close()
+
+
+def test_an_activation_time_beyond_any_datetime_is_refused(twin: Twin) -> None:
+    """9999-12-31 23:30 at deviation +60 (UTC = local + 60 min) is year 10000 in UTC, and
+    0001-01-01 00:00 at -60 is year 0: refused as type-unmatched, and the calendar keeps
+    working (its activation check runs before every request)."""
+    client = twin.management()
+    for raw in ("270F0C1FFF171E0000003C00", "00010101FF00000000FFC400"):
+        assert write(client, 20, CALENDAR, 10, v.encode(v.octets(bytes.fromhex(raw)))) == 12
+    twin.objects.tick()
+    assert bytes(read(client, 20, CALENDAR, 10)).hex() == "ffffffffffffffffff8000ff"
