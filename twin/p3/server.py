@@ -240,10 +240,20 @@ class DlmsServer:
 
     def _release_info(self, session: Session, rlrq: Rlrq, security: Security) -> bytes | None:
         response = InitiateResponse(session.conformance, self._config.max_receive_pdu_size)
+        if rlrq.user_information is None:
+            # A plain RLRQ (Gurux's default, 62 03 80 01 00) is answered with a plain RLRE,
+            # also in a ciphered AA. Green Book §9.3.3 (AA release, as amended in P3 Annex
+            # C): the user-information of the RLRQ is optional; *if* it carries an
+            # xDLMS-Initiate.request in a ciphered context, that one is authenticated and
+            # encrypted (P3 §3.2.3 item 3), and only then does the RLRE carry a ciphered
+            # InitiateResponse. The RLRE without user-information discloses nothing, and
+            # ending the AA grants a forger nothing that closing TCP or one out-of-sequence
+            # frame (a silent release, P3 §3.2.3) would not.
+            return None
         if not session.policy.ciphered:
-            return None if rlrq.user_information is None else response.to_bytes()
+            return response.to_bytes()
         # P3 §3.2.3 item 3: the RLRQ's InitiateRequest is authenticated and encrypted.
-        raw = rlrq.user_information or b""
+        raw = rlrq.user_information
         if not raw or raw[0] != GLO_TAG[InitiateRequest.TAG]:
             raise SecurityError("RLRQ of a ciphered association without glo-InitiateRequest")
         decipher(session, raw, security, pending_hls=False, first_counter=self._first)

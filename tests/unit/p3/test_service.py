@@ -157,7 +157,7 @@ async def test_public_client_and_gurux_client(rig: Rig) -> None:
             peer.associate()
             peer.read(GXDLMSClock("0.0.1.0.0.255"), 2)
             value = peer.read(GXDLMSRegister("1.0.1.8.1.255"), 2)
-            assert peer.release() is False  # Gurux's RLRQ counter: silent release
+            assert peer.release() is True  # its plain RLRQ gets an RLRE (Green Book §9.3.3)
             return value
         finally:
             peer.close()
