@@ -25,12 +25,19 @@ from twin.p3.association import (
     State,
     Trigger,
 )
-from twin.p3.errors import ApduError, FramingError, SecurityError, UnknownApduError
+from twin.p3.errors import (
+    ApduError,
+    CounterExhaustedError,
+    FramingError,
+    SecurityError,
+    UnknownApduError,
+)
 from twin.p3.establish import Security, evaluate_aarq
 from twin.p3.events import (
     Associated,
     AuthenticationFailed,
     CloseConnection,
+    CounterExhausted,
     Released,
     ServerEvent,
     Transmit,
@@ -135,7 +142,12 @@ class DlmsServer:
             return self._abort(f"wrapper: {exc}")
         events: list[ServerEvent] = []
         for pdu in pdus:
-            events += self._on_pdu(pdu)
+            try:
+                events += self._on_pdu(pdu)
+            except CounterExhaustedError as exc:
+                # No counter left to protect the answer: end the AA without a word, as for
+                # any ciphering failure (P3 §3.2.3); never answer with a reused nonce.
+                events += [CounterExhausted(), *self._abort(str(exc))]
             if self._closed:
                 break
         return events
@@ -202,15 +214,23 @@ class DlmsServer:
                 policy.context, AssociationResult.REJECTED_PERMANENT, UserDiagnostic.NO_REASON_GIVEN
             )
             return self._reply(policy.sap, refusal.to_bytes())
-        done = evaluate_aarq(
-            apdu,
-            policy,
-            config=self._config,
-            security=self._security(),
-            challenges=self._challenges,
-            first_counter=self._first,
-            enabled=self._mechanisms.enabled_mechanisms(),
-        )
+        try:
+            done = evaluate_aarq(
+                apdu,
+                policy,
+                config=self._config,
+                security=self._security(),
+                challenges=self._challenges,
+                first_counter=self._first,
+                enabled=self._mechanisms.enabled_mechanisms(),
+            )
+        except CounterExhaustedError:
+            # The AARE cannot carry a ciphered InitiateResponse: refuse (in clear, nothing
+            # ciphered) until a new GUEK restarts the counter.
+            refusal = Aare(
+                policy.context, AssociationResult.REJECTED_PERMANENT, UserDiagnostic.NO_REASON_GIVEN
+            )
+            return [*self._reply(policy.sap, refusal.to_bytes()), CounterExhausted()]
         events = self._reply(policy.sap, done.aare.to_bytes())
         if done.failed_login:
             events.append(AuthenticationFailed(policy.sap))

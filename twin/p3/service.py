@@ -43,6 +43,7 @@ from twin.p3.events import (
     Associated,
     AuthenticationFailed,
     CloseConnection,
+    CounterExhausted,
     Released,
     ServerEvent,
     Transmit,
@@ -140,6 +141,7 @@ class Counters:
     aborted: int = 0
     inactivity_closes: int = 0
     errors: int = 0
+    counter_exhausted: int = 0  # ciphered services refused for want of a counter
     by_client: dict[int, int] = field(default_factory=dict)
 
 
@@ -269,6 +271,7 @@ class P3Service:
         self._server: asyncio.Server | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._exhaustion_logged = False
 
     # ---- listener --------------------------------------------------------------------------
     @property
@@ -361,6 +364,7 @@ class P3Service:
     def on_event(self, connection: Connection, event: ServerEvent) -> None:
         self.heartbeat = time.monotonic()
         if isinstance(event, Associated):
+            self._exhaustion_logged = False
             connection.client = event.client
             mechanism = connection.server.mechanism
             connection.session.associated(0 if mechanism is None else int(mechanism))
@@ -376,6 +380,14 @@ class P3Service:
             log.warning("P3 failed login of client %d from %s", event.client, connection.peer)
             # P3 §4.2.1: event 46 "failed login attempt" (fraud detection log).
             self.meter.act(lambda m, now: m.log_event(now, EventCode.FAILED_LOGIN))
+        elif isinstance(event, CounterExhausted):
+            self.counters.counter_exhausted += 1
+            if not self._exhaustion_logged:  # once per exhaustion, not per refused AARQ
+                self._exhaustion_logged = True
+                log.error(
+                    "P3 invocation counter exhausted: ciphered service refused until a new "
+                    "GUEK is installed (global_key_transfer or [p3] guek)"
+                )
         elif isinstance(event, Released):
             if not event.graceful:
                 self.counters.aborted += 1
@@ -403,4 +415,6 @@ class P3Service:
             else {"peer": active.peer, "client": active.client, "since": active.since.isoformat()},
             "last_contact": None if self.last_contact is None else self.last_contact.isoformat(),
             "invocation_counter_reserved_to": self.keys.reserved_limit(),
+            "invocation_counter_exhausted": self.keys.counters.exhausted,
+            "refused_for_counter": c.counter_exhausted,
         }
