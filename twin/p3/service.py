@@ -7,6 +7,14 @@
   0 = not supervised) closes a connection that received nothing for that long. It is a network
   timer, so it runs on the injected network clock (real time in a running twin, whatever speed
   the meter clock has; a ManualClock in tests).
+- Association time-out: with one slot, a client that connects and never completes an
+  association (silent, half a header, an unknown client SAP, HLS pass 3 never sent) would hold
+  the meter for the whole inactivity time-out. A connection without an established association
+  is closed after `association_timeout_s` (`[p3]`, default 10 s) from its opening or from the
+  end of its last association. DSMR P3 names no such timer; head-ends send the AARQ right after
+  connecting (P3 §3.3: sessions "as short as possible"), and the AARQ plus HLS pass 3/4 take
+  two round trips, a few seconds over GPRS. (Other protocols use the same guard, e.g. DICOM's
+  association-request timeout or OPC UA Part 6 §7.1.3 for the Hello message.)
 - Bookkeeping through the meter model (`meter.act`): fraud event 46 "failed login attempt" for
   every failed HLS or undecipherable AARQ (P3 §4.2.1).
 - Each connection serves the object model through its own `ObjectSession`, which records the
@@ -60,6 +68,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 4059  # P3 §3: "the standardized port number 4059"
 DEFAULT_INACTIVITY_S = 300  # P3 Table 3-1
+DEFAULT_ASSOCIATION_TIMEOUT_S = 10.0  # see the module docstring
 READ_CHUNK = 65536
 HEARTBEAT_S = 5.0
 ENDING_GRACE_S = 0.2  # real seconds a closing, unassociated connection gets
@@ -140,6 +149,7 @@ class Counters:
     auth_failures: int = 0
     aborted: int = 0
     inactivity_closes: int = 0
+    association_timeouts: int = 0  # closed for completing no association in time
     errors: int = 0
     counter_exhausted: int = 0  # ciphered services refused for want of a counter
     by_client: dict[int, int] = field(default_factory=dict)
@@ -160,6 +170,7 @@ class Connection:
         self.peer = str(writer.get_extra_info("peername"))
         self.since = service.net_clock.now()
         self.last_activity = self.since
+        self.unassociated_since = self.since  # the association time-out counts from here
         self.client: int | None = None
         self.session = service.objects.session()
         self.server = DlmsServer(
@@ -173,7 +184,7 @@ class Connection:
         )
 
     async def serve(self) -> None:
-        watchdog = asyncio.create_task(self._inactivity(), name="dsmr-twin.p3.inactivity")
+        watchdog = asyncio.create_task(self._watch(), name="dsmr-twin.p3.inactivity")
         try:
             while True:
                 try:
@@ -221,20 +232,42 @@ class Connection:
                 return False
         return keep_open
 
-    async def _inactivity(self) -> None:
+    async def _watch(self) -> None:
+        """Close the connection at the first of its deadlines (inactivity, association)."""
         clock = self.service.net_clock
         while True:
-            timeout = self.service.inactivity_s()
-            if timeout <= 0:  # Blue Book class 41: 0 = inactivity not supervised
+            deadline, expired = self._deadline()
+            if deadline is None:  # Blue Book class 41: 0 = inactivity not supervised
                 await clock.sleep_until(clock.now() + timedelta(seconds=HEARTBEAT_S))
-                continue
-            deadline = self.last_activity + timedelta(seconds=timeout)
-            if clock.now() >= deadline:
-                self.service.counters.inactivity_closes += 1
-                log.info("P3 connection %s inactive for %d s: closed", self.peer, timeout)
+            elif clock.now() >= deadline:
+                expired()
                 self._close()
                 return
-            await clock.sleep_until(deadline)
+            else:
+                # Wake at least every heartbeat: the end of an association moves a deadline.
+                await clock.sleep_until(min(deadline, clock.now() + timedelta(seconds=HEARTBEAT_S)))
+
+    def _deadline(self) -> tuple[datetime | None, Callable[[], None]]:
+        deadlines: list[tuple[datetime, Callable[[], None]]] = []
+        timeout = self.service.inactivity_s()
+        if timeout > 0:
+            deadlines.append((self.last_activity + timedelta(seconds=timeout), self._inactive))
+        if self.server.state is not State.ASSOCIATED:
+            limit = timedelta(seconds=self.service.association_timeout_s)
+            deadlines.append((self.unassociated_since + limit, self._unassociated))
+        if not deadlines:
+            return None, self._inactive
+        return min(deadlines, key=lambda item: item[0])
+
+    def _inactive(self) -> None:
+        self.service.counters.inactivity_closes += 1
+        timeout = self.service.inactivity_s()
+        log.info("P3 connection %s inactive for %d s: closed", self.peer, timeout)
+
+    def _unassociated(self) -> None:
+        # DEBUG: anyone who can reach the port can cause this line (see docs/operations.md).
+        self.service.counters.association_timeouts += 1
+        log.debug("P3 connection %s made no association in time: closed", self.peer)
 
     def _close(self) -> None:
         if not self.writer.is_closing():
@@ -254,6 +287,7 @@ class P3Service:
         *,
         net_clock: Clock,
         challenges: UrandomChallenges | None = None,
+        association_timeout_s: float = DEFAULT_ASSOCIATION_TIMEOUT_S,
     ) -> None:
         self.meter = meter
         self.keys = keys
@@ -261,6 +295,7 @@ class P3Service:
         self.host = host
         self.port = port
         self.net_clock = net_clock
+        self.association_timeout_s = association_timeout_s
         self.challenges = challenges or UrandomChallenges()
         self.counters = Counters()
         self.active: Connection | None = None
@@ -389,6 +424,7 @@ class P3Service:
                     "GUEK is installed (global_key_transfer or [p3] guek)"
                 )
         elif isinstance(event, Released):
+            connection.unassociated_since = self.net_clock.now()
             if not event.graceful:
                 self.counters.aborted += 1
             # P3 §5.10 footnote 6: the comlog entries are written at the release of the AA.
@@ -409,6 +445,7 @@ class P3Service:
             "failed_logins": c.auth_failures,
             "aborted": c.aborted,
             "inactivity_closes": c.inactivity_closes,
+            "association_timeouts": c.association_timeouts,
             "errors": c.errors,
             "active": None
             if active is None

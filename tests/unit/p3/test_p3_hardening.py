@@ -8,16 +8,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import socket
 
 import pytest
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
-from dlms_cosem import exceptions
+from dlms_cosem import exceptions, utils
 from gurux_dlms import GXDLMSException
 from gurux_dlms.objects import GXDLMSClock
 
 from tests.unit.p3 import tcp_peers
 from tests.unit.p3.helpers import CLOCK_VALUE, GAK, GUEK, SERVER_TITLE
-from tests.unit.p3.test_service import KEYS, Rig, management_session, rig  # noqa: F401
+from tests.unit.p3.test_service import (  # noqa: F401
+    ENERGY,
+    KEYS,
+    Rig,
+    management_session,
+    rig,
+)
 from twin.meter.events import EventCode, EventLog
 from twin.p3.keys import COUNTER_SETTING, KeyStore
 from twin.p3.objects.ports import KeyId, PortResult, WrappedKey
@@ -103,3 +110,47 @@ async def test_exhausted_invocation_counter_refuses_ciphered_service_until_a_new
 
     assert await asyncio.to_thread(good_session) <= 3
     assert rig.service.status()["invocation_counter_exhausted"] is False
+
+
+async def _connected(rig: Rig, first_bytes: bytes) -> socket.socket:  # noqa: F811
+    sock = await asyncio.to_thread(socket.create_connection, ("127.0.0.1", rig.port))
+    if first_bytes:
+        sock.sendall(first_bytes)
+    while rig.service.active is None:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # the connection's timers are armed
+    return sock
+
+
+@pytest.mark.parametrize(
+    "first_bytes",
+    [b"", b"\x00\x01\x00\x10", tcp_peers.wrap(b"\x60\x00", source=77)],
+    ids=["silent", "half a header", "unknown client SAP"],
+)
+async def test_no_association_within_the_association_timeout_frees_the_slot(
+    rig: Rig,  # noqa: F811
+    first_bytes: bytes,
+) -> None:
+    rig.service.association_timeout_s = 5.0
+    with await _connected(rig, first_bytes) as sock:
+        await rig.net.advance(4)
+        assert rig.service.active is not None
+        await rig.net.advance(2)
+        assert await asyncio.to_thread(tcp_peers.closed_by_peer, sock)
+    await rig.service.wait_idle()
+    assert rig.service.status()["association_timeouts"] == 1
+    # The slot is free again well within the 300 s inactivity time-out.
+    clock, _ = await asyncio.to_thread(management_session, rig.port)
+    assert clock == CLOCK_VALUE
+
+
+async def test_the_association_timeout_spares_an_association(rig: Rig) -> None:  # noqa: F811
+    rig.service.association_timeout_s = 5.0
+    client = tcp_peers.management_client(rig.port, GUEK, GAK)
+    await asyncio.to_thread(client.connect)
+    await asyncio.to_thread(client.associate)
+    await rig.net.advance(60)
+    assert utils.parse_as_dlms_data(await asyncio.to_thread(client.get, ENERGY)) == 123456
+    await asyncio.to_thread(client.release_association)
+    await asyncio.to_thread(client.disconnect)
+    assert rig.service.status()["association_timeouts"] == 0

@@ -214,6 +214,7 @@ async def test_garbage_never_stops_the_service(rig: Rig) -> None:
 
 async def test_inactivity_time_out_closes_the_connection(rig: Rig) -> None:
     rig.objects.extra[INACTIVITY] = b"\x12\x00\x3c"  # 60 s, written by the CS
+    rig.service.association_timeout_s = 600  # only inactivity here (see test_p3_hardening)
     sock = await asyncio.to_thread(socket.create_connection, ("127.0.0.1", rig.port))
     with sock:
         while rig.service.active is None:
