@@ -52,12 +52,14 @@ from twin.p3.initiate import (
     StateError,
 )
 from twin.p3.interfaces import (
+    AlwaysAllowed,
     ChallengeSource,
     CosemObjects,
     CounterReservation,
     FirstCounterPolicy,
     FixedMechanisms,
     KeyProvider,
+    LoginPolicy,
     MechanismPolicy,
     SpecFirstCounter,
 )
@@ -90,6 +92,7 @@ class DlmsServer:
         challenges: ChallengeSource,
         first_counter: FirstCounterPolicy | None = None,
         mechanisms: MechanismPolicy | None = None,
+        logins: LoginPolicy | None = None,
         max_frame: int = DEFAULT_MAX_LENGTH,
     ) -> None:
         self._config = config
@@ -99,6 +102,7 @@ class DlmsServer:
         self._challenges = challenges
         self._first = first_counter if first_counter is not None else SpecFirstCounter()
         self._mechanisms = mechanisms if mechanisms is not None else FixedMechanisms()
+        self._logins = logins if logins is not None else AlwaysAllowed()
         self._max_frame = max_frame
         self._reset()
 
@@ -212,6 +216,13 @@ class DlmsServer:
         if self._association.state is not State.IDLE:
             refusal = Aare(
                 policy.context, AssociationResult.REJECTED_PERMANENT, UserDiagnostic.NO_REASON_GIVEN
+            )
+            return self._reply(policy.sap, refusal.to_bytes())
+        if policy.authenticated and not self._logins.login_allowed():
+            # Locked out after failed logins: refused unread (no deciphering, no event),
+            # rejected-transient because the same AARQ may succeed later (Green Book §9.4.2).
+            refusal = Aare(
+                policy.context, AssociationResult.REJECTED_TRANSIENT, UserDiagnostic.NO_REASON_GIVEN
             )
             return self._reply(policy.sap, refusal.to_bytes())
         try:

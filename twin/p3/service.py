@@ -15,8 +15,10 @@
   connecting (P3 §3.3: sessions "as short as possible"), and the AARQ plus HLS pass 3/4 take
   two round trips, a few seconds over GPRS. (Other protocols use the same guard, e.g. DICOM's
   association-request timeout or OPC UA Part 6 §7.1.3 for the Hello message.)
-- Bookkeeping through the meter model (`meter.act`): fraud event 46 "failed login attempt" for
-  every failed HLS or undecipherable AARQ (P3 §4.2.1).
+- Bookkeeping through the meter model (`meter.act`): fraud event 46 "failed login attempt"
+  (P3 §4.2.1) for a failed HLS or an AARQ of client 1 refused for its credentials, once per
+  burst, with a lock-out after repeated failures (`twin.p3.logins`). Lines anyone who reaches
+  the port can cause are logged at DEBUG and counted in `status()`.
 - Each connection serves the object model through its own `ObjectSession`, which records the
   management client's calls; when the association ends (RLRQ, silent release, abort or lost
   connection) the session is told, so the object model writes the communication session log
@@ -58,6 +60,7 @@ from twin.p3.events import (
 )
 from twin.p3.interfaces import CosemObjects, SpecFirstCounter
 from twin.p3.keys import KeyStore
+from twin.p3.logins import LoginGuard
 from twin.p3.objects.abstract import HLS_ON_P3_BITS
 from twin.p3.objects.base import obis_bytes
 from twin.p3.objects.values import Tag, ValueTypeError
@@ -181,6 +184,7 @@ class Connection:
             challenges=service.challenges,
             first_counter=SpecFirstCounter(),  # P3 §3.2.3: the first counter is not checked
             mechanisms=ConfiguredMechanisms(service.objects),
+            logins=service.logins,
         )
 
     async def serve(self) -> None:
@@ -190,7 +194,7 @@ class Connection:
                 try:
                     data = await self.reader.read(READ_CHUNK)
                 except (ConnectionError, OSError) as exc:
-                    log.info("P3 connection %s lost: %s", self.peer, exc)
+                    log.debug("P3 connection %s lost: %s", self.peer, exc)
                     break
                 if not data:
                     break
@@ -221,7 +225,7 @@ class Connection:
             if isinstance(event, Transmit):
                 self.writer.write(event.data)
             elif isinstance(event, CloseConnection):
-                log.info("P3 closes %s: %s", self.peer, event.reason)
+                log.debug("P3 closes %s: %s", self.peer, event.reason)
                 keep_open = False
             else:
                 self.service.on_event(self, event)
@@ -296,6 +300,7 @@ class P3Service:
         self.port = port
         self.net_clock = net_clock
         self.association_timeout_s = association_timeout_s
+        self.logins = LoginGuard(net_clock.now)  # lock-outs run in real time, like timers
         self.challenges = challenges or UrandomChallenges()
         self.counters = Counters()
         self.active: Connection | None = None
@@ -381,7 +386,7 @@ class P3Service:
         if self.active is not None:
             # nb_of_sim_conn = 1 (P3 Table 3-1): refuse at once, unanswered.
             self.counters.refused += 1
-            log.info("P3 refused a second connection from %s", writer.get_extra_info("peername"))
+            log.debug("P3 refused a second connection from %s", writer.get_extra_info("peername"))
             writer.close()
             return
         connection = Connection(self, reader, writer)
@@ -400,6 +405,8 @@ class P3Service:
         self.heartbeat = time.monotonic()
         if isinstance(event, Associated):
             self._exhaustion_logged = False
+            if event.client == MANAGEMENT_CLIENT.sap:
+                self.logins.succeeded()  # ends a burst of failed logins
             connection.client = event.client
             mechanism = connection.server.mechanism
             connection.session.associated(0 if mechanism is None else int(mechanism))
@@ -411,10 +418,7 @@ class P3Service:
                 if title:
                     self.keys.note_client_system_title(title)
         elif isinstance(event, AuthenticationFailed):
-            self.counters.auth_failures += 1
-            log.warning("P3 failed login of client %d from %s", event.client, connection.peer)
-            # P3 §4.2.1: event 46 "failed login attempt" (fraud detection log).
-            self.meter.act(lambda m, now: m.log_event(now, EventCode.FAILED_LOGIN))
+            self._failed_login(connection, event.client)
         elif isinstance(event, CounterExhausted):
             self.counters.counter_exhausted += 1
             if not self._exhaustion_logged:  # once per exhaustion, not per refused AARQ
@@ -432,6 +436,20 @@ class P3Service:
             for callback in self.on_release:
                 callback()
 
+    def _failed_login(self, connection: Connection, client: int) -> None:
+        self.counters.auth_failures += 1
+        verdict = self.logins.failed()
+        if verdict.first_of_burst:
+            log.warning("P3 failed login of client %d from %s", client, connection.peer)
+            # P3 §4.2.1: event 46 "failed login attempt" (fraud detection log), once a burst.
+            self.meter.act(lambda m, now: m.log_event(now, EventCode.FAILED_LOGIN))
+        if verdict.locked_for_s is not None:
+            log.warning(
+                "P3 management logins locked out for %d s after failed logins (from %s)",
+                verdict.locked_for_s,
+                connection.peer,
+            )
+
     def status(self) -> dict[str, Any]:
         c = self.counters
         active = self.active
@@ -443,6 +461,10 @@ class P3Service:
             "associations": c.associations,
             "associations_by_client": {str(k): v for k, v in sorted(c.by_client.items())},
             "failed_logins": c.auth_failures,
+            "logins_refused_locked": self.logins.refused,
+            "logins_locked_until": None
+            if self.logins.locked_until is None
+            else self.logins.locked_until.isoformat(),
             "aborted": c.aborted,
             "inactivity_closes": c.inactivity_closes,
             "association_timeouts": c.association_timeouts,

@@ -18,6 +18,7 @@ from gurux_dlms.objects import GXDLMSClock
 
 from tests.unit.p3 import tcp_peers
 from tests.unit.p3.helpers import CLOCK_VALUE, GAK, GUEK, SERVER_TITLE
+from tests.unit.p3.test_p3_establish import GOOD_REQUEST, ciphered_initiate, hls_aarq
 from tests.unit.p3.test_service import (  # noqa: F401
     ENERGY,
     KEYS,
@@ -26,8 +27,10 @@ from tests.unit.p3.test_service import (  # noqa: F401
     rig,
 )
 from twin.meter.events import EventCode, EventLog
+from twin.p3.acse import Aare, AssociationResult
 from twin.p3.keys import COUNTER_SETTING, KeyStore
 from twin.p3.objects.ports import KeyId, PortResult, WrappedKey
+from twin.p3.security import SecurityKeys
 
 
 @pytest.mark.parametrize("title", [SERVER_TITLE, bytes(8)], ids=["meter's own", "zeros"])
@@ -154,3 +157,65 @@ async def test_the_association_timeout_spares_an_association(rig: Rig) -> None: 
     await asyncio.to_thread(client.release_association)
     await asyncio.to_thread(client.disconnect)
     assert rig.service.status()["association_timeouts"] == 0
+
+
+def wrong_key_aarq() -> bytes:
+    initiate = ciphered_initiate(GOOD_REQUEST, keys=SecurityKeys(GUEK, bytes(range(16, 32))))
+    return tcp_peers.wrap(hls_aarq(initiate).to_bytes())
+
+
+def aarq_burst(port: int, count: int) -> list[Aare]:
+    """`count` AARQs with a wrong GAK on one connection, as fast as the meter answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        answers = []
+        for _ in range(count):
+            sock.sendall(wrong_key_aarq())
+            answers.append(Aare.from_bytes(tcp_peers.recv_pdu(sock)[8:]))
+        return answers
+
+
+async def test_failed_login_burst_logs_one_event_46_and_locks_out(
+    rig: Rig,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rig.meter.act(lambda m, now: m.log_event(now, EventCode.METER_COVER_REMOVED))
+    answers = await asyncio.to_thread(aarq_burst, rig.port, 30)
+    # Five wrong logins are evaluated; then the management client is locked out and
+    # refused without deciphering (rejected-transient: try later).
+    assert [a.result for a in answers[:5]] == [AssociationResult.REJECTED_PERMANENT] * 5
+    assert {a.result for a in answers[5:]} == {AssociationResult.REJECTED_TRANSIENT}
+    await rig.service.wait_idle()
+    # The real tamper event stays; the burst is one event 46 (one fsync), not thirty.
+    assert rig.events(EventLog.FRAUD) == [EventCode.METER_COVER_REMOVED, EventCode.FAILED_LOGIN]
+    status = rig.service.status()
+    assert (status["failed_logins"], status["logins_refused_locked"]) == (5, 25)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2, warnings  # the first failure and the lock-out
+    assert not [r for r in caplog.records if r.levelname == "INFO" and "P3" in r.getMessage()]
+    # After the lock-out (60 s, network clock) the head-end gets in; that ends the burst.
+    await rig.net.advance(61)
+    clock, _ = await asyncio.to_thread(management_session, rig.port)
+    assert clock == CLOCK_VALUE
+    await rig.service.wait_idle()
+    await asyncio.to_thread(aarq_burst, rig.port, 1)
+    await rig.service.wait_idle()
+    assert rig.events(EventLog.FRAUD)[-2:] == [EventCode.FAILED_LOGIN] * 2
+
+
+async def test_lock_out_grows_after_each_further_burst(rig: Rig) -> None:  # noqa: F811
+    await asyncio.to_thread(aarq_burst, rig.port, 5)
+    await rig.service.wait_idle()
+    await rig.net.advance(61)
+    answers = await asyncio.to_thread(aarq_burst, rig.port, 2)
+    # One more failure after a lock-out locks again, for twice as long (120 s).
+    assert [a.result for a in answers] == [
+        AssociationResult.REJECTED_PERMANENT,
+        AssociationResult.REJECTED_TRANSIENT,
+    ]
+    await rig.service.wait_idle()
+    await rig.net.advance(100)
+    assert (await asyncio.to_thread(aarq_burst, rig.port, 1))[0].result is (
+        AssociationResult.REJECTED_TRANSIENT
+    )
+    await rig.service.wait_idle()
+    assert rig.events(EventLog.FRAUD) == [EventCode.FAILED_LOGIN]
