@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import random
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from gurux_dlms.objects import GXDLMSProfileGeneric
 
 from hardware.oled import SimulatedDisplay
@@ -243,3 +245,15 @@ def test_selective_access_needs_a_capture_object_and_the_buffer(twin: Twin) -> N
     assert twin.objects.get(1, ref(7, AUTO, 3), SelectiveAccess(2, v.encode(entry))) is (
         DataAccessResult.SCOPE_OF_ACCESS_VIOLATED
     )
+
+
+def test_a_malformed_access_descriptor_is_refused_without_an_info_line(
+    twin: Twin, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone may associate as public client 16: what it can cause per request stays out of
+    the INFO log (a flood would wear the SD card), the answer says what went wrong."""
+    caplog.set_level(logging.INFO)
+    for _ in range(3):
+        result = twin.objects.get(16, ref(8, "0-0:1.0.0", 2), SelectiveAccess(2, b"\x02\x04\x06"))
+        assert result is DataAccessResult.SCOPE_OF_ACCESS_VIOLATED
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == []
