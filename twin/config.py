@@ -274,6 +274,9 @@ class P3Config:
     )
     # The simulated modem's initial signal strength (+CSQ; 0-1:94.31.4, DSMR-G 4.2.12).
     signal_dbm: int = field(default=-71, metadata=_between(-128, 0))
+    # Real seconds a P3 connection may take to complete an association (AARQ and HLS) before
+    # it is closed, so a silent client cannot hold the one slot for the inactivity time-out.
+    association_timeout_s: float = field(default=10.0, metadata=_between(1, 300))
 
 
 @dataclass(frozen=True, slots=True)

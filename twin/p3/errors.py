@@ -40,3 +40,9 @@ class UnknownApduError(ApduError):
 
 class SecurityError(RemoteP3Error):
     """Ciphering failed: wrong key, bad tag, wrong security control or system title."""
+
+
+class CounterExhaustedError(P3Error):
+    """Every server invocation counter of the current GUEK has been used (2^32 values). The
+    counter never wraps (that would reuse AES-GCM nonces): ciphered service is refused until
+    a new GUEK is installed. Neither side broke a rule, so it is neither Local nor Remote."""

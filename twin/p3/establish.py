@@ -110,7 +110,7 @@ def evaluate_aarq(
     """`enabled`: the HLS mechanisms enabled now (`MechanismPolicy`)."""
     try:
         aarq = Aarq.from_bytes(apdu)
-        mechanism = _check_acse(aarq, policy, _usable(enabled, security.keys))
+        mechanism = _check_acse(aarq, policy, _usable(enabled, security.keys), config)
         session = Session(policy, Conformance.NONE, 0, mechanism)
         session.ctos = aarq.calling_authentication_value or b""
         request = _initiate_request(aarq, session, security, first_counter)
@@ -135,7 +135,9 @@ def _usable(enabled: frozenset[Mechanism], keys: SecurityKeys) -> frozenset[Mech
     return enabled if keys.hls_secret else enabled - SECRET_MECHANISMS
 
 
-def _check_acse(aarq: Aarq, policy: ClientPolicy, enabled: frozenset[Mechanism]) -> Mechanism:
+def _check_acse(
+    aarq: Aarq, policy: ClientPolicy, enabled: frozenset[Mechanism], config: ServerConfig
+) -> Mechanism:
     if policy.pre_established:
         # P3 §2.1.2: client 102 is pre-established; it never sends an AARQ.
         raise _RejectError(UserDiagnostic.NO_REASON_GIVEN, None)
@@ -145,7 +147,7 @@ def _check_acse(aarq: Aarq, policy: ClientPolicy, enabled: frozenset[Mechanism])
         raise _RejectError(UserDiagnostic.AUTHENTICATION_MECHANISM_NAME_REQUIRED, None)
     mechanism = _mechanism(aarq.mechanism, policy, enabled)
     if mechanism in HLS_MECHANISMS:
-        _check_hls(aarq, policy, mechanism)
+        _check_hls(aarq, policy, mechanism, config.system_title)
     if aarq.user_information is None:
         raise _initiate_failure(InitiateError.OTHER)
     return mechanism
@@ -167,14 +169,25 @@ def _mechanism(
     return Mechanism(value)
 
 
-def _check_hls(aarq: Aarq, policy: ClientPolicy, mechanism: Mechanism) -> None:
+def _check_hls(aarq: Aarq, policy: ClientPolicy, mechanism: Mechanism, server_title: bytes) -> None:
     # The calling-AP-title is the client system title: GMAC and ciphering need it.
     needs_title = policy.ciphered or mechanism is Mechanism.HLS_GMAC
     if needs_title and (aarq.calling_ap_title is None or len(aarq.calling_ap_title) != 8):
         raise _RejectError(UserDiagnostic.CALLING_AP_TITLE_NOT_RECOGNIZED, None)
+    if needs_title and not _distinct_title(aarq.calling_ap_title or b"", server_title):
+        # The GCM IV is system title || invocation counter (security suite 0, Green Book
+        # §9.2) and both directions use the same GUEK: a client using the meter's own title
+        # could make the two counters meet and reuse an IV (NIST SP 800-38D §8: fatal for
+        # GCM). An all-zero title identifies no entity (a system title is unique per
+        # entity). Such an AARQ is a failed login (P3 §4.2.1 event 46).
+        raise _RejectError(UserDiagnostic.CALLING_AP_TITLE_NOT_RECOGNIZED, None, failed_login=True)
     challenge = aarq.calling_authentication_value or b""
     if not 8 <= len(challenge) <= 64:  # CtoS: 8..64 bytes (Green Book §9.2.7.4)
         raise _RejectError(UserDiagnostic.AUTHENTICATION_FAILURE, None)
+
+
+def _distinct_title(title: bytes, server_title: bytes) -> bool:
+    return title != server_title and any(title)
 
 
 def _initiate_request(

@@ -44,4 +44,12 @@ class AuthenticationFailed:
     client: int
 
 
-ServerEvent = Transmit | CloseConnection | Associated | Released | AuthenticationFailed
+@dataclass(frozen=True, slots=True)
+class CounterExhausted:
+    """The server invocation counter of the current GUEK is used up: ciphered service was
+    refused (AARE rejected, or the association released silently) until a new GUEK."""
+
+
+ServerEvent = (
+    Transmit | CloseConnection | Associated | Released | AuthenticationFailed | CounterExhausted
+)

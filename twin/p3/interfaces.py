@@ -82,6 +82,20 @@ class MechanismPolicy(Protocol):
     def enabled_mechanisms(self) -> frozenset[Mechanism]: ...
 
 
+class LoginPolicy(Protocol):
+    """Whether a client that must authenticate may try now (False during a lock-out after
+    failed logins; the core then refuses its AARQ without deciphering anything)."""
+
+    def login_allowed(self) -> bool: ...
+
+
+class AlwaysAllowed:
+    """The `LoginPolicy` without lock-out (the core's default)."""
+
+    def login_allowed(self) -> bool:
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class FixedMechanisms:
     """A constant `MechanismPolicy`; the default matches the default flags of the twin's

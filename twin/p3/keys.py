@@ -20,15 +20,18 @@ reused under one key. It is reserved ahead in blocks (`BlockReservation`): the u
 a block is committed (SQLite, synchronous=FULL) before any counter of it is used, so a crash or
 kill -9 skips at most one block and never reuses one. The spec allows (does not require)
 resetting it to 0 after a GUEK change; this twin does not, because a GUEK may be re-installed
-(key rotation back to an older key) and a reset would then reuse IVs. It only wraps to 0 at
-2^32 as the spec says (done by BlockReservation).
+(key rotation back to an older key) and a reset would then reuse IVs. Nor does it wrap to 0 at
+2^32 as P3 §3.2.3 says (same IV reuse under one key): an exhausted counter refuses ciphered
+service (`CounterExhaustedError`) until a GUEK other than the one it counted for is installed
+(key transfer or the configuration); only then does it restart, at 1.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 
 KEYS_SETTING = "p3_keys"
 COUNTER_SETTING = "p3_invocation_counter_limit"
+COUNTER_KEY_SETTING = "p3_invocation_counter_guek"  # which GUEK the counter counts for
 COUNTER_BLOCK = 1000
 # Blue Book class 64 security_policy (version 0): 0 none, 1 authenticated, 2 encrypted,
 # 3 authenticated and encrypted. P3 §3.2.1: 3 after commissioning, never lowered.
@@ -184,6 +188,48 @@ def read_keys(store: Store) -> KeyMaterial | None:
     return None if saved is None else KeyMaterial.from_record(saved)
 
 
+def _fingerprint(guek: bytes) -> str:
+    # Names the GUEK without being it (the record sits next to the keys anyway).
+    return hashlib.sha256(b"dsmr-twin counter epoch" + guek).hexdigest()[:16]
+
+
+class KeyCounters:
+    """The server invocation counter (`CounterReservation`) of the current GUEK: reserved
+    ahead in blocks, never wrapped, restarted only for a new GUEK once exhausted."""
+
+    def __init__(self, store: Store, guek: Callable[[], bytes], block: int) -> None:
+        self._store = store
+        self._guek = guek
+        # A new meter starts at 1: clients keep "last counter seen = 0" and want a higher one
+        # (dlms-cosem does; P3 §3.2.3 "higher than in a previous message").
+        start = max(1, int(store.setting(COUNTER_SETTING) or 0))
+        self._blocks = BlockReservation(start, self._persist_limit, block)
+        if store.setting(COUNTER_KEY_SETTING) is None:
+            store.put_setting(COUNTER_KEY_SETTING, _fingerprint(guek()))
+
+    @property
+    def exhausted(self) -> bool:
+        """True while no counter is left for the current GUEK."""
+        return self._blocks.exhausted and not self._new_key()
+
+    def next_invocation_counter(self) -> int:
+        if self._blocks.exhausted and self._new_key():
+            # P3 §3.2.3: the frame counters "may be reset to zero after a successful change of
+            # the Global Encryption Key". The new GUEK is recorded first: a crash in between
+            # leaves the counter exhausted (refusing), never restarted for the old key.
+            self._store.put_setting(COUNTER_KEY_SETTING, _fingerprint(self._guek()))
+            self._blocks.restart(1)
+            log.warning("P3 invocation counter restarted at 1 for the new GUEK")
+        return self._blocks.next_invocation_counter()
+
+    def _new_key(self) -> bool:
+        return bool(self._store.setting(COUNTER_KEY_SETTING) != _fingerprint(self._guek()))
+
+    def _persist_limit(self, limit: int) -> None:
+        # Durable before the first counter below `limit` is used (reserved ahead in the store).
+        self._store.put_setting(COUNTER_SETTING, limit)
+
+
 class KeyStore:
     """`KeyProvider` for the DLMS core and `KeyService` for security setup 0-0:43.0.0."""
 
@@ -191,10 +237,7 @@ class KeyStore:
         self._store = store
         self._material, self._configured = load_or_create(store, config)
         self._client_title = b""
-        # A new meter starts at 1: clients keep "last counter seen = 0" and want a higher one
-        # (dlms-cosem does; P3 §3.2.3 "higher than in a previous message").
-        start = max(1, int(store.setting(COUNTER_SETTING) or 0))
-        self.counters = BlockReservation(start, self._persist_limit, block)
+        self.counters = KeyCounters(store, lambda: self._material.guek, block)
 
     @property
     def material(self) -> KeyMaterial:
@@ -208,10 +251,6 @@ class KeyStore:
         return SecurityKeys(material.guek, material.gak, material.hls_secret)
 
     # ---- counter persistence ---------------------------------------------------------------
-    def _persist_limit(self, limit: int) -> None:
-        # Durable before the first counter below `limit` is used (ARCHITECTURE.md layer 6).
-        self._store.put_setting(COUNTER_SETTING, limit)
-
     def reserved_limit(self) -> int:
         return int(self._store.setting(COUNTER_SETTING) or 0)
 

@@ -25,12 +25,19 @@ from twin.p3.association import (
     State,
     Trigger,
 )
-from twin.p3.errors import ApduError, FramingError, SecurityError, UnknownApduError
+from twin.p3.errors import (
+    ApduError,
+    CounterExhaustedError,
+    FramingError,
+    SecurityError,
+    UnknownApduError,
+)
 from twin.p3.establish import Security, evaluate_aarq
 from twin.p3.events import (
     Associated,
     AuthenticationFailed,
     CloseConnection,
+    CounterExhausted,
     Released,
     ServerEvent,
     Transmit,
@@ -45,12 +52,14 @@ from twin.p3.initiate import (
     StateError,
 )
 from twin.p3.interfaces import (
+    AlwaysAllowed,
     ChallengeSource,
     CosemObjects,
     CounterReservation,
     FirstCounterPolicy,
     FixedMechanisms,
     KeyProvider,
+    LoginPolicy,
     MechanismPolicy,
     SpecFirstCounter,
 )
@@ -83,6 +92,7 @@ class DlmsServer:
         challenges: ChallengeSource,
         first_counter: FirstCounterPolicy | None = None,
         mechanisms: MechanismPolicy | None = None,
+        logins: LoginPolicy | None = None,
         max_frame: int = DEFAULT_MAX_LENGTH,
     ) -> None:
         self._config = config
@@ -92,6 +102,7 @@ class DlmsServer:
         self._challenges = challenges
         self._first = first_counter if first_counter is not None else SpecFirstCounter()
         self._mechanisms = mechanisms if mechanisms is not None else FixedMechanisms()
+        self._logins = logins if logins is not None else AlwaysAllowed()
         self._max_frame = max_frame
         self._reset()
 
@@ -135,7 +146,12 @@ class DlmsServer:
             return self._abort(f"wrapper: {exc}")
         events: list[ServerEvent] = []
         for pdu in pdus:
-            events += self._on_pdu(pdu)
+            try:
+                events += self._on_pdu(pdu)
+            except CounterExhaustedError as exc:
+                # No counter left to protect the answer: end the AA without a word, as for
+                # any ciphering failure (P3 §3.2.3); never answer with a reused nonce.
+                events += [CounterExhausted(), *self._abort(str(exc))]
             if self._closed:
                 break
         return events
@@ -202,15 +218,30 @@ class DlmsServer:
                 policy.context, AssociationResult.REJECTED_PERMANENT, UserDiagnostic.NO_REASON_GIVEN
             )
             return self._reply(policy.sap, refusal.to_bytes())
-        done = evaluate_aarq(
-            apdu,
-            policy,
-            config=self._config,
-            security=self._security(),
-            challenges=self._challenges,
-            first_counter=self._first,
-            enabled=self._mechanisms.enabled_mechanisms(),
-        )
+        if policy.authenticated and not self._logins.login_allowed():
+            # Locked out after failed logins: refused unread (no deciphering, no event),
+            # rejected-transient because the same AARQ may succeed later (Green Book §9.4.2).
+            refusal = Aare(
+                policy.context, AssociationResult.REJECTED_TRANSIENT, UserDiagnostic.NO_REASON_GIVEN
+            )
+            return self._reply(policy.sap, refusal.to_bytes())
+        try:
+            done = evaluate_aarq(
+                apdu,
+                policy,
+                config=self._config,
+                security=self._security(),
+                challenges=self._challenges,
+                first_counter=self._first,
+                enabled=self._mechanisms.enabled_mechanisms(),
+            )
+        except CounterExhaustedError:
+            # The AARE cannot carry a ciphered InitiateResponse: refuse (in clear, nothing
+            # ciphered) until a new GUEK restarts the counter.
+            refusal = Aare(
+                policy.context, AssociationResult.REJECTED_PERMANENT, UserDiagnostic.NO_REASON_GIVEN
+            )
+            return [*self._reply(policy.sap, refusal.to_bytes()), CounterExhausted()]
         events = self._reply(policy.sap, done.aare.to_bytes())
         if done.failed_login:
             events.append(AuthenticationFailed(policy.sap))
@@ -240,10 +271,20 @@ class DlmsServer:
 
     def _release_info(self, session: Session, rlrq: Rlrq, security: Security) -> bytes | None:
         response = InitiateResponse(session.conformance, self._config.max_receive_pdu_size)
+        if rlrq.user_information is None:
+            # A plain RLRQ (Gurux's default, 62 03 80 01 00) is answered with a plain RLRE,
+            # also in a ciphered AA. Green Book §9.3.3 (AA release, as amended in P3 Annex
+            # C): the user-information of the RLRQ is optional; *if* it carries an
+            # xDLMS-Initiate.request in a ciphered context, that one is authenticated and
+            # encrypted (P3 §3.2.3 item 3), and only then does the RLRE carry a ciphered
+            # InitiateResponse. The RLRE without user-information discloses nothing, and
+            # ending the AA grants a forger nothing that closing TCP or one out-of-sequence
+            # frame (a silent release, P3 §3.2.3) would not.
+            return None
         if not session.policy.ciphered:
-            return None if rlrq.user_information is None else response.to_bytes()
+            return response.to_bytes()
         # P3 §3.2.3 item 3: the RLRQ's InitiateRequest is authenticated and encrypted.
-        raw = rlrq.user_information or b""
+        raw = rlrq.user_information
         if not raw or raw[0] != GLO_TAG[InitiateRequest.TAG]:
             raise SecurityError("RLRQ of a ciphered association without glo-InitiateRequest")
         decipher(session, raw, security, pending_hls=False, first_counter=self._first)

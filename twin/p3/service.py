@@ -7,8 +7,18 @@
   0 = not supervised) closes a connection that received nothing for that long. It is a network
   timer, so it runs on the injected network clock (real time in a running twin, whatever speed
   the meter clock has; a ManualClock in tests).
-- Bookkeeping through the meter model (`meter.act`): fraud event 46 "failed login attempt" for
-  every failed HLS or undecipherable AARQ (P3 §4.2.1).
+- Association time-out: with one slot, a client that connects and never completes an
+  association (silent, half a header, an unknown client SAP, HLS pass 3 never sent) would hold
+  the meter for the whole inactivity time-out. A connection without an established association
+  is closed after `association_timeout_s` (`[p3]`, default 10 s) from its opening or from the
+  end of its last association. DSMR P3 names no such timer; head-ends send the AARQ right after
+  connecting (P3 §3.3: sessions "as short as possible"), and the AARQ plus HLS pass 3/4 take
+  two round trips, a few seconds over GPRS. (Other protocols use the same guard, e.g. DICOM's
+  association-request timeout or OPC UA Part 6 §7.1.3 for the Hello message.)
+- Bookkeeping through the meter model (`meter.act`): fraud event 46 "failed login attempt"
+  (P3 §4.2.1) for a failed HLS or an AARQ of client 1 refused for its credentials, once per
+  burst, with a lock-out after repeated failures (`twin.p3.logins`). Lines anyone who reaches
+  the port can cause are logged at DEBUG and counted in `status()`.
 - Each connection serves the object model through its own `ObjectSession`, which records the
   management client's calls; when the association ends (RLRQ, silent release, abort or lost
   connection) the session is told, so the object model writes the communication session log
@@ -43,12 +53,14 @@ from twin.p3.events import (
     Associated,
     AuthenticationFailed,
     CloseConnection,
+    CounterExhausted,
     Released,
     ServerEvent,
     Transmit,
 )
 from twin.p3.interfaces import CosemObjects, SpecFirstCounter
 from twin.p3.keys import KeyStore
+from twin.p3.logins import LoginGuard
 from twin.p3.objects.abstract import HLS_ON_P3_BITS
 from twin.p3.objects.base import obis_bytes
 from twin.p3.objects.values import Tag, ValueTypeError
@@ -59,6 +71,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 4059  # P3 §3: "the standardized port number 4059"
 DEFAULT_INACTIVITY_S = 300  # P3 Table 3-1
+DEFAULT_ASSOCIATION_TIMEOUT_S = 10.0  # see the module docstring
 READ_CHUNK = 65536
 HEARTBEAT_S = 5.0
 ENDING_GRACE_S = 0.2  # real seconds a closing, unassociated connection gets
@@ -139,7 +152,9 @@ class Counters:
     auth_failures: int = 0
     aborted: int = 0
     inactivity_closes: int = 0
+    association_timeouts: int = 0  # closed for completing no association in time
     errors: int = 0
+    counter_exhausted: int = 0  # ciphered services refused for want of a counter
     by_client: dict[int, int] = field(default_factory=dict)
 
 
@@ -158,6 +173,7 @@ class Connection:
         self.peer = str(writer.get_extra_info("peername"))
         self.since = service.net_clock.now()
         self.last_activity = self.since
+        self.unassociated_since = self.since  # the association time-out counts from here
         self.client: int | None = None
         self.session = service.objects.session()
         self.server = DlmsServer(
@@ -168,16 +184,17 @@ class Connection:
             challenges=service.challenges,
             first_counter=SpecFirstCounter(),  # P3 §3.2.3: the first counter is not checked
             mechanisms=ConfiguredMechanisms(service.objects),
+            logins=service.logins,
         )
 
     async def serve(self) -> None:
-        watchdog = asyncio.create_task(self._inactivity(), name="dsmr-twin.p3.inactivity")
+        watchdog = asyncio.create_task(self._watch(), name="dsmr-twin.p3.inactivity")
         try:
             while True:
                 try:
                     data = await self.reader.read(READ_CHUNK)
                 except (ConnectionError, OSError) as exc:
-                    log.info("P3 connection %s lost: %s", self.peer, exc)
+                    log.debug("P3 connection %s lost: %s", self.peer, exc)
                     break
                 if not data:
                     break
@@ -208,7 +225,7 @@ class Connection:
             if isinstance(event, Transmit):
                 self.writer.write(event.data)
             elif isinstance(event, CloseConnection):
-                log.info("P3 closes %s: %s", self.peer, event.reason)
+                log.debug("P3 closes %s: %s", self.peer, event.reason)
                 keep_open = False
             else:
                 self.service.on_event(self, event)
@@ -219,20 +236,42 @@ class Connection:
                 return False
         return keep_open
 
-    async def _inactivity(self) -> None:
+    async def _watch(self) -> None:
+        """Close the connection at the first of its deadlines (inactivity, association)."""
         clock = self.service.net_clock
         while True:
-            timeout = self.service.inactivity_s()
-            if timeout <= 0:  # Blue Book class 41: 0 = inactivity not supervised
+            deadline, expired = self._deadline()
+            if deadline is None:  # Blue Book class 41: 0 = inactivity not supervised
                 await clock.sleep_until(clock.now() + timedelta(seconds=HEARTBEAT_S))
-                continue
-            deadline = self.last_activity + timedelta(seconds=timeout)
-            if clock.now() >= deadline:
-                self.service.counters.inactivity_closes += 1
-                log.info("P3 connection %s inactive for %d s: closed", self.peer, timeout)
+            elif clock.now() >= deadline:
+                expired()
                 self._close()
                 return
-            await clock.sleep_until(deadline)
+            else:
+                # Wake at least every heartbeat: the end of an association moves a deadline.
+                await clock.sleep_until(min(deadline, clock.now() + timedelta(seconds=HEARTBEAT_S)))
+
+    def _deadline(self) -> tuple[datetime | None, Callable[[], None]]:
+        deadlines: list[tuple[datetime, Callable[[], None]]] = []
+        timeout = self.service.inactivity_s()
+        if timeout > 0:
+            deadlines.append((self.last_activity + timedelta(seconds=timeout), self._inactive))
+        if self.server.state is not State.ASSOCIATED:
+            limit = timedelta(seconds=self.service.association_timeout_s)
+            deadlines.append((self.unassociated_since + limit, self._unassociated))
+        if not deadlines:
+            return None, self._inactive
+        return min(deadlines, key=lambda item: item[0])
+
+    def _inactive(self) -> None:
+        self.service.counters.inactivity_closes += 1
+        timeout = self.service.inactivity_s()
+        log.info("P3 connection %s inactive for %d s: closed", self.peer, timeout)
+
+    def _unassociated(self) -> None:
+        # DEBUG: anyone who can reach the port can cause this line (see docs/operations.md).
+        self.service.counters.association_timeouts += 1
+        log.debug("P3 connection %s made no association in time: closed", self.peer)
 
     def _close(self) -> None:
         if not self.writer.is_closing():
@@ -252,6 +291,7 @@ class P3Service:
         *,
         net_clock: Clock,
         challenges: UrandomChallenges | None = None,
+        association_timeout_s: float = DEFAULT_ASSOCIATION_TIMEOUT_S,
     ) -> None:
         self.meter = meter
         self.keys = keys
@@ -259,6 +299,8 @@ class P3Service:
         self.host = host
         self.port = port
         self.net_clock = net_clock
+        self.association_timeout_s = association_timeout_s
+        self.logins = LoginGuard(net_clock.now)  # lock-outs run in real time, like timers
         self.challenges = challenges or UrandomChallenges()
         self.counters = Counters()
         self.active: Connection | None = None
@@ -269,6 +311,7 @@ class P3Service:
         self._server: asyncio.Server | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._exhaustion_logged = False
 
     # ---- listener --------------------------------------------------------------------------
     @property
@@ -343,7 +386,7 @@ class P3Service:
         if self.active is not None:
             # nb_of_sim_conn = 1 (P3 Table 3-1): refuse at once, unanswered.
             self.counters.refused += 1
-            log.info("P3 refused a second connection from %s", writer.get_extra_info("peername"))
+            log.debug("P3 refused a second connection from %s", writer.get_extra_info("peername"))
             writer.close()
             return
         connection = Connection(self, reader, writer)
@@ -361,6 +404,9 @@ class P3Service:
     def on_event(self, connection: Connection, event: ServerEvent) -> None:
         self.heartbeat = time.monotonic()
         if isinstance(event, Associated):
+            self._exhaustion_logged = False
+            if event.client == MANAGEMENT_CLIENT.sap:
+                self.logins.succeeded()  # ends a burst of failed logins
             connection.client = event.client
             mechanism = connection.server.mechanism
             connection.session.associated(0 if mechanism is None else int(mechanism))
@@ -372,17 +418,37 @@ class P3Service:
                 if title:
                     self.keys.note_client_system_title(title)
         elif isinstance(event, AuthenticationFailed):
-            self.counters.auth_failures += 1
-            log.warning("P3 failed login of client %d from %s", event.client, connection.peer)
-            # P3 §4.2.1: event 46 "failed login attempt" (fraud detection log).
-            self.meter.act(lambda m, now: m.log_event(now, EventCode.FAILED_LOGIN))
+            self._failed_login(connection, event.client)
+        elif isinstance(event, CounterExhausted):
+            self.counters.counter_exhausted += 1
+            if not self._exhaustion_logged:  # once per exhaustion, not per refused AARQ
+                self._exhaustion_logged = True
+                log.error(
+                    "P3 invocation counter exhausted: ciphered service refused until a new "
+                    "GUEK is installed (global_key_transfer or [p3] guek)"
+                )
         elif isinstance(event, Released):
+            connection.unassociated_since = self.net_clock.now()
             if not event.graceful:
                 self.counters.aborted += 1
             # P3 §5.10 footnote 6: the comlog entries are written at the release of the AA.
             connection.session.released()
             for callback in self.on_release:
                 callback()
+
+    def _failed_login(self, connection: Connection, client: int) -> None:
+        self.counters.auth_failures += 1
+        verdict = self.logins.failed()
+        if verdict.first_of_burst:
+            log.warning("P3 failed login of client %d from %s", client, connection.peer)
+            # P3 §4.2.1: event 46 "failed login attempt" (fraud detection log), once a burst.
+            self.meter.act(lambda m, now: m.log_event(now, EventCode.FAILED_LOGIN))
+        if verdict.locked_for_s is not None:
+            log.warning(
+                "P3 management logins locked out for %d s after failed logins (from %s)",
+                verdict.locked_for_s,
+                connection.peer,
+            )
 
     def status(self) -> dict[str, Any]:
         c = self.counters
@@ -395,12 +461,19 @@ class P3Service:
             "associations": c.associations,
             "associations_by_client": {str(k): v for k, v in sorted(c.by_client.items())},
             "failed_logins": c.auth_failures,
+            "logins_refused_locked": self.logins.refused,
+            "logins_locked_until": None
+            if self.logins.locked_until is None
+            else self.logins.locked_until.isoformat(),
             "aborted": c.aborted,
             "inactivity_closes": c.inactivity_closes,
+            "association_timeouts": c.association_timeouts,
             "errors": c.errors,
             "active": None
             if active is None
             else {"peer": active.peer, "client": active.client, "since": active.since.isoformat()},
             "last_contact": None if self.last_contact is None else self.last_contact.isoformat(),
             "invocation_counter_reserved_to": self.keys.reserved_limit(),
+            "invocation_counter_exhausted": self.keys.counters.exhausted,
+            "refused_for_counter": c.counter_exhausted,
         }

@@ -82,7 +82,15 @@ def build_gprs(twin: Twin, modem: GprsModem) -> GprsController:
     _LISTS[twin.state_dir] = objects.display_lists
     # Network timers (inactivity, repetition_delay) run in real time whatever the meter
     # clock's speed; push schedules and windows run on the meter clock.
-    p3 = P3Service(twin.meter, keys, objects, host, port, net_clock=SystemClock())
+    p3 = P3Service(
+        twin.meter,
+        keys,
+        objects,
+        host,
+        port,
+        net_clock=SystemClock(),
+        association_timeout_s=config.association_timeout_s,
+    )
     gprs = GprsController(
         p3,
         config,

@@ -48,6 +48,7 @@ def management_client(
     *,
     host: str = "127.0.0.1",
     invocation_counter: int = 1,
+    client_system_title: bytes = CLIENT_TITLE,
     **kwargs: Any,
 ) -> Any:
     return DlmsClient.with_tcp_transport(
@@ -58,7 +59,7 @@ def management_client(
         authentication_method=enumerations.AuthenticationMechanism.HLS_GMAC,
         encryption_key=guek,
         authentication_key=gak,
-        client_system_title=CLIENT_TITLE,
+        client_system_title=client_system_title,
         client_initial_invocation_counter=invocation_counter,
         timeout=5,
         **kwargs,
@@ -111,9 +112,9 @@ class GuruxTcpPeer(GuruxSession):
         return recv_pdu(self.sock)
 
     def release(self) -> bool:
-        """True for an RLRE; False when the meter released silently. Gurux skips an
-        invocation counter before a protected RLRQ (or sends it unprotected), which P3
-        §3.2.3 answers with a silent release (see test_p3_peer_gurux.py)."""
+        """True for an RLRE; False when the meter released silently. Gurux's default RLRQ
+        is plain and gets an RLRE; before a protected one it skips an invocation counter,
+        which P3 §3.2.3 answers with a silent release (see test_p3_peer_gurux.py)."""
         try:
             self.run(self.client.releaseRequest())
         except ConnectionResetError:

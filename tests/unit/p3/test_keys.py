@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 
 from twin.cli import main
 from twin.config import P3Config
+from twin.p3.errors import CounterExhaustedError
 from twin.p3.keys import COUNTER_SETTING, KeyStore, read_keys
 from twin.p3.objects.ports import KeyId, PortResult, WrappedKey
 from twin.store import Store
@@ -133,6 +134,44 @@ def test_counter_not_reset_by_a_key_change(tmp_path: Path) -> None:
     wrapped = WrappedKey(KeyId.GLOBAL_UNICAST_ENCRYPTION, aes_key_wrap(MASTER, bytes(16)))
     assert keys.global_key_transfer([wrapped]) is PortResult.SUCCESS
     assert keys.counters.next_invocation_counter() > before
+
+
+def exhausted_key_store(path: Path) -> tuple[Store, KeyStore]:
+    """A key store whose last server invocation counter (2^32 - 1) has just been used."""
+    store = Store.open(path)
+    store.put_setting(COUNTER_SETTING, 2**32 - 1)
+    keys = KeyStore(store, CONFIGURED, block=10)
+    assert keys.counters.next_invocation_counter() == 2**32 - 1
+    with pytest.raises(CounterExhaustedError):
+        keys.counters.next_invocation_counter()  # never wraps to 0 (nonce reuse)
+    return store, keys
+
+
+def test_exhausted_counter_stays_refused_until_a_new_guek_is_transferred(tmp_path: Path) -> None:
+    store, keys = exhausted_key_store(tmp_path)
+    assert keys.counters.exhausted
+    same = WrappedKey(KeyId.GLOBAL_UNICAST_ENCRYPTION, aes_key_wrap(MASTER, GUEK))
+    assert keys.global_key_transfer([same]) is PortResult.SUCCESS  # no new key
+    with pytest.raises(CounterExhaustedError):
+        keys.counters.next_invocation_counter()
+    store.close()
+    store, keys = reopen(tmp_path)  # durable: still exhausted after a restart
+    with pytest.raises(CounterExhaustedError):
+        keys.counters.next_invocation_counter()
+    new = WrappedKey(KeyId.GLOBAL_UNICAST_ENCRYPTION, aes_key_wrap(MASTER, bytes(range(16, 32))))
+    assert keys.global_key_transfer([new]) is PortResult.SUCCESS
+    # P3 §3.2.3: the counter may restart after a successful change of the GUEK.
+    assert keys.counters.next_invocation_counter() == 1
+    store.close()
+    _store, again = reopen(tmp_path)
+    assert again.counters.next_invocation_counter() > 1
+
+
+def test_exhausted_counter_restarts_with_a_configured_new_guek(tmp_path: Path) -> None:
+    store, _keys = exhausted_key_store(tmp_path)
+    store.close()
+    _store, keys = reopen(tmp_path, replace(CONFIGURED, guek="22" * 16))
+    assert keys.counters.next_invocation_counter() == 1
 
 
 def test_keys_show_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

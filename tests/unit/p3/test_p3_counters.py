@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from twin.p3.counters import BlockReservation
-from twin.p3.errors import LocalP3Error
+from twin.p3.errors import CounterExhaustedError, LocalP3Error
 
 
 def test_reserves_ahead_in_blocks() -> None:
@@ -22,15 +22,32 @@ def test_restart_from_persisted_limit_never_reuses() -> None:
     assert second.next_invocation_counter() not in used
 
 
-def test_wraps_to_zero_at_maximum() -> None:
+def test_never_wraps_refuses_once_exhausted_until_restarted() -> None:
     persisted: list[int] = []
     counters = BlockReservation(2**32 - 2, persisted.append, block=10)
-    assert [counters.next_invocation_counter() for _ in range(3)] == [2**32 - 2, 2**32 - 1, 0]
-    assert persisted == [2**32, 10]
+    assert [counters.next_invocation_counter() for _ in range(2)] == [2**32 - 2, 2**32 - 1]
+    for _ in range(2):
+        with pytest.raises(CounterExhaustedError):
+            counters.next_invocation_counter()
+    assert counters.exhausted
+    assert persisted == [2**32]
+    counters.restart(1)  # a new GUEK is installed
+    assert not counters.exhausted
+    assert counters.next_invocation_counter() == 1
+    assert persisted == [2**32, 11]  # the new block is durable before its first use
+
+
+def test_an_exhausted_limit_survives_a_restart() -> None:
+    counters = BlockReservation(2**32, print)
+    assert counters.exhausted
+    with pytest.raises(CounterExhaustedError):
+        counters.next_invocation_counter()
 
 
 def test_bad_arguments() -> None:
     with pytest.raises(LocalP3Error):
         BlockReservation(-1, print)
+    with pytest.raises(LocalP3Error):
+        BlockReservation(2**32 + 1, print)
     with pytest.raises(LocalP3Error):
         BlockReservation(0, print, block=0)

@@ -157,7 +157,7 @@ async def test_public_client_and_gurux_client(rig: Rig) -> None:
             peer.associate()
             peer.read(GXDLMSClock("0.0.1.0.0.255"), 2)
             value = peer.read(GXDLMSRegister("1.0.1.8.1.255"), 2)
-            assert peer.release() is False  # Gurux's RLRQ counter: silent release
+            assert peer.release() is True  # its plain RLRQ gets an RLRE (Green Book §9.3.3)
             return value
         finally:
             peer.close()
@@ -214,6 +214,7 @@ async def test_garbage_never_stops_the_service(rig: Rig) -> None:
 
 async def test_inactivity_time_out_closes_the_connection(rig: Rig) -> None:
     rig.objects.extra[INACTIVITY] = b"\x12\x00\x3c"  # 60 s, written by the CS
+    rig.service.association_timeout_s = 600  # only inactivity here (see test_p3_hardening)
     sock = await asyncio.to_thread(socket.create_connection, ("127.0.0.1", rig.port))
     with sock:
         while rig.service.active is None:

@@ -95,7 +95,7 @@ class Profile(CosemObject):
     def getters(self) -> dict[int, Callable[[], Data]]:
         """Attributes 2..8; subclasses replace some (the definable profile's settings)."""
         return {
-            2: lambda: _buffer(self.buffer_rows(), range(len(self.buffer_columns()))),
+            2: lambda: buffer_of(self.buffer_rows(), range(len(self.buffer_columns()))),
             3: lambda: array([capture_definition(c) for c in self.buffer_columns()]),
             4: lambda: u32(self.period),
             5: lambda: enum_(self.sort),
@@ -116,41 +116,15 @@ class Profile(CosemObject):
 
     def _by_range(self, rows: list[Row], parameters: Data) -> Data:
         """range_descriptor {restricting_object, from_value, to_value, selected_values}."""
-        restricting, low, high, selected = _items(parameters, 4)
+        restricting, low, high, selected = descriptor_items(parameters)
         if column_of(restricting) != CLOCK:
             raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "range not on clock")
         start, end = _when(low), _when(high)
         picked = [r for r in rows if start <= r.time <= end]
-        return _buffer(picked, self._selected_columns(selected))
+        return buffer_of(picked, selected_columns(self.buffer_columns(), selected))
 
     def _by_entry(self, rows: list[Row], parameters: Data) -> Data:
-        """entry_descriptor {from_entry, to_entry, from_selected_value, to_selected_value};
-        1-based, 0 = up to the last (Blue Book §4.3.6)."""
-        items = _items(parameters, 4)
-        tags = (Tag.DOUBLE_LONG_UNSIGNED,) * 2 + (Tag.LONG_UNSIGNED,) * 2
-        first, last, first_col, last_col = (
-            d.expect(t).integer() for d, t in zip(items, tags, strict=True)
-        )
-        if (
-            first < 1
-            or first_col < 1
-            or (last and last < first)
-            or (last_col and last_col < first_col)
-        ):
-            raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "bad entry range")
-        stop = last or len(rows)
-        width = len(self.buffer_columns())
-        cols = range(first_col - 1, min(last_col or width, width))
-        return _buffer(rows[first - 1 : stop], cols)
-
-    def _selected_columns(self, selected: Data) -> Sequence[int]:
-        columns = self.buffer_columns()
-        if not selected.items:
-            return range(len(columns))
-        wanted = [column_of(d) for d in selected.items]
-        if any(w not in columns for w in wanted):
-            raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "unknown column")
-        return [columns.index(w) for w in wanted]
+        return select_by_entry(rows, len(self.buffer_columns()), parameters)
 
     def invoke(self, index: int, parameters: Data | None, request: Request) -> Data | None:
         # reset (data) (Blue Book §4.3.6 method 1): the parameter (integer 0) carries nothing.
@@ -160,15 +134,42 @@ class Profile(CosemObject):
         return None
 
 
-def _buffer(rows: Sequence[Row], columns: Sequence[int]) -> Data:
+def buffer_of(rows: Sequence[Row], columns: Sequence[int]) -> Data:
+    """The buffer (array of structures) of `rows`, only the columns at `columns`."""
     return array([struct(*(row.values[i] for i in columns)) for row in rows])
 
 
-def _items(value: Data, count: int) -> tuple[Data, ...]:
+def descriptor_items(value: Data) -> tuple[Data, ...]:
+    """The four fields of a range_descriptor or entry_descriptor (Blue Book §4.3.6)."""
     items = value.items
-    if len(items) != count:
+    if len(items) != 4:
         raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "descriptor size")
     return items
+
+
+def select_by_entry(rows: Sequence[Row], width: int, parameters: Data) -> Data:
+    """entry_descriptor {from_entry, to_entry, from_selected_value, to_selected_value};
+    1-based, 0 = up to the last (Blue Book §4.3.6); `width` columns per row."""
+    items = descriptor_items(parameters)
+    tags = (Tag.DOUBLE_LONG_UNSIGNED,) * 2 + (Tag.LONG_UNSIGNED,) * 2
+    first, last, first_col, last_col = (
+        d.expect(t).integer() for d, t in zip(items, tags, strict=True)
+    )
+    if first < 1 or first_col < 1 or (last and last < first) or (last_col and last_col < first_col):
+        raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "bad entry range")
+    stop = last or len(rows)
+    cols = range(first_col - 1, min(last_col or width, width))
+    return buffer_of(rows[first - 1 : stop], cols)
+
+
+def selected_columns(columns: Sequence[Column], selected: Data) -> Sequence[int]:
+    """The indexes of the selected_values of a range_descriptor (empty: all columns)."""
+    if not selected.items:
+        return range(len(columns))
+    wanted = [column_of(d) for d in selected.items]
+    if any(w not in columns for w in wanted):
+        raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "unknown column")
+    return [columns.index(w) for w in wanted]
 
 
 def column_of(definition: Data) -> Column:

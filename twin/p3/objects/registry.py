@@ -70,7 +70,8 @@ class ObjectRegistry:
         except ObjectError as err:
             return err.result
         except ApduError as err:
-            log.info("GET %s: %s", ref, err)
+            # DEBUG: the public client (no login) can cause this at every request.
+            log.debug("GET %s: %s", ref, err)
             return DataAccessResult.SCOPE_OF_ACCESS_VIOLATED
 
     def set(

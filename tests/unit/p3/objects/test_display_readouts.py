@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import random
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+from gurux_dlms.objects import GXDLMSProfileGeneric
+
 from hardware.oled import SimulatedDisplay
 from tests.support import steady_config
+from tests.unit.p3.gurux_session import GuruxSession, management_client
+from tests.unit.p3.helpers import GAK, GUEK
 from tests.unit.p3.objects.conftest import (
     START,
     FakeKeyService,
@@ -23,7 +32,8 @@ from twin.clock import ManualClock
 from twin.display.service import DisplayService, ModuleStatus
 from twin.meter.state import MbusReading
 from twin.metering import Meter
-from twin.p3.cosem import ActionResult, DataAccessResult
+from twin.p3.cosem import ActionResult, DataAccessResult, SelectiveAccess
+from twin.p3.events import Transmit
 from twin.p3.objects import build_objects
 from twin.p3.objects import values as v
 from twin.p3.objects.base import obis_bytes
@@ -163,3 +173,87 @@ async def test_a_list_written_by_the_head_end_drives_the_display(twin: Twin) -> 
     assert write(twin.management(), 7, AUTO, 3, v.encode(v.array([]))) == 0
     await twin.clock.advance(10)
     assert display.status()["pages"] == 4  # an empty list: the energy registers
+
+
+class CoreGurux(GuruxSession):
+    """gurux's client wired to the twin's server core (the object model of a real twin)."""
+
+    def __init__(self, twin: Twin) -> None:
+        super().__init__(management_client(GUEK, GAK))
+        self.server = twin.server()
+
+    def _transfer(self, request: bytes) -> bytes:
+        events = self.server.receive_data(request)
+        return b"".join(e.data for e in events if isinstance(e, Transmit))
+
+
+def rows(peer: CoreGurux, profile: Any, frames: list[Any]) -> list[list[Any]]:
+    with contextlib.redirect_stdout(io.StringIO()):  # gurux prints on every decrypt
+        reply = peer.run(frames)
+    peer.client.updateValue(profile, 2, reply.value)
+    return [list(row) for row in profile.buffer]
+
+
+def test_gurux_reads_the_lists_by_entry_and_by_range(twin: Twin) -> None:
+    """Blue Book class 7 buffer: entry_descriptor (selector 2) and range_descriptor (1), as
+    Gurux's read-all uses them (range restricted by the first capture object)."""
+    peer = CoreGurux(twin)
+    with contextlib.redirect_stdout(io.StringIO()):
+        peer.associate()
+    now = twin.clock.now()
+    for code in (AUTO, ALTERNATE, SERVICE):
+        profile = GXDLMSProfileGeneric(code.replace("-", ".").replace(":", ".") + ".255")
+        with contextlib.redirect_stdout(io.StringIO()):
+            peer.read(profile, 3)
+        (row,) = rows(peer, profile, peer.client.readRowsByEntry(profile, 1, 1))
+        assert len(row) == len(ANNEX_B[code])
+        assert rows(peer, profile, peer.client.readRowsByEntry(profile, 2, 1)) == []
+        around_now = peer.client.readRowsByRange(
+            profile, now - timedelta(minutes=1), now + timedelta(minutes=1)
+        )
+        # Only the service list starts with the clock; a register or a version string is
+        # never within a time range.
+        assert len(rows(peer, profile, around_now)) == (1 if code == SERVICE else 0)
+        earlier = peer.client.readRowsByRange(
+            profile, now - timedelta(hours=2), now - timedelta(hours=1)
+        )
+        assert rows(peer, profile, earlier) == []
+
+
+def test_selective_access_needs_a_capture_object_and_the_buffer(twin: Twin) -> None:
+    entry = v.struct(v.u32(1), v.u32(0), v.u16(1), v.u16(0))
+    second_column = v.struct(v.u32(1), v.u32(1), v.u16(2), v.u16(2))
+    raw = twin.objects.get(1, ref(7, AUTO, 2), SelectiveAccess(2, v.encode(second_column)))
+    assert isinstance(raw, bytes)
+    register = twin.objects.get(1, ref(3, "1-0:1.8.2", 2), None)
+    assert isinstance(register, bytes)
+    assert v.decode(raw) == v.array([v.struct(v.decode(register))])  # 2nd column only
+    assert isinstance(
+        twin.objects.get(1, ref(7, AUTO, 2), SelectiveAccess(2, v.encode(entry))), bytes
+    )
+    clock_range = v.struct(
+        v.struct(v.u16(8), v.octets(obis_bytes("0-0:1.0.0")), v.i8(2), v.u16(0)),
+        v.date_time(twin.clock.now()),
+        v.date_time(twin.clock.now()),
+        v.array([]),
+    )
+    # The clock is no capture object of the auto scroll list (Blue Book: restricting_object
+    # is one of the capture objects).
+    assert twin.objects.get(1, ref(7, AUTO, 2), SelectiveAccess(1, v.encode(clock_range))) is (
+        DataAccessResult.SCOPE_OF_ACCESS_VIOLATED
+    )
+    assert twin.objects.get(1, ref(7, AUTO, 3), SelectiveAccess(2, v.encode(entry))) is (
+        DataAccessResult.SCOPE_OF_ACCESS_VIOLATED
+    )
+
+
+def test_a_malformed_access_descriptor_is_refused_without_an_info_line(
+    twin: Twin, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone may associate as public client 16: what it can cause per request stays out of
+    the INFO log (a flood would wear the SD card), the answer says what went wrong."""
+    caplog.set_level(logging.INFO)
+    for _ in range(3):
+        result = twin.objects.get(16, ref(8, "0-0:1.0.0", 2), SelectiveAccess(2, b"\x02\x04\x06"))
+        assert result is DataAccessResult.SCOPE_OF_ACCESS_VIOLATED
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == []
