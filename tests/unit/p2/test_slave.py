@@ -118,6 +118,22 @@ def test_set_address_then_only_the_new_address_is_answered() -> None:
     assert _send(slave, SndNke(5))[0] == b"\xe5"
 
 
+@pytest.mark.parametrize("invalid", [251, 252, 253, 254, 255])
+def test_set_address_outside_1_to_250_is_ignored_unanswered(invalid: int) -> None:
+    # P2 §3.1.3: primary addresses are 1..250 and "higher than 250 shall be ignored".
+    slave = _slave(address=5)
+    record = Record(0x01, 0x7A, bytes([invalid]))  # address_record() refuses to build it
+    reply, events = _send(slave, SndUdPlain(5, (record,)))
+    assert reply == b""
+    assert len(events) == 1
+    assert isinstance(events[0], Ignored)
+    assert slave.snapshot.address == 5
+    assert slave.state is SlaveState.ADDRESSED
+    for address in (invalid, 254, 255):
+        assert _send(slave, ReqUd2(address)) == (b"", ())
+    assert _read(slave, 5).address == 5
+
+
 def test_key_change_switches_to_mode_15_with_a_meter_owned_counter() -> None:
     slave = _keyed()
     assert slave.state is SlaveState.KEYED
