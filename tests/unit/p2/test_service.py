@@ -34,7 +34,7 @@ from twin.p2.port import P2MbusPort
 from twin.p2.service import P2Service
 from twin.p2.slave_state import GasMeterIdentity, SlaveState
 from twin.p2.values import Status
-from twin.p3.objects.ports import PortResult
+from twin.ports import PortResult
 from twin.store import Store
 
 # Two days before the end of summer time 2026 (Sunday 25 October, 01:00 UTC).
