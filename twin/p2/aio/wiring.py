@@ -63,6 +63,8 @@ def p2_services(twin: Twin) -> list[Service]:
                 twin.store,
                 rng=random.Random(twin.config.meter.seed),
                 start_litres=twin.config.gas.start_m3 * 1000,
+                # The instant bus has no line time at all; the realtime one keeps EN 13757-2's.
+                answer_delay_s=None if p2.realtime else 0.0,
             )
     else:
         link = open_mbus_link(p2.bus, twin.state_dir, echo=p2.echo, power_gpio=p2.bus_power_gpio)
