@@ -263,6 +263,16 @@ class MbusMaster:
         if problem:
             return self._failed(problem, events)
         summary = summarise(message.records)
+        if ch.equipment_id is not None and summary.equipment_id != ch.equipment_id:
+            # P2 §5.2 validates mode 15 only by the 2F 2F fillers, and the frame counter (in
+            # the IV) travels in clear: a changed counter still decrypts to 2F 2F, changing
+            # only block 1 bytes 8-15, the equipment ID's. Adopting that counter would make
+            # every genuine answer look replayed, so the changed ID rejects the whole frame.
+            return self._failed(
+                f"equipment ID {summary.equipment_id!r} is not {ch.equipment_id!r}:"
+                " corrupted or forged (mode 15 has no MAC)",
+                events,
+            )
         counter = message.frame_counter
         events.append(
             Reading(
@@ -277,7 +287,12 @@ class MbusMaster:
         )
         self._status_events(ch, summary.status, events)
         self._comm_ok(ch, events)
-        ch = replace(ch, status=summary.status, comm_ok=True)
+        ch = replace(
+            ch,
+            status=summary.status,
+            comm_ok=True,
+            equipment_id=ch.equipment_id or summary.equipment_id,
+        )
         self._channels[ch.number] = replace(ch, frame_counter=counter or ch.frame_counter)
         if summary.status & NON_PERMANENT:  # P2 §6.2.3: clear after reading
             self._queue.appendleft(Job(Op.CLEAR, ch.number))
@@ -287,7 +302,13 @@ class MbusMaster:
         if message.address != job.address:
             return self._failed("RSP_UD from another address", events)
         device = message.header.device
-        ch = Channel(job.channel, job.address, device, frame_counter=message.frame_counter or 0)
+        ch = Channel(
+            job.channel,
+            job.address,
+            device,
+            frame_counter=message.frame_counter or 0,
+            equipment_id=summarise(message.records).equipment_id,
+        )
         self._channels[ch.number] = ch
         self._installed += 1
         events.append(DeviceInstalled(ch.number, ch.address, device))
