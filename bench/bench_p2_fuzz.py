@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/bench_p2_fuzz.py [--cases N] [--seed S]
 
-The unit suite runs about 2 000 Hypothesis cases; this runs the same case functions with a
+The unit suite runs about 2 300 Hypothesis cases; this runs the same case functions with a
 seeded `random.Random` (random bytes, mutated/truncated frames with and without a repaired
 checksum, wrong keys, replays, at the keyed slave and at the master) and prints, per kind, the
 cases, the failures (any is a bug: an exception, an untyped event or no good exchange after)
@@ -47,6 +47,7 @@ CASES: dict[str, tuple[int, Case]] = {  # kind: (weight, case)
     "master mutated answers": (15, lambda rng: fuzz.master_mutated(*_mutation(rng))),
     "master wrong key": (5, lambda rng: fuzz.master_wrong_key(rng.randbytes(16))),
     "master replayed answer": (5, lambda rng: fuzz.master_replay(rng.randrange(6))),
+    "master forged counter": (5, lambda rng: fuzz.master_forged_counter(rng.getrandbits(32))),
 }
 
 

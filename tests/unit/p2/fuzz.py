@@ -247,3 +247,22 @@ def master_replay(repeat: int) -> None:
     _check(not any(isinstance(e, Reading) for e in events), "a replayed answer was read")
     _check(any(isinstance(e, ResponseRejected) for e in events), "the replay was not reported")
     master_still_reads(master, slave)
+
+
+def master_forged_counter(counter: int) -> None:
+    """A genuine RSP_UD whose clear frame counter (mode 15, P2 §5.2) was changed, checksum
+    repaired: never read, the counter never adopted, the meter still read afterwards."""
+    slave = fresh_slave()
+    master = MbusMaster(KEYED.master)
+    genuine = slave.receive(master.read(1), NOW).reply
+    forged = bytearray(genuine)
+    forged[-6:-2] = counter.to_bytes(4, "little")  # 04 FD 08 <FC> CS 16
+    forged[-2] = checksum(bytes(forged[4:-2]))
+    channel = master.channel(1)
+    assert channel is not None
+    _, events = _master_events(master, bytes(forged))
+    if bytes(forged) != genuine:
+        _check(not any(isinstance(e, Reading) for e in events), f"forged FC {counter} read")
+        after = master.channel(1)
+        _check(after is not None and after.frame_counter == channel.frame_counter, "FC adopted")
+    master_still_reads(master, slave)

@@ -3,7 +3,7 @@
 Random bytes, mutated and truncated frames from the key-up exchange and the published vectors
 (tests/fixtures/p2), frames under a wrong User key and replayed frames, at the keyed gas-meter
 slave and at the master: only typed events, never an exception, and a good exchange right
-after every case. About 2 000 cases here; bench/bench_p2_fuzz.py runs 10^5.
+after every case. About 2 300 cases here; bench/bench_p2_fuzz.py runs 10^5.
 """
 
 from __future__ import annotations
@@ -79,6 +79,12 @@ def test_master_wrong_key(key: bytes) -> None:
 @given(st.integers(0, 5))
 def test_master_replayed_answer(repeat: int) -> None:
     fuzz.master_replay(repeat)
+
+
+@CASES
+@given(st.integers(0, 0xFFFFFFFF))
+def test_master_forged_frame_counter(counter: int) -> None:
+    fuzz.master_forged_counter(counter)
 
 
 def test_a_broken_promise_is_caught() -> None:
