@@ -71,6 +71,9 @@ class GasMeterSlave:
         self.identity = identity
         if snapshot.user_key == NO_KEY:  # P2 §6.5: all zeros means "no User key"
             snapshot = replace(snapshot, user_key=None)
+        if not 0 <= snapshot.address <= MAX_ADDRESS:
+            # P2 §3.1.3: at 254/255 it would answer broadcasts; refuse rather than do so.
+            raise MbusError(f"{snapshot.address} is not a primary address (0..250)")
         self._s = snapshot
         self._framer = Framer()
         if snapshot.reading is not None:

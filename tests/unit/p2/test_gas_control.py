@@ -13,7 +13,9 @@ from hardware.mbus_sim import SimulatedBus
 from twin.clock import ManualClock
 from twin.control import ControlError
 from twin.p2.aio.gas_control import gas_command
+from twin.p2.aio.gasmeter import STATE_SETTING
 from twin.p2.gasmeter import GasMeterTwin
+from twin.p2.messages import SndNke, encode_message
 from twin.p2.slave_state import GasMeterIdentity
 from twin.store import Store
 
@@ -59,3 +61,24 @@ async def test_a_good_request_sets_status_bits_clock_and_attachment(gas: GasMete
     assert status["status"] == 0x44  # P2 §6.3.3: bit 6 fraud, bit 2 power low
     assert datetime.fromisoformat(status["clock"]) == START.replace(second=30, minute=1)
     assert status["attached"] is False
+
+
+def test_a_stored_non_primary_address_is_dropped_to_0(tmp_path: Path) -> None:
+    # State saved while set-address still accepted 251..255: the meter must not keep
+    # answering broadcasts (P2 §3.1.3); at 0 the E meter installs it again (P2 §8.3.1).
+    store = Store.open(tmp_path / "old")
+    first = GasMeterTwin(
+        IDENTITY, SimulatedBus().slave_end(), ManualClock(START), store, rng=random.Random(1)
+    )
+    first.save()
+    saved = store.setting(STATE_SETTING)
+    saved["slave"]["address"] = 255
+    store.put_setting(STATE_SETTING, saved)
+    again = GasMeterTwin(
+        IDENTITY, SimulatedBus().slave_end(), ManualClock(START), store, rng=random.Random(1)
+    )
+    assert again.slave.snapshot.address == 0
+    assert again.slave.snapshot.access_number == first.slave.snapshot.access_number  # kept
+    assert again.answer(encode_message(SndNke(255))) == b""
+    assert again.answer(encode_message(SndNke(0))) == b"\xe5"
+    store.close()

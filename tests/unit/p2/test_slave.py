@@ -134,6 +134,11 @@ def test_set_address_outside_1_to_250_is_ignored_unanswered(invalid: int) -> Non
     assert _read(slave, 5).address == 5
 
 
+def test_a_slave_cannot_be_built_at_a_non_primary_address() -> None:
+    with pytest.raises(MbusError, match="primary address"):
+        GasMeterSlave(IDENTITY, SlaveSnapshot(address=255))  # P2 §3.1.3: would answer broadcasts
+
+
 def test_secondary_addressing_and_baud_switching_are_ignored() -> None:
     # P2 §3.1.3 "Secondary addressing (A=253) is not allowed"; §3.1.4 the baud rate is fixed
     # "at all times and in any situation" (EN 13757-2 would switch on CI B8..BF).

@@ -35,7 +35,7 @@ from hardware.mbus_link import MbusLink, min_answer_delay_s, response_timeout_s
 from twin.clock import Clock, floor_to
 from twin.meter.gas import litres_in_hour
 from twin.p2.persist import slave_from_json, slave_to_json
-from twin.p2.slave import GasMeterIdentity, GasMeterSlave, SlaveSnapshot
+from twin.p2.slave import MAX_ADDRESS, GasMeterIdentity, GasMeterSlave, SlaveSnapshot
 from twin.p2.slave_events import (
     AddressChanged,
     ClockSynchronised,
@@ -124,6 +124,11 @@ class GasMeterTwin:
             self.litres = float(saved["litres"])
             self.attached = bool(saved["attached"])
             snapshot = slave_from_json(saved["slave"])
+            if not 0 <= snapshot.address <= MAX_ADDRESS:
+                # Saved while set-address still took 251..255: such a meter answered
+                # broadcasts (P2 §3.1.3). At 0 the E meter installs it again (P2 §8.3.1).
+                log.warning("stored address %d is no primary address; back to 0", snapshot.address)
+                snapshot = replace(snapshot, address=0)
             if address is not None and snapshot.user_key is None:
                 snapshot = replace(snapshot, address=address)
             return snapshot
