@@ -1,13 +1,14 @@
 """Byte links for the wired M-Bus (P2): the `MbusLink` Protocol, line timing, and the factory.
 
 One `MbusLink` Protocol serves both roles: the E meter's master and a gas meter (slave) each
-hold one end. Timing (research/p2.md §1-2):
+hold one end. Timing (P2 §3.1.4, EN 13757-2):
 
 - P2 §3.1.4 Table 3: 2400 Bd, 8 data bits, even parity, 1 stop bit "at all times": with the
   start bit that is 11 bit times per byte.
 - EN 13757-2 (via EN 60870-5-1, as quoted in libmbus `mbus-serial.c`): a slave answers between
   11 bit times and 330 bit times + 50 ms after the master's frame. `response_timeout_s()` is
   that upper bound; a master waits that long after its frame has left before it gives up.
+  `min_answer_delay_s()` is the lower bound, which the gas-meter twin keeps.
 
 Implementations, one module each:
 
@@ -29,6 +30,7 @@ from typing import Protocol
 
 BAUD = 2400  # P2 §2.1 Table 1, §3.1.4
 BITS_PER_BYTE = 11  # start + 8 data + even parity + stop (P2 §3.1.4 Table 3)
+ANSWER_MIN_BITS = 11  # EN 13757-2: a slave answers no sooner than 11 bit times
 RESPONSE_BITS = 330  # EN 13757-2: answer within 330 bit times + 50 ms
 RESPONSE_EXTRA_S = 0.050
 
@@ -41,6 +43,11 @@ def byte_time_s(baud: int = BAUD) -> float:
 def frame_time_s(size: int, baud: int = BAUD) -> float:
     """Line time of `size` bytes sent back to back (M-Bus has no pauses inside a frame)."""
     return size * byte_time_s(baud)
+
+
+def min_answer_delay_s(baud: int = BAUD) -> float:
+    """EN 13757-2: the earliest a slave may answer after the master's frame (4.58 ms at 2400)."""
+    return ANSWER_MIN_BITS / baud
 
 
 def response_timeout_s(baud: int = BAUD) -> float:

@@ -23,7 +23,7 @@ from twin.store import Checkpoint, Store
 from twin.supervisor import Service, Supervisor
 
 if TYPE_CHECKING:
-    from twin.p3.objects.ports import MbusPort
+    from twin.ports import MbusPort
 
 log = logging.getLogger(__name__)
 

@@ -147,6 +147,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_status(status: dict[str, Any]) -> None:
+    if status.get("kind") == "gasmeter":  # a `dsmr-twin gasmeter` process
+        print(f"gas meter {status['equipment_id']}  {status['state']}  speed x{status['speed']:g}")
+        for key, value in status.items():
+            if key not in ("kind", "equipment_id", "state", "speed"):
+                print(f"  {key:<14} {value}")
+        return
     print(
         f"meter {status['equipment_id']}  {status['local_time']} {'S' if status['dst'] else 'W'}"
         f"  speed x{status['speed']:g}  {'powered' if status['powered'] else 'POWER FAILURE'}"

@@ -84,23 +84,16 @@ def reading_to_json(reading: MeterReading) -> dict[str, Any]:
     }
 
 
-class ControlServer:
-    """Serves the control API for one meter; extra commands come from the services."""
+class ControlSocket:
+    """The socket and the JSON-lines dispatch, for any process: commands are added to it.
 
-    def __init__(self, meter: Meter, socket_path: Path) -> None:
-        self.meter = meter
+    `ControlServer` is the twin's (the meter's commands); a `dsmr-twin gasmeter` process
+    serves its own commands on one too (twin/p2/aio/standalone.py).
+    """
+
+    def __init__(self, socket_path: Path) -> None:
         self.socket_path = socket_path
-        self.ports: dict[str, Callable[[], dict[str, Any]]] = {}
-        self.handlers: dict[str, Handler] = {
-            "status": self._status,
-            "power-failure": self._power_failure,
-            "sag": self._sag,
-            "swell": self._swell,
-            "message": self._message,
-            "load": self._load,
-            "tamper": self._tamper,
-            "admin": self._admin,
-        }
+        self.handlers: dict[str, Handler] = {}
         self.heartbeat = 0.0
 
     def add_command(self, name: str, handler: Handler) -> None:
@@ -146,6 +139,27 @@ class ControlServer:
             return {"ok": False, "error": f"not JSON: {exc}"}
         except (ControlError, ModelError) as exc:
             return {"ok": False, "error": str(exc)}
+
+
+class ControlServer(ControlSocket):
+    """Serves the control API for one meter; extra commands come from the services."""
+
+    def __init__(self, meter: Meter, socket_path: Path) -> None:
+        super().__init__(socket_path)
+        self.meter = meter
+        self.ports: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.handlers.update(
+            {
+                "status": self._status,
+                "power-failure": self._power_failure,
+                "sag": self._sag,
+                "swell": self._swell,
+                "message": self._message,
+                "load": self._load,
+                "tamper": self._tamper,
+                "admin": self._admin,
+            }
+        )
 
     # ------------------------------------------------------------------ commands
 

@@ -11,6 +11,7 @@ and takes the gas meter off the bus (stops its process) and back (starts it agai
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import subprocess
@@ -28,8 +29,11 @@ from dsmr_parser import telegram_specifications
 from dsmr_parser.clients.telegram_buffer import TelegramBuffer
 from dsmr_parser.parsers import TelegramParser
 
+from hardware.mbus_pty import PtyBusLink
 from twin.control import SOCKET_NAME, call
 from twin.meter.events import EventLog
+from twin.p2.messages import Message, ReqUd2, RspUd, SndNke, decode_message, encode_message
+from twin.p2.readout import summarise
 from twin.store import Store
 
 SPEED = 21_600  # six meter hours per real second
@@ -41,6 +45,7 @@ DEFAULT_KEY = "00112233445566778899AABBCCDDEEFF"
 EQUIPMENT_ID = "G0099000000000019"
 COMM_ERROR_BIT = 1 << 16  # P3 §4.2.4: communication error M-Bus channel 1
 WAIT_S = 30.0
+FRAUD_BIT_G, BATTERY_BIT_G = 0x40, 0x04  # P2 §6.3.3 status byte
 GAS_LINE = re.compile(r"0-1:24\.2\.1\((\d{12})([SW])\)\((\d{5}\.\d{3})\*m3\)")
 
 
@@ -242,3 +247,76 @@ def test_a_gas_meter_process_on_a_pty_is_installed_keyed_read_and_missed(
     codes = [c for _, c in procs.mbus_events()]
     assert codes.index(101) > codes.index(100)
     assert procs.twin.poll() is None
+
+
+async def test_a_gasmeter_process_is_driven_over_its_own_control_socket() -> None:
+    with tempfile.TemporaryDirectory(prefix="p2-gas-") as name:  # short: socket path limit
+        root = Path(name)
+        bus = PtyBusLink(root / "mbus")  # the E meter's end; the gas meter opens the link
+        await bus.open()
+        log = root / "gas.log"
+        gas = Processes._spawn(
+            log, "gasmeter", "--port", str(root / "mbus"), "--state-dir", str(root / "gas")
+        )
+        try:
+            await _drive_standalone_gas_meter(root / "gas", bus, gas, log)
+        finally:
+            if gas.poll() is None:
+                gas.kill()
+                gas.wait(timeout=30)
+            await bus.close()
+
+
+async def _exchange(bus: PtyBusLink, request: Message) -> bytes:
+    bus.discard_input()
+    await bus.send(encode_message(request))
+    reply = b""
+    while data := await bus.receive(0.5):  # the whole answer, or nothing in 0.5 s
+        reply += data
+    return reply
+
+
+async def _drive_standalone_gas_meter(
+    state: Path, bus: PtyBusLink, gas: subprocess.Popen[str], log: Path
+) -> None:
+    socket = state / SOCKET_NAME
+
+    async def ctl(**request: Any) -> Any:
+        return await call(socket, {"cmd": "gas", **request})
+
+    deadline = time.monotonic() + WAIT_S
+    while not socket.exists() or " on M-Bus uart " not in log.read_text():
+        assert gas.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        await asyncio.sleep(0.05)
+    status = await call(socket, {"cmd": "status"})
+    assert (status["kind"], status["state"], status["address"]) == ("gasmeter", "unconfigured", 0)
+    assert status["attached"] is True
+
+    drifted = await ctl(fraud=True, clock_drift_s=120)
+    assert drifted["status"] & FRAUD_BIT_G
+    assert abs(datetime.fromisoformat(drifted["clock"]) - datetime.now(UTC)) > timedelta(
+        seconds=100
+    )
+    answer = decode_message(await _exchange(bus, ReqUd2(0)))
+    assert isinstance(answer, RspUd)
+    assert summarise(answer.records).status & FRAUD_BIT_G  # P2 §6.3.3 bit 6 on the wire
+
+    assert (await ctl(attached=False))["attached"] is False
+    assert await _exchange(bus, SndNke(0)) == b""  # off the bus: nothing answers
+    await ctl(attached=True)
+    assert await _exchange(bus, SndNke(0)) == b"\xe5"
+
+    def run_ctl(*args: str) -> str:
+        command = [sys.executable, "-m", "twin", "ctl", "--state-dir", str(state), *args]
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+
+    printed = await asyncio.to_thread(run_ctl, "status")
+    assert "gas meter G0099000000000019" in printed
+    battery = json.loads(await asyncio.to_thread(run_ctl, "gas", "--battery-low", "on"))
+    assert battery["status"] & BATTERY_BIT_G
+    gas.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(gas.wait, 30) == 0
+    assert not socket.exists()

@@ -3,7 +3,8 @@
 - `dsmr-twin gasmeter --port DEVICE [--address N] [--state-dir DIR] ...`: a gas-meter twin
   alone on a serial device at 2400 8E1 (P2 §3.1.4).
 - `dsmr-twin ctl gas [--battery-low on|off] [--fraud on|off] [--clock-drift S]
-  [--detach|--attach]`: the simulated gas meter inside a running twin.
+  [--detach|--attach]`: the simulated gas meter inside a running twin, or a `dsmr-twin
+  gasmeter` process (its `--state-dir` holds its control socket; `ctl status` works too).
 - `dsmr-twin ctl mbus install|deinstall|key [--channel N] [--default-key HEX] [--user-key HEX]`:
   the M-Bus master, as P3 class 72 methods 1, 2 and 7/8 would drive it.
 """
@@ -26,7 +27,12 @@ def add_commands(commands: Any) -> None:
     )
     gas.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyAMA0 or a pty")
     gas.add_argument("--address", type=int, help="primary address 1..250 (default 0)")
-    gas.add_argument("--state-dir", type=Path, default=Path("gasmeter-state"))
+    gas.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("gasmeter-state"),
+        help="its state and control socket (dsmr-twin ctl --state-dir DIR gas|status)",
+    )
     defaults = GasConfig()
     gas.add_argument("--equipment-id", default=defaults.equipment_id)
     gas.add_argument("--manufacturer", default=defaults.manufacturer)
@@ -41,7 +47,9 @@ def add_commands(commands: Any) -> None:
 
 def add_ctl_commands(ctl: Any) -> None:
     """`dsmr-twin ctl gas` and `dsmr-twin ctl mbus`."""
-    gas = ctl.add_parser("gas", help="the simulated gas meter: status bits, clock, bus")
+    gas = ctl.add_parser(
+        "gas", help="a gas-meter twin (simulated, or `gasmeter` process): status, clock, bus"
+    )
     gas.add_argument("--battery-low", choices=ON_OFF)
     gas.add_argument("--fraud", choices=ON_OFF)
     gas.add_argument("--clock-drift", type=float, metavar="SECONDS")

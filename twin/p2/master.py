@@ -2,7 +2,7 @@
 
 One exchange at a time (M-Bus is half duplex). Requests are queued; each call returns the
 bytes to send now. The caller feeds received bytes to `receive()` and calls `timeout()` when
-the answer window (330 bit times + 50 ms, research/p2.md §2) passed without a frame. Both
+the answer window (330 bit times + 50 ms, EN 13757-2) passed without a frame. Both
 return a `MasterOutput` with the next bytes to send and the events. Both take the meter time
 `now`: a clock job that waited in the queue sets the G meter to the time its frame is sent,
 not to the time it was queued (P2 §6.2.1: the E meter sets the G meter's clock to its own).
@@ -263,6 +263,16 @@ class MbusMaster:
         if problem:
             return self._failed(problem, events)
         summary = summarise(message.records)
+        if ch.equipment_id is not None and summary.equipment_id != ch.equipment_id:
+            # P2 §5.2 validates mode 15 only by the 2F 2F fillers, and the frame counter (in
+            # the IV) travels in clear: a changed counter still decrypts to 2F 2F, changing
+            # only block 1 bytes 8-15, the equipment ID's. Adopting that counter would make
+            # every genuine answer look replayed, so the changed ID rejects the whole frame.
+            return self._failed(
+                f"equipment ID {summary.equipment_id!r} is not {ch.equipment_id!r}:"
+                " corrupted or forged (mode 15 has no MAC)",
+                events,
+            )
         counter = message.frame_counter
         events.append(
             Reading(
@@ -277,7 +287,12 @@ class MbusMaster:
         )
         self._status_events(ch, summary.status, events)
         self._comm_ok(ch, events)
-        ch = replace(ch, status=summary.status, comm_ok=True)
+        ch = replace(
+            ch,
+            status=summary.status,
+            comm_ok=True,
+            equipment_id=ch.equipment_id or summary.equipment_id,
+        )
         self._channels[ch.number] = replace(ch, frame_counter=counter or ch.frame_counter)
         if summary.status & NON_PERMANENT:  # P2 §6.2.3: clear after reading
             self._queue.appendleft(Job(Op.CLEAR, ch.number))
@@ -287,7 +302,13 @@ class MbusMaster:
         if message.address != job.address:
             return self._failed("RSP_UD from another address", events)
         device = message.header.device
-        ch = Channel(job.channel, job.address, device, frame_counter=message.frame_counter or 0)
+        ch = Channel(
+            job.channel,
+            job.address,
+            device,
+            frame_counter=message.frame_counter or 0,
+            equipment_id=summarise(message.records).equipment_id,
+        )
         self._channels[ch.number] = ch
         self._installed += 1
         events.append(DeviceInstalled(ch.number, ch.address, device))

@@ -36,6 +36,8 @@ class Channel:
     frame_counter: int = 0  # last validated (P2 §5.2)
     status: int = 0
     comm_ok: bool = True
+    # Learned from its first answer; a later answer with another one is corrupt or forged.
+    equipment_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

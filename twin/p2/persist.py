@@ -55,6 +55,7 @@ def master_to_json(snapshot: MasterSnapshot) -> JsonDict:
                 "frame_counter": c.frame_counter,
                 "status": c.status,
                 "comm_ok": c.comm_ok,
+                "equipment_id": c.equipment_id,
             }
             for c in snapshot.channels
         ],
@@ -72,6 +73,8 @@ def master_from_json(data: JsonDict) -> MasterSnapshot:
                 int(c["frame_counter"]),
                 int(c["status"]),
                 bool(c["comm_ok"]),
+                # Absent in state saved before it was kept: learned again at the next read.
+                None if c.get("equipment_id") is None else str(c["equipment_id"]),
             )
             for c in data["channels"]
         )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from twin.p2.crypto import KEY_SIZE, NO_KEY
 from twin.p2.dtypes import manufacturer_encode
 from twin.p2.errors import MbusError
-from twin.p3.objects.ports import MbusDevice, PortResult
+from twin.ports import MbusDevice, PortResult
 
 if TYPE_CHECKING:
     from twin.p2.aio.service import P2Service
@@ -22,7 +22,7 @@ CONFIGURATION_AES = 15
 
 
 class P2MbusPort:
-    """`twin.p3.objects.ports.MbusPort` for channels 1..4 of the P2 master."""
+    """`twin.ports.MbusPort` for channels 1..4 of the P2 master."""
 
     def __init__(self, service: P2Service) -> None:
         self.service = service

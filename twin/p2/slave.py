@@ -61,6 +61,7 @@ from twin.p2.values import (
 ACK = encode_frame(Ack())
 MAX_DEVIATION = timedelta(seconds=60)  # P2 §6.2.1
 MAX_COUNTER = 0xFFFFFFFF
+MAX_ADDRESS = 250  # P2 §3.1.3: primary addresses 1..250 (0: unconfigured, §8.3.1)
 
 
 class GasMeterSlave:
@@ -70,6 +71,9 @@ class GasMeterSlave:
         self.identity = identity
         if snapshot.user_key == NO_KEY:  # P2 §6.5: all zeros means "no User key"
             snapshot = replace(snapshot, user_key=None)
+        if not 0 <= snapshot.address <= MAX_ADDRESS:
+            # P2 §3.1.3: at 254/255 it would answer broadcasts; refuse rather than do so.
+            raise MbusError(f"{snapshot.address} is not a primary address (0..250)")
         self._s = snapshot
         self._framer = Framer()
         if snapshot.reading is not None:
@@ -163,6 +167,11 @@ class GasMeterSlave:
         command = cmd.plain_command(records)
         if isinstance(command, cmd.SetKey):
             return self._set_key(command.wire, events)
+        if isinstance(command, cmd.SetAddress) and not 0 <= command.address <= MAX_ADDRESS:
+            # P2 §3.1.3: "Address values higher than 250 shall be ignored by the slaves"; a
+            # slave at 251..255 would answer broadcasts (254/255). Not executed, no E5.
+            events.append(Ignored(f"set-address to {command.address}: not a primary address"))
+            return b""
         if isinstance(command, cmd.SetAddress) and self.state is not SlaveState.KEYED:
             old = self._s.address
             self._s = replace(self._s, address=command.address)

@@ -25,6 +25,7 @@ from twin.p2.master_events import (
     event_code,
 )
 from twin.p2.messages import SndUdClock, SndUdPlain, SndUdReadout, decode_message
+from twin.p2.persist import master_from_json, master_to_json
 from twin.p2.records import Record
 from twin.p2.slave import GasMeterIdentity, GasMeterSlave, SlaveSnapshot, SlaveState
 from twin.p2.values import Status
@@ -280,3 +281,39 @@ def test_a_queued_clock_sync_sets_the_time_its_frame_is_sent() -> None:
     message = decode_message(bus.master.receive(reply, later).send)
     assert isinstance(message, SndUdClock)
     assert message.time == later  # P2 §6.2.1: the G meter gets the E meter's time
+
+
+def test_a_forged_clear_frame_counter_is_rejected_and_not_adopted() -> None:
+    # Mode 15 has no MAC and its frame counter travels in clear (P2 §5.2): changing its high
+    # bytes only changes IV bytes 9-11 and 13-15, so the 2F 2F check still passes and only the
+    # equipment ID's characters come out different. Adopting that counter would make every
+    # genuine answer after it look replayed (a lasting denial of service from one bad frame).
+    meter = _meter(12345678)
+    bus = _installed(meter)
+    bus.run(bus.master.transfer_key(1, P3_WRAPPED, USER_KEY, NOW))
+    genuine = meter.receive(bytes.fromhex("105B015C16"), NOW).reply
+    forged = bytearray(genuine)
+    forged[-4] ^= 0x4F  # the FC's most significant byte, clear, just before CS and 16
+    forged[-2] = sum(forged[4:-2]) & 0xFF  # a valid checksum: the link layer cannot tell
+    before = bus.master.channel(1)
+    assert before is not None
+    assert bus.master.read(1)
+    out = bus.master.receive(bytes(forged), NOW)
+    assert not [e for e in out.events if isinstance(e, Reading)]
+    assert any(isinstance(e, ResponseRejected) and "equipment" in e.reason for e in out.events)
+    assert bus.master.channel(1).frame_counter == before.frame_counter  # type: ignore[union-attr]
+    while bus.master.busy:
+        bus.master.timeout(NOW)
+    assert _readings(bus.run(bus.master.read(1)))  # the genuine meter is still read
+
+
+def test_the_learned_equipment_id_is_kept_through_a_restart() -> None:
+    meter = _meter(12345678)
+    bus = _installed(meter)
+    channel = bus.master.channel(1)
+    assert channel is not None
+    assert channel.equipment_id == "XXXXX000012345678"  # learned when it was installed
+    saved = master_to_json(bus.master.snapshot)
+    assert master_from_json(saved) == bus.master.snapshot
+    del saved["channels"][0]["equipment_id"]  # state saved before the ID was kept
+    assert master_from_json(saved).channels[0].equipment_id is None

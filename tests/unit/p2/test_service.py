@@ -34,7 +34,7 @@ from twin.p2.port import P2MbusPort
 from twin.p2.service import P2Service
 from twin.p2.slave_state import GasMeterIdentity, SlaveState
 from twin.p2.values import Status
-from twin.p3.objects.ports import PortResult
+from twin.ports import PortResult
 from twin.store import Store
 
 # Two days before the end of summer time 2026 (Sunday 25 October, 01:00 UTC).
@@ -68,6 +68,7 @@ class Rig:
             self.store,
             rng=random.Random(2),
             start_litres=1_234_567,
+            answer_delay_s=0.0,  # the instant bus, as wired (test_gasmeter_timing.py: 11 bits)
         )
         self.service = P2Service(
             self.meter,

@@ -13,7 +13,7 @@ from tests.unit.p2.vectors import DEFAULT_KEY, USER_KEY
 from twin.p2 import commands as cmd
 from twin.p2.crypto import NO_KEY
 from twin.p2.errors import DecryptionError, MbusError
-from twin.p2.frames import Ack, ShortFrame, encode_frame
+from twin.p2.frames import Ack, LongFrame, ShortFrame, encode_frame
 from twin.p2.headers import MODE_15, MODE_NONE, LongHeader, ShortHeader, ShortId
 from twin.p2.messages import (
     Message,
@@ -116,6 +116,42 @@ def test_set_address_then_only_the_new_address_is_answered() -> None:
     assert slave.state is SlaveState.ADDRESSED
     assert _send(slave, SndNke(0)) == (b"", ())
     assert _send(slave, SndNke(5))[0] == b"\xe5"
+
+
+@pytest.mark.parametrize("invalid", [251, 252, 253, 254, 255])
+def test_set_address_outside_1_to_250_is_ignored_unanswered(invalid: int) -> None:
+    # P2 §3.1.3: primary addresses are 1..250 and "higher than 250 shall be ignored".
+    slave = _slave(address=5)
+    record = Record(0x01, 0x7A, bytes([invalid]))  # address_record() refuses to build it
+    reply, events = _send(slave, SndUdPlain(5, (record,)))
+    assert reply == b""
+    assert len(events) == 1
+    assert isinstance(events[0], Ignored)
+    assert slave.snapshot.address == 5
+    assert slave.state is SlaveState.ADDRESSED
+    for address in (invalid, 254, 255):
+        assert _send(slave, ReqUd2(address)) == (b"", ())
+    assert _read(slave, 5).address == 5
+
+
+def test_a_slave_cannot_be_built_at_a_non_primary_address() -> None:
+    with pytest.raises(MbusError, match="primary address"):
+        GasMeterSlave(IDENTITY, SlaveSnapshot(address=255))  # P2 §3.1.3: would answer broadcasts
+
+
+def test_secondary_addressing_and_baud_switching_are_ignored() -> None:
+    # P2 §3.1.3 "Secondary addressing (A=253) is not allowed"; §3.1.4 the baud rate is fixed
+    # "at all times and in any situation" (EN 13757-2 would switch on CI B8..BF).
+    slave = _slave(address=5)
+    select = LongFrame(0x53, 253, 0x52, bytes.fromhex("89674523FFFFFFFF"))  # EN 13757-3 select
+    assert slave.receive(encode_frame(select), NOW).reply == b""
+    assert _send(slave, ReqUd2(253)) == (b"", ())
+    for ci in range(0xB8, 0xC0):  # set baud rate 300 .. 38400 Bd
+        out = slave.receive(encode_frame(LongFrame(0x53, 5, ci)), NOW)
+        assert out.reply == b""
+        assert len(out.events) == 1
+        assert isinstance(out.events[0], Ignored)
+    assert _read(slave, 5).address == 5  # still there, at 2400 Bd
 
 
 def test_key_change_switches_to_mode_15_with_a_meter_owned_counter() -> None:

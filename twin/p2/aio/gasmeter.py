@@ -10,6 +10,9 @@ serial device at 2400 8E1, where any M-Bus master can read it.
   (bit 6), and a clock drift that makes the next sync raise bit 5 (> 60 s, P2 §6.2.1).
 - Detach/attach: taken off the bus, the meter hears nothing and answers nothing (the E meter
   logs 1x0 "communication error" at its next read-out and 1x1 once it answers again).
+- Timing: an answer leaves no sooner than 11 bit times after the request's last byte
+  (EN 13757-2; 4.58 ms at 2400 Bd), counted from when that byte arrived, so the state write
+  below counts towards it. The instant simulated bus, which has no line time, uses 0.
 - State (address, User key, frame counter, access number, register) is persisted in the store
   before every answer leaves, so a restart never re-installs it and never reuses a counter
   (P2 §5.2, §7.2).
@@ -17,20 +20,22 @@ serial device at 2400 8E1, where any M-Bus master can read it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from hardware.mbus_link import MbusLink, response_timeout_s
+from hardware.mbus_link import MbusLink, min_answer_delay_s, response_timeout_s
 from twin.clock import Clock, floor_to
 from twin.meter.gas import litres_in_hour
 from twin.p2.persist import slave_from_json, slave_to_json
-from twin.p2.slave import GasMeterIdentity, GasMeterSlave, SlaveSnapshot
+from twin.p2.slave import MAX_ADDRESS, GasMeterIdentity, GasMeterSlave, SlaveSnapshot
 from twin.p2.slave_events import (
     AddressChanged,
     ClockSynchronised,
@@ -89,6 +94,9 @@ class GasMeterTwin:
         start_litres: float = 0.0,
         address: int | None = None,
         timeout_s: float | None = None,
+        answer_delay_s: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.identity = identity
         self.link = link
@@ -96,6 +104,10 @@ class GasMeterTwin:
         self.settings = settings
         self.rng = rng
         self.timeout_s = response_timeout_s() if timeout_s is None else timeout_s
+        # EN 13757-2: 11 bit times at the least; 0 only on the instant simulated bus.
+        self.answer_delay_s = min_answer_delay_s() if answer_delay_s is None else answer_delay_s
+        self._monotonic = monotonic
+        self._sleep = sleep
         self.attached = True
         self.litres = start_litres
         self.slave = GasMeterSlave(identity, self._load(start_litres, address))
@@ -112,6 +124,11 @@ class GasMeterTwin:
             self.litres = float(saved["litres"])
             self.attached = bool(saved["attached"])
             snapshot = slave_from_json(saved["slave"])
+            if not 0 <= snapshot.address <= MAX_ADDRESS:
+                # Saved while set-address still took 251..255: such a meter answered
+                # broadcasts (P2 §3.1.3). At 0 the E meter installs it again (P2 §8.3.1).
+                log.warning("stored address %d is no primary address; back to 0", snapshot.address)
+                snapshot = replace(snapshot, address=0)
             if address is not None and snapshot.user_key is None:
                 snapshot = replace(snapshot, address=address)
             return snapshot
@@ -146,19 +163,26 @@ class GasMeterTwin:
         try:
             while True:
                 data = await self.link.receive(self.timeout_s)
+                received = self._monotonic()  # the end of these bytes (of a request's last)
                 self.heartbeat = time.monotonic()
                 if not data:
                     self.slave.timeout()  # the line went idle: drop any partial frame
                     continue
                 if self.attached:
-                    await self._frame(data)
+                    await self._frame(data, received)
         finally:
             await self.link.close()
 
-    async def _frame(self, data: bytes) -> None:
+    async def _frame(self, data: bytes, received: float) -> None:
         reply = self.answer(data)
         if reply:
+            await self._not_before(received + self.answer_delay_s)
             await self.link.send(reply)
+
+    async def _not_before(self, due: float) -> None:
+        """Wait until monotonic time `due` (at once if it has passed)."""
+        while (left := due - self._monotonic()) > 0:
+            await self._sleep(left)
 
     def answer(self, data: bytes) -> bytes:
         """Process received bytes at the clock's time; the reply bytes (already persisted)."""

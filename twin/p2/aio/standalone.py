@@ -14,14 +14,18 @@ import logging
 import random
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from hardware.mbus_uart import UartBusLink
 from hardware.ports import PortError
 from twin.clock import Clock, SimulatedClock, SystemClock
 from twin.config import ConfigError
+from twin.control import SOCKET_NAME, ControlError, ControlSocket
+from twin.p2.aio.gas_control import gas_command
 from twin.p2.aio.gasmeter import GasMeterTwin, default_key, ident_from_equipment_id
 from twin.p2.slave_state import GasMeterIdentity
 from twin.store import Store
@@ -112,26 +116,62 @@ async def serve_gasmeter(options: GasMeterOptions) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        while not stop.is_set():
-            task = asyncio.create_task(gas.run(), name="dsmr-twin.gasmeter")
-            stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            for pending in (task, stopper):
-                pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stopper
-            try:
-                await task
-            except asyncio.CancelledError:
-                break
-            except PortError as exc:
-                if not gas.opened:
-                    raise  # never opened: a wrong device name, say so and stop
-                # The line went away (the master's pty was re-created, a USB adapter was
-                # pulled): a meter on a wire just waits for the bus to come back.
-                log.warning("%s; reopening in %.0f s", exc, REOPEN_S)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), REOPEN_S)
+        control = gas_control(gas, options.state_dir)
+        tasks = [
+            asyncio.create_task(control.run(), name="dsmr-twin.gasmeter.control"),
+            asyncio.create_task(_serve_bus(gas, stop), name="dsmr-twin.gasmeter.bus"),
+        ]
+        try:
+            # The bus loop ends on SIGTERM/SIGINT; the control socket only by failing.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a failure (a port that never opened, a bad socket) surfaces
+        except OSError as exc:
+            if isinstance(exc, PortError):
+                raise
+            raise ControlError(f"cannot serve {control.socket_path}: {exc}") from exc
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         gas.save()
     finally:
         store.close()
+
+
+def gas_control(gas: GasMeterTwin, state_dir: Path) -> ControlSocket:
+    """The process's control socket: `ctl --state-dir DIR status` and `ctl ... gas`."""
+    control = ControlSocket(state_dir / SOCKET_NAME)
+
+    async def status(request: Mapping[str, Any]) -> object:
+        return {"kind": "gasmeter", "speed": gas.clock.speed, **gas.status()}
+
+    control.add_command("status", status)
+    control.add_command("gas", gas_command(gas))
+    return control
+
+
+async def _serve_bus(gas: GasMeterTwin, stop: asyncio.Event) -> None:
+    """Answer the bus until `stop`, reopening a port that went away."""
+    while not stop.is_set():
+        task = asyncio.create_task(gas.run(), name="dsmr-twin.gasmeter")
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for pending in (task, stopper):
+            pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopper
+        try:
+            await task
+        except asyncio.CancelledError:
+            break
+        except PortError as exc:
+            if not gas.opened:
+                raise  # never opened: a wrong device name, say so and stop
+            # The line went away (the master's pty was re-created, a USB adapter was
+            # pulled): a meter on a wire just waits for the bus to come back.
+            log.warning("%s; reopening in %.0f s", exc, REOPEN_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), REOPEN_S)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hardware.mbus_link import MbusLink, open_mbus_link
 from hardware.mbus_sim import SimulatedBus
 from twin.control import ControlError
+from twin.p2.aio.gas_control import gas_command
 from twin.p2.aio.gasmeter import GasMeterTwin, default_key, ident_from_equipment_id
 from twin.p2.aio.service import P2Service
 from twin.p2.errors import MbusError
@@ -63,6 +64,8 @@ def p2_services(twin: Twin) -> list[Service]:
                 twin.store,
                 rng=random.Random(twin.config.meter.seed),
                 start_litres=twin.config.gas.start_m3 * 1000,
+                # The instant bus has no line time at all; the realtime one keeps EN 13757-2's.
+                answer_delay_s=None if p2.realtime else 0.0,
             )
     else:
         link = open_mbus_link(p2.bus, twin.state_dir, echo=p2.echo, power_gpio=p2.bus_power_gpio)
@@ -131,28 +134,13 @@ def _mbus_command(service: P2Service) -> Any:
 
 
 def _gas_command(gas: GasMeterTwin | None) -> Any:
+    if gas is not None:
+        return gas_command(gas)
+
     async def handle(request: Mapping[str, Any]) -> object:
-        if gas is None:
-            raise ControlError(
-                "no simulated gas meter here ([p2] bus is not 'simulated' or [gas] is off);"
-                " a `dsmr-twin gasmeter` process is controlled by stopping/starting it"
-            )
-        for name, setter in (("battery_low", gas.set_battery_low), ("fraud", gas.set_fraud)):
-            value = request.get(name)
-            if value is not None:
-                if not isinstance(value, bool):
-                    raise ControlError(f"{name!r} must be true or false")
-                setter(value)
-        drift = request.get("clock_drift_s")
-        if drift is not None:
-            if isinstance(drift, bool) or not isinstance(drift, int | float):
-                raise ControlError("'clock_drift_s' must be a number")
-            gas.drift(float(drift))
-        attached = request.get("attached")
-        if attached is not None:
-            if not isinstance(attached, bool):
-                raise ControlError("'attached' must be true or false")
-            gas.set_attached(attached)
-        return gas.status()
+        raise ControlError(
+            "no simulated gas meter here ([p2] bus is not 'simulated' or [gas] is off); a"
+            " `dsmr-twin gasmeter` process has its own: `dsmr-twin ctl --state-dir ITS_DIR gas`"
+        )
 
     return handle

@@ -8,7 +8,8 @@ implement them:
   (RFC 3394, security suite 0); unwrapping, storage, persistence and "the new key is used from
   the next message on" (P3 §5.1 footnote 4) are the implementer's.
 - `MbusPort` (the P2 service): the methods of M-Bus client setup 0-x:24.1.0 (P3 §7.1) and the
-  short-ID details only the M-Bus link knows.
+  short-ID details only the M-Bus link knows. It and `PortResult` are shared with P2, so they
+  live in the neutral `twin.ports` (P2 must not load the object model) and are re-exported.
 - `ModemStatus` (the GPRS side): GPRS network information 0-1:94.31.4 (P3 §8.4).
 - `PushPort` (the GPRS controller, twin/p3/gprs.py): the push method of the push setups
   0-x:25.9.0 (P3 §9.3), invoked by the CS, the push script table or a trigger. The objects are
@@ -28,15 +29,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from twin.ports import MbusDevice, MbusPort, PortResult
 
-class PortResult(enum.IntEnum):
-    """How a port answered; the object model maps it onto the DLMS Action-Result."""
-
-    SUCCESS = 0
-    TEMPORARY_FAILURE = 2  # e.g. no M-Bus link right now; the CS may retry
-    DENIED = 3  # not allowed in the current state (read-write-denied)
-    TYPE_UNMATCHED = 12  # parameters malformed (e.g. wrong key length, unwrap failed)
-    OTHER_REASON = 250
+__all__ = [
+    "KeyId",
+    "KeyService",
+    "MbusDevice",
+    "MbusPort",
+    "ModemStatus",
+    "NetworkInfo",
+    "PortResult",
+    "PushPort",
+    "PushRelay",
+    "WrappedKey",
+]
 
 
 class KeyId(enum.IntEnum):
@@ -85,64 +91,6 @@ class KeyService(Protocol):
     def change_hls_secret(self, wrapped: bytes) -> PortResult:
         """Association LN 0-0:40.0.0 method 2: the new HLS secret, key-wrapped with the
         master key (P3 §5.1 footnote 3; at least 16 bytes once unwrapped)."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class MbusDevice:
-    """Short ID and link status of one installed M-Bus device (P3 §7.1, class 72 attrs 5-14),
-    as the M-Bus master last learned it from the device's telegrams."""
-
-    primary_address: int
-    identification_number: int  # 8 BCD digits as an int, e.g. 0x12345678
-    manufacturer_id: int  # EN 13757-3 3-letter code packed in 16 bits
-    version: int
-    device_type: int  # 3 = gas
-    access_number: int = 0
-    status: int = 0
-    alarm: int = 0
-    configuration: int = 99  # 99 unknown, 0 unencrypted, 15 AES (P3 §7.1 attr 13)
-    encryption_key_status: int = 0  # 0 none .. 4 in use (P3 §7.1 attr 14)
-
-
-class MbusPort(Protocol):
-    """M-Bus client setup 0-x:24.1.0 methods, channel x = 1..4 (P3 §7.1)."""
-
-    def device(self, channel: int) -> MbusDevice | None:
-        """What the master knows of the device on `channel`, or None if none is installed."""
-        ...
-
-    def slave_install(self, channel: int, primary_address: int) -> PortResult:
-        """Method 1 (parameter: primary address; 0 = let the meter choose)."""
-        ...
-
-    def slave_deinstall(self, channel: int) -> PortResult:
-        """Method 2: address 0, transferred key destroyed, configuration 99, key status 0."""
-        ...
-
-    def capture(self, channel: int) -> PortResult:
-        """Method 3: read the device now."""
-        ...
-
-    def reset_alarm(self, channel: int) -> PortResult:
-        """Method 4."""
-        ...
-
-    def synchronize_clock(self, channel: int) -> PortResult:
-        """Method 5."""
-        ...
-
-    def data_send(self, channel: int, data: bytes) -> PortResult:
-        """Method 6: the encoded A-XDR parameter (array of data definition elements)."""
-        ...
-
-    def set_encryption_key(self, channel: int, key: bytes) -> PortResult:
-        """Method 7: the key the master uses for this device; empty = remove the key."""
-        ...
-
-    def transfer_key(self, channel: int, wrapped_key: bytes) -> PortResult:
-        """Method 8: the wrapped key exactly as received on P3, MSB first; the P2 side turns
-        it LSB first before sending it to the device (P3 §3.2.3 "Transfer Key handling")."""
         ...
 
 
