@@ -124,15 +124,17 @@ def _p1_services(twin: Twin) -> list[Service]:
 
     p1 = twin.config.p1
     request = open_request_line(p1.request, p1.request_active_high)
+    sink = open_p1_sink(p1.endpoint, twin.state_dir, baudrate=p1.baudrate, pace=p1.pace)
     service = P1Service(
         twin.meter,
         TelegramEncoder(twin.config.meter.manufacturer, twin.config.meter.identification),
-        open_p1_sink(p1.endpoint, twin.state_dir),
+        sink,
         request,
         twin.clock,
         interval_s=p1.interval_s,
     )
     twin.control.ports["p1"] = service.status
+    twin.control.ports["p1_line"] = sink.status
     if isinstance(request, SimulatedRequestLine):
         simulated = request
 

@@ -222,6 +222,12 @@ class P1Config:
     # Level at the GPIO pin while the reader raises Request (an opto stage usually inverts).
     request_active_high: bool = False
     interval_s: int = field(default=10, metadata=_between(1, 60))
+    # Line speed (P1 §5.1: 115200 baud, 8N1): the UART's speed, the speed a pty reports to
+    # tcgetattr, and the pace of the simulated lines.
+    baudrate: int = field(default=115200, metadata=_one_of(9600, 19200, 38400, 57600, 115200))
+    # Send pty and TCP telegrams at the line speed in real time (about 70 ms for 800 bytes),
+    # as a reader sees them on a wire; false hands each telegram over at once.
+    pace: bool = True
 
 
 def _hex_key(length: int) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 from collections.abc import Iterator
 from itertools import pairwise
@@ -129,6 +130,20 @@ def test_p1_telegrams_through_a_pty_are_accepted_by_dsmr_parser(twin: RunningTwi
         assert telegram.MBUS_DEVICES[0].DEVICE_TYPE.value == 3
     times = [t.P1_MESSAGE_TIMESTAMP.value for t in telegrams]
     assert [(b - a).total_seconds() for a, b in pairwise(times)] == [10.0, 10.0]
+
+
+def test_p1_pty_is_a_115200_line_paced_in_real_time(twin: RunningTwin) -> None:
+    link = twin.state_dir / "p1"
+    twin._wait_for(link)
+    fd = os.open(link, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        speeds = termios.tcgetattr(fd)[4:6]
+    finally:
+        os.close(fd)
+    assert speeds == [termios.B115200, termios.B115200]  # P1 §5.1, as a reader's tcgetattr sees
+    line = twin.status()["ports"]["p1_line"]  # type: ignore[index]
+    assert {k: line[k] for k in ("baudrate", "paced")} == {"baudrate": 115200, "paced": True}
+    assert {"telegrams_cut", "bytes_cut"} <= set(line)
 
 
 def test_ctl_status_and_commands(twin: RunningTwin) -> None:

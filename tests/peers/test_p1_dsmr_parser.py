@@ -1,7 +1,8 @@
 """The P1 service as real readers see it: dsmr_parser (Home Assistant's parser) on every transport.
 
 A reader opens the pty symlink with pyserial as dsmr_parser's SerialReader would (115200), a
-socket client reads the TCP server, and a UART on a pty pair is read at the other end. Frames
+socket client reads the TCP server (both paced at the line speed, so telegrams arrive in pieces
+as on a wire), and a UART on a pty pair is read at the other end. Frames
 are cut with dsmr_parser's own TelegramBuffer and parsed with the DSMR 4 spec, CRC checked.
 """
 
@@ -190,7 +191,7 @@ async def test_pty_reader_parses_every_field(
     tmp_path: Path, meter: Meter, clock: ManualClock
 ) -> None:
     link = tmp_path / "p1"
-    async with p1_service(meter, clock, PtySink(link)) as (spy, request):
+    async with p1_service(meter, clock, PtySink(link, pace=True)) as (spy, request):
         # As dsmr_parser's SerialReader does: open the port at 115200 (8N1 here, P1 §5.1).
         with serial.Serial(str(link), 115200, timeout=0.1) as port:
             request.set(True)
@@ -227,7 +228,7 @@ async def accepted(sink: TcpSink) -> None:
 
 
 async def test_tcp_reader_parses_every_field(meter: Meter, clock: ManualClock) -> None:
-    sink = TcpSink("127.0.0.1", 0)
+    sink = TcpSink("127.0.0.1", 0, pace=True)  # at the wire's speed, as a serial bridge sends
     async with p1_service(meter, clock, sink) as (spy, request):
         reader, writer = await asyncio.open_connection("127.0.0.1", sink.port)
         await asyncio.wait_for(accepted(sink), SAFETY_S)

@@ -12,6 +12,8 @@ def test_no_file_gives_a_complete_simulated_meter() -> None:
     assert config == Config()
     assert config.meter.phases == 3
     assert config.p1.endpoint.startswith("pty://")
+    # P1 §5.1: the simulated lines keep the wire's 115200 baud timing unless told otherwise.
+    assert (config.p1.pace, config.p1.baudrate) == (True, 115200)
     assert config.gas.enabled
 
 
@@ -32,6 +34,8 @@ extra_holidays = ["2026-12-31"]
 [p1]
 endpoint = "tcp://127.0.0.1:0"
 request = "gpio:17"
+pace = false
+baudrate = 9600
 """
     )
     config = load_config(path)
@@ -40,6 +44,7 @@ request = "gpio:17"
     assert config.clock.start_time() is not None
     assert config.tariff.working_days == ("mon", "tue")
     assert config.p1.request == "gpio:17"
+    assert (config.p1.pace, config.p1.baudrate) == (False, 9600)
 
 
 @pytest.mark.parametrize(
@@ -59,6 +64,8 @@ request = "gpio:17"
         ({"tariff": {"working_days": ["monday"]}}, "'tariff.working_days'"),
         ({"p1": {"endpoint": "serial:/dev/x"}}, "'p1.endpoint'"),
         ({"p1": {"request": "gpio:x"}}, "'gpio:N'"),
+        ({"p1": {"baudrate": 115201}}, "'p1.baudrate' = 115201 is not allowed: expected one of"),
+        ({"p1": {"pace": "yes"}}, "'p1.pace' must be of type bool"),
         ({"meter": {"identification": "a/b"}}, "without '/' or '!'"),
         ({"meter": "x"}, "'meter' must be a table"),
     ],
