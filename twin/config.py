@@ -239,8 +239,13 @@ def _hex_key(length: int) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class P3Config:
+    # Served on loopback by default, so a head-end on this machine finds the meter at once and
+    # nothing is exposed to the network; "none" (or "") serves no P3.
     endpoint: str = field(
-        default="", metadata=_rule(lambda v: v == "" or v.startswith("tcp://"), "'' or tcp://")
+        default="tcp://127.0.0.1:4059",
+        metadata=_rule(
+            lambda v: v in ("", "none") or v.startswith("tcp://"), "'none' or tcp://HOST:PORT"
+        ),
     )
     # Identity and keys (P3 §3.2); empty = generated on first start and kept in the store.
     system_title: str = field(default="", metadata=_hex_key(8))
@@ -277,6 +282,11 @@ class P3Config:
     )
     # The simulated modem's initial signal strength (+CSQ; 0-1:94.31.4, DSMR-G 4.2.12).
     signal_dbm: int = field(default=-71, metadata=_between(-128, 0))
+
+    @property
+    def serves(self) -> bool:
+        """True when P3 is served (an endpoint other than "none")."""
+        return self.endpoint not in ("", "none")
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,3 +117,18 @@ def test_command_line_options_replace_only_their_key(tmp_path: Path) -> None:
     assert config.p3.guek == "000102030405060708090a0b0c0d0e0f"
     assert config.clock.speed == 60.0
     assert config.clock.start == "2026-01-01T00:00:00+00:00"
+
+
+def test_p3_is_served_on_loopback_by_default_and_none_turns_it_off(tmp_path: Path) -> None:
+    import argparse
+
+    from twin.cli import _run_config
+
+    # A newcomer's head-end finds the meter at once, but only from this machine.
+    assert Config().p3.endpoint == "tcp://127.0.0.1:4059"
+    assert Config().p3.serves
+    args = argparse.Namespace(config=None, speed=None, p1=None, p3="none")
+    assert not _run_config(args).p3.serves
+    path = tmp_path / "twin.toml"
+    path.write_text('[p3]\nendpoint = "none"\n')
+    assert not load_config(path).p3.serves
