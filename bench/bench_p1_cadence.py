@@ -64,9 +64,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="twin-bench-") as tmp:
         state = Path(tmp)
+        command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state)]
         twin = subprocess.Popen(
-            [sys.executable, "-m", "twin", "run", "--state-dir", str(state), "--p1", "pty://p1"],
-            stderr=subprocess.DEVNULL,
+            [*command, "--p1", "pty://p1", "--p3", "none"], stderr=subprocess.DEVNULL
         )
         busy = []
         try:

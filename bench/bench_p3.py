@@ -58,7 +58,9 @@ def own_twin() -> Iterator[tuple[int, Path]]:
     config.write_text(f'[clock]\nstart = "{start}"\n[p2]\nenabled = false\n')
     command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state)]
     command += ["--config", str(config), "--p1", "pty://p1"]
-    fill = subprocess.Popen([*command, "--speed", "200000"], stderr=subprocess.DEVNULL)
+    fill = subprocess.Popen(
+        [*command, "--speed", "200000", "--p3", "none"], stderr=subprocess.DEVNULL
+    )
     time.sleep(6)  # ~14 days of meter time: the 10-day load profile is full
     fill.terminate()
     fill.wait(30)

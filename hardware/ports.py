@@ -28,8 +28,14 @@ class ByteSink(Protocol):
         """Send `data`; returns when it has been handed to the line. Cancellable."""
         ...
 
+    def status(self) -> dict[str, object]:
+        """Line speed and counters for `ctl status`: at least `baudrate`, `paced`,
+        `telegrams_cut` and `bytes_cut` (bytes of telegrams that never went out)."""
+        ...
+
     def abort_output(self) -> None:
-        """Drop whatever is still queued for the line (Request fell mid-telegram)."""
+        """Stop what has not gone out yet (Request fell mid-telegram, P1 §4.3). Bytes already
+        delivered to a reader stay delivered: a line cannot take them back."""
         ...
 
     async def close(self) -> None: ...

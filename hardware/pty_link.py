@@ -2,12 +2,16 @@
 
 pyserial, dsmr_parser's SerialReader and socat open the stable symlink (e.g. state/p1), which
 points at the pty slave. We keep the slave open ourselves, so the line exists with no reader
-and bytes written to the master never fail. Unlike a wire, a pty keeps what nobody reads; a
-real meter holds no old data, so a telegram's worth of unread bytes is dropped before the next
-telegram when the reader has taken nothing for `stale_after_s` (absent or stuck), and all of
-it when the pty is full (an overrun, as on a wire). A reader that is only a little behind keeps
-its data, as with a real UART's receive buffer: with a fast simulated clock telegrams come
-every few milliseconds.
+and bytes written to the master never fail. The slave reports the line speed (115200, P1 §5.1)
+to a reader's tcgetattr, and with `pace` the bytes arrive at that speed (hardware/pacing.py).
+
+Unlike a wire, a pty keeps what nobody reads; a real meter holds no old data, so a telegram's
+worth of unread bytes is dropped before the next telegram when the reader has taken nothing
+for `stale_after_s` (absent or stuck), and all of it when the pty is full (an overrun, as on a
+wire). A reader that is only a little behind keeps its data, as with a real UART's receive
+buffer: with a fast simulated clock telegrams come every few milliseconds. What a reader has
+been sent is never taken back when Request falls: a wire cannot recall bytes (P1 §4.3 stops
+only the rest of the telegram).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import tty
 from dataclasses import dataclass
 from pathlib import Path
 
+from hardware.pacing import P1_BAUDRATE, PacedLine
 from hardware.ports import PortError
 
 log = logging.getLogger(__name__)
@@ -59,12 +64,15 @@ class LinkedPty:
     name: str
 
 
-def open_linked_pty(link: Path) -> LinkedPty:
+def open_linked_pty(link: Path, baudrate: int | None = None) -> LinkedPty:
     """A raw pty (bytes pass unchanged, nothing is echoed to the master), the master
-    non-blocking, reachable through the symlink `link`. Closes what it opened on failure."""
+    non-blocking, reachable through the symlink `link`, reporting `baudrate` (if given) to
+    a reader's tcgetattr. Closes what it opened on failure."""
     master, slave = os.openpty()
     try:
         tty.setraw(slave)
+        if baudrate is not None:
+            set_speed(slave, baudrate)
         os.set_blocking(master, False)
         name = os.ttyname(slave)
         make_link(link, name)
@@ -73,6 +81,16 @@ def open_linked_pty(link: Path) -> LinkedPty:
         os.close(slave)
         raise
     return LinkedPty(master, slave, name)
+
+
+def set_speed(fd: int, baudrate: int) -> None:
+    """Set the terminal's input and output speed (a pty only reports it: no bits are timed)."""
+    speed = getattr(termios, f"B{baudrate}", None)
+    if speed is None:
+        raise PortError(f"{baudrate} baud is not a terminal speed")
+    attributes = termios.tcgetattr(fd)
+    attributes[4] = attributes[5] = speed
+    termios.tcsetattr(fd, termios.TCSANOW, attributes)
 
 
 def close_linked_pty(link: Path, master: int, slave: int, name: str) -> None:
@@ -99,9 +117,17 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class PtySink:
     """A pty whose slave is reachable through the symlink `link`."""
 
-    def __init__(self, link: Path, stale_after_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        link: Path,
+        stale_after_s: float = 1.0,
+        *,
+        baudrate: int = P1_BAUDRATE,
+        pace: bool = False,
+    ) -> None:
         self.link = link
         self.stale_after_s = stale_after_s
+        self.line = PacedLine(baudrate, paced=pace)
         self._master = -1
         self._slave = -1
         self._slave_name = ""
@@ -115,6 +141,9 @@ class PtySink:
         target = f" -> {self._slave_name}" if self._slave_name else ""
         return f"pty {self.link}{target}"
 
+    def status(self) -> dict[str, object]:
+        return {**self.line.status(), "stale_drops": self.stale_drops, "overruns": self.overruns}
+
     @property
     def slave_name(self) -> str:
         return self._slave_name
@@ -122,7 +151,7 @@ class PtySink:
     async def open(self) -> None:
         try:
             # Raw: CR LF pass unchanged (P1 §5.12) and nothing is echoed back to the master.
-            pty = open_linked_pty(self.link)
+            pty = open_linked_pty(self.link, self.line.baudrate)
         except (OSError, termios.error) as exc:
             raise PortError(f"cannot open the P1 pty at {self.link}: {exc}") from exc
         self._master, self._slave, self._slave_name = pty.master, pty.slave, pty.name
@@ -145,24 +174,39 @@ class PtySink:
     async def write(self, data: bytes) -> None:
         if self._master < 0:
             raise PortError(f"{self.description} is not open")
-        try:
-            queued = queued_input(self._slave)
-        except OSError as exc:
-            raise PortError(f"{self.description}: {exc}") from exc
+        queued = self._queued()
         if self._stale(queued, len(data)):
-            self.abort_output()
+            self._drop_unread()
             self.stale_drops += 1
             log.debug("P1 reader on %s is absent or behind: unread data dropped", self.link)
             queued = 0
-        self._expected = queued + len(data)
-        view = memoryview(data)
+        try:
+            await self.line.write(data, self._send)
+        finally:
+            self._note_reader(queued + len(data))
+
+    def _queued(self) -> int:
+        try:
+            return queued_input(self._slave)
+        except OSError as exc:
+            raise PortError(f"{self.description}: {exc}") from exc
+
+    def _note_reader(self, unread_if_idle: int) -> None:
+        """After a write: remember what is unread, and whether the reader took some meanwhile."""
+        if self._slave < 0:
+            return
+        self._expected = self._queued()
+        if self._expected < unread_if_idle:
+            self._progress_at = time.monotonic()
+
+    async def _send(self, view: memoryview) -> None:
         while view:
             try:
                 view = view[os.write(self._master, view) :]
             except BlockingIOError:
                 # The pty is full (FIONREAD does not see all of it): overrun, as on a wire.
                 self.overruns += 1
-                self.abort_output()
+                self._drop_unread()
                 await self._writable()
             except OSError as exc:
                 raise PortError(f"{self.description}: write failed: {exc}") from exc
@@ -183,14 +227,18 @@ class PtySink:
         finally:
             loop.remove_writer(self._master)
 
-    def abort_output(self) -> None:
-        if self._slave < 0:
-            return
+    def _drop_unread(self) -> None:
+        """Drop what the reader has not taken: it is stale or lost to an overrun."""
         try:
             termios.tcflush(self._slave, termios.TCIFLUSH)
         except termios.error as exc:
             log.warning("%s: cannot drop unread data: %s", self.description, exc)
         self._expected = 0
+
+    def abort_output(self) -> None:
+        # Nothing waits in user space: a cancelled write stops handing over bytes (and counts
+        # the rest as cut); what the reader was already sent stays in its queue (P1 §4.3).
+        return
 
     async def close(self) -> None:
         if self._master >= 0:

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from hardware.gpio import GpioRequestLine
+from hardware.pacing import P1_BAUDRATE
 from hardware.ports import ByteSink, RequestLine
 from hardware.pty_link import PtySink
 from hardware.request_line import AlwaysRequested, SimulatedRequestLine
@@ -21,16 +22,20 @@ SINK_FORMS = "pty://LINK (relative to the state directory), tcp://HOST:PORT or u
 REQUEST_FORMS = "'always', 'simulated' or 'gpio:N' (BCM pin)"
 
 
-def open_p1_sink(endpoint: str, base_dir: Path) -> ByteSink:
-    """The P1 data line named by `endpoint` (not opened yet: the service opens it)."""
+def open_p1_sink(
+    endpoint: str, base_dir: Path, *, baudrate: int = P1_BAUDRATE, pace: bool = False
+) -> ByteSink:
+    """The P1 data line named by `endpoint` (not opened yet: the service opens it). With
+    `pace`, the simulated lines (pty, TCP) send at `baudrate`; a UART always does."""
     scheme, _, rest = endpoint.partition("://")
     if scheme == "pty" and rest:
         link = Path(rest)
-        return PtySink(link if link.is_absolute() else base_dir / link)
+        path = link if link.is_absolute() else base_dir / link
+        return PtySink(path, baudrate=baudrate, pace=pace)
     if scheme == "tcp":
-        return TcpSink(*_host_port(endpoint))
+        return TcpSink(*_host_port(endpoint), baudrate=baudrate, pace=pace)
     if scheme == "uart" and rest.startswith("/") and len(rest) > 1:
-        return UartSink(rest)
+        return UartSink(rest, baudrate)
     raise ValueError(f"bad P1 endpoint {endpoint!r}: expected {SINK_FORMS}")
 
 

@@ -3,6 +3,8 @@
 Every connected client gets every telegram (P1 §4.3 allows several readers on one port). A
 client that has not taken the previous telegram yet is dropped rather than waited for, so a
 slow or dead reader never delays the others; readers reconnect (Home Assistant every 30 s).
+With `pace` the bytes leave at the line speed of P1 §5.1, as from a serial-to-network bridge
+(hardware/pacing.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import socket
 
+from hardware.pacing import P1_BAUDRATE, PacedLine
 from hardware.ports import PortError
 
 log = logging.getLogger(__name__)
@@ -43,12 +46,17 @@ class _Client(asyncio.Protocol):
         self.sink.clients.discard(self)
         log.info("P1 client %s gone (%s)", self.peer, exc or "closed")
 
-    def send(self, data: bytes) -> None:
+    def keeps_up(self, size: int) -> bool:
+        """False (and the client dropped) if a telegram of `size` bytes is still unsent to it."""
         assert self.transport is not None
-        if self.transport.get_write_buffer_size() >= len(data):
+        if self.transport.get_write_buffer_size() >= size:
             log.warning("P1 client %s is not reading; dropped", self.peer)
             self.drop()
-            return
+            return False
+        return True
+
+    def send(self, data: memoryview) -> None:
+        assert self.transport is not None
         self.transport.write(data)
 
     def drop(self) -> None:
@@ -60,15 +68,21 @@ class _Client(asyncio.Protocol):
 class TcpSink:
     """Serves the P1 telegrams on `host:port` (port 0 picks a free port, see `port`)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(
+        self, host: str, port: int, *, baudrate: int = P1_BAUDRATE, pace: bool = False
+    ) -> None:
         self.host = host
         self.port = port
+        self.line = PacedLine(baudrate, paced=pace)
         self.clients: set[_Client] = set()
         self._server: asyncio.Server | None = None
 
     @property
     def description(self) -> str:
         return f"tcp {self.host}:{self.port} ({len(self.clients)} clients)"
+
+    def status(self) -> dict[str, object]:
+        return {**self.line.status(), "clients": len(self.clients)}
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -83,7 +97,12 @@ class TcpSink:
         if self._server is None:
             raise PortError(f"{self.description} is not open")
         for client in list(self.clients):
-            client.send(data)
+            client.keeps_up(len(data))
+        await self.line.write(data, self._send)
+
+    async def _send(self, view: memoryview) -> None:
+        for client in list(self.clients):
+            client.send(view)
 
     def abort_output(self) -> None:
         # Bytes already in the kernel cannot be recalled; a client with a user-space backlog

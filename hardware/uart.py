@@ -8,20 +8,23 @@ with a cancel flag checked between them, so a telegram can be abandoned when Req
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import logging
 import os
 import select
+import termios
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import serial
 
+from hardware.pacing import P1_BAUDRATE
 from hardware.ports import PortError
 
 log = logging.getLogger(__name__)
 
-P1_BAUDRATE = 115200  # P1 §5.1
 CHUNK = 256  # about 22 ms of line time: the granularity at which a write is abandoned
 POLL_S = 0.05  # how often a worker waiting for room checks the cancel flag
 
@@ -35,10 +38,21 @@ class UartSink:
         self._serial: serial.Serial | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._cancel = threading.Event()
+        self.telegrams_cut = 0  # writes abandoned before their last byte reached the driver
+        self.bytes_cut = 0  # bytes of those never handed over, plus the driver's dropped queue
 
     @property
     def description(self) -> str:
         return f"uart {self.device} {self.baudrate} 8N1"
+
+    def status(self) -> dict[str, object]:
+        # The UART itself keeps the line speed: nothing to pace.
+        return {
+            "baudrate": self.baudrate,
+            "paced": True,
+            "telegrams_cut": self.telegrams_cut,
+            "bytes_cut": self.bytes_cut,
+        }
 
     async def open(self) -> None:
         try:
@@ -78,7 +92,10 @@ class UartSink:
                     view = view[os.write(fd, view[:CHUNK]) :]
                 except BlockingIOError:
                     select.select([], [fd], [], POLL_S)
-            if not cancel.is_set():
+            if view:  # abandoned (Request fell): the rest never goes out
+                self.telegrams_cut += 1
+                self.bytes_cut += len(view)
+            elif not cancel.is_set():
                 # tcdrain: returns when the bytes have left, or at once after abort_output.
                 port.flush()
         except (OSError, serial.SerialException) as exc:
@@ -86,10 +103,11 @@ class UartSink:
 
     def abort_output(self) -> None:
         # P1 §4.3: stop at once. The worker stops at the next chunk; the driver's queue is
-        # dropped (a FIFO's worth, tens of bytes, may still leave the UART: research/pi.md §1.2).
+        # dropped (the UART's hardware FIFO, tens of bytes, may still leave: it is not counted).
         self._cancel.set()
         if self._serial is not None:
             try:
+                self.bytes_cut += _output_queued(self._serial.fileno())
                 self._serial.reset_output_buffer()
             except (OSError, serial.SerialException) as exc:
                 log.warning("%s: cannot drop queued output: %s", self.description, exc)
@@ -102,3 +120,10 @@ class UartSink:
         port, self._serial = self._serial, None
         if port is not None:
             port.close()
+
+
+def _output_queued(fd: int) -> int:
+    """Bytes in the driver's output queue, not yet on the wire (TIOCOUTQ)."""
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.TIOCOUTQ, count)
+    return count[0]

@@ -114,7 +114,7 @@ def _port_services(twin: Twin) -> list[Service]:
         from twin.p2.wiring import p2_services
 
         services.extend(p2_services(twin))
-    if twin.config.p3.endpoint:
+    if twin.config.p3.serves:
         from twin.p3.wiring import p3_services
 
         services.extend(p3_services(twin))
@@ -133,15 +133,17 @@ def _p1_services(twin: Twin) -> list[Service]:
 
     p1 = twin.config.p1
     request = open_request_line(p1.request, p1.request_active_high)
+    sink = open_p1_sink(p1.endpoint, twin.state_dir, baudrate=p1.baudrate, pace=p1.pace)
     service = P1Service(
         twin.meter,
         TelegramEncoder(twin.config.meter.manufacturer, twin.config.meter.identification),
-        open_p1_sink(p1.endpoint, twin.state_dir),
+        sink,
         request,
         twin.clock,
         interval_s=p1.interval_s,
     )
     twin.control.ports["p1"] = service.status
+    twin.control.ports["p1_line"] = sink.status
     if isinstance(request, SimulatedRequestLine):
         simulated = request
 
@@ -156,8 +158,35 @@ def _p1_services(twin: Twin) -> list[Service]:
     return [Service("p1", service.run, heartbeat=lambda: service.heartbeat)]
 
 
+def where_to_reach(twin: Twin) -> list[str]:
+    """A few lines for the start-up log: where each port is and how to reach it."""
+    state, p1, p3 = twin.state_dir, twin.config.p1, twin.config.p3
+    scheme, _, rest = p1.endpoint.partition("://")
+    if scheme == "pty":
+        link = Path(rest) if Path(rest).is_absolute() else state / rest
+        reach = (
+            f"open it as a serial port, e.g. python -m serial.tools.miniterm {link} {p1.baudrate}"
+        )
+        p1_line = f"P1 telegrams: pty {link} ({p1.baudrate} 8N1); {reach}"
+    elif scheme == "tcp":
+        p1_line = f"P1 telegrams: {p1.endpoint}; connect a TCP reader, e.g. nc HOST PORT"
+    else:
+        p1_line = f"P1 telegrams: UART {rest} ({p1.baudrate} 8N1), Request {p1.request}"
+    if p3.serves:
+        p3_line = (
+            f"P3 DLMS/COSEM: {p3.endpoint} (wrapper, server SAP 1; public client 16, management"
+            f" client 1 with HLS-GMAC); its keys: dsmr-twin keys show --state-dir {state}"
+        )
+    else:
+        p3_line = "P3 DLMS/COSEM: off (p3.endpoint = 'none'; --p3 tcp://HOST:PORT serves it)"
+    control = f"control socket {state / SOCKET_NAME}; e.g. dsmr-twin ctl --state-dir {state} status"
+    return [p1_line, p3_line, control]
+
+
 async def serve(twin: Twin) -> None:
     """Run until SIGTERM or SIGINT, then checkpoint and close."""
+    for line in where_to_reach(twin):
+        log.info("%s", line)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -26,7 +26,7 @@ DEFAULT_STATE_DIR = "state"
 #   add_ctl_commands(ctl_sub)   sub-commands of "ctl"
 #   ctl_request(args)           the JSON request for one of its ctl commands, or None
 #   run(args)                   run one of its top-level commands (exit code), or None
-EXTENSIONS = ("twin.p2.cli", "twin.p3.cli", "twin.display.cli")
+EXTENSIONS = ("twin.p2.cli", "twin.p3.cli", "twin.display.cli", "twin.probe")
 
 
 def _extensions() -> list[Any]:

@@ -225,6 +225,12 @@ class P1Config:
     # Level at the GPIO pin while the reader raises Request (an opto stage usually inverts).
     request_active_high: bool = False
     interval_s: int = field(default=10, metadata=_between(1, 60))
+    # Line speed (P1 §5.1: 115200 baud, 8N1): the UART's speed, the speed a pty reports to
+    # tcgetattr, and the pace of the simulated lines.
+    baudrate: int = field(default=115200, metadata=_one_of(9600, 19200, 38400, 57600, 115200))
+    # Send pty and TCP telegrams at the line speed in real time (about 70 ms for 800 bytes),
+    # as a reader sees them on a wire; false hands each telegram over at once.
+    pace: bool = True
 
 
 def _hex_key(length: int) -> dict[str, Any]:
@@ -236,8 +242,13 @@ def _hex_key(length: int) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class P3Config:
+    # Served on loopback by default, so a head-end on this machine finds the meter at once and
+    # nothing is exposed to the network; "none" (or "") serves no P3.
     endpoint: str = field(
-        default="", metadata=_rule(lambda v: v == "" or v.startswith("tcp://"), "'' or tcp://")
+        default="tcp://127.0.0.1:4059",
+        metadata=_rule(
+            lambda v: v in ("", "none") or v.startswith("tcp://"), "'none' or tcp://HOST:PORT"
+        ),
     )
     # Identity and keys (P3 §3.2); empty = generated on first start and kept in the store.
     system_title: str = field(default="", metadata=_hex_key(8))
@@ -277,6 +288,11 @@ class P3Config:
     # Real seconds a P3 connection may take to complete an association (AARQ and HLS) before
     # it is closed, so a silent client cannot hold the one slot for the inactivity time-out.
     association_timeout_s: float = field(default=10.0, metadata=_between(1, 300))
+
+    @property
+    def serves(self) -> bool:
+        """True when P3 is served (an endpoint other than "none")."""
+        return self.endpoint not in ("", "none")
 
 
 @dataclass(frozen=True, slots=True)

@@ -186,7 +186,10 @@ def test_twin_speaks_the_units_notify_protocol(
     SIGTERM (no restart), its state in $STATE_DIRECTORY."""
     sock, path = notify_socket
     config = tmp_path / "config.toml"
-    config.write_text('[p1]\nendpoint = "pty://p1"\n[clock]\nspeed = 60.0\n')
+    # No P3: the default would listen on 4059, which parallel test runs would share.
+    config.write_text(
+        '[p1]\nendpoint = "pty://p1"\n[clock]\nspeed = 60.0\n[p3]\nendpoint = "none"\n'
+    )
     state = tmp_path / "state"
     state.mkdir()
     env = {

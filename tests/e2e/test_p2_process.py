@@ -72,6 +72,8 @@ class Processes:
             # P1 only while the test reads it: at this speed a telegram is due every 0.7 ms
             # and would crowd the twin's event loop for days of meter time.
             '[p1]\nrequest = "simulated"\n'
+            # No P3: the default would listen on 4059, which parallel test runs would share.
+            '[p3]\nendpoint = "none"\n'
         )
         self.twin = self._spawn(
             root / "twin.log", "run", "--config", str(config), "--state-dir", str(self.twin_dir)

@@ -162,10 +162,9 @@ def twin(state_dir: Path) -> Iterator[Twin]:
     start = datetime.now(UTC) - timedelta(days=10)
     config = state_dir / "twin.toml"
     config.write_text(f'[clock]\nstart = "{start.isoformat(timespec="seconds")}"\n')
-    history = subprocess.Popen(
-        [*RUN, "--state-dir", str(state_dir), "--config", str(config), "--speed", "100000"],
-        stderr=subprocess.DEVNULL,
-    )
+    options = ("--state-dir", str(state_dir), "--config", str(config), "--speed", "100000")
+    # No P3 (not the default 4059: parallel runs would share it).
+    history = subprocess.Popen([*RUN, *options, "--p3", "none"], stderr=subprocess.DEVNULL)
     # Two days of meter time (still in the past, about 2 s): load profile rows exist.
     deadline = time.monotonic() + STARTUP_S
     while _meter_time(state_dir) < start + timedelta(days=2):

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 from collections.abc import Iterator
 from itertools import pairwise
@@ -110,7 +111,8 @@ def state_dir() -> Iterator[Path]:
 @pytest.fixture
 def twin(state_dir: Path) -> Iterator[RunningTwin]:
     # Speed 60: a 10 s slot is 167 ms of real time, wide enough for a loaded CI machine.
-    running = RunningTwin(state_dir, "--speed", "60", "--p1", "pty://p1")
+    # No P3: the default would listen on 4059, which parallel test runs would share.
+    running = RunningTwin(state_dir, "--speed", "60", "--p1", "pty://p1", "--p3", "none")
     yield running
     if running.process.poll() is None:
         running.kill(signal.SIGKILL)
@@ -131,6 +133,20 @@ def test_p1_telegrams_through_a_pty_are_accepted_by_dsmr_parser(twin: RunningTwi
     assert [(b - a).total_seconds() for a, b in pairwise(times)] == [10.0, 10.0]
 
 
+def test_p1_pty_is_a_115200_line_paced_in_real_time(twin: RunningTwin) -> None:
+    link = twin.state_dir / "p1"
+    twin._wait_for(link)
+    fd = os.open(link, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        speeds = termios.tcgetattr(fd)[4:6]
+    finally:
+        os.close(fd)
+    assert speeds == [termios.B115200, termios.B115200]  # P1 §5.1, as a reader's tcgetattr sees
+    line = twin.status()["ports"]["p1_line"]  # type: ignore[index]
+    assert {k: line[k] for k in ("baudrate", "paced")} == {"baudrate": 115200, "paced": True}
+    assert {"telegrams_cut", "bytes_cut"} <= set(line)
+
+
 def test_ctl_status_and_commands(twin: RunningTwin) -> None:
     twin.ctl("load", "--watts", "4000")
     twin.ctl("message", "--code", "1234", "--text", "Hallo P1")
@@ -138,6 +154,7 @@ def test_ctl_status_and_commands(twin: RunningTwin) -> None:
     assert set(REGISTERS) <= set(status)
     assert status["tariff"] in (1, 2)
     assert status["power_failures"] == 0
+    assert "p3" not in status["ports"]  # type: ignore[operator]  # --p3 none
     telegram = twin.telegrams(1)[0]
     assert telegram.TEXT_MESSAGE.value == "48616C6C6F205031"  # hex of "Hallo P1"
     assert str(telegram.CURRENT_ELECTRICITY_USAGE.value) == "4.000"
@@ -145,7 +162,7 @@ def test_ctl_status_and_commands(twin: RunningTwin) -> None:
 
 
 def test_kill_9_loses_no_published_value_and_no_logged_event(state_dir: Path) -> None:
-    first = RunningTwin(state_dir, "--speed", "600", "--p1", "pty://p1")
+    first = RunningTwin(state_dir, "--speed", "600", "--p1", "pty://p1", "--p3", "none")
     first.ctl("load", "--watts", "3000")
     first.ctl("tamper", "--code", "44")
     published: dict[str, float] = dict.fromkeys(REGISTERS, 0.0)
@@ -157,7 +174,7 @@ def test_kill_9_loses_no_published_value_and_no_logged_event(state_dir: Path) ->
         published[code] = max(published[code], float(status[code]))  # type: ignore[arg-type]
     assert first.kill(signal.SIGKILL) == -signal.SIGKILL
 
-    second = RunningTwin(state_dir, "--speed", "600", "--p1", "pty://p1")
+    second = RunningTwin(state_dir, "--speed", "600", "--p1", "pty://p1", "--p3", "none")
     try:
         after = second.status()
         for code in REGISTERS:
@@ -178,6 +195,36 @@ def test_sigterm_checkpoints_and_exits_cleanly(twin: RunningTwin) -> None:
     assert checkpoint is not None
     for code in REGISTERS:
         assert checkpoint.state.wh(code) / 1000 >= float(before[code])  # type: ignore[arg-type]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_start_up_log_says_where_each_port_is_and_how_to_reach_it(state_dir: Path) -> None:
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    log = state_dir / "twin.log"
+    command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir)]
+    command += ["--p3", endpoint, "--p1", "pty://p1"]
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command, stderr=stderr)
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while "control socket" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    text = log.read_text()
+    assert f"P1 telegrams: pty {state_dir / 'p1'}" in text
+    assert f"P3 DLMS/COSEM: {endpoint}" in text
+    assert f"dsmr-twin keys show --state-dir {state_dir}" in text
+    assert f"control socket {state_dir / 'control.sock'}" in text
+    assert f"dsmr-twin ctl --state-dir {state_dir} status" in text
 
 
 def test_bad_config_key_stops_start_up_with_a_clear_message(state_dir: Path) -> None:

@@ -1,7 +1,8 @@
 """The P1 service as real readers see it: dsmr_parser (Home Assistant's parser) on every transport.
 
 A reader opens the pty symlink with pyserial as dsmr_parser's SerialReader would (115200), a
-socket client reads the TCP server, and a UART on a pty pair is read at the other end. Frames
+socket client reads the TCP server (both paced at the line speed, so telegrams arrive in pieces
+as on a wire), and a UART on a pty pair is read at the other end. Frames
 are cut with dsmr_parser's own TelegramBuffer and parsed with the DSMR 4 spec, CRC checked.
 """
 
@@ -83,13 +84,13 @@ async def meter(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Meter]:
 @contextlib.asynccontextmanager
 async def p1_service(
     meter: Meter, clock: ManualClock, sink: ByteSink
-) -> AsyncIterator[tuple[PublishSpy, SimulatedRequestLine]]:
+) -> AsyncIterator[tuple[PublishSpy, SimulatedRequestLine, P1Service]]:
     spy, request = PublishSpy(meter), SimulatedRequestLine()
     service = P1Service(spy, TelegramEncoder("TWN", "DSMR-TWIN-422"), sink, request, clock)
     task = asyncio.create_task(service.run())
     try:
         await asyncio.wait_for(service.ready.wait(), SAFETY_S)
-        yield spy, request
+        yield spy, request, service
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -190,7 +191,7 @@ async def test_pty_reader_parses_every_field(
     tmp_path: Path, meter: Meter, clock: ManualClock
 ) -> None:
     link = tmp_path / "p1"
-    async with p1_service(meter, clock, PtySink(link)) as (spy, request):
+    async with p1_service(meter, clock, PtySink(link, pace=True)) as (spy, request, _):
         # As dsmr_parser's SerialReader does: open the port at 115200 (8N1 here, P1 §5.1).
         with serial.Serial(str(link), 115200, timeout=0.1) as port:
             request.set(True)
@@ -201,6 +202,33 @@ async def test_pty_reader_parses_every_field(
     check_telegram(second[0], spy.readings[1])
     registers_are_interesting(spy.readings)
     assert spy.readings[1].time == spy.readings[0].time.replace(second=10)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(SAFETY_S):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def test_request_off_keeps_a_telegram_the_reader_already_has(
+    tmp_path: Path, meter: Meter, clock: ManualClock
+) -> None:
+    """A telegram fully on the line, then Request falls: a wire cannot take it back (P1 §4.3
+    stops only what is not sent yet), so the reader still parses it whole."""
+    link = tmp_path / "p1"
+    async with p1_service(meter, clock, PtySink(link, pace=True)) as (spy, request, service):
+        fd = os.open(link, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            request.set(True)
+            await until(lambda: service.sent == 1)
+            request.set(False)
+            await until(lambda: service.status()["requested"] is False)
+            await asyncio.sleep(0.05)  # the service's release (and its abort) has run
+            frames = await asyncio.to_thread(read_frames, fd_reader(fd), 1)
+        finally:
+            os.close(fd)
+    check_telegram(frames[0], spy.readings[0])
+    assert service.status()["telegrams_aborted"] == 0
 
 
 @contextlib.contextmanager
@@ -215,7 +243,7 @@ def pty_pair() -> Iterator[tuple[int, str]]:
 
 async def test_uart_on_a_pty_pair(tmp_path: Path, meter: Meter, clock: ManualClock) -> None:
     with pty_pair() as (master, device):
-        async with p1_service(meter, clock, UartSink(device)) as (spy, request):
+        async with p1_service(meter, clock, UartSink(device)) as (spy, request, _):
             request.set(True)
             frames = await asyncio.to_thread(read_frames, fd_reader(master), 1)
     check_telegram(frames[0], spy.readings[0])
@@ -227,8 +255,8 @@ async def accepted(sink: TcpSink) -> None:
 
 
 async def test_tcp_reader_parses_every_field(meter: Meter, clock: ManualClock) -> None:
-    sink = TcpSink("127.0.0.1", 0)
-    async with p1_service(meter, clock, sink) as (spy, request):
+    sink = TcpSink("127.0.0.1", 0, pace=True)  # at the wire's speed, as a serial bridge sends
+    async with p1_service(meter, clock, sink) as (spy, request, _):
         reader, writer = await asyncio.open_connection("127.0.0.1", sink.port)
         await asyncio.wait_for(accepted(sink), SAFETY_S)
         request.set(True)

@@ -12,6 +12,8 @@ def test_no_file_gives_a_complete_simulated_meter() -> None:
     assert config == Config()
     assert config.meter.phases == 3
     assert config.p1.endpoint.startswith("pty://")
+    # P1 §5.1: the simulated lines keep the wire's 115200 baud timing unless told otherwise.
+    assert (config.p1.pace, config.p1.baudrate) == (True, 115200)
     assert config.gas.enabled
 
 
@@ -32,6 +34,8 @@ extra_holidays = ["2026-12-31"]
 [p1]
 endpoint = "tcp://127.0.0.1:0"
 request = "gpio:17"
+pace = false
+baudrate = 9600
 """
     )
     config = load_config(path)
@@ -40,6 +44,7 @@ request = "gpio:17"
     assert config.clock.start_time() is not None
     assert config.tariff.working_days == ("mon", "tue")
     assert config.p1.request == "gpio:17"
+    assert (config.p1.pace, config.p1.baudrate) == (False, 9600)
 
 
 @pytest.mark.parametrize(
@@ -59,6 +64,8 @@ request = "gpio:17"
         ({"tariff": {"working_days": ["monday"]}}, "'tariff.working_days'"),
         ({"p1": {"endpoint": "serial:/dev/x"}}, "'p1.endpoint'"),
         ({"p1": {"request": "gpio:x"}}, "'gpio:N'"),
+        ({"p1": {"baudrate": 115201}}, "'p1.baudrate' = 115201 is not allowed: expected one of"),
+        ({"p1": {"pace": "yes"}}, "'p1.pace' must be of type bool"),
         ({"meter": {"identification": "a/b"}}, "without '/' or '!'"),
         ({"meter": "x"}, "'meter' must be a table"),
     ],
@@ -110,3 +117,18 @@ def test_command_line_options_replace_only_their_key(tmp_path: Path) -> None:
     assert config.p3.guek == "000102030405060708090a0b0c0d0e0f"
     assert config.clock.speed == 60.0
     assert config.clock.start == "2026-01-01T00:00:00+00:00"
+
+
+def test_p3_is_served_on_loopback_by_default_and_none_turns_it_off(tmp_path: Path) -> None:
+    import argparse
+
+    from twin.cli import _run_config
+
+    # A newcomer's head-end finds the meter at once, but only from this machine.
+    assert Config().p3.endpoint == "tcp://127.0.0.1:4059"
+    assert Config().p3.serves
+    args = argparse.Namespace(config=None, speed=None, p1=None, p3="none")
+    assert not _run_config(args).p3.serves
+    path = tmp_path / "twin.toml"
+    path.write_text('[p3]\nendpoint = "none"\n')
+    assert not load_config(path).p3.serves

@@ -42,15 +42,20 @@ def read_exactly(fd: int, size: int) -> bytes:
     return data
 
 
-def drain(fd: int) -> int:
-    """Read and count whatever is waiting on `fd` without blocking."""
-    total = 0
+def read_waiting(fd: int) -> bytes:
+    """Whatever is waiting on `fd`, without blocking."""
+    data = b""
     while select.select([fd], [], [], 0)[0]:
         chunk = os.read(fd, 65536)
         if not chunk:
             break
-        total += len(chunk)
-    return total
+        data += chunk
+    return data
+
+
+def drain(fd: int) -> int:
+    """Read and count whatever is waiting on `fd` without blocking."""
+    return len(read_waiting(fd))
 
 
 @contextlib.contextmanager
@@ -226,8 +231,6 @@ async def test_pty_holds_no_old_data_without_a_reader(tmp_path: Path) -> None:
         fd = os.open(tmp_path / "p1", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
         try:
             assert queued_input(fd) <= len(TELEGRAM)  # at most the latest telegram
-            sink.abort_output()
-            assert queued_input(fd) == 0
         finally:
             os.close(fd)
     finally:
@@ -337,7 +340,11 @@ async def test_uart_abort_abandons_a_write_in_progress() -> None:
             await asyncio.sleep(0)
             sink.abort_output()
             await asyncio.wait_for(task, SAFETY_S)
-            assert drain(master) < len(big)
+            delivered = drain(master)
+            assert delivered < len(big)
+            # What left stays delivered; the rest is counted as cut (a pty has no driver queue).
+            status = sink.status()
+            assert (status["telegrams_cut"], status["bytes_cut"]) == (1, len(big) - delivered)
             await sink.write(TELEGRAM)  # the next telegram goes out whole
             assert TELEGRAM in await asyncio.to_thread(read_exactly, master, len(TELEGRAM))
         finally:
@@ -498,3 +505,111 @@ def test_registry_builds_request_lines() -> None:
     assert (gpio.pin, gpio.active_high) == (27, True)
     with pytest.raises(ValueError, match=r"'gpio:x'.*gpio:N"):
         open_request_line("gpio:x", False)
+
+
+# ------------------------------------------------------------------ line timing (P1 §5.1)
+
+# An 800-byte telegram, about the size of a three-phase DSMR 4.2.2 one with gas.
+LONG_TELEGRAM = b"/TWN5DSMR-TWIN-422\r\n\r\n" + b"1-0:1.8.1(000123.456*kWh)\r\n" * 28 + b"!ABCD\r\n"
+BYTE_S_115200_8N1 = 10 / 115200  # start bit, 8 data bits, stop bit
+
+
+def arrivals(fd: int, size: int, ready: threading.Event) -> list[tuple[float, int]]:
+    """(monotonic time, byte count) of every read until `size` bytes came (worker thread)."""
+    seen: list[tuple[float, int]] = []
+    total = 0
+    deadline = time.monotonic() + SAFETY_S
+    ready.set()
+    while total < size and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            total += len(os.read(fd, 65536))
+            seen.append((time.monotonic(), total))
+    return seen
+
+
+@contextlib.asynccontextmanager
+async def paced_pty(tmp_path: Path) -> AsyncIterator[tuple[ByteSink, Receive, int]]:
+    sink = PtySink(tmp_path / "p1", pace=True)
+    await sink.open()
+    fd = os.open(tmp_path / "p1", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        yield sink, lambda n: asyncio.to_thread(read_exactly, fd, n), fd
+    finally:
+        os.close(fd)
+        await sink.close()
+
+
+async def test_pty_reports_the_p1_line_speed_to_a_reader(tmp_path: Path) -> None:
+    async with paced_pty(tmp_path) as (_, _, fd):
+        _, _, _, _, ispeed, ospeed, _ = termios.tcgetattr(fd)
+        assert (ispeed, ospeed) == (termios.B115200, termios.B115200)  # P1 §5.1
+
+
+@pytest.mark.parametrize("kind", ["pty", "tcp"])
+async def test_paced_sink_takes_the_wire_time_of_115200_8n1(kind: str, tmp_path: Path) -> None:
+    wire_s = len(LONG_TELEGRAM) * BYTE_S_115200_8N1  # about 70 ms
+    if kind == "pty":
+        sink: ByteSink = PtySink(tmp_path / "p1", pace=True)
+        await sink.open()
+        reader_fd = os.open(tmp_path / "p1", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        client = None
+    else:
+        sink = TcpSink("127.0.0.1", 0, pace=True)
+        await sink.open()
+        client = socket.create_connection(("127.0.0.1", sink.port))
+        await asyncio.wait_for(clients(sink, 1), SAFETY_S)
+        reader_fd = client.fileno()
+    try:
+        ready = threading.Event()
+        reading = asyncio.create_task(
+            asyncio.to_thread(arrivals, reader_fd, len(LONG_TELEGRAM), ready)
+        )
+        await asyncio.to_thread(ready.wait, SAFETY_S)  # the reader watches before the first byte
+        started = time.monotonic()
+        await sink.write(LONG_TELEGRAM)
+        took = time.monotonic() - started
+        seen = await reading
+    finally:
+        if client is None:
+            os.close(reader_fd)
+        else:
+            client.close()
+        await sink.close()
+    assert seen[-1][1] == len(LONG_TELEGRAM)
+    # The write returns when the last byte would have left the wire, as tcdrain does on a UART.
+    assert 0.97 * wire_s <= took <= 2 * wire_s  # (the upper bound allows a loaded machine)
+    # The reader sees the telegram in pieces, spread over (nearly) the wire time, the last byte
+    # no sooner than the wire would bring it (a reader's scheduling can only delay its reads).
+    assert seen[-1][0] - started >= 0.95 * wire_s
+    assert 0.75 * wire_s <= seen[-1][0] - seen[0][0] <= 2 * wire_s
+    assert len(seen) >= 5
+
+
+async def test_pty_request_off_keeps_a_telegram_already_written(tmp_path: Path) -> None:
+    async with paced_pty(tmp_path) as (sink, receive, _):
+        await sink.write(TELEGRAM)
+        sink.abort_output()  # Request fell after the telegram was out: a wire cannot take back
+        assert await receive(len(TELEGRAM)) == TELEGRAM
+        assert line_counters(sink) == (0, 0)
+
+
+def line_counters(sink: ByteSink) -> tuple[object, object]:
+    status = sink.status()
+    return status["telegrams_cut"], status["bytes_cut"]
+
+
+async def test_pty_request_off_mid_telegram_cuts_it_and_counts_the_rest(tmp_path: Path) -> None:
+    async with paced_pty(tmp_path) as (sink, _, fd):
+        big = LONG_TELEGRAM * 10  # 0.7 s on the wire: cut well before its end on any machine
+        writing = asyncio.create_task(sink.write(big))
+        await asyncio.sleep(0.02)
+        writing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writing
+        sink.abort_output()
+        got = read_waiting(fd)  # all that was written is in the pty by now
+        assert 0 < len(got) < len(big)
+        assert big.startswith(got)  # what was on the wire stays, the rest never comes
+        assert line_counters(sink) == (1, len(big) - len(got))
+        await sink.write(TELEGRAM)  # the next telegram goes out whole
+        assert await asyncio.to_thread(read_exactly, fd, len(TELEGRAM)) == TELEGRAM

@@ -63,20 +63,20 @@ def modem_status(modem: NetworkSource, self_check_ok: bool = True) -> StatusProv
 def default_status(twin: Twin) -> StatusProvider:
     """The P3 modem's state when there is one (P3 is wired before the display); without a
     modem (p3.modem = "none"): attached when P3 is served, signal unknown."""
-    if twin.config.p3.endpoint:
+    if twin.config.p3.serves:
         from twin.p3.wiring import modem_source
 
         modem = modem_source(twin)
         if modem is not None:
             return modem_status(modem)
-    status = ModuleStatus(comm_attached=bool(twin.config.p3.endpoint), signal_level=None)
+    status = ModuleStatus(comm_attached=twin.config.p3.serves, signal_level=None)
     return lambda: status
 
 
 def default_lists(twin: Twin) -> ReadoutLists:
     """P3 §5.15: the display readout lists of the P3 object model when P3 runs (the head-end
     may rewrite them), else the Annex B defaults."""
-    if twin.config.p3.endpoint:
+    if twin.config.p3.serves:
         from twin.p3.wiring import readout_lists_source
 
         lists = readout_lists_source(twin)

@@ -2,8 +2,9 @@
 length encoding, and a skipper that finds where one encoded `Data` value ends.
 
 Attribute *values* are opaque encoded bytes to the core: the object model encodes them
-(gurux-dlms) and the core only needs to know where one `Data` ends, e.g. to split the value
-list of a SET-with-list or to step over the access parameters of a selective access.
+(`twin.p3.objects.values`) and the core only needs to know where one `Data` ends, e.g. to
+split the value list of a SET-with-list or to step over the access parameters of a selective
+access.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ per connection). The Protocols other services implement are in `twin.p3.objects.
 `KeyService` (P3 service), `MbusPort` (P2 service), `ModemStatus` and `PushPort` (GPRS; the
 wiring hands over a `PushRelay` because the controller is built after the objects).
 
-Layers: `values` (typed A-XDR values; encoding via gurux-dlms) -> `base` (rights per client,
+Layers: `values` (typed A-XDR values and their encoding) -> `base` (rights per client,
 `CosemObject`) -> `registry` (lookup, rights checks, result codes) -> the object modules by
 spec chapter (`association`, `clock`, `abstract`, `tariff`, `activation`, `profile_generic`,
 `profiles`, `definable`, `readout`, `electricity`, `mbus`, `configured`, `comm`,

@@ -1,12 +1,10 @@
 """Typed A-XDR `Data` values for the object model (Green Book §9.5 "Data"; P3 §3.4 Table 3-5).
 
-Encoding goes through gurux-dlms 1.0.203 (`_GXCommon.setData`), the one place the untyped
-library is touched for values; decoding of what clients send (SET values, ACTION parameters,
-selective-access parameters) is a small strict parser over `twin.p3.axdr.Reader`, because the
-object model must check the exact type tags (TYPE_UNMATCHED) that gurux's decoder erases.
-
-Gurux is wrong in one place here: `GXDateTime` leaves day-of-week at 0xFF ("not specified");
-DSMR clocks give it, so `date_time` clears it (Blue Book §4.1.6.1 date-time).
+Encoding is written here for the few tags DSMR uses (A-XDR, IEC 61334-6): the tests pin it
+byte for byte against gurux-dlms, an independent implementation that is a test peer only.
+Decoding of what clients send (SET values, ACTION parameters, selective-access parameters) is
+a small strict parser over `twin.p3.axdr.Reader`, because the object model must check the
+exact type tags (TYPE_UNMATCHED).
 """
 
 from __future__ import annotations
@@ -17,12 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import cast
 
-from gurux_dlms import GXByteBuffer, GXDateTime  # type: ignore[import-untyped]
-from gurux_dlms.enums import DataType  # type: ignore[import-untyped]
-from gurux_dlms.internal._GXCommon import _GXCommon  # type: ignore[import-untyped]
-
 from twin.clock import local
-from twin.p3.axdr import Reader
+from twin.p3.axdr import Reader, encode_length
 from twin.p3.errors import ApduError
 
 DATE_TIME_LENGTH = 12
@@ -60,22 +54,6 @@ _INTEGERS: dict[Tag, tuple[int, bool]] = {
     Tag.LONG64: (8, True),
     Tag.LONG64_UNSIGNED: (8, False),
     Tag.ENUM: (1, False),
-}
-_GX_TYPE: dict[Tag, int] = {
-    Tag.NULL: DataType.NONE,
-    Tag.BOOLEAN: DataType.BOOLEAN,
-    Tag.BIT_STRING: DataType.BITSTRING,
-    Tag.DOUBLE_LONG: DataType.INT32,
-    Tag.DOUBLE_LONG_UNSIGNED: DataType.UINT32,
-    Tag.OCTET_STRING: DataType.OCTET_STRING,
-    Tag.VISIBLE_STRING: DataType.STRING,
-    Tag.INTEGER: DataType.INT8,
-    Tag.LONG: DataType.INT16,
-    Tag.UNSIGNED: DataType.UINT8,
-    Tag.LONG_UNSIGNED: DataType.UINT16,
-    Tag.LONG64: DataType.INT64,
-    Tag.LONG64_UNSIGNED: DataType.UINT64,
-    Tag.ENUM: DataType.ENUM,
 }
 
 Scalar = int | bool | bytes | str | None
@@ -191,8 +169,7 @@ def date_time(when: datetime) -> Data:
     day, day of week (Monday 1), hour, minute, second, hundredths, deviation (minutes, UTC =
     local + deviation, so -60 in winter), clock status (0x80 while DST is active).
 
-    Written directly: this is the hot path of every profile row (gurux's setDateTime costs
-    about 0.3 ms a value); `gurux_date_time` below is the reference it is tested against.
+    Day of week is given (DSMR clocks know it), not 0xFF "not specified".
     """
     t = local(when)
     offset = t.utcoffset()
@@ -202,15 +179,6 @@ def date_time(when: datetime) -> Data:
         t.year, t.month, t.day, t.isoweekday(), t.hour, t.minute, t.second, 0, deviation, status
     )
     return octets(raw)
-
-
-def gurux_date_time(when: datetime) -> Data:
-    """The same value encoded by gurux (the reference for `date_time`)."""
-    gx = GXDateTime(local(when).replace(microsecond=0))
-    gx.dayOfWeek = 0  # gurux default 0xFF ("not specified"); 0 makes it write the weekday
-    buffer = GXByteBuffer()
-    _GXCommon.setDateTime(None, buffer, gx)
-    return octets(bytes(buffer.array()))
 
 
 def scaler_unit(scaler: int, unit: int) -> Data:
@@ -227,68 +195,43 @@ def _int(tag: Tag, value: int) -> Data:
     return Data(tag, int(value))
 
 
-# ---------------------------------------------------------------- encoding (gurux)
+# ---------------------------------------------------------------- encoding
 
 
 def encode(value: Data) -> bytes:
-    """A-XDR of `value`. Containers, integers and octet-strings (all of a profile row) are
-    written directly: gurux's byte-at-a-time buffer made the 960-row load profile cost over
-    100 ms. Every other type goes through gurux; `gurux_encode` is the reference the direct
-    path is tested against."""
+    """A-XDR of `value` (tag, then the content; Green Book §9.5 "Data")."""
     out = bytearray()
-    _encode_fast(out, value)
+    _encode(out, value)
     return bytes(out)
 
 
-def gurux_encode(value: Data) -> bytes:
-    buffer = GXByteBuffer()
-    _encode_into(buffer, value)
-    return bytes(buffer.array())
-
-
-def _length(count: int) -> bytes:
-    """A-XDR length: one byte below 0x80, else 0x8N followed by N big-endian bytes."""
-    if count < 0x80:
-        return bytes((count,))
-    size = (count.bit_length() + 7) // 8
-    return bytes((0x80 | size,)) + count.to_bytes(size, "big")
-
-
-def _encode_fast(out: bytearray, value: Data) -> None:
+def _encode(out: bytearray, value: Data) -> None:
     tag = value.tag
+    out.append(tag)
     if tag in (Tag.ARRAY, Tag.STRUCTURE):
         items = value.items
-        out.append(tag)
-        out += _length(len(items))
+        out += encode_length(len(items))
         for item in items:
-            _encode_fast(out, item)
+            _encode(out, item)
         return
     integer = _INTEGERS.get(tag)
     if integer is not None:
-        out.append(tag)
         out += cast(int, value.value).to_bytes(integer[0], "big", signed=integer[1])
-        return
-    if tag is Tag.OCTET_STRING:
+    elif tag is Tag.OCTET_STRING:
         raw = cast(bytes, value.value)
-        out.append(tag)
-        out += _length(len(raw))
-        out += raw
-        return
-    out += gurux_encode(value)
-
-
-def _encode_into(buffer: object, value: Data) -> None:
-    if value.tag in (Tag.ARRAY, Tag.STRUCTURE):
-        buffer.setUInt8(int(value.tag))  # type: ignore[attr-defined]
-        _GXCommon.setObjectCount(len(value.items), buffer)
-        for item in value.items:
-            _encode_into(buffer, item)
-        return
-    raw = value.value
-    if value.tag in (Tag.LONG, Tag.DOUBLE_LONG, Tag.LONG64) and isinstance(raw, int) and raw < 0:
-        size = _INTEGERS[value.tag][0]
-        raw = raw + (1 << (8 * size))  # gurux writes these with its unsigned setters
-    _GXCommon.setData(None, buffer, _GX_TYPE[value.tag], raw)
+        out += encode_length(len(raw)) + raw
+    elif tag is Tag.VISIBLE_STRING:
+        ascii_text = cast(str, value.value).encode("ascii")
+        out += encode_length(len(ascii_text)) + ascii_text
+    elif tag is Tag.BOOLEAN:
+        out.append(1 if value.value else 0)
+    elif tag is Tag.BIT_STRING:
+        # The number of bits, then the bits first bit first, the last octet padded with zeros.
+        text = cast(str, value.value)
+        padded = text + "0" * (-len(text) % 8)
+        out += encode_length(len(text))
+        out += int(padded, 2).to_bytes(len(padded) // 8, "big") if padded else b""
+    # NULL: the tag alone.
 
 
 # ---------------------------------------------------------------- decoding (strict)

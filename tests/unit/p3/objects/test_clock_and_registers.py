@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.p3.objects.conftest import Twin, attr, gx_decode, read, ref, run, write
+from tests.unit.p3.objects.gurux_reference import gurux_date_time, gurux_encode
 from twin.meter.events import EventCode, EventLog
 from twin.p3.cosem import DataAccessResult
 from twin.p3.objects import values as v
@@ -157,7 +158,7 @@ def test_direct_date_time_encoding_equals_gurux() -> None:
     start = datetime(2026, 3, 28, 22, 0, tzinfo=UTC)  # across the spring and autumn changes
     for hours in (*range(0, 12), *range(5040, 5052)):
         when = start + timedelta(hours=hours, seconds=hours * 7)
-        assert v.date_time(when) == v.gurux_date_time(when), when
+        assert v.date_time(when) == gurux_date_time(when), when
 
 
 def _values() -> st.SearchStrategy[v.Data]:
@@ -170,6 +171,11 @@ def _values() -> st.SearchStrategy[v.Data]:
         st.binary(max_size=300).map(v.octets),
         st.booleans().map(v.boolean),
         st.integers(0, 255).map(v.enum_),
+        st.just(v.null()),
+        st.text("01", max_size=40).map(v.bits),
+        st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40).map(
+            lambda text: v.Data(v.Tag.VISIBLE_STRING, text)
+        ),
     )
     return st.recursive(
         leaves,
@@ -184,5 +190,5 @@ def _values() -> st.SearchStrategy[v.Data]:
 @given(_values())
 @settings(max_examples=200, deadline=None)
 def test_direct_encoding_equals_gurux(value: v.Data) -> None:
-    assert v.encode(value) == v.gurux_encode(value)
+    assert v.encode(value) == gurux_encode(value)
     assert v.decode(v.encode(value)) == value

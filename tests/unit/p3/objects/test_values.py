@@ -71,7 +71,8 @@ def test_range_is_checked() -> None:
 
 def test_gurux_date_time_defect_is_still_there() -> None:
     """gurux-dlms 1.0.203 leaves day-of-week 'not specified' (0xFF) unless told otherwise;
-    `date_time` relies on clearing it. If an upgrade changes this, revisit values.date_time."""
+    the reference (gurux_reference.gurux_date_time) relies on clearing it. If an upgrade
+    changes this, revisit the reference."""
     from gurux_dlms import GXDateTime
 
     assert GXDateTime(datetime(2026, 1, 1, tzinfo=UTC)).dayOfWeek == 0xFF
