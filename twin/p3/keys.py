@@ -30,7 +30,6 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from twin.config import P3Config
@@ -49,8 +48,6 @@ COUNTER_BLOCK = 1000
 # 3 authenticated and encrypted. P3 §3.2.1: 3 after commissioning, never lowered.
 MAX_POLICY = 3
 MIN_HLS_SECRET = 16  # P3 §5.1 footnote 3: at least as long as the master key
-DATABASE_MODE = 0o640  # state dir is 0750; keys must not be world-readable
-_SIDE_FILES = ("", "-wal", "-shm")
 
 
 class KeyStoreError(LocalP3Error):
@@ -111,24 +108,11 @@ _CONFIGURABLE = ("system_title", "guek", "gak", "master_key")
 _LENGTHS = {"system_title": SYSTEM_TITLE_LENGTH, "guek": KEY_LENGTH, "gak": KEY_LENGTH}
 
 
-def protect_database(store: Store) -> None:
-    """Make the database and its WAL files owner/group-only (they hold the keys)."""
-    for suffix in _SIDE_FILES:
-        path = Path(f"{store.path}{suffix}")
-        try:
-            if path.stat().st_mode & 0o777 != DATABASE_MODE:
-                path.chmod(DATABASE_MODE)
-        except FileNotFoundError:
-            continue
-        except PermissionError:
-            # Another user's file (an operator running `keys show`): the owner fixes it.
-            log.warning("cannot restrict %s to mode %o", path, DATABASE_MODE)
-
-
 def load_or_create(store: Store, config: P3Config) -> tuple[KeyMaterial, dict[str, str]]:
     """The current key material (stored, else from config or generated; persisted) and the
-    configured values last applied (to recognise a deliberate configuration change)."""
-    protect_database(store)
+    configured values last applied (to recognise a deliberate configuration change).
+
+    The store keeps them in a database only the service user can read (twin/store.py)."""
     saved = store.setting(KEYS_SETTING)
     configured = {name: str(getattr(config, name)).lower() for name in _CONFIGURABLE}
     if saved is None:
@@ -175,7 +159,6 @@ def _with(material: KeyMaterial, keys: dict[str, bytes]) -> KeyMaterial:
 
 def _save(store: Store, material: KeyMaterial, configured: dict[str, str]) -> None:
     store.put_setting(KEYS_SETTING, {**material.to_record(), "configured": configured})
-    protect_database(store)
 
 
 def read_keys(store: Store) -> KeyMaterial | None:
