@@ -32,7 +32,7 @@ EXIT_STATE_DIR_BUSY = 4  # another twin holds the state directory: restarted wit
 #   add_ctl_commands(ctl_sub)   sub-commands of "ctl"
 #   ctl_request(args)           the JSON request for one of its ctl commands, or None
 #   run(args)                   run one of its top-level commands (exit code), or None
-EXTENSIONS = ("twin.p2.cli", "twin.p3.cli", "twin.display.cli")
+EXTENSIONS = ("twin.p2.cli", "twin.p3.cli", "twin.display.cli", "twin.store_cli")
 
 
 def _extensions() -> list[Any]:

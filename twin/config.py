@@ -226,6 +226,7 @@ class GasConfig:
             lambda v: v == "" or re.fullmatch(r"[0-9A-Fa-f]{32}", v),
             "'' (generate and store one) or 32 hex digits",
         ),
+        repr=False,  # a key: out of logs and tracebacks
     )
     start_m3: float = field(default=1234.567, metadata=_between(0, 99_999))
     # A DSMR 4.0 gas meter (VER 40, still reports a valve status block).
@@ -305,10 +306,11 @@ class P3Config:
         ),
     )
     # Identity and keys (P3 §3.2); empty = generated on first start and kept in the store.
+    # Keys stay out of reprs (and so out of logs and tracebacks).
     system_title: str = field(default="", metadata=_hex_key(8))
-    guek: str = field(default="", metadata=_hex_key(16))
-    gak: str = field(default="", metadata=_hex_key(16))
-    master_key: str = field(default="", metadata=_hex_key(16))
+    guek: str = field(default="", metadata=_hex_key(16), repr=False)
+    gak: str = field(default="", metadata=_hex_key(16), repr=False)
+    master_key: str = field(default="", metadata=_hex_key(16), repr=False)
     # GPRS operation mode (P3 §8.3): "" follows the configuration object 0-1:94.31.3 (factory
     # always-on; the CS may write it), "always-on" or "triggered" force one.
     gprs_mode: str = field(default="", metadata=_one_of("", "always-on", "triggered"))
@@ -345,6 +347,13 @@ class P3Config:
 class StoreConfig:
     # Real seconds between register checkpoints (also taken before anything is published).
     checkpoint_interval_s: float = field(default=30.0, metadata=_between(0.1, 3600))
+    # Real seconds between online backups into backups/ in the state directory (0 = none); a
+    # restore loses what the meter did after the backup it restores.
+    backup_interval_s: float = field(
+        default=3600.0,
+        metadata=_rule(lambda v: v == 0 or 60 <= v <= 604_800, "0 (off) or 60 to 604800 s"),
+    )
+    backup_keep: int = field(default=24, metadata=_between(1, 1000))  # the newest N are kept
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,9 +54,12 @@ class KeyStoreError(LocalP3Error):
     """The stored key material is unusable (corrupted record, wrong lengths)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class KeyMaterial:
-    """Everything a head-end needs to talk to this meter, plus the meter's own secrets."""
+    """Everything a head-end needs to talk to this meter, plus the meter's own secrets.
+
+    Its repr names the system title only: a key must not reach a log line or a traceback.
+    """
 
     system_title: bytes
     guek: bytes
@@ -73,6 +76,9 @@ class KeyMaterial:
                 raise KeyStoreError(f"{name} must be 16 bytes")
         if len(self.hls_secret) < MIN_HLS_SECRET:
             raise KeyStoreError("HLS secret shorter than 16 bytes")
+
+    def __repr__(self) -> str:
+        return f"KeyMaterial(system_title={self.system_title.hex()}, policy={self.policy})"
 
     def public(self) -> dict[str, str]:
         """What `dsmr-twin keys show` prints (hex)."""
