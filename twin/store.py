@@ -36,6 +36,7 @@ __all__ = ["Checkpoint", "Store", "StoreError", "StoredEntry"]
 DATABASE = "meter.sqlite3"
 DATABASE_MODE = 0o600  # it holds keys: the service user only (and root)
 SIDE_FILES = ("-wal", "-shm")  # SQLite gives them the database file's mode
+BACKUP_DIR = "backups"  # twin/store_backup.py
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -113,6 +114,7 @@ class Store(ProfileTables):
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
             if not path.exists():
+                _refuse_to_start_anew(path, state_dir)
                 _create_database(path, state_dir)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(_cannot_open(state_dir, exc)) from exc
@@ -251,6 +253,20 @@ def _check_integrity(db: sqlite3.Connection, path: Path) -> None:
     rows = [str(row[0]) for row in db.execute("PRAGMA quick_check").fetchall()]
     if rows != ["ok"]:
         raise StoreError(f"{path} is damaged ({'; '.join(rows[:3])}); {RESTORE_HINT}")
+
+
+def _refuse_to_start_anew(path: Path, state_dir: Path) -> None:
+    """No database, but traces of one: a new meter here would hide a lost one. (A stale -wal
+    would even be replayed into the new database.)"""
+    wal = Path(f"{path}-wal")
+    if wal.exists():
+        raise StoreError(f"{path} is missing but {wal} is there; {RESTORE_HINT}")
+    backups = state_dir / BACKUP_DIR
+    if backups.is_dir() and any(backups.iterdir()):
+        raise StoreError(
+            f"{path} is missing but {backups} holds backups; {RESTORE_HINT} (or move"
+            f" {backups} away to start a new meter)"
+        )
 
 
 def _create_database(path: Path, state_dir: Path) -> None:

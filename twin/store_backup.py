@@ -37,6 +37,7 @@ from typing import Any
 
 from twin.state_lock import StateLock
 from twin.store import (
+    BACKUP_DIR,
     DATABASE,
     DATABASE_MODE,
     SCHEMA_VERSION,
@@ -48,20 +49,12 @@ from twin.store import (
 
 log = logging.getLogger(__name__)
 
-BACKUP_DIR = "backups"
 DAMAGED_DIR = "damaged"
 BACKUP_DIR_MODE = 0o700  # the copies hold the keys
 _NAME = re.compile(r"meter-(\d{8}T\d{6}Z)\.sqlite3")
 _STAMP = "%Y%m%dT%H%M%SZ"
 
-# The counters a restore moves forward: setting key -> JSON path of each counter in it.
-P3_COUNTER_SETTING = "p3_invocation_counter_limit"  # twin/p3/keys.py COUNTER_SETTING
-P2_SLAVE_SETTING = "p2.gasmeter"  # twin/p2/aio/gasmeter.py STATE_SETTING
-P2_MASTER_SETTING = "p2.master"  # twin/p2/aio/master_store.py STATE_SETTING
 COUNTER_SPACE = 2**32  # P3 §3.2.3 and P2 §5.2: 32-bit frame/invocation counters
-# The P3 counter is reserved ahead in blocks (twin/p3/keys.py COUNTER_BLOCK): a block may have
-# been reserved and used entirely in the tail.
-P3_RESERVED_BLOCK = 1000
 # Upper bounds of frames sent per second, with room to spare: the P3 server answers at most
 # ~2400 GET/s on a desktop (docs/benchmarks.md), one invocation counter each; the M-Bus at
 # 2400 baud carries fewer than 20 frames/s (EN 13757-2), and the simulated bus only talks on
@@ -249,7 +242,13 @@ def _move_aside(database: Path, damaged: Path, now: datetime) -> list[Path]:
 def advance_counters(path: Path, tail_s: float) -> dict[str, tuple[int, int]]:
     """Move each nonce counter in the database at `path` past what `tail_s` seconds of a
     running twin could have used after it was written (one transaction)."""
-    p3_margin = P3_RESERVED_BLOCK + int(P3_MAX_FRAMES_PER_S * tail_s) + 1
+    # Imported here: the twin imports this module at every start, P2/P3 only when configured.
+    from twin.p2.aio.gasmeter import STATE_SETTING as P2_SLAVE_SETTING
+    from twin.p2.aio.master_store import STATE_SETTING as P2_MASTER_SETTING
+    from twin.p3.keys import COUNTER_BLOCK, COUNTER_SETTING
+
+    # A block of P3 counters may have been reserved and used entirely in the tail.
+    p3_margin = COUNTER_BLOCK + int(P3_MAX_FRAMES_PER_S * tail_s) + 1
     p2_margin = P2_MARGIN + int(P2_MAX_FRAMES_PER_S * tail_s) + 1
     changes: dict[str, tuple[int, int]] = {}
 
@@ -259,9 +258,9 @@ def advance_counters(path: Path, tail_s: float) -> dict[str, tuple[int, int]]:
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("BEGIN IMMEDIATE")
-        limit = _setting(db, P3_COUNTER_SETTING)
+        limit = _setting(db, COUNTER_SETTING)
         if limit is not None:
-            _put(db, P3_COUNTER_SETTING, advance("p3 invocation counter", limit, p3_margin))
+            _put(db, COUNTER_SETTING, advance("p3 invocation counter", limit, p3_margin))
         slave = _setting(db, P2_SLAVE_SETTING)
         if isinstance(slave, dict) and isinstance(slave.get("slave"), dict):
             state = slave["slave"]

@@ -248,3 +248,17 @@ def test_definable_entries_add_drop_clear(tmp_path: Path) -> None:
     reopened.clear_definable_profile()
     reopened.close()
     assert Store.open(tmp_path).definable_entries() == []
+
+
+def test_a_missing_database_with_leftovers_is_not_a_new_meter(tmp_path: Path) -> None:
+    Store.open(tmp_path).close()
+    (tmp_path / "meter.sqlite3").rename(tmp_path / "elsewhere")
+    (tmp_path / "meter.sqlite3-wal").write_bytes(b"\x37\x7f\x06\x82" + bytes(28))
+    with pytest.raises(StoreError, match=r"meter\.sqlite3-wal is there"):
+        Store.open(tmp_path)
+    (tmp_path / "meter.sqlite3-wal").unlink()
+    (tmp_path / "backups").mkdir()
+    (tmp_path / "backups" / "meter-20261201T000000Z.sqlite3").write_bytes(b"")
+    with pytest.raises(StoreError, match="store restore"):
+        Store.open(tmp_path)
+    assert not (tmp_path / "meter.sqlite3").exists()

@@ -16,18 +16,17 @@ from twin.cli import EXIT_STORAGE, main
 from twin.clock import ManualClock
 from twin.config import P3Config
 from twin.metering import Meter
+from twin.p2.aio.gasmeter import STATE_SETTING as P2_SLAVE_SETTING
+from twin.p2.aio.master_store import STATE_SETTING as P2_MASTER_SETTING
 from twin.p2.headers import ShortId
 from twin.p2.master_state import Channel, MasterSnapshot
 from twin.p2.persist import master_to_json, slave_to_json
 from twin.p2.slave_state import SlaveSnapshot
-from twin.p3.keys import KeyStore
+from twin.p3.keys import COUNTER_BLOCK, KeyStore
 from twin.state_lock import StateDirBusyError, StateLock
 from twin.store import Store, StoreError
 from twin.store_backup import (
-    P2_MASTER_SETTING,
-    P2_SLAVE_SETTING,
     P3_MAX_FRAMES_PER_S,
-    P3_RESERVED_BLOCK,
     BackupService,
     check_file,
     list_backups,
@@ -130,7 +129,7 @@ async def test_restore_round_trip_loses_the_tail_but_moves_every_nonce_counter_p
     assert done.moved_aside[0].parent.name == "damaged"
     assert done.moved_aside[0].stat().st_size == 0  # the replaced file is kept, not deleted
     limit = int(_setting(tmp_path, "p3_invocation_counter_limit"))  # type: ignore[arg-type]
-    assert limit >= backup_limit + P3_RESERVED_BLOCK + int(P3_MAX_FRAMES_PER_S * done.tail_s)
+    assert limit >= backup_limit + COUNTER_BLOCK + int(P3_MAX_FRAMES_PER_S * done.tail_s)
     assert _use_counters(tmp_path, 1) > last_used
     slave = _setting(tmp_path, P2_SLAVE_SETTING)
     master = _setting(tmp_path, P2_MASTER_SETTING)
