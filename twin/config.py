@@ -9,6 +9,7 @@ names the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import tomllib
 import types
@@ -19,6 +20,8 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
+
+log = logging.getLogger(__name__)
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -417,7 +420,23 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{path}: not UTF-8 text (TOML is UTF-8): {exc.reason}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return config_from_mapping(table)
+    config = config_from_mapping(table)
+    _warn_if_keys_exposed(path, config)
+    return config
+
+
+def _warn_if_keys_exposed(path: Path, config: Config) -> None:
+    """Keys in a file that the operators (the service's group) or anyone can read are keys
+    they can copy: the file should be the service user's alone (0600)."""
+    keys = (config.p3.guek, config.p3.gak, config.p3.master_key, config.gas.default_key)
+    mode = path.stat().st_mode & 0o777
+    if any(keys) and mode & 0o077:
+        log.warning(
+            "%s holds keys and is readable by others (mode %04o): chmod 0600 it, owned by the"
+            " service user",
+            path,
+            mode,
+        )
 
 
 def config_from_mapping(table: Mapping[str, Any]) -> Config:

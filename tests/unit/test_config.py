@@ -146,3 +146,20 @@ def test_run_check_refuses_what_run_refuses_with_the_same_message(
 def test_clock_start_inside_the_meters_range_is_accepted() -> None:
     for start in ("2000-01-01T00:00:00+01:00", "2099-12-31T23:59:59+01:00"):
         assert config_from_mapping({"clock": {"start": start}}).clock.start == start
+
+
+def test_a_config_with_keys_readable_by_others_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from twin.cli import main
+
+    path = tmp_path / "twin.toml"
+    path.write_text('[p3]\nguek = "000102030405060708090a0b0c0d0e0f"\n')
+    path.chmod(0o640)
+    assert main(["run", "--check", "--config", str(path)]) == 0
+    assert "readable by others" in caplog.text
+    assert "000102030405060708090a0b0c0d0e0f" not in caplog.text
+    caplog.clear()
+    path.chmod(0o600)
+    assert main(["run", "--check", "--config", str(path)]) == 0
+    assert "readable by others" not in caplog.text
