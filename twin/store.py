@@ -138,7 +138,16 @@ class Store(ProfileTables):
             db.close()
             raise
         store = cls(db, path)
-        store._check_version()
+        try:
+            store._check_version()
+            # Tables added since the database was made (CREATE ... IF NOT EXISTS).
+            db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreError(_cannot_open(state_dir, exc)) from exc
+        except StoreError:
+            db.close()
+            raise
         return store
 
     def _check_version(self) -> None:

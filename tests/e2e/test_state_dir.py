@@ -105,14 +105,21 @@ def test_a_read_only_state_directory_is_a_clear_error(state_dir: Path) -> None:
     _new_meter(state_dir)
     readonly = state_dir / "ro"
     shutil.copytree(state_dir, readonly, ignore=shutil.ignore_patterns("ro", "*.sock", "p1"))
-    for path in [*readonly.iterdir(), readonly]:
+    files = sorted(p for p in readonly.rglob("*") if p.is_file())
+    for path in [*readonly.rglob("*"), readonly]:
         path.chmod(0o555 if path.is_dir() else 0o444)
-    before = {p.name: p.read_bytes() for p in readonly.iterdir()}
+    before = {p: p.read_bytes() for p in files}
     # Root writes anywhere: as root, the twin runs in a new user namespace, where it keeps its
     # uid but loses CAP_DAC_OVERRIDE, so the modes above hold as on a read-only card.
     prefix = ("unshare", "--user") if os.geteuid() == 0 else ()
-    result = _run(readonly, "--p1", "pty://p1", prefix=prefix)
+    try:
+        result = _run(readonly, "--p1", "pty://p1", prefix=prefix)
+    finally:  # so that the temporary directory can be removed without root
+        for path in [readonly, *readonly.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
     assert result.returncode == EXIT_STORAGE, result.stderr
     assert "not writable" in result.stderr
     assert "Traceback" not in result.stderr
-    assert {p.name: p.read_bytes() for p in readonly.iterdir()} == before
+    assert {p: p.read_bytes() for p in sorted(p for p in readonly.rglob("*") if p.is_file())} == (
+        before
+    )

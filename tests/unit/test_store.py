@@ -262,3 +262,14 @@ def test_a_missing_database_with_leftovers_is_not_a_new_meter(tmp_path: Path) ->
     with pytest.raises(StoreError, match="store restore"):
         Store.open(tmp_path)
     assert not (tmp_path / "meter.sqlite3").exists()
+
+
+def test_a_table_added_since_the_database_was_made_is_created_at_open(tmp_path: Path) -> None:
+    Store.open(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "meter.sqlite3")
+    db.execute("DROP TABLE definable_profile")
+    db.commit()
+    db.close()
+    store = Store.open(tmp_path)
+    assert store.definable_entries() == []
+    store.close()
