@@ -120,7 +120,8 @@ class Store(ProfileTables):
             raise StoreError(_cannot_open(state_dir, exc)) from exc
         check_database_file(path)
         if not os.access(state_dir, os.W_OK) or not os.access(path, os.W_OK):
-            raise StoreError(not_writable(state_dir, PermissionError(errno.EACCES, "no write")))
+            denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            raise StoreError(not_writable(state_dir, denied))
         restrict_database(path)
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -131,14 +132,7 @@ class Store(ProfileTables):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
-        except sqlite3.Error as exc:
-            db.close()
-            raise StoreError(_cannot_open(state_dir, exc)) from exc
-        except StoreError:
-            db.close()
-            raise
-        store = cls(db, path)
-        try:
+            store = cls(db, path)
             store._check_version()
             # Tables added since the database was made (CREATE ... IF NOT EXISTS).
             db.executescript(_SCHEMA)
