@@ -20,6 +20,7 @@ from twin.control import SOCKET_NAME, ControlError, ControlServer
 from twin.metering import Meter
 from twin.sdnotify import Notifier
 from twin.store import Checkpoint, Store
+from twin.store_backup import BackupService
 from twin.supervisor import Service, Supervisor
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ def build(config: Config, state_dir: Path, rng: random.Random | None = None) -> 
     twin = Twin(config, state_dir, store, meter.clock, meter, control, services, supervisor)
     services.extend(_p1_services(twin))
     services.extend(_port_services(twin))
+    services.extend(_backup_services(twin))
     control.ports["supervisor"] = lambda: {s.name: s.status() for s in services}
     return twin
 
@@ -123,6 +125,16 @@ def _port_services(twin: Twin) -> list[Service]:
 
         services.extend(display_services(twin, twin.config.display))
     return services
+
+
+def _backup_services(twin: Twin) -> list[Service]:
+    """Online backups of the database (twin/store_backup.py), `[store] backup_interval_s`."""
+    settings = twin.config.store
+    if settings.backup_interval_s == 0:
+        return []
+    backups = BackupService(twin.state_dir, settings.backup_interval_s, settings.backup_keep)
+    twin.control.ports["backups"] = backups.status
+    return [Service("backups", backups.run)]
 
 
 def _p1_services(twin: Twin) -> list[Service]:

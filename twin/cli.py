@@ -17,16 +17,22 @@ from typing import Any
 
 from twin.config import Config, ConfigError, config_from_mapping, load_config
 from twin.control import SOCKET_NAME, ControlError, call
+from twin.state_lock import StateDirBusyError, StateLock
 from twin.store import StoreError
 
 DEFAULT_STATE_DIR = "state"
+
+# Exit statuses (docs/operations.md "Exit statuses"; the systemd units act on them).
+EXIT_CONFIG = 2  # the configuration or the command line is wrong: a restart cannot help
+EXIT_STORAGE = 3  # the state directory or database is failing: restarted with a delay
+EXIT_STATE_DIR_BUSY = 4  # another twin holds the state directory: restarted with a delay
 
 # Commands contributed by the port packages. Each module defines:
 #   add_commands(commands)      top-level sub-commands (e.g. "keys", "gasmeter")
 #   add_ctl_commands(ctl_sub)   sub-commands of "ctl"
 #   ctl_request(args)           the JSON request for one of its ctl commands, or None
 #   run(args)                   run one of its top-level commands (exit code), or None
-EXTENSIONS = ("twin.p2.cli", "twin.p3.cli", "twin.display.cli", "twin.probe")
+EXTENSIONS = ("twin.p2.cli", "twin.p3.cli", "twin.display.cli", "twin.store_cli", "twin.probe")
 
 
 def _extensions() -> list[Any]:
@@ -133,16 +139,22 @@ def _run_config(args: argparse.Namespace) -> Config:
 def _run(args: argparse.Namespace) -> int:
     from twin.app import build, serve
 
+    # `--check` and the start below share this one validation (twin/config.py).
     config = _run_config(args)
     if args.check:
         print("configuration is valid")
         return 0
-    twin = build(config, args.state_dir or default_state_dir())
-    # Everything built so far lives as long as the process: keep it out of the cyclic
-    # collector, so a full collection cannot stall the event loop at a P1 slot.
-    gc.collect()
-    gc.freeze()
-    asyncio.run(serve(twin))
+    state_dir = args.state_dir or default_state_dir()
+    lock = StateLock.acquire(state_dir)  # before the store: one twin per database
+    try:
+        twin = build(config, state_dir)
+        # Everything built so far lives as long as the process: keep it out of the cyclic
+        # collector, so a full collection cannot stall the event loop at a P1 slot.
+        gc.collect()
+        gc.freeze()
+        asyncio.run(serve(twin))
+    finally:
+        lock.release()
     return 0
 
 
@@ -209,9 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if code is not None:
                 return code
         raise ControlError(f"no handler for command {args.command!r}")
-    except (ConfigError, ControlError, StoreError) as exc:
+    except (ConfigError, ControlError) as exc:
         print(f"dsmr-twin: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
+    except StateDirBusyError as exc:
+        print(f"dsmr-twin: {exc}", file=sys.stderr)
+        return EXIT_STATE_DIR_BUSY
+    except StoreError as exc:
+        print(f"dsmr-twin: {exc}", file=sys.stderr)
+        return EXIT_STORAGE
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ names the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import tomllib
 import types
@@ -18,6 +19,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+log = logging.getLogger(__name__)
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -38,13 +42,15 @@ def _one_of(*choices: Any) -> dict[str, Any]:
     return _rule(lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices))
 
 
-def _ascii(max_len: int) -> dict[str, Any]:
+def _ascii(max_len: int, min_len: int = 0) -> dict[str, Any]:
     # P1 §5.2/§5.4: identifiers are printable ASCII; '/' and '!' would break telegram framing.
     return _rule(
         lambda v: (
-            len(v) <= max_len and all(32 <= ord(c) < 127 for c in v) and not set(v) & {"/", "!"}
+            min_len <= len(v) <= max_len
+            and all(32 <= ord(c) < 127 for c in v)
+            and not set(v) & {"/", "!"}
         ),
-        f"printable ASCII without '/' or '!', at most {max_len} characters",
+        f"printable ASCII without '/' or '!', {min_len} to {max_len} characters",
     )
 
 
@@ -65,6 +71,51 @@ def _iso_time(text: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
+# The meter's calendar: P2 type-I dates (EN 13757-3 Annex A, two-digit years) and the display
+# end in 2099, and DSMR's timestamps (P1 YYMMDDhhmmssX) carry two-digit years from 2000 on.
+METER_FIRST_DAY = date(2000, 1, 1)
+METER_LAST_DAY = date(2099, 12, 31)
+_AMSTERDAM = ZoneInfo("Europe/Amsterdam")  # the meter's local time (twin/clock.py)
+
+
+def _meter_time(text: str) -> datetime | None:
+    """An ISO time with offset whose Dutch local date the meter can carry, else None."""
+    parsed = _iso_time(text)
+    if parsed is None:
+        return None
+    try:
+        local = parsed.astimezone(_AMSTERDAM).date()
+    except (OverflowError, ValueError):  # 0001-01-01 or 9999-12-31 shifted out of range
+        return None
+    return parsed if METER_FIRST_DAY <= local <= METER_LAST_DAY else None
+
+
+def tcp_host_port(endpoint: str, default_port: int | None = None) -> tuple[str, int] | None:
+    """HOST and PORT of tcp://HOST:PORT (PORT 0..65535, 0 = any free port; IPv6 hosts in
+    brackets), PORT defaulting to `default_port` if given; None if it is not one."""
+    if not endpoint.startswith("tcp://"):
+        return None
+    rest = endpoint.removeprefix("tcp://").rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep or "]" in port:  # no port, or that colon was inside an IPv6 address
+        if default_port is None:
+            return None
+        host, port = rest, str(default_port)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:  # an IPv6 address needs its brackets
+        return None
+    if not host or re.search(r"[\s/?#@\[\]]", host) or not port.isdigit() or int(port) > 65535:
+        return None
+    return host, int(port)
+
+
+def host_port(text: str) -> tuple[str, int] | None:
+    """HOST:PORT with PORT 1..65535 (IPv6 hosts in brackets); None if it is not one."""
+    found = tcp_host_port("tcp://" + text.strip())
+    return found if found is not None and found[1] > 0 else None
+
+
 def _iso_date(text: str) -> date | None:
     try:
         return date.fromisoformat(text)
@@ -82,7 +133,7 @@ class MeterConfig:
     )
     identification: str = field(default="DSMR-TWIN-422", metadata=_ascii(16))
     # P1 Table 5-3 0-0:96.1.1: sent as the hex of these ASCII characters, at most 96 hex digits.
-    equipment_id: str = field(default="E0099000000000018", metadata=_ascii(48))
+    equipment_id: str = field(default="E0099000000000018", metadata=_ascii(48, min_len=1))
     phases: int = field(default=3, metadata=_one_of(1, 3))
     nominal_voltage_v: float = field(default=230.0, metadata=_between(100, 260))
     seed: int | None = None
@@ -91,16 +142,21 @@ class MeterConfig:
 @dataclass(frozen=True, slots=True)
 class ClockConfig:
     speed: float = field(default=1.0, metadata=_between(0.001, 1_000_000))
-    # "now", or an ISO 8601 time with offset at which a new meter's clock starts.
+    # "now", or an ISO 8601 time with offset at which a new meter's clock starts, inside the
+    # meter's calendar (METER_FIRST_DAY..METER_LAST_DAY, Dutch local date).
     start: str = field(
-        default="now", metadata=_rule(lambda v: v == "now" or _iso_time(v), "'now' or ISO time")
+        default="now",
+        metadata=_rule(
+            lambda v: v == "now" or _meter_time(v),
+            "'now' or an ISO time with offset from 2000-01-01 to 2099-12-31 (Dutch local date)",
+        ),
     )
     # A meter keeps its own timeline across restarts; true sets it to `start` (or the host's
     # clock) at every start, logged as a clock set (events 4/5).
     resync: bool = False
 
     def start_time(self) -> datetime | None:
-        return None if self.start == "now" else _iso_time(self.start)
+        return None if self.start == "now" else _meter_time(self.start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +232,7 @@ class GasConfig:
             lambda v: v == "" or re.fullmatch(r"[0-9A-Fa-f]{32}", v),
             "'' (generate and store one) or 32 hex digits",
         ),
+        repr=False,  # a key: out of logs and tracebacks
     )
     start_m3: float = field(default=1234.567, metadata=_between(0, 99_999))
     # A DSMR 4.0 gas meter (VER 40, still reports a valve status block).
@@ -211,7 +268,14 @@ class P2Config:
 class P1Config:
     # pty://LINK, tcp://HOST:PORT or uart:///dev/ttyAMA0 (hardware/registry.py).
     endpoint: str = field(
-        default="pty://p1", metadata=_rule(lambda v: re.match(r"(pty|tcp|uart)://", v), "URL")
+        default="pty://p1",
+        metadata=_rule(
+            lambda v: (
+                re.fullmatch(r"pty://.+|uart:///.+", v)
+                or (v.startswith("tcp://") and tcp_host_port(v))
+            ),
+            "pty://LINK, tcp://HOST:PORT (PORT 0..65535) or uart:///dev/DEVICE",
+        ),
     )
     # "always" (request held high, as most cables do), "simulated" (toggled by ctl) or
     # "gpio:N" (BCM pin N through the request-line opto, RPi.GPIO API).
@@ -240,28 +304,34 @@ def _hex_key(length: int) -> dict[str, Any]:
     )
 
 
+P3_DEFAULT_PORT = 4059  # P3 §3: "the standardized port number 4059"
+
+
 @dataclass(frozen=True, slots=True)
 class P3Config:
-    # Served on loopback by default, so a head-end on this machine finds the meter at once and
-    # nothing is exposed to the network; "none" (or "") serves no P3.
+    # tcp://HOST:PORT to listen on; PORT defaults to 4059 (P3 §3, DLMS/COSEM over TCP). Served
+    # on loopback by default, so a head-end on this machine finds the meter at once and nothing
+    # is exposed to the network; "none" (or "") serves no P3.
     endpoint: str = field(
         default="tcp://127.0.0.1:4059",
         metadata=_rule(
-            lambda v: v in ("", "none") or v.startswith("tcp://"), "'none' or tcp://HOST:PORT"
+            lambda v: v in ("", "none") or tcp_host_port(v, P3_DEFAULT_PORT),
+            "'none' or tcp://HOST[:PORT] (PORT 0..65535)",
         ),
     )
     # Identity and keys (P3 §3.2); empty = generated on first start and kept in the store.
+    # Keys stay out of reprs (and so out of logs and tracebacks).
     system_title: str = field(default="", metadata=_hex_key(8))
-    guek: str = field(default="", metadata=_hex_key(16))
-    gak: str = field(default="", metadata=_hex_key(16))
-    master_key: str = field(default="", metadata=_hex_key(16))
+    guek: str = field(default="", metadata=_hex_key(16), repr=False)
+    gak: str = field(default="", metadata=_hex_key(16), repr=False)
+    master_key: str = field(default="", metadata=_hex_key(16), repr=False)
     # GPRS operation mode (P3 §8.3): "" follows the configuration object 0-1:94.31.3 (factory
     # always-on; the CS may write it), "always-on" or "triggered" force one.
     gprs_mode: str = field(default="", metadata=_one_of("", "always-on", "triggered"))
     # "I am here" destination HOST:PORT when push setup 0-2:25.9.0 has none (P3 §9.3).
     push_destination: str = field(
         default="",
-        metadata=_rule(lambda v: v == "" or re.fullmatch(r"\S+:\d{1,5}", v), "'' or HOST:PORT"),
+        metadata=_rule(lambda v: v == "" or host_port(v), "'' or HOST:PORT (PORT 1..65535)"),
     )
     # With an empty sender/caller list (0-0:2.3.0 / 0-0:2.2.0) accept any wake-up (lab meter).
     wakeup_any_sender: bool = True
@@ -299,6 +369,13 @@ class P3Config:
 class StoreConfig:
     # Real seconds between register checkpoints (also taken before anything is published).
     checkpoint_interval_s: float = field(default=30.0, metadata=_between(0.1, 3600))
+    # Real seconds between online backups into backups/ in the state directory (0 = none); a
+    # restore loses what the meter did after the backup it restores.
+    backup_interval_s: float = field(
+        default=3600.0,
+        metadata=_rule(lambda v: v == 0 or 60 <= v <= 604_800, "0 (off) or 60 to 604800 s"),
+    )
+    backup_keep: int = field(default=24, metadata=_between(1, 1000))  # the newest N are kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,9 +435,27 @@ def load_config(path: Path | None) -> Config:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (TOML is UTF-8): {exc.reason}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return config_from_mapping(table)
+    config = config_from_mapping(table)
+    _warn_if_keys_exposed(path, config)
+    return config
+
+
+def _warn_if_keys_exposed(path: Path, config: Config) -> None:
+    """Keys in a file that the operators (the service's group) or anyone can read are keys
+    they can copy: the file should be the service user's alone (0600)."""
+    keys = (config.p3.guek, config.p3.gak, config.p3.master_key, config.gas.default_key)
+    mode = path.stat().st_mode & 0o777
+    if any(keys) and mode & 0o077:
+        log.warning(
+            "%s holds keys and is readable by others (mode %04o): chmod 0600 it, owned by the"
+            " service user",
+            path,
+            mode,
+        )
 
 
 def config_from_mapping(table: Mapping[str, Any]) -> Config:

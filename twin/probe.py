@@ -209,7 +209,9 @@ def _gurux_client(request: ProbeRequest) -> Any:
         from gurux_dlms.enums import Authentication, InterfaceType, Security
         from gurux_dlms.secure import GXDLMSSecureClient
     except ImportError as exc:
-        raise ProbeError("gurux-dlms is missing: reinstall dsmr-twin (it depends on gurux-dlms)") from exc
+        raise ProbeError(
+            "gurux-dlms is missing: reinstall dsmr-twin (it depends on gurux-dlms)"
+        ) from exc
     keys = request.keys
     mechanism = Authentication.NONE if keys is None else Authentication.HIGH_GMAC
     gx = GXDLMSSecureClient(

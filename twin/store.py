@@ -3,10 +3,20 @@
 A commit is durable when `commit` returns: registers, event log entries and profile rows go
 in one transaction. The meter commits before it publishes anything, so no value that was ever
 shown on P1, P3 or `ctl status` can come back lower after a crash.
+
+Opening never turns an existing meter into a new one: a database that is empty, damaged or not
+a twin's is refused with a message (restore it with `dsmr-twin store restore`); only a state
+directory without a database starts a new meter, and that database appears atomically (built
+under another name and renamed), so a crash while creating it cannot leave an empty one.
+
+The database holds the meter's secrets (P3 keys, HLS secret, the gas meter's Default key, the
+M-Bus User keys): it and its -wal/-shm files are for the service user only (0600), although
+operators in the service's group reach the control socket in the same directory.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -24,7 +34,9 @@ from twin.store_profiles import ProfileTables, StoredEntry, insert_outbox
 __all__ = ["Checkpoint", "Store", "StoreError", "StoredEntry"]
 
 DATABASE = "meter.sqlite3"
-DATABASE_MODE = 0o640
+DATABASE_MODE = 0o600  # it holds keys: the service user only (and root)
+SIDE_FILES = ("-wal", "-shm")  # SQLite gives them the database file's mode
+BACKUP_DIR = "backups"  # twin/store_backup.py
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -98,28 +110,46 @@ class Store(ProfileTables):
 
     @classmethod
     def open(cls, state_dir: Path) -> Store:
+        path = state_dir / DATABASE
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-            path = state_dir / DATABASE
-            # The database holds keys: owner and group only. SQLite gives its -wal and -shm
-            # files the mode of the database file, so create that one with the right mode.
-            os.close(os.open(path, os.O_CREAT | os.O_RDWR, DATABASE_MODE))
+            if not path.exists():
+                _refuse_to_start_anew(path, state_dir)
+                _create_database(path, state_dir)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(_cannot_open(state_dir, exc)) from exc
+        check_database_file(path)
+        if not os.access(state_dir, os.W_OK) or not os.access(path, os.W_OK):
+            denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            raise StoreError(not_writable(state_dir, denied))
+        restrict_database(path)
+        try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(_cannot_open(state_dir, exc)) from exc
+        try:
+            _check_integrity(db, path)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
+            store = cls(db, path)
+            store._check_version()
+            # Tables added since the database was made (CREATE ... IF NOT EXISTS).
             db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the store in {state_dir}: {exc}") from exc
-        store = cls(db, path)
-        store._check_version()
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreError(_cannot_open(state_dir, exc)) from exc
+        except StoreError:
+            db.close()
+            raise
         return store
 
     def _check_version(self) -> None:
         found = self._meta("schema_version")
         if found is None:
-            self._set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(found) != SCHEMA_VERSION:
+            # Every twin database gets its version when it is created (`_create_database`).
+            raise StoreError(f"{self.path} is not a dsmr-twin database (no schema version)")
+        if int(found) != SCHEMA_VERSION:
             raise StoreError(f"{self.path} has schema {found}; this twin reads {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -141,7 +171,10 @@ class Store(ProfileTables):
     # ------------------------------------------------------------------ meta and settings
 
     def _meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:  # no meta table: someone else's database
+            raise StoreError(f"{self.path} is not a dsmr-twin database: {exc}") from exc
         return None if row is None else str(row[0])
 
     def _set_meta(self, key: str, value: str) -> None:
@@ -165,7 +198,10 @@ class Store(ProfileTables):
         row = self._db.execute("SELECT record, real_time FROM meter_state WHERE id = 1").fetchone()
         if row is None:
             return None
-        return Checkpoint(MeterState.from_record(json.loads(row[0])), float(row[1]))
+        try:
+            return Checkpoint(MeterState.from_record(json.loads(row[0])), float(row[1]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{self.path}: the stored meter state is damaged: {exc!r}") from exc
 
     def commit(self, state: MeterState, outbox: Outbox) -> None:
         """Write the registers and everything in the outbox in one durable transaction."""
@@ -177,3 +213,117 @@ class Store(ProfileTables):
                 (record, state.time.timestamp(), time.time()),
             )
             insert_outbox(db, outbox)
+
+
+# ---------------------------------------------------------------------- opening and checking
+
+RESTORE_HINT = "`dsmr-twin store restore` brings back the last good backup"
+
+
+def _cannot_open(state_dir: Path, exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return not_writable(state_dir, exc)
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        return f"{state_dir / DATABASE} is damaged ({exc}); {RESTORE_HINT}"
+    return f"cannot open the store in {state_dir}: {exc}"
+
+
+def not_writable(state_dir: Path, exc: OSError) -> str:
+    """The message for a state directory the twin cannot write."""
+    return (
+        f"the state directory {state_dir} is not writable ({exc.strerror}): a read-only or"
+        " failing SD card, or files that belong to another user (they must belong to the"
+        " service user)"
+    )
+
+
+def check_database_file(path: Path) -> None:
+    """Refuse an existing database file that cannot be a meter's: never start anew over it."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise StoreError(_cannot_open(path.parent, exc)) from exc
+    if size == 0:
+        raise StoreError(
+            f"{path} is empty (0 bytes): the meter's registers are lost from it; {RESTORE_HINT}"
+            " (or move the file away to start a new meter)"
+        )
+
+
+def _check_integrity(db: sqlite3.Connection, path: Path) -> None:
+    """SQLite's quick_check (every page and index, not the cross-checks of integrity_check):
+    a damaged page is found at start, not at the first write that reaches it."""
+    rows = [str(row[0]) for row in db.execute("PRAGMA quick_check").fetchall()]
+    if rows != ["ok"]:
+        raise StoreError(f"{path} is damaged ({'; '.join(rows[:3])}); {RESTORE_HINT}")
+
+
+def _refuse_to_start_anew(path: Path, state_dir: Path) -> None:
+    """No database, but traces of one: a new meter here would hide a lost one. (A stale -wal
+    would even be replayed into the new database.)"""
+    wal = Path(f"{path}-wal")
+    if wal.exists():
+        raise StoreError(f"{path} is missing but {wal} is there; {RESTORE_HINT}")
+    backups = state_dir / BACKUP_DIR
+    if backups.is_dir() and any(backups.iterdir()):
+        raise StoreError(
+            f"{path} is missing but {backups} holds backups; {RESTORE_HINT} (or move"
+            f" {backups} away to start a new meter)"
+        )
+
+
+def _create_database(path: Path, state_dir: Path) -> None:
+    """A new, empty twin database at `path`, appearing there at once and complete."""
+    building = path.with_name(path.name + ".new")
+    for leftover in (building, *(Path(f"{building}{s}") for s in SIDE_FILES)):
+        leftover.unlink(missing_ok=True)  # a crash during an earlier creation
+    os.close(os.open(building, os.O_CREAT | os.O_EXCL | os.O_RDWR, DATABASE_MODE))
+    db = sqlite3.connect(building, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")  # kept in the file header
+        db.executescript(_SCHEMA)
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+    finally:
+        db.close()  # the last connection checkpoints and removes the -wal file
+    replace_durably(building, path)
+    owned_like_state_dir(path, state_dir)
+
+
+def replace_durably(source: Path, target: Path) -> None:
+    """Rename `source` over `target` after both data and rename are on the disk."""
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(source, target)
+    directory = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def restrict_database(path: Path) -> None:
+    """The database and its -wal/-shm files to the service user only (a twin upgraded from
+    0640 tightens them at its next start)."""
+    for file in (path, *(Path(f"{path}{suffix}") for suffix in SIDE_FILES)):
+        try:
+            if file.stat().st_mode & 0o777 != DATABASE_MODE:
+                file.chmod(DATABASE_MODE)
+        except FileNotFoundError:
+            continue
+        except PermissionError as exc:
+            raise StoreError(not_writable(path.parent, exc)) from exc
+
+
+def owned_like_state_dir(path: Path, state_dir: Path) -> None:
+    """A file root made (`store restore`, `keys show` under sudo) goes to the state
+    directory's owner, or the service could no longer open it."""
+    if os.geteuid() != 0:
+        return
+    owner = state_dir.stat()
+    if path.stat().st_uid != owner.st_uid:
+        os.chown(path, owner.st_uid, owner.st_gid)

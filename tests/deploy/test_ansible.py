@@ -279,7 +279,8 @@ def test_rendered_configs_pass_the_twins_validator(converged: Converged) -> None
     for path in configs.values():
         tomllib.loads(path.read_text())
         load_config(path)  # raises ConfigError naming the key
-        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        # Keys inside: the service user's only, not the operators' (its group).
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
     meter_01 = load_config(configs["meter-01", "config"])
     assert meter_01.meter.equipment_id == "E0099000000000101"
     assert (meter_01.p1.endpoint, meter_01.p1.request) == ("uart:///dev/ttyAMA1", "gpio:17")

@@ -29,6 +29,7 @@ from tests.deploy.conftest import (
     verify_units,
 )
 from twin.app import TICK_S
+from twin.cli import EXIT_CONFIG, EXIT_STATE_DIR_BUSY, EXIT_STORAGE
 
 UNITS = ("dsmr-twin.service", "dsmr-twin@.service")
 HARDWARE_GROUPS = {"dialout", "gpio", "i2c"}
@@ -116,8 +117,14 @@ def test_unit_contract(name: str) -> None:
     assert unit["Type"] == ["notify"]
     assert unit["NotifyAccess"] == ["main"]
     assert unit["Restart"] == ["on-failure"]
-    # A configuration error exits 2 (twin/cli.py): no restart loop on it.
-    assert unit["RestartPreventExitStatus"] == ["2"]
+    # A configuration error exits 2 (twin/cli.py): no restart loop on it. Failing storage (a
+    # full or read-only SD card) and a busy state directory may pass: they are restarted...
+    assert unit["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]
+    assert {EXIT_STORAGE, EXIT_STATE_DIR_BUSY}.isdisjoint({EXIT_CONFIG})
+    # ...for as long as it takes: no start limit that would leave the meter stopped.
+    assert unit["StartLimitIntervalSec"] == ["0"]
+    assert "StartLimitBurst" not in unit
+    assert 5 <= seconds(unit["RestartSec"][0]) <= 60
     # The watchdog outlasts the core's liveness window, and its ping (every WatchdogSec/2)
     # comes often enough that one late event-loop turn does not kill a healthy twin.
     watchdog = seconds(unit["WatchdogSec"][0])

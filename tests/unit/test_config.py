@@ -132,3 +132,56 @@ def test_p3_is_served_on_loopback_by_default_and_none_turns_it_off(tmp_path: Pat
     path = tmp_path / "twin.toml"
     path.write_text('[p3]\nendpoint = "none"\n')
     assert not load_config(path).p3.serves
+
+
+# What `run` refuses, `run --check` refuses with the same message (one validation path).
+_REFUSED_FILES = [
+    pytest.param(b"\x00\xff\xfe binary \x89PNG", "not UTF-8 text", id="binary"),
+    pytest.param(b'[clock]\nstart = "9999-12-31T00:00:00+00:00"\n', "'clock.start'", id="y9999"),
+    pytest.param(b'[clock]\nstart = "0001-01-01T00:00:00+01:00"\n', "'clock.start'", id="y0001"),
+    pytest.param(b'[clock]\nstart = "1999-12-31T22:00:00+00:00"\n', "'clock.start'", id="y1999"),
+    pytest.param(b'[p3]\nendpoint = "tcp://0.0.0.0:99999"\n', "'p3.endpoint'", id="p3-port"),
+    pytest.param(b'[p1]\nendpoint = "tcp://0.0.0.0:99999"\n', "'p1.endpoint'", id="p1-port"),
+    pytest.param(b'[p1]\nendpoint = "tcp://:8000"\n', "'p1.endpoint'", id="p1-no-host"),
+    pytest.param(b'[meter]\nequipment_id = ""\n', "'meter.equipment_id'", id="empty-id"),
+    pytest.param(b'[p3]\npush_destination = "h:99999"\n', "'p3.push_destination'", id="push"),
+]
+
+
+@pytest.mark.parametrize(("content", "message"), _REFUSED_FILES)
+def test_run_check_refuses_what_run_refuses_with_the_same_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+) -> None:
+    from twin.cli import main
+
+    path = tmp_path / "twin.toml"
+    path.write_bytes(content)
+    state = tmp_path / "state"
+    assert main(["run", "--check", "--config", str(path), "--state-dir", str(state)]) == 2
+    checked = capsys.readouterr().err
+    assert message in checked
+    assert main(["run", "--config", str(path), "--state-dir", str(state)]) == 2
+    assert capsys.readouterr().err == checked
+    assert not state.exists()  # refused before anything was created
+
+
+def test_clock_start_inside_the_meters_range_is_accepted() -> None:
+    for start in ("2000-01-01T00:00:00+01:00", "2099-12-31T23:59:59+01:00"):
+        assert config_from_mapping({"clock": {"start": start}}).clock.start == start
+
+
+def test_a_config_with_keys_readable_by_others_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from twin.cli import main
+
+    path = tmp_path / "twin.toml"
+    path.write_text('[p3]\nguek = "000102030405060708090a0b0c0d0e0f"\n')
+    path.chmod(0o640)
+    assert main(["run", "--check", "--config", str(path)]) == 0
+    assert "readable by others" in caplog.text
+    assert "000102030405060708090a0b0c0d0e0f" not in caplog.text
+    caplog.clear()
+    path.chmod(0o600)
+    assert main(["run", "--check", "--config", str(path)]) == 0
+    assert "readable by others" not in caplog.text

@@ -68,12 +68,17 @@ def test_unusable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
         Store.open(blocker / "state")
 
 
-def test_schema_version_mismatch_is_refused(tmp_path: Path) -> None:
-    Store.open(tmp_path).close()
-    db = sqlite3.connect(tmp_path / "meter.sqlite3")
-    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+def _made_then_changed(state_dir: Path, sql: str) -> None:
+    """A twin database, then `sql` run on it behind the store's back."""
+    Store.open(state_dir).close()
+    db = sqlite3.connect(state_dir / "meter.sqlite3")
+    db.execute(sql)
     db.commit()
     db.close()
+
+
+def test_schema_version_mismatch_is_refused(tmp_path: Path) -> None:
+    _made_then_changed(tmp_path, "UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="schema 99"):
         Store.open(tmp_path)
 
@@ -248,3 +253,24 @@ def test_definable_entries_add_drop_clear(tmp_path: Path) -> None:
     reopened.clear_definable_profile()
     reopened.close()
     assert Store.open(tmp_path).definable_entries() == []
+
+
+def test_a_missing_database_with_leftovers_is_not_a_new_meter(tmp_path: Path) -> None:
+    Store.open(tmp_path).close()
+    (tmp_path / "meter.sqlite3").rename(tmp_path / "elsewhere")
+    (tmp_path / "meter.sqlite3-wal").write_bytes(b"\x37\x7f\x06\x82" + bytes(28))
+    with pytest.raises(StoreError, match=r"meter\.sqlite3-wal is there"):
+        Store.open(tmp_path)
+    (tmp_path / "meter.sqlite3-wal").unlink()
+    (tmp_path / "backups").mkdir()
+    (tmp_path / "backups" / "meter-20261201T000000Z.sqlite3").write_bytes(b"")
+    with pytest.raises(StoreError, match="store restore"):
+        Store.open(tmp_path)
+    assert not (tmp_path / "meter.sqlite3").exists()
+
+
+def test_a_table_added_since_the_database_was_made_is_created_at_open(tmp_path: Path) -> None:
+    _made_then_changed(tmp_path, "DROP TABLE definable_profile")
+    store = Store.open(tmp_path)
+    assert store.definable_entries() == []
+    store.close()

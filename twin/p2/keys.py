@@ -9,7 +9,7 @@ twin, for its own simulated gas meter whose Default key it knows) only has to wr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from twin.p2.crypto import KEY_SIZE, wrap_user_key
@@ -34,7 +34,7 @@ class PendingKey:
     meter; `generated` marks a key the twin made itself, which a head end's own key replaces.
     """
 
-    user_key: bytes | None = None
+    user_key: bytes | None = field(default=None, repr=False)  # a key: out of logs
     wrapped: bytes | None = None
     generated: bool = False
 

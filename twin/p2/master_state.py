@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
@@ -32,7 +32,7 @@ class Channel:
     number: int
     address: int
     device: ShortId
-    user_key: bytes | None = None
+    user_key: bytes | None = field(default=None, repr=False)  # a key: out of logs
     frame_counter: int = 0  # last validated (P2 §5.2)
     status: int = 0
     comm_ok: bool = True
@@ -57,7 +57,7 @@ class Job:
     address: int = 0
     when: datetime | None = None
     wire: bytes = b""
-    user_key: bytes | None = None
+    user_key: bytes | None = field(default=None, repr=False)  # a key: out of logs
     resynced: bool = False  # already retried after a REQ_UD2 frame-counter resync
 
 

@@ -13,7 +13,7 @@ first records (research/p2.md §4).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from twin.p2 import crypto
@@ -32,7 +32,7 @@ MAX_BLOCKS = 15  # NNNN has four bits
 class Keying:
     """What encryption needs besides the header: key, IV source and the VER override."""
 
-    key: bytes | None
+    key: bytes | None = field(repr=False)  # a key: out of logs
     device: ShortId | None
     iv_version: int | None = None
 

@@ -35,7 +35,7 @@ class GasMeterIdentity:
     ident: int
     manufacturer: str
     equipment_id: str
-    default_key: bytes
+    default_key: bytes = field(repr=False)  # a key: out of logs
     large_meter: bool = False  # G10-G25: volume in 0.01 m3 (P2 §6.4.4)
     dsmr40: bool = False  # DSMR 4.0 meter: VER 40 and the valve block (P2 §9)
     versions: tuple[tuple[int, str], ...] = DEFAULT_VERSIONS
@@ -61,7 +61,7 @@ class SlaveSnapshot:
     """Everything a G meter keeps through a power outage (P2 §7.2), for the state store."""
 
     address: int = 0
-    user_key: bytes | None = None
+    user_key: bytes | None = field(default=None, repr=False)  # a key: out of logs
     frame_counter: int = 0
     access_number: int = 0
     status: int = 0

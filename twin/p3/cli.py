@@ -1,7 +1,8 @@
 """Command-line commands of P3 (see EXTENSIONS in twin/cli.py).
 
 - `dsmr-twin keys show [--json] [--state-dir DIR] [--config FILE]`: what a head-end needs
-  (system title, GUEK, GAK, master key) from the store; the twin need not run. On a state
+  (system title, GUEK, GAK, master key) from the store; the twin need not run. Only the
+  service user and root can read them (the database is 0600); others are told so. On a state
   directory without keys they are created (from the configuration or at random) and stored,
   exactly as the first start of the twin would.
 - `dsmr-twin ctl wakeup --sms SENDER | --csd CALLER`: a GPRS wake-up (triggered mode), received
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import pwd
 from pathlib import Path
 from typing import Any
 
 from twin.config import load_config
 from twin.p3.keys import load_or_create, read_keys
-from twin.store import Store
+from twin.store import DATABASE, Store, StoreError
 
 
 def add_commands(commands: Any) -> None:
@@ -47,12 +50,32 @@ def ctl_request(args: argparse.Namespace) -> dict[str, Any] | None:
     return {"cmd": "wakeup", "kind": "csd", "sender": args.csd}
 
 
+def _check_may_read_keys(database: Path) -> None:
+    """Only the service user (and root) can read the keys (twin/store.py DATABASE_MODE): say
+    so, rather than letting SQLite fail on a file it may not open."""
+    if not database.exists() or (
+        os.access(database, os.R_OK | os.W_OK) and os.access(database.parent, os.W_OK)
+    ):
+        return
+    try:
+        owner = pwd.getpwuid(database.stat().st_uid).pw_name
+    except (KeyError, OSError):
+        owner = "the service user"
+    raise StoreError(
+        f"the keys in {database} are readable by only the service user ({owner}) and root,"
+        f" so that operators in the twin's group cannot copy them: run"
+        f" `sudo -u {owner} dsmr-twin keys show --state-dir {database.parent}`"
+    )
+
+
 def run(args: argparse.Namespace) -> int | None:
     if args.command != "keys":
         return None
     from twin.cli import default_state_dir
 
-    store = Store.open(args.state_dir or default_state_dir())
+    state_dir = args.state_dir or default_state_dir()
+    _check_may_read_keys(state_dir / DATABASE)
+    store = Store.open(state_dir)
     try:
         # Read only: writing here could hide a key the head-end replaced (see keys.py).
         material = read_keys(store) or load_or_create(store, load_config(args.config).p3)[0]

@@ -33,7 +33,6 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from twin.config import P3Config
@@ -53,17 +52,18 @@ COUNTER_BLOCK = 1000
 # 3 authenticated and encrypted. P3 §3.2.1: 3 after commissioning, never lowered.
 MAX_POLICY = 3
 MIN_HLS_SECRET = 16  # P3 §5.1 footnote 3: at least as long as the master key
-DATABASE_MODE = 0o640  # state dir is 0750; keys must not be world-readable
-_SIDE_FILES = ("", "-wal", "-shm")
 
 
 class KeyStoreError(LocalP3Error):
     """The stored key material is unusable (corrupted record, wrong lengths)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class KeyMaterial:
-    """Everything a head-end needs to talk to this meter, plus the meter's own secrets."""
+    """Everything a head-end needs to talk to this meter, plus the meter's own secrets.
+
+    Its repr names the system title only: a key must not reach a log line or a traceback.
+    """
 
     system_title: bytes
     guek: bytes
@@ -80,6 +80,9 @@ class KeyMaterial:
                 raise KeyStoreError(f"{name} must be 16 bytes")
         if len(self.hls_secret) < MIN_HLS_SECRET:
             raise KeyStoreError("HLS secret shorter than 16 bytes")
+
+    def __repr__(self) -> str:
+        return f"KeyMaterial(system_title={self.system_title.hex()}, policy={self.policy})"
 
     def public(self) -> dict[str, str]:
         """What `dsmr-twin keys show` prints (hex)."""
@@ -115,24 +118,11 @@ _CONFIGURABLE = ("system_title", "guek", "gak", "master_key")
 _LENGTHS = {"system_title": SYSTEM_TITLE_LENGTH, "guek": KEY_LENGTH, "gak": KEY_LENGTH}
 
 
-def protect_database(store: Store) -> None:
-    """Make the database and its WAL files owner/group-only (they hold the keys)."""
-    for suffix in _SIDE_FILES:
-        path = Path(f"{store.path}{suffix}")
-        try:
-            if path.stat().st_mode & 0o777 != DATABASE_MODE:
-                path.chmod(DATABASE_MODE)
-        except FileNotFoundError:
-            continue
-        except PermissionError:
-            # Another user's file (an operator running `keys show`): the owner fixes it.
-            log.warning("cannot restrict %s to mode %o", path, DATABASE_MODE)
-
-
 def load_or_create(store: Store, config: P3Config) -> tuple[KeyMaterial, dict[str, str]]:
     """The current key material (stored, else from config or generated; persisted) and the
-    configured values last applied (to recognise a deliberate configuration change)."""
-    protect_database(store)
+    configured values last applied (to recognise a deliberate configuration change).
+
+    The store keeps them in a database only the service user can read (twin/store.py)."""
     saved = store.setting(KEYS_SETTING)
     configured = {name: str(getattr(config, name)).lower() for name in _CONFIGURABLE}
     if saved is None:
@@ -179,7 +169,6 @@ def _with(material: KeyMaterial, keys: dict[str, bytes]) -> KeyMaterial:
 
 def _save(store: Store, material: KeyMaterial, configured: dict[str, str]) -> None:
     store.put_setting(KEYS_SETTING, {**material.to_record(), "configured": configured})
-    protect_database(store)
 
 
 def read_keys(store: Store) -> KeyMaterial | None:

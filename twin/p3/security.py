@@ -42,8 +42,9 @@ class SecurityKeys:
     """The global keys of the association (DSMR P3 §3.2.3 item 5: global keys only) and the
     HLS secret of association 0-0:40.0.0 (HLS 3 and 4, P3 §3.2.2; empty: none known)."""
 
-    guek: bytes  # global unicast encryption key
-    gak: bytes  # authentication key
+    # Keys stay out of reprs (and so out of logs and tracebacks).
+    guek: bytes = field(repr=False)  # global unicast encryption key
+    gak: bytes = field(repr=False)  # authentication key
     hls_secret: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:

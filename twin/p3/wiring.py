@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twin.clock import SystemClock
-from twin.config import ConfigError
+from twin.config import ConfigError, tcp_host_port
 from twin.control import ControlError
 from twin.p3.gprs import SENDERS, GprsController, GprsModem, NoModem
 from twin.p3.keys import KeyStore
@@ -41,16 +41,12 @@ _LISTS: weakref.WeakValueDictionary[Path, DisplayLists] = weakref.WeakValueDicti
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
-    """tcp://HOST:PORT (PORT defaults to 4059, P3 §3); IPv6 hosts in brackets."""
-    if not endpoint.startswith("tcp://"):
+    """tcp://HOST:PORT (PORT defaults to 4059, P3 §3); IPv6 hosts in brackets. The
+    configuration refuses anything else already (twin/config.py, the same function)."""
+    found = tcp_host_port(endpoint, DEFAULT_PORT)
+    if found is None:
         raise ConfigError(f"'p3.endpoint' = {endpoint!r}: expected tcp://HOST:PORT")
-    rest = endpoint.removeprefix("tcp://").rstrip("/")
-    host, sep, port = rest.rpartition(":")
-    if not sep or "]" in port:
-        host, port = rest, str(DEFAULT_PORT)
-    if not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
-        raise ConfigError(f"'p3.endpoint' = {endpoint!r}: expected tcp://HOST:PORT")
-    return host.strip("[]"), int(port)
+    return found
 
 
 def modem_source(twin: Twin) -> ModemService | None:

@@ -186,3 +186,86 @@ def test_keys_show_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     # A second call reads the same keys and prints them as text too.
     assert main(["keys", "show", "--state-dir", str(tmp_path)]) == 0
     assert shown["guek"] in capsys.readouterr().out
+
+
+def test_database_and_its_wal_files_are_for_the_service_user_only(tmp_path: Path) -> None:
+    store, keys = reopen(tmp_path)
+    keys.counters.next_invocation_counter()
+    names = sorted(p.name for p in tmp_path.glob("meter.sqlite3*"))
+    assert names == ["meter.sqlite3", "meter.sqlite3-shm", "meter.sqlite3-wal"]
+    for name in names:
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    store.close()
+
+
+def test_a_database_of_an_older_twin_is_tightened_at_start(tmp_path: Path) -> None:
+    store, _keys = reopen(tmp_path)
+    store.close()
+    (tmp_path / "meter.sqlite3").chmod(0o640)  # what twins before this change wrote
+    Store.open(tmp_path).close()
+    assert stat.S_IMODE((tmp_path / "meter.sqlite3").stat().st_mode) == 0o600
+
+
+def _secrets_of(material: object) -> list[str]:
+    found = []
+    for name in ("guek", "gak", "master_key", "hls_secret"):
+        value = getattr(material, name)
+        found += [value.hex(), value.hex().upper(), repr(value)]
+    return found
+
+
+def test_key_material_keeps_its_secrets_out_of_reprs_and_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    _store, keys = reopen(tmp_path)
+    material = keys.material
+    shown = " ".join([repr(material), str(material), repr(keys.keys()), caplog.text])
+    assert "4b464d1020000001" in repr(material)  # the system title is no secret (P3 §3.2)
+    for secret in _secrets_of(material):
+        assert secret not in shown
+    config_text = repr(CONFIGURED) + repr(replace(CONFIGURED, master_key=MASTER.hex()))
+    for secret in (GUEK.hex(), GAK.hex(), MASTER.hex()):
+        assert secret not in config_text
+
+
+def test_keys_show_refuses_who_cannot_read_the_database_and_says_why(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    reopen(tmp_path)[0].close()
+    for path in tmp_path.glob("meter.sqlite3*"):
+        path.chmod(0o000)  # as for an operator: the files are the service user's, mode 0600
+    # Root reads anything: run it in a user namespace, where it keeps its uid but loses
+    # CAP_DAC_OVERRIDE, as an operator in the service's group would be.
+    prefix = ["unshare", "--user"] if os.geteuid() == 0 else []
+    result = subprocess.run(
+        [*prefix, sys.executable, "-m", "twin", "keys", "show", "--state-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "only the service user" in result.stderr
+    assert "sudo -u" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_p2_key_holders_keep_keys_out_of_reprs() -> None:
+    from twin.p2.headers import ShortId
+    from twin.p2.keys import PendingKey
+    from twin.p2.master_state import Channel
+    from twin.p2.payload import Keying
+    from twin.p2.slave_state import GasMeterIdentity
+
+    key = bytes(range(0xA0, 0xB0))
+    holders = [
+        PendingKey(user_key=key),
+        GasMeterIdentity(12345678, "TWN", "G0099000000000019", key),
+    ]
+    holders += [Channel(1, 5, ShortId(12345678, "TWN"), user_key=key), Keying(key, None)]
+    for holder in holders:
+        assert key.hex() not in repr(holder)
+        assert repr(key) not in repr(holder)
