@@ -32,7 +32,18 @@ def _run(
     state_dir: Path, *args: str, prefix: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*prefix, sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir), *args],
+        [
+            *prefix,
+            sys.executable,
+            "-m",
+            "twin",
+            "run",
+            "--state-dir",
+            str(state_dir),
+            "--p3",
+            "none",
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -39,6 +39,8 @@ STARTUP_S = 20.0
 class RunningTwin:
     def __init__(self, state_dir: Path, *args: str) -> None:
         self.state_dir = state_dir
+        if "--p3" not in args:  # P3 is on by default (loopback 4059): never bind it in tests
+            args = (*args, "--p3", "none")
         command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir), *args]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         self._wait_for_control()
