@@ -1,7 +1,7 @@
 """Byte links for the wired M-Bus (P2): the `MbusLink` Protocol, line timing, and the factory.
 
 One `MbusLink` Protocol serves both roles: the E meter's master and a gas meter (slave) each
-hold one end. Timing (research/p2.md §1-2):
+hold one end. Timing:
 
 - P2 §3.1.4 Table 3: 2400 Bd, 8 data bits, even parity, 1 stop bit "at all times": with the
   start bit that is 11 bit times per byte.

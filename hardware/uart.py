@@ -86,7 +86,7 @@ class UartSink:
 
     def abort_output(self) -> None:
         # P1 §4.3: stop at once. The worker stops at the next chunk; the driver's queue is
-        # dropped (a FIFO's worth, tens of bytes, may still leave the UART: research/pi.md §1.2).
+        # dropped (a FIFO's worth, tens of bytes, may still leave the UART: it is past the driver).
         self._cancel.set()
         if self._serial is not None:
             try:

@@ -2,7 +2,7 @@
 
 One exchange at a time (M-Bus is half duplex). Requests are queued; each call returns the
 bytes to send now. The caller feeds received bytes to `receive()` and calls `timeout()` when
-the answer window (330 bit times + 50 ms, research/p2.md §2) passed without a frame. Both
+the answer window (330 bit times + 50 ms, EN 13757-2) passed without a frame. Both
 return a `MasterOutput` with the next bytes to send and the events. Both take the meter time
 `now`: a clock job that waited in the queue sets the G meter to the time its frame is sent,
 not to the time it was queued (P2 §6.2.1: the E meter sets the G meter's clock to its own).

@@ -209,7 +209,7 @@ class KeyStore:
 
     # ---- counter persistence ---------------------------------------------------------------
     def _persist_limit(self, limit: int) -> None:
-        # Durable before the first counter below `limit` is used (ARCHITECTURE.md layer 6).
+        # Durable before the first counter below `limit` is used: an IV never repeats (P3 §3.2.3).
         self._store.put_setting(COUNTER_SETTING, limit)
 
     def reserved_limit(self) -> int:
