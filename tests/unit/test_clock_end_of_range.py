@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import shutil
 import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -110,7 +111,7 @@ async def test_a_wait_beyond_time_max_ends_only_with_a_clock_set_and_never_spins
     clock.set_now(BACK)
     await asyncio.wait_for(waiter, 0.5)  # a clock set ends it: the waiter re-plans
     assert not clock.stopped
-    assert BACK <= clock.now() < BACK + timedelta(days=1)  # running again from the new time
+    assert BACK <= clock.now() < BACK + timedelta(days=60)  # running again (5 real s at most)
 
 
 async def test_a_meter_past_the_end_publishes_time_max_on_p1_and_p2(meter: Meter) -> None:
@@ -237,5 +238,6 @@ async def test_ctl_status_shows_the_stopped_clock() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         twin.store.close()
+        shutil.rmtree(state_dir)
     assert status["meter_time"] == TIME_MAX.isoformat()
     assert status["ports"]["clock"] == {"stopped": True, "time_max": TIME_MAX.isoformat()}
