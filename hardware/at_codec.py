@@ -79,7 +79,7 @@ class TextFollows(enum.Enum):
     YES = enum.auto()
 
 
-# -- errors (style.md §6: one base, Local = we broke the rules, Remote = the modem did) --------
+# -- errors (one base; Local = we broke the rules, Remote = the modem did) -------------------------
 
 
 class AtError(PortError):

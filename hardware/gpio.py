@@ -1,8 +1,9 @@
 """The P1 Request line on a Raspberry Pi GPIO input, through the RPi.GPIO API.
 
 On the Pi the API comes from `rpi-lgpio` (the `pi` extra): the original RPi.GPIO cannot find
-the SoC on a Pi 5 and its edge detection fails on kernel 6.6+ (research/pi.md §1.5). The module
-is imported when the line is opened, never at import time, so the twin runs anywhere else.
+the SoC on a Pi 5 and its edge detection fails on kernel 6.6+ (gpiozero issue #1172,
+raspberrypi/linux issue #6037). The module is imported when the line is opened, never at import
+time, so the twin runs anywhere else.
 """
 
 from __future__ import annotations

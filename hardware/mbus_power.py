@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from hardware.ports import PortError
 
-PACKOM_POWER_PIN = 26  # research/p2.md §11: the packom HAT switches bus power on BCM 26
+PACKOM_POWER_PIN = 26  # the packom HAT switches bus power on BCM 26 (packom/pyMbusHat)
 POWER_SETTLE_S = 0.5  # pyMbusHat: bus-powered meters may need more than 0.1 s
 
 
@@ -35,7 +35,7 @@ def _load_gpio() -> ModuleType:
 
 
 class GpioBusPower:
-    """Bus power on BCM pin `pin`, high = on (packom HAT: GPIO26, research/p2.md §11)."""
+    """Bus power on BCM pin `pin`, high = on (packom HAT: GPIO26, packom/pyMbusHat)."""
 
     def __init__(
         self, pin: int = PACKOM_POWER_PIN, settle_s: float = POWER_SETTLE_S, gpio: Any = None

@@ -1,8 +1,8 @@
 """The P3 communication unit: a GPRS/LTE modem reached through AT commands.
 
-`Modem` is the port (ARCHITECTURE.md rule 5); `AtModem` drives any 3GPP TS 27.007/27.005 modem
-(a real one on USB, e.g. /dev/ttyUSB2, or hardware/modem_sim.py on a pty) through pyserial,
-with the sans-IO dialogue in hardware/at_codec.py.
+`Modem` is the port (only hardware/ touches devices); `AtModem` drives any 3GPP TS
+27.007/27.005 modem (a real one on USB, e.g. /dev/ttyUSB2, or hardware/modem_sim.py on a pty)
+through pyserial, with the sans-IO dialogue in hardware/at_codec.py.
 
 What the twin uses the modem for (GPRS CS = DSMR 4.2.2 GPRS Companion Standard):
 - registration and signal for the display's NW flag and 4 signal levels (GPRS CS §2.5,

@@ -8,7 +8,8 @@ Spec strings (config `[display] device`):
                        (DIR relative to the state directory), keeping the last `keep` frames
 
 luma is imported when a port is opened, never at module load. A luma device write is a blocking
-I2C transfer (~90 ms per frame at 100 kHz, research/pi.md §2), so it runs in a worker thread.
+I2C transfer (~90 ms per frame at 100 kHz, luma.oled wiki "Usage & Benchmarking"), so it runs
+in a worker thread.
 """
 
 from __future__ import annotations

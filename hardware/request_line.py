@@ -37,7 +37,7 @@ class LevelLatch:
 
 
 class AlwaysRequested:
-    """Request hard-wired high, as on most PC cables (research/p1.md §1: readers drive no pin)."""
+    """Request hard-wired high, as on most PC cables (dsmr_parser, DSMR-reader drive no pin)."""
 
     @property
     def description(self) -> str:

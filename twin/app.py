@@ -106,6 +106,7 @@ def build(config: Config, state_dir: Path, rng: random.Random | None = None) -> 
     services.extend(_port_services(twin))
     services.extend(_backup_services(twin))
     control.ports["supervisor"] = lambda: {s.name: s.status() for s in services}
+    control.ports["clock"] = meter.clock.status
     return twin
 
 

@@ -8,10 +8,13 @@ from it, so the repeated October hour is never ambiguous inside the twin.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
+
+log = logging.getLogger(__name__)
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
@@ -182,21 +185,47 @@ class OffsetClock:
         self.offset = timedelta(seconds=offset_s)
         self.steps = 0  # how often the clock was set; a waiter that sees it change re-plans
         self._stepped = asyncio.Event()
+        self._stop_logged = False  # the stop at TIME_MAX is logged once per stop
 
     @property
     def speed(self) -> float:
         return self.base.speed
 
     def now(self) -> datetime:
-        return self.base.now() + self.offset
+        """The meter time; it stands still at TIME_MAX (see `stopped`)."""
+        running = self.base.now() + self.offset
+        if running <= TIME_MAX:
+            return clamp_carryable(running)
+        if not self._stop_logged:
+            self._stop_logged = True
+            log.error(
+                "the meter clock reached %s, the last time every port can carry: it stands"
+                " still until a clock set (P3) moves it back",
+                TIME_MAX.isoformat(),
+            )
+        return TIME_MAX
+
+    @property
+    def stopped(self) -> bool:
+        """True while the clock stands still at the end of its range (TIME_MAX)."""
+        return self.base.now() + self.offset > TIME_MAX
+
+    def status(self) -> dict[str, object]:
+        """For `ctl status`: whether the meter clock stands still at the end of its range."""
+        return {"stopped": self.stopped, "time_max": TIME_MAX.isoformat()}
 
     async def sleep_until(self, when: datetime) -> None:
         """Return once `when` is reached, or early when the clock is set meanwhile.
 
         After a clock set the wait may be an hour too long or already over: the caller
-        compares `steps` and plans again (the P1 cadence restarts its grid).
+        compares `steps` and plans again (the P1 cadence restarts its grid). A time beyond
+        TIME_MAX is never reached: that wait ends only with a clock set, so no waiter spins
+        on a clock that stands still.
         """
         steps = self.steps
+        if when > TIME_MAX:
+            await self._stepped.wait()
+            return
         while self.now() < when and self.steps == steps:
             stepped = asyncio.ensure_future(self._stepped.wait())
             sleeper = asyncio.ensure_future(self.base.sleep_until(when - self.offset))
@@ -209,7 +238,9 @@ class OffsetClock:
     def set_now(self, when: datetime) -> timedelta:
         """Make `now()` read `when`; returns the step (new minus old) and wakes waiters."""
         step = when - self.now()
-        self.offset += step
+        # From the running time, not the shown one: at the end of the range they differ.
+        self.offset = when - self.base.now()
+        self._stop_logged = False
         self.steps += 1
         self._stepped.set()
         self._stepped = asyncio.Event()

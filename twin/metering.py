@@ -165,7 +165,8 @@ class Meter:
         due time and the first byte on the wire. The model never runs back to the clock.
         """
         now = self.clock.now()
-        reading = self.model.reading(max(at, now) if at else now)
+        # Never ahead of the meter's range: a slot after TIME_MAX is never reached (twin/clock).
+        reading = self.model.reading(min(max(at, now), TIME_MAX) if at else now)
         if self.model.outbox or reading.energy_wh != self._committed:
             self._store(self.model.drain())
             self._committed = dict(reading.energy_wh)

@@ -98,7 +98,7 @@ class Supervisor:
                 service.state = "stopped"
                 raise
             # Deliberately broad: any failure of one port is logged with its traceback and
-            # the port restarted, so the meter keeps metering (ARCHITECTURE.md, supervisor).
+            # the port restarted, so the meter keeps metering: a port never takes it down.
             except Exception as exc:
                 if time.monotonic() - service.started_at > STABLE_AFTER_S:
                     attempt = 0

@@ -44,7 +44,7 @@ def test_dsmr_parser_accepts_the_vectors(name: str) -> None:
 def test_encoder_writes_the_spec_example_byte_for_byte() -> None:
     # The printed example carries three editorial errors (72:32.0, .255 on per-phase lines and a
     # 10-digit duration whose published CRC needs 11 digits). With those corrected the text hashes
-    # to 5160 (research p1.md §2); our encoder must produce exactly that text.
+    # to 5160 (CRC-16/ARC, P1 §5.2); our encoder must produce exactly that text.
     expected = (
         p1_fixture("spec-4.2.2-example")
         .replace(b"72:32.0", b"72.32.0")

@@ -23,7 +23,7 @@ from hardware.mbus_sim import SimulatedBus
 from hardware.mbus_uart import UartBusLink
 from hardware.ports import PortError
 
-REQ_UD2 = bytes.fromhex("105B015C16")  # research/p2.md §10 short frames
+REQ_UD2 = bytes.fromhex("105B015C16")  # to address 1 (P2 §3.1.2, Table 5; CS = C + A)
 ACK = b"\xe5"
 Pair = tuple[MbusLink, MbusLink]
 

@@ -52,6 +52,9 @@ from twin.readout_lists import (
 log = logging.getLogger(__name__)
 
 MIN_FRAME_S = 0.2  # real seconds between frames at most (a fast simulated clock)
+# Real seconds between heartbeats while waiting for the next frame: a meter clock that stands
+# still at the end of its range (twin/clock.py TIME_MAX) brings no frame, and is not a hang.
+HEARTBEAT_S = 5.0
 
 
 class MeterSource(Protocol):
@@ -255,7 +258,9 @@ class DisplayService:
             asyncio.ensure_future(self._wake.wait()),
         ]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            while not any(task.done() for task in tasks):
+                self.heartbeat = time.monotonic()
+                await asyncio.wait(tasks, timeout=HEARTBEAT_S, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()

@@ -130,6 +130,8 @@ class P1Service:
                 # Commit before publish, but ahead of the slot: then wait for the slot itself.
                 reading = self.meter.publish(at=due)
                 await self.clock.sleep_until(due)
+                if self.clock.steps != steps:
+                    continue  # the clock was set before the slot: its grid is gone
                 await self._send(reading, due)
             else:
                 self.unpowered += 1

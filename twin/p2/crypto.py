@@ -7,7 +7,7 @@ Mode 15 is EN 13757-3 mode 5 (AES-128-CBC, no padding, no tag) with a different 
 
 There is no MAC: integrity is the checksum, the leading 2F 2F and the frame counter. CBC only
 mixes the IV into the first block, so 2F 2F checks IV bytes 0-1 only; callers must therefore
-parse the decrypted records strictly (research/p2.md §4 "Weakness").
+parse the decrypted records strictly (P2 §5.1 asks both sides to check before processing).
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def check_key(name: str, key: bytes) -> bytes:
 def p3_wrapped(default_key: bytes, user_key: bytes) -> bytes:
     """The `transfer_key` octet string: AES-128-ECB(Default key, User key), MSB first.
 
-    The master reverses it for the wire (P2 §6.5.1, App. B1.1; research/p2.md §4).
+    The master reverses it for the wire (P2 §6.5.1, App. B1.1; P3 §3.2.3 "Transfer Key handling").
     """
     return wrap_user_key(check_key("Default key", default_key), check_key("User key", user_key))[
         ::-1

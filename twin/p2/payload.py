@@ -8,7 +8,7 @@ Encrypted layout (P2 §5.1-5.2)::
 After a successful 2F 2F check the plaintext records are parsed strictly and any structural
 error is reported as a `DecryptionError`: a wrong IV (frame counter, ID, VER) still passes
 the 2F 2F check, because CBC only mixes the IV into the first block, but it garbles the
-first records (research/p2.md §4).
+first records (P2 §5.2: the IV is MAN, ID, VER, DEV and the frame counter).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""JSON forms of the P2 snapshots, for `Store.put_setting` (ARCHITECTURE.md rule 6).
+"""JSON forms of the P2 snapshots, for `Store.put_setting` (all meter state is in the store).
 
 Keys and frame counters live in the twin's SQLite store like the DLMS counters: a gas meter
 keeps its address, User key and counter through outages (P2 §7.2), and so must its twin.

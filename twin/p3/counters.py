@@ -1,5 +1,6 @@
-"""A `CounterReservation` that reserves invocation counters in blocks (ARCHITECTURE.md layer
-6: "a counter used in a nonce/IV is reserved ahead in the store before use").
+"""A `CounterReservation` that reserves invocation counters in blocks, ahead in the store:
+the counter is part of the GCM IV (P3 §3.2.3 "Frame Counters"), which must never repeat under
+one key (NIST SP 800-38D §8), not even after a crash.
 
 `persist(limit)` must durably record that every counter below `limit` may have been used
 before it returns; after a restart the store starts again at the last persisted limit, so no

@@ -1,7 +1,7 @@
 """The small interfaces the server core calls; the service layer and object model supply them.
 
 Nothing here does I/O: the object model answers from memory, the counter store reserves
-invocation counters ahead in its own persistence (ARCHITECTURE.md layer 6), and randomness
+invocation counters ahead in its own persistence (P3 §3.2.3 "Frame Counters"), and randomness
 for HLS challenges comes from whoever owns the entropy source.
 """
 

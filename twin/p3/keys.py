@@ -215,7 +215,7 @@ class KeyCounters:
         return bool(self._store.setting(COUNTER_KEY_SETTING) != _fingerprint(self._guek()))
 
     def _persist_limit(self, limit: int) -> None:
-        # Durable before the first counter below `limit` is used (reserved ahead in the store).
+        # Durable before the first counter below `limit` is used: an IV never repeats (P3 §3.2.3).
         self._store.put_setting(COUNTER_SETTING, limit)
 
 

@@ -58,7 +58,7 @@ def decipher(
 
 def protect_answer(answer: bytes, general: bool, security: Security) -> bytes:
     """Answer in the style the client used: general-glo-ciphering (0xDB) or the matching
-    service-specific glo APDU (research p3.md defect M: dlms-cosem only reads 0xDB)."""
+    service-specific glo APDU (the dlms-cosem client parses only 0xDB: its XDlmsApduFactory)."""
     if general or answer[0] not in GLO_TAG:
         return security.cipher(GENERAL_GLO, answer, general=True)
     return security.cipher(GLO_TAG[answer[0]], answer)

@@ -1,4 +1,4 @@
-"""The P3 TCP service: asyncio glue around the sans-IO `DlmsServer` (ARCHITECTURE.md layer 4).
+"""The P3 TCP service: asyncio glue around the sans-IO `DlmsServer` (docs/architecture.md).
 
 - COSEM wrapper over TCP (P3 §3, default port 4059), one DLMS connection at a time:
   `nb_of_sim_conn` = 1 (P3 Table 3-1). A second connection is closed at once, unanswered,

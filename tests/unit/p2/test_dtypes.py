@@ -36,7 +36,7 @@ def test_type_i_spec_example_16_july_2013_13_00() -> None:
 
 
 def test_type_i_of_app_b13_is_not_read_as_type_f() -> None:
-    # pyMeterBus 0.8.5 reads these 6 bytes as type F and gets 2024-02-11 (research/p2.md §13).
+    # pyMeterBus 0.8.5 (PyPI) reads these 6 bytes as type F and gets 2024-02-11.
     data = bytes.fromhex("00000B321600")
     assert type_i_decode(data) == datetime(2009, 6, 18, 11, 0, tzinfo=UTC)
     # Reading the first four bytes as type F reproduces that misreading.

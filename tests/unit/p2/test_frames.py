@@ -17,7 +17,7 @@ from twin.p2.frames import (
     parse_frame,
 )
 
-# research/p2.md §10 "Short frames [V]"
+# Short frames 10 C A CS 16 with CS = C + A (P2 §3.1, EN 13757-2): SND_NKE, REQ_UD2
 SHORT_CASES = [
     (ShortFrame(0x40, 0x00), "10 40 00 40 16"),
     (ShortFrame(0x40, 0x01), "10 40 01 41 16"),

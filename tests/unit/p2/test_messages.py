@@ -75,7 +75,7 @@ def test_table5_long_frames() -> None:
         (ReqSke(1), "10 59 01 5A 16"),
         (RspSke(1), "10 0B 01 0C 16"),
         (Ack(), "E5"),
-        # research/p2.md §10: set address 0 -> 1
+        # set address 0 -> 1 (P2 §6.2.2)
         (SndUdPlain(0, (address_record(1),)), "68 06 06 68 53 00 51 01 7A 01 20 16"),
     ],
 )

@@ -1,4 +1,4 @@
-"""The published frames V1-V7 decode to their documented values (research/p2.md §10)."""
+"""The published frames V1-V7 decode to their documented values (sources: tests/fixtures/p2)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_v1_spec_conformant_encoding_uses_the_header_version() -> None:
     message = _rsp(V1, key=USER_KEY, iv_version=0x40)
     ours = encode_message(message, key=USER_KEY)
     assert ours != V1
-    assert ours[19:23] == bytes.fromhex("5D89BC44")  # research/p2.md §10: first block
+    assert ours[19:23] == bytes.fromhex("5D89BC44")  # first block with the IV's VER 42 (P2 §5.2)
     assert _rsp(ours, key=USER_KEY) == message
 
 

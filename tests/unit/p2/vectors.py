@@ -1,4 +1,4 @@
-"""Published P2 test frames (research/p2.md §10), read from tests/fixtures/p2/*.hex."""
+"""Published P2 test frames (sources in each file's header), read from tests/fixtures/p2/*.hex."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Drives the sans-IO `MbusMaster` over an `MbusLink`: frames out, answers (or silence) in.
 
-The master decides what to send and what an answer means (ARCHITECTURE.md rule 4); this
+The master decides what to send and what an answer means (it is sans-IO, no clock); this
 module only moves bytes and time: it feeds every answer, or a timeout, to the master and hands
 the master's events to the service's handler, whose reply may start a new exchange.
 """

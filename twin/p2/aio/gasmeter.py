@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from hardware.mbus_link import MbusLink, min_answer_delay_s, response_timeout_s
-from twin.clock import Clock, floor_to
+from twin.clock import Clock, clamp_carryable, floor_to
 from twin.meter.gas import litres_in_hour
 from twin.p2.persist import slave_from_json, slave_to_json
 from twin.p2.slave import MAX_ADDRESS, GasMeterIdentity, GasMeterSlave, SlaveSnapshot
@@ -134,7 +134,7 @@ class GasMeterTwin:
             return snapshot
         if saved:
             log.warning("stored gas-meter state belongs to another meter; starting afresh")
-        hour = floor_to(self.clock.now(), 3600)
+        hour = floor_to(clamp_carryable(self.clock.now()), 3600)
         return SlaveSnapshot(
             address=address or 0,
             access_number=os.urandom(1)[0],  # P2 §4.2.4: initialised to a random value
@@ -211,7 +211,9 @@ class GasMeterTwin:
 
     def capture(self, now: datetime) -> None:
         """Bring the hourly value up to the last whole UTC hour of the meter's clock."""
-        hour = floor_to(self.slave.clock(now), 3600)
+        # Its own clock stands still at TIME_MAX like the E meter's: a type I date (EN 13757-3
+        # annex A) ends with 2099, so no later capture time could go on the bus.
+        hour = floor_to(clamp_carryable(self.slave.clock(now)), 3600)
         reading = self.slave.snapshot.reading
         last = reading[1] if reading else hour
         if hour == last and reading is not None:

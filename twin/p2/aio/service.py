@@ -1,6 +1,6 @@
 """The P2 service: the E meter's M-Bus master on a byte link, timed by the meter clock.
 
-Thin asyncio glue around the sans-IO `MbusMaster` (ARCHITECTURE.md rule 4):
+Thin asyncio glue around the sans-IO `MbusMaster`: timing here, the protocol there:
 
 - Installation (P2 §8.3.1): at start-up ("discover on power on") and for `install_window_s`
   after it, address 0 is scanned once a minute; `slave_install()` (P3 class 72 method 1, or

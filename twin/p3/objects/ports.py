@@ -1,4 +1,4 @@
-"""What the DSMR object model needs from the rest of the twin (ports, in ARCHITECTURE terms).
+"""What the DSMR object model needs from the rest of the twin: its ports, small Protocols.
 
 The object model (`twin.p3.objects.build_objects`) calls these Protocols; other services
 implement them:

@@ -1,7 +1,7 @@
 """Profile generic (class 7, Blue Book §4.3.6) with selective access by range (selector 1, on
 the clock column) and by entry (selector 2), and reset () (method 1) through a callback.
 
-gurux's GXDLMSProfileGeneric cannot serve either selector (p3.md §2.4 N), so the selection is
+gurux-dlms 1.0.203's GXDLMSProfileGeneric cannot serve either selector, so the selection is
 done here and only the values go through the encoder. The DSMR profiles are in profiles.py,
 mbus.py and definable.py.
 """

@@ -127,7 +127,7 @@ class DataObject(Generic):
 
 class Register(Generic):
     """Class 3 Register: value and scaler_unit (Blue Book §4.3.2). The scaler is the power of
-    ten (gurux's GXDLMSRegister takes a multiplier and fails on 0, p3.md §2.4 R)."""
+    ten (gurux-dlms 1.0.203's GXDLMSRegister takes a multiplier instead and fails on 0)."""
 
     class_id: ClassVar[int] = 3
 
