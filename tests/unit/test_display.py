@@ -25,6 +25,7 @@ from hardware.oled import SimulatedDisplay
 from hardware.ports import PortError
 from tests.support import spec_example_reading
 from twin.clock import ManualClock
+from twin.config import P3Config
 from twin.control import ControlError, ControlServer
 from twin.display import cli as display_cli
 from twin.display import glyphs, layout
@@ -537,7 +538,7 @@ def _fake_twin(tmp_path: Path, endpoint: str = "") -> SimpleNamespace:
     clock = ManualClock(START)
     meter = FakeMeter(clock)
     return SimpleNamespace(
-        config=SimpleNamespace(p3=SimpleNamespace(endpoint=endpoint)),
+        config=SimpleNamespace(p3=P3Config(endpoint=endpoint)),
         meter=meter,
         clock=clock,
         state_dir=tmp_path,
