@@ -39,6 +39,7 @@ from hardware.button import Button, Press
 from hardware.oled import DisplayPort
 from twin.clock import Clock
 from twin.control import ControlError
+from twin.control_fields import Field, choice
 from twin.display.render import DisplayState, current_page, render
 from twin.meter.state import MeterReading
 from twin.readout_lists import (
@@ -101,7 +102,11 @@ LIST_OF_MODE = {Mode.AUTO: AUTO_SCROLL, Mode.MANUAL: ALTERNATE, Mode.SERVICE: SE
 class DisplayService:
     """Renders the meter on `display` and answers the `screenshot` and `button` commands."""
 
-    COMMANDS: ClassVar[tuple[str, ...]] = ("screenshot", "button")
+    # The control commands and their fields (ControlServer.add_command checks them).
+    COMMANDS: ClassVar[dict[str, tuple[Field, ...]]] = {
+        "screenshot": (),
+        "button": (choice("press", [kind.value for kind in Press]),),
+    }
 
     def __init__(
         self,
@@ -295,29 +300,20 @@ class DisplayService:
         """The control commands in `COMMANDS`; register each with ControlServer.add_command."""
         match request.get("cmd"):
             case "screenshot":
-                return self._screenshot_command(request.get("path"))
+                return self._screenshot_command()
             case "button":
                 return self._button_command(request.get("press"))
         raise ControlError(f"the display does not handle {request.get('cmd')!r}")
 
-    def _screenshot_command(self, path: object) -> object:
-        # Without a path the PNG comes back in the answer: the CLI writes it as the operator,
-        # where the service user (ProtectHome, its own uid) could not.
-        if path is None:
-            buffer = io.BytesIO()
-            (self.frame or render(self.current_state())).save(buffer, format="PNG")
-            return {"png_base64": base64.b64encode(buffer.getvalue()).decode("ascii")}
-        if not isinstance(path, str) or not Path(path).is_absolute():
-            raise ControlError("'path' must be an absolute file name (or leave it out)")
-        try:
-            self.screenshot(Path(path))
-        except OSError as exc:
-            raise ControlError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        return {"path": path}
+    def _screenshot_command(self) -> object:
+        # The PNG comes back in the answer and the CLI writes it as the operator. The service
+        # never writes where a client says: a path in its state directory would replace the
+        # database (issue 9), and the service user cannot reach the operator's home anyway.
+        buffer = io.BytesIO()
+        (self.frame or render(self.current_state())).save(buffer, format="PNG")
+        return {"png_base64": base64.b64encode(buffer.getvalue()).decode("ascii")}
 
     def _button_command(self, press: object) -> object:
-        kinds = {kind.value: kind for kind in Press}
-        if press not in kinds:
-            raise ControlError(f"'press' must be one of {', '.join(kinds)}")
-        self.press(kinds[str(press)])
+        # `press` is one of the Press values: the control server checked it (COMMANDS).
+        self.press(Press(press))
         return {"press": press, **self.status()}
