@@ -245,3 +245,55 @@ async def test_call_reports_a_twin_that_hangs_up() -> None:
     with pytest.raises(ControlError, match="without answering"):
         await call(state / "control.sock", {"cmd": "status"})
     await asyncio.to_thread(thread.join, 5)
+
+
+EXTENSION_BAD_FIELDS = [
+    # gas clock drift 1e308 overflowed timedelta inside the handler; NaN broke the gas clock.
+    ({"cmd": "gas", "clock_drift_s": float("nan")}, "'clock_drift_s' must be"),
+    ({"cmd": "gas", "clock_drift_s": 1e308}, "'clock_drift_s' must be"),
+    ({"cmd": "gas", "clock_drift_s": True}, "'clock_drift_s' must be"),
+    ({"cmd": "gas", "battery_low": 1}, "'battery_low' must be"),
+    ({"cmd": "gas", "fraud": "on"}, "'fraud' must be"),
+    ({"cmd": "gas", "attached": None}, "'attached' must be"),
+    ({"cmd": "mbus", "action": "install", "channel": 1.0}, "'channel' must be"),
+    ({"cmd": "mbus", "action": "deinstall", "channel": 5}, "'channel' must be"),
+    ({"cmd": "mbus", "action": "reboot"}, "'action' must be"),
+    ({"cmd": "mbus", "action": "key", "default_key": 5}, "'default_key' must be"),
+    ({"cmd": "mbus", "action": "key", "default_key": "00" * 15}, "'default_key' must be"),
+    (
+        {"cmd": "mbus", "action": "key", "default_key": "00" * 16, "user_key": "xy"},
+        "'user_key' must be",
+    ),
+    ({"cmd": "request", "raised": 1}, "'raised' must be"),
+    ({"cmd": "request"}, "'raised' is required"),
+    ({"cmd": "wakeup", "kind": "fax", "sender": "+31612345678"}, "'kind' must be"),
+    ({"cmd": "wakeup", "kind": "sms", "sender": "1" * 21}, "'sender' must be"),
+    ({"cmd": "wakeup", "kind": "sms", "sender": 'a"b'}, "'sender' must be"),
+    ({"cmd": "wakeup", "kind": "sms", "sender": ""}, "'sender' must be"),
+    ({"cmd": "button", "press": "double"}, "'press' must be"),
+    ({"cmd": "screenshot", "path": "/tmp/x.png"}, "unknown field 'path'"),
+]
+
+
+async def test_the_commands_of_every_port_check_their_fields(tmp_path: Path) -> None:
+    from twin.app import build
+    from twin.config import P1Config, P3Config
+
+    config = replace(
+        Config(),
+        p1=P1Config(request="simulated"),
+        p3=P3Config(endpoint="tcp://127.0.0.1:0"),
+    )
+    twin = build(config, tmp_path)
+    try:
+        for request, error in EXTENSION_BAD_FIELDS:
+            answer = await twin.control.dispatch(json.dumps(request).encode())
+            assert answer["ok"] is False, request
+            assert answer.get("kind") == "field", (request, answer)
+            assert error in answer["error"], (request, answer)
+        good = {"cmd": "gas", "clock_drift_s": 120, "battery_low": True}
+        answer = await twin.control.dispatch(json.dumps(good).encode())
+        assert answer["ok"], answer
+        assert (await twin.control.dispatch(b'{"cmd": "request", "raised": true}'))["ok"]
+    finally:
+        twin.store.close()
