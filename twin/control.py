@@ -24,7 +24,9 @@ from typing import Any
 from twin.clock import is_dst, local
 from twin.control_fields import (
     ControlError,
+    EncodingError,
     Field,
+    NotJsonError,
     RequestError,
     integer,
     number,
@@ -263,26 +265,18 @@ def _error(kind: str, message: str) -> dict[str, Any]:
     return {"ok": False, "kind": kind, "error": message}
 
 
-class _SyntaxError(ControlError):
-    kind = "syntax"
-
-
-class _EncodingError(ControlError):
-    kind = "encoding"
-
-
 def _decode(line: bytes) -> dict[str, Any]:
     """One request line as a JSON object with a "cmd" string."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _EncodingError(f"a request is UTF-8 JSON: {exc.reason} at byte {exc.start}") from exc
+        raise EncodingError(f"a request is UTF-8 JSON: {exc.reason} at byte {exc.start}") from exc
     try:
         request = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _SyntaxError(f"not JSON: {exc}") from exc
+        raise NotJsonError(f"not JSON: {exc}") from exc
     except (ValueError, RecursionError) as exc:  # a 5000-digit integer, nesting too deep
-        raise _SyntaxError(f"not a usable JSON request: {type(exc).__name__}") from exc
+        raise NotJsonError(f"not a usable JSON request: {type(exc).__name__}") from exc
     if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
         raise RequestError('a request is a JSON object with a "cmd" string')
     return request

@@ -21,10 +21,23 @@ class ControlError(ValueError):
     """A control request that cannot be carried out; the message goes back to the operator.
 
     `kind` types the answer (`{"ok": false, "kind": ..., "error": ...}`) so a client can tell
-    a malformed request from one the meter refused.
+    a malformed request from one the meter refused. The server adds "too-long" (a line over
+    its limit) and "internal" (a bug, logged with its traceback).
     """
 
     kind = "refused"
+
+
+class EncodingError(ControlError):
+    """The line is not UTF-8."""
+
+    kind = "encoding"
+
+
+class NotJsonError(ControlError):
+    """The line is not JSON (or JSON Python cannot hold: too deep, a 5000-digit number)."""
+
+    kind = "syntax"
 
 
 class RequestError(ControlError):
