@@ -458,17 +458,15 @@ def _is_png_128x64(data: bytes) -> bool:
     )
 
 
-async def test_screenshot_writes_the_current_frame_as_png(tmp_path: Path) -> None:
-    target = tmp_path / "shot.png"
+async def test_screenshot_is_the_current_frame_as_png() -> None:
     async with Running() as run:
-        run.service.screenshot(target)
-        data = target.read_bytes()
+        data = run.service.screenshot()
         assert _is_png_128x64(data)
         saved = Image.open(io.BytesIO(data)).convert("1")
         assert saved.tobytes() == run.service.frame.tobytes()  # type: ignore[union-attr]
 
 
-async def test_screenshot_command_answers_the_png_and_writes_no_file(tmp_path: Path) -> None:
+async def test_screenshot_command_answers_the_png() -> None:
     async with Running() as run:
         answer = await run.service.handle({"cmd": "screenshot"})
         assert _is_png_128x64(base64.b64decode(answer["png_base64"]))  # type: ignore[index]
@@ -487,11 +485,10 @@ async def test_the_control_socket_never_writes_where_a_client_says(tmp_path: Pat
     assert database.read_bytes() == b"SQLite format 3\x00 registers and keys"
 
 
-async def test_screenshot_before_the_first_frame_renders_one(tmp_path: Path) -> None:
+async def test_screenshot_before_the_first_frame_renders_one() -> None:
     clock = ManualClock(START)
     service = DisplayService(FakeMeter(clock), clock, SimulatedDisplay(), ModuleStatus)
-    target = service.screenshot(tmp_path / "first.png")
-    assert _is_png_128x64(target.read_bytes())
+    assert _is_png_128x64(service.screenshot())
 
 
 async def test_heartbeat_and_status() -> None:

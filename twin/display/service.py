@@ -30,7 +30,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from PIL import Image
@@ -271,11 +270,15 @@ class DisplayService:
 
     # ------------------------------------------------------------------ operator access
 
-    def screenshot(self, path: Path) -> Path:
-        """Save the frame on the panel (rendered now if none yet) as a 128x64 PNG."""
-        image = self.frame or render(self.current_state())
-        image.save(path, format="PNG")
-        return path
+    def screenshot(self) -> bytes:
+        """The frame on the panel (rendered now if none yet) as a 128x64 PNG.
+
+        Bytes, never a file: the control socket sends them back and the CLI writes them as the
+        operator. A service that wrote where a client said could replace its own database.
+        """
+        buffer = io.BytesIO()
+        (self.frame or render(self.current_state())).save(buffer, format="PNG")
+        return buffer.getvalue()
 
     def status(self) -> dict[str, Any]:
         """For `ctl status`."""
@@ -306,12 +309,9 @@ class DisplayService:
         raise ControlError(f"the display does not handle {request.get('cmd')!r}")
 
     def _screenshot_command(self) -> object:
-        # The PNG comes back in the answer and the CLI writes it as the operator. The service
-        # never writes where a client says: a path in its state directory would replace the
-        # database (issue 9), and the service user cannot reach the operator's home anyway.
-        buffer = io.BytesIO()
-        (self.frame or render(self.current_state())).save(buffer, format="PNG")
-        return {"png_base64": base64.b64encode(buffer.getvalue()).decode("ascii")}
+        # JSON carries text: the PNG goes as base64 (the service user cannot reach the
+        # operator's home either, so the CLI is the one place to write it).
+        return {"png_base64": base64.b64encode(self.screenshot()).decode("ascii")}
 
     def _button_command(self, press: object) -> object:
         # `press` is one of the Press values: the control server checked it (COMMANDS).
