@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from twin.clock import TIME_MAX, Clock, SimulatedClock, SystemClock, carryable, clamp_carryable
 from twin.config import Config
-from twin.control import SOCKET_NAME, ControlError, ControlServer
+from twin.control import SOCKET_NAME, ControlServer
+from twin.control_fields import flag
 from twin.metering import Meter
 from twin.sdnotify import Notifier
 from twin.store import Checkpoint, Store
@@ -161,13 +162,10 @@ def _p1_services(twin: Twin) -> list[Service]:
         simulated = request
 
         async def set_request(req: Mapping[str, Any]) -> object:
-            raised = req.get("raised")
-            if not isinstance(raised, bool):
-                raise ControlError("'raised' must be true or false")
-            simulated.set(raised)
-            return {"raised": raised}
+            simulated.set(req["raised"])
+            return {"raised": req["raised"]}
 
-        twin.control.add_command("request", set_request)
+        twin.control.add_command("request", set_request, [flag("raised")])
     return [Service("p1", service.run, heartbeat=lambda: service.heartbeat)]
 
 

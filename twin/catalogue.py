@@ -31,6 +31,9 @@ class P1Format:
     digits: int = 0
     decimals: int = 0
     unit: str | None = None
+    # A cumulative register rolls over at its width, as a real meter's register does; any
+    # other value that does not fit is an error, never a wrapped string (150 kW as 50.000 kW).
+    rolls_over: bool = False
 
 
 # DLMS unit codes (IEC 62056-62 / Blue Book) for the units the meter uses.
@@ -50,15 +53,15 @@ class ObisObject:
     min_phases: int = 1  # L2/L3 objects exist on polyphase meters only
 
 
-def _fixed(digits: int, decimals: int, unit: str | None = None) -> P1Format:
-    return P1Format(P1Kind.FIXED, digits, decimals, unit)
+def _fixed(
+    digits: int, decimals: int, unit: str | None = None, *, rolls_over: bool = False
+) -> P1Format:
+    return P1Format(P1Kind.FIXED, digits, decimals, unit, rolls_over)
 
 
 def _energy(code: str, name: str, label: str) -> ObisObject:
     # P1 Table 5-3: F9(3,3) kWh; P3 §6.1: Wh, scaler 0, double-long-unsigned.
-    return ObisObject(
-        code, name, lambda r: r.energy_wh[code], _fixed(9, 3, "kWh"), 3, "Wh", 0, label
-    )
+    return ObisObject(code, name, lambda r: r.energy_wh[code], ENERGY, 3, "Wh", 0, label)
 
 
 def _per_phase(
@@ -119,6 +122,7 @@ def _averaged(
     )
 
 
+ENERGY = _fixed(9, 3, "kWh", rolls_over=True)
 KW = _fixed(5, 3, "kW")
 AMPERE = _fixed(3, 0, "A")
 COUNT = _fixed(5, 0)
@@ -259,5 +263,5 @@ MBUS_DEVICE_TYPE = "0-{n}:24.1.0"
 MBUS_EQUIPMENT_ID = "0-{n}:96.1.0"
 MBUS_HOURLY_VALUE = "0-{n}:24.2.1"
 # Gas: temperature-converted volume F8(3,3) m3 (G4/G6 meters).
-GAS_VOLUME = _fixed(8, 3, "m3")
+GAS_VOLUME = _fixed(8, 3, "m3", rolls_over=True)
 DEVICE_TYPE = _fixed(3, 0)

@@ -136,7 +136,15 @@ class MeterConfig:
     equipment_id: str = field(default="E0099000000000018", metadata=_ascii(48, min_len=1))
     phases: int = field(default=3, metadata=_one_of(1, 3))
     nominal_voltage_v: float = field(default=230.0, metadata=_between(100, 260))
+    # Imax per phase: DSMR-M 4.3.38 asks >= 100 A of polyphase, >= 80 A of single-phase meters.
+    # At most 120 A: 3 x 120 A x 260 V = 93.6 kW still fits 1-0:1.7.0 F5(3,3) on P1.
+    max_current_a: float = field(default=100.0, metadata=_between(5, 120))
     seed: int | None = None
+
+    @property
+    def max_power_w(self) -> float:
+        """The most power the meter carries (phases x Imax x nominal voltage): a bound on load."""
+        return self.phases * self.max_current_a * self.nominal_voltage_v
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,12 @@
 """The control socket: a local Unix socket with a small JSON-lines API for operators.
 
 One request per line, `{"cmd": "status"}`, one answer per line, `{"ok": true, "result": ...}`
-or `{"ok": false, "error": "..."}`. The socket lives in the state directory with mode 0660, so
-only the service user and its group (operators over SSH) can reach it.
+or `{"ok": false, "kind": "...", "error": "..."}`. The socket lives in the state directory with
+mode 0660, so only the service user and its group (operators over SSH) can reach it.
+
+The server is the authority: every command declares its fields (twin/control_fields.py) and
+nothing reaches a handler unchecked. It never writes to a path a client names: results (a
+screenshot too) travel back in the answer and the CLI writes them as the operator.
 """
 
 from __future__ import annotations
@@ -12,25 +16,60 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from twin.clock import is_dst, local
-from twin.meter.model import ModelError
+from twin.control_fields import (
+    ControlError,
+    EncodingError,
+    Field,
+    NotJsonError,
+    RequestError,
+    integer,
+    number,
+    parse_fields,
+    shown,
+    text,
+)
+from twin.meter.model import (
+    MESSAGE_CODE_PATTERN,
+    MESSAGE_TEXT_PATTERN,
+    SAG_SWELL_DEFAULT_S,
+    ModelError,
+)
 from twin.meter.state import MeterReading
 from twin.metering import Meter
+
+__all__ = [
+    "SOCKET_NAME",
+    "ControlError",
+    "ControlServer",
+    "ControlSocket",
+    "Handler",
+    "call",
+    "reading_to_json",
+]
 
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "control.sock"
-MAX_REQUEST = 64 * 1024
+MAX_REQUEST = 64 * 1024  # bytes in one request line; the longest real one (a message) is ~1 KiB
+# An operator's request arrives within moments of connecting; a connection idle longer only
+# holds a descriptor (and a client that never reads holds its answer), so it is closed.
+IDLE_TIMEOUT_S = 5.0
+POWER_FAILURE_MAX_S = 365 * 86400  # a year: far beyond any real outage, within P1 F10 and P3
+SAG_SWELL_MAX_S = 86400.0  # a day; a longer excursion is a supply fault, not a sag or swell
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[object]]
 
 
-class ControlError(ValueError):
-    """A control request that cannot be carried out; the message goes back to the operator."""
+@dataclass(frozen=True, slots=True)
+class Command:
+    handler: Handler
+    fields: tuple[Field, ...]
 
 
 def kwh(wh: int) -> float:
@@ -91,13 +130,15 @@ class ControlSocket:
     serves its own commands on one too (twin/p2/aio/standalone.py).
     """
 
-    def __init__(self, socket_path: Path) -> None:
+    def __init__(self, socket_path: Path, *, idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         self.socket_path = socket_path
-        self.handlers: dict[str, Handler] = {}
+        self.idle_timeout_s = idle_timeout_s
+        self.commands: dict[str, Command] = {}
         self.heartbeat = 0.0
 
-    def add_command(self, name: str, handler: Handler) -> None:
-        self.handlers[name] = handler
+    def add_command(self, name: str, handler: Handler, fields: Sequence[Field] = ()) -> None:
+        """Serve `name`; `handler` gets the request with exactly `fields`, checked."""
+        self.commands[name] = Command(handler, tuple(fields))
 
     async def run(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -116,50 +157,84 @@ class ControlSocket:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while line := await reader.readline():
-                writer.write(json.dumps(await self.dispatch(line)).encode() + b"\n")
-                await writer.drain()
-        except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
-            log.warning("control client dropped: %s", exc)
+            while line := await self._read_line(reader, writer):
+                await self._answer(writer, await self.dispatch(line))
+        except (ConnectionError, TimeoutError) as exc:
+            log.info("control client dropped: %s", exc or type(exc).__name__)
         finally:
             writer.close()
 
+    async def _read_line(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+        """The next request line; b"" ends the connection (closed, idle or over-long)."""
+        try:
+            async with asyncio.timeout(self.idle_timeout_s):
+                return await reader.readline()
+        except TimeoutError:
+            return b""
+        except ValueError:  # StreamReader's limit: the line is longer than MAX_REQUEST
+            # The rest of the line is still in flight, so no later line can be found reliably:
+            # answer, then close.
+            error = f"a request is one line of at most {MAX_REQUEST} bytes"
+            await self._answer(writer, _error("too-long", error))
+            return b""
+
+    async def _answer(self, writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
+        writer.write(json.dumps(answer).encode() + b"\n")
+        async with asyncio.timeout(self.idle_timeout_s):  # a client that never reads
+            await writer.drain()
+
     async def dispatch(self, line: bytes) -> dict[str, Any]:
         try:
-            request = json.loads(line)
-            if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-                raise ControlError('a request is a JSON object with a "cmd" string')
-            handler = self.handlers.get(request["cmd"])
-            if handler is None:
-                raise ControlError(
-                    f"unknown command {request['cmd']!r}; known: {', '.join(sorted(self.handlers))}"
-                )
-            return {"ok": True, "result": await handler(request)}
-        except json.JSONDecodeError as exc:
-            return {"ok": False, "error": f"not JSON: {exc}"}
-        except (ControlError, ModelError) as exc:
-            return {"ok": False, "error": str(exc)}
+            request = _decode(line)
+            command = self.commands.get(request["cmd"])
+            if command is None:
+                known = ", ".join(sorted(self.commands))
+                raise RequestError(f"unknown command {request['cmd']!r}; known: {known}")
+            result = await command.handler(parse_fields(request, command.fields))
+            return {"ok": True, "result": result}
+        except ControlError as exc:
+            return _error(exc.kind, str(exc))
+        except ModelError as exc:
+            return _error("refused", str(exc))
+        except Exception as exc:
+            # A bug behind a checked request: logged with its traceback, answered as such, and
+            # the socket (and every later command) keeps working.
+            log.exception("control command failed: %s", shown(line))
+            return _error("internal", f"{type(exc).__name__}: {exc}")
 
 
 class ControlServer(ControlSocket):
     """Serves the control API for one meter; extra commands come from the services."""
 
-    def __init__(self, meter: Meter, socket_path: Path) -> None:
-        super().__init__(socket_path)
+    def __init__(
+        self, meter: Meter, socket_path: Path, *, idle_timeout_s: float = IDLE_TIMEOUT_S
+    ) -> None:
+        super().__init__(socket_path, idle_timeout_s=idle_timeout_s)
         self.meter = meter
         self.ports: dict[str, Callable[[], dict[str, Any]]] = {}
-        self.handlers.update(
-            {
-                "status": self._status,
-                "power-failure": self._power_failure,
-                "sag": self._sag,
-                "swell": self._swell,
-                "message": self._message,
-                "load": self._load,
-                "tamper": self._tamper,
-                "admin": self._admin,
-            }
+        self._add_meter_commands()
+
+    def _add_meter_commands(self) -> None:
+        meter = self.meter.config.meter
+        capacity = meter.max_power_w
+        seconds = number("seconds", 1, SAG_SWELL_MAX_S, default=SAG_SWELL_DEFAULT_S)
+        phase = integer("phase", 1, meter.phases)
+        self.add_command("status", self._status)
+        self.add_command(
+            "power-failure", self._power_failure, [number("seconds", 1, POWER_FAILURE_MAX_S)]
         )
+        self.add_command("sag", self._sag, [phase, seconds])
+        self.add_command("swell", self._swell, [phase, seconds])
+        message = [
+            # P1 §5.13 example 0-0:96.13.1(3031203631203831) is "01 61 81".
+            text("code", MESSAGE_CODE_PATTERN, "up to 8 digits and spaces", default=""),
+            text("text", MESSAGE_TEXT_PATTERN, "up to 1024 printable ASCII characters", default=""),
+        ]
+        self.add_command("message", self._message, message)
+        # What the meter can carry: phases x Imax x nominal voltage (null clears the override).
+        self.add_command("load", self._load, [number("watts", -capacity, capacity, nullable=True)])
+        self.add_command("tamper", self._tamper, [integer("code", 40, 47, default=40)])
+        self.add_command("admin", self._admin, [integer("state", 0, 2)])
 
     # ------------------------------------------------------------------ commands
 
@@ -170,48 +245,60 @@ class ControlServer(ControlSocket):
         return status
 
     async def _power_failure(self, request: Mapping[str, Any]) -> object:
-        seconds = _number(request, "seconds")
+        seconds = request["seconds"]
         self.meter.act(lambda m, now: m.power_failure(now, seconds))
         return {"seconds": seconds}
 
     async def _sag(self, request: Mapping[str, Any]) -> object:
-        phase, seconds = int(_number(request, "phase")), _number(request, "seconds", 10.0)
+        phase, seconds = request["phase"], request["seconds"]
         self.meter.act(lambda m, now: m.voltage_sag(now, phase, seconds))
         return {"phase": phase}
 
     async def _swell(self, request: Mapping[str, Any]) -> object:
-        phase, seconds = int(_number(request, "phase")), _number(request, "seconds", 10.0)
+        phase, seconds = request["phase"], request["seconds"]
         self.meter.act(lambda m, now: m.voltage_swell(now, phase, seconds))
         return {"phase": phase}
 
     async def _message(self, request: Mapping[str, Any]) -> object:
-        code, text = str(request.get("code", "")), str(request.get("text", ""))
+        code, text = request["code"], request["text"]
         self.meter.act(lambda m, now: m.set_message(code, text))
         return {"code": code, "text": text}
 
     async def _load(self, request: Mapping[str, Any]) -> object:
-        watts = request.get("watts")
-        if watts is not None:
-            watts = _number(request, "watts")
+        watts = request["watts"]
         self.meter.act(lambda m, now: m.set_load_override(now, watts))
         return {"watts": watts}
 
     async def _tamper(self, request: Mapping[str, Any]) -> object:
-        code = int(_number(request, "code", 40))
+        code = request["code"]
         self.meter.act(lambda m, now: m.tamper(now, code))
         return {"code": code}
 
     async def _admin(self, request: Mapping[str, Any]) -> object:
-        state = int(_number(request, "state"))
+        state = request["state"]
         self.meter.act(lambda m, now: m.set_admin_state(state))
         return {"state": state}
 
 
-def _number(request: Mapping[str, Any], key: str, default: float | None = None) -> float:
-    value = request.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ControlError(f"{key!r} must be a number")
-    return float(value)
+def _error(kind: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "kind": kind, "error": message}
+
+
+def _decode(line: bytes) -> dict[str, Any]:
+    """One request line as a JSON object with a "cmd" string."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EncodingError(f"a request is UTF-8 JSON: {exc.reason} at byte {exc.start}") from exc
+    try:
+        request = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NotJsonError(f"not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # a 5000-digit integer, nesting too deep
+        raise NotJsonError(f"not a usable JSON request: {type(exc).__name__}") from exc
+    if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+        raise RequestError('a request is a JSON object with a "cmd" string')
+    return request
 
 
 async def call(socket_path: Path, request: Mapping[str, Any], timeout: float = 10.0) -> Any:
@@ -227,9 +314,21 @@ async def call(socket_path: Path, request: Mapping[str, Any], timeout: float = 1
     try:
         writer.write(json.dumps(request).encode() + b"\n")
         await writer.drain()
-        answer = json.loads(await asyncio.wait_for(reader.readline(), timeout))
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    except TimeoutError as exc:
+        raise ControlError(f"the twin did not answer within {timeout:g} s") from exc
+    except (ConnectionError, ValueError) as exc:  # ValueError: an answer over the limit
+        raise ControlError(f"the connection to the twin failed: {exc}") from exc
     finally:
         writer.close()
-    if not answer.get("ok"):
+    if not line:
+        raise ControlError("the twin closed the connection without answering")
+    try:
+        answer = json.loads(line)
+    except ValueError as exc:
+        raise ControlError(f"the twin answered something that is not JSON: {exc}") from exc
+    if not isinstance(answer, dict) or "ok" not in answer:
+        raise ControlError(f"the twin's answer is not a control answer: {line[:60]!r}")
+    if not answer["ok"]:
         raise ControlError(str(answer.get("error")))
-    return answer["result"]
+    return answer.get("result")

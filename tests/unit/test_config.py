@@ -68,6 +68,8 @@ baudrate = 9600
         ({"p1": {"pace": "yes"}}, "'p1.pace' must be of type bool"),
         ({"meter": {"identification": "a/b"}}, "without '/' or '!'"),
         ({"meter": "x"}, "'meter' must be a table"),
+        # 3 x 121 A x 260 V would not fit 1-0:1.7.0 F5(3,3) (99.999 kW) on P1.
+        ({"meter": {"max_current_a": 121}}, "'meter.max_current_a' = 121 is not allowed"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(

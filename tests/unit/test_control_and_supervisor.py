@@ -67,9 +67,9 @@ async def test_control_commands_over_the_socket(short_tmp: Path) -> None:
 
         with pytest.raises(ControlError, match="unknown command 'nope'"):
             await call(path, {"cmd": "nope"})
-        with pytest.raises(ControlError, match=r"phase must be 1\.\.3"):
+        with pytest.raises(ControlError, match="'phase' must be a whole number from 1 to 3"):
             await call(path, {"cmd": "sag", "phase": 5})
-        with pytest.raises(ControlError, match="'seconds' must be a number"):
+        with pytest.raises(ControlError, match="'seconds' must be a number from 1 to 31536000"):
             await call(path, {"cmd": "power-failure", "seconds": "long"})
     finally:
         task.cancel()

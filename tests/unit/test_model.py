@@ -222,6 +222,23 @@ def test_message_validation() -> None:
         model.set_message("123456789", "")
     with pytest.raises(ModelError):
         model.set_message("", "x" * 1025)
+    # P1 §5.13 example 0-0:96.13.1(3031203631203831): digits grouped with spaces (P3 written
+    # codes go through here too).
+    model.set_message("01 61 81", "")
+    assert model.state.message_code == "01 61 81"
+    with pytest.raises(ModelError):
+        model.set_message("12a", "")
+
+
+@pytest.mark.parametrize("watts", [69_001, -69_001, float("nan"), float("inf"), 1e30])
+def test_a_load_beyond_what_the_meter_carries_is_refused(watts: float) -> None:
+    # 3 phases x 100 A (DSMR-M 4.3.38 Imax) x 230 V = 69 kW; more would wrap 1-0:1.7.0 on P1.
+    start = amsterdam(2026, 11, 23, 12, 0)
+    model = steady(start, 69_000)
+    with pytest.raises(ModelError, match="69000"):
+        model.set_load_override(start, watts)
+    model.advance(start + timedelta(hours=1))
+    assert wh(model, T2_IN) == pytest.approx(69_000)
 
 
 def test_clock_adjust_logs_old_and_new_time_and_registers_hold() -> None:

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from tests.support import spec_example_reading
-from twin.catalogue import CATALOGUE, P1Format, P1Kind
+from twin.catalogue import BY_CODE, CATALOGUE, P1Format, P1Kind
 from twin.meter.state import FailureRecord
 from twin.p1.telegram import TelegramEncoder, TelegramError, fixed, hex_text
 
@@ -21,7 +21,8 @@ ENCODER = TelegramEncoder("TWN", "DSMR-TWIN-422")
     [
         (123456789, P1Format(P1Kind.FIXED, 9, 3, "kWh"), "123456.789*kWh"),
         (0, P1Format(P1Kind.FIXED, 9, 3, "kWh"), "000000.000*kWh"),
-        (1_000_000_001, P1Format(P1Kind.FIXED, 9, 3, "kWh"), "000000.001*kWh"),  # rolls over
+        # An energy register rolls over at its width, as on a real meter's display.
+        (1_000_000_001, BY_CODE["1-0:1.8.1"].p1, "000000.001*kWh"),
         (1193, P1Format(P1Kind.FIXED, 5, 3, "kW"), "01.193*kW"),
         (7, P1Format(P1Kind.FIXED, 3, 0, "A"), "007*A"),
         (4, P1Format(P1Kind.FIXED, 5, 0), "00004"),
@@ -30,6 +31,23 @@ ENCODER = TelegramEncoder("TWN", "DSMR-TWIN-422")
 )
 def test_fixed_widths(value: int, fmt: P1Format, text: str) -> None:
     assert fixed(value, fmt) == text
+
+
+@pytest.mark.parametrize(
+    ("code", "value"),
+    [("1-0:1.7.0", 150_000), ("1-0:21.7.0", 100_000), ("1-0:31.7.0", 1000), ("1-0:2.7.0", -1)],
+)
+def test_an_instantaneous_value_out_of_its_width_is_an_error_not_a_wrapped_string(
+    code: str, value: int
+) -> None:
+    # 150 kW once went out as 1-0:1.7.0(50.000*kW): a reader cannot tell that from 50 kW.
+    fmt = BY_CODE[code].p1
+    assert fmt is not None
+    with pytest.raises(TelegramError, match=rf"= {value} does not fit"):
+        fixed(value, fmt)
+    reading = replace(spec_example_reading(), import_w=150_000)
+    with pytest.raises(TelegramError, match=r"1-0:1\.7\.0 = 150000"):
+        ENCODER.encode(reading)
 
 
 def test_hex_octet_strings_and_non_ascii() -> None:

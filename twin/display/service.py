@@ -30,7 +30,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from PIL import Image
@@ -39,6 +38,7 @@ from hardware.button import Button, Press
 from hardware.oled import DisplayPort
 from twin.clock import Clock
 from twin.control import ControlError
+from twin.control_fields import Field, choice
 from twin.display.render import DisplayState, current_page, render
 from twin.meter.state import MeterReading
 from twin.readout_lists import (
@@ -104,7 +104,11 @@ LIST_OF_MODE = {Mode.AUTO: AUTO_SCROLL, Mode.MANUAL: ALTERNATE, Mode.SERVICE: SE
 class DisplayService:
     """Renders the meter on `display` and answers the `screenshot` and `button` commands."""
 
-    COMMANDS: ClassVar[tuple[str, ...]] = ("screenshot", "button")
+    # The control commands and their fields (ControlServer.add_command checks them).
+    COMMANDS: ClassVar[dict[str, tuple[Field, ...]]] = {
+        "screenshot": (),
+        "button": (choice("press", [kind.value for kind in Press]),),
+    }
 
     def __init__(
         self,
@@ -271,11 +275,15 @@ class DisplayService:
 
     # ------------------------------------------------------------------ operator access
 
-    def screenshot(self, path: Path) -> Path:
-        """Save the frame on the panel (rendered now if none yet) as a 128x64 PNG."""
-        image = self.frame or render(self.current_state())
-        image.save(path, format="PNG")
-        return path
+    def screenshot(self) -> bytes:
+        """The frame on the panel (rendered now if none yet) as a 128x64 PNG.
+
+        Bytes, never a file: the control socket sends them back and the CLI writes them as the
+        operator. A service that wrote where a client said could replace its own database.
+        """
+        buffer = io.BytesIO()
+        (self.frame or render(self.current_state())).save(buffer, format="PNG")
+        return buffer.getvalue()
 
     def status(self) -> dict[str, Any]:
         """For `ctl status`."""
@@ -300,29 +308,17 @@ class DisplayService:
         """The control commands in `COMMANDS`; register each with ControlServer.add_command."""
         match request.get("cmd"):
             case "screenshot":
-                return self._screenshot_command(request.get("path"))
+                return self._screenshot_command()
             case "button":
                 return self._button_command(request.get("press"))
         raise ControlError(f"the display does not handle {request.get('cmd')!r}")
 
-    def _screenshot_command(self, path: object) -> object:
-        # Without a path the PNG comes back in the answer: the CLI writes it as the operator,
-        # where the service user (ProtectHome, its own uid) could not.
-        if path is None:
-            buffer = io.BytesIO()
-            (self.frame or render(self.current_state())).save(buffer, format="PNG")
-            return {"png_base64": base64.b64encode(buffer.getvalue()).decode("ascii")}
-        if not isinstance(path, str) or not Path(path).is_absolute():
-            raise ControlError("'path' must be an absolute file name (or leave it out)")
-        try:
-            self.screenshot(Path(path))
-        except OSError as exc:
-            raise ControlError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        return {"path": path}
+    def _screenshot_command(self) -> object:
+        # JSON carries text: the PNG goes as base64 (the service user cannot reach the
+        # operator's home either, so the CLI is the one place to write it).
+        return {"png_base64": base64.b64encode(self.screenshot()).decode("ascii")}
 
     def _button_command(self, press: object) -> object:
-        kinds = {kind.value: kind for kind in Press}
-        if press not in kinds:
-            raise ControlError(f"'press' must be one of {', '.join(kinds)}")
-        self.press(kinds[str(press)])
+        # `press` is one of the Press values: the control server checked it (COMMANDS).
+        self.press(Press(press))
         return {"press": press, **self.status()}

@@ -107,6 +107,6 @@ def display_services(
         refresh_s=settings.refresh_s,
     )
     twin.control.ports["display"] = service.status
-    for name in DisplayService.COMMANDS:
-        twin.control.add_command(name, service.handle)
+    for name, fields in DisplayService.COMMANDS.items():
+        twin.control.add_command(name, service.handle, fields)
     return [Service("display", service.run, heartbeat=lambda: service.heartbeat)]

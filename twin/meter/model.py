@@ -15,6 +15,7 @@ Accounting rules (documented in docs/meter-model.md):
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -48,6 +49,11 @@ from twin.meter.tariff import TariffProgram
 
 FAILURE_LOG_SIZE = 10  # 1-0:99.97.0 profile_entries (P3 §5.9)
 SAG_SWELL_DEFAULT_S = 10.0
+# P1 Table 5-3 / P3 §5.11: 0-0:96.13.1 is an octet-string of up to 8 characters, "numeric"; the
+# P1 §5.13 example sends "01 61 81", so digits grouped with spaces. 0-0:96.13.0: up to 1024
+# characters; printable ASCII, as P1 sends it as the hex of ASCII (§5.5).
+MESSAGE_CODE_PATTERN = r"[0-9 ]{0,8}"
+MESSAGE_TEXT_PATTERN = r"[\x20-\x7e]{0,1024}"
 
 
 class ModelError(ValueError):
@@ -365,16 +371,23 @@ class MeterModel:
         self.state.swells[index] += 1
 
     def set_message(self, code: str, text: str) -> None:
-        # P1 Table 5-3: code up to 8 digits (S16 hex), text up to 1024 characters (S2048 hex).
-        if len(code) > 8 or (code and not code.isdigit()):
-            raise ModelError("message code is up to 8 digits")
-        if len(text) > 1024 or any(not 32 <= ord(c) < 127 for c in text):
+        # P1 Table 5-3: code up to 8 characters (S16 hex), text up to 1024 (S2048 hex).
+        if not re.fullmatch(MESSAGE_CODE_PATTERN, code):
+            raise ModelError("message code is up to 8 digits and spaces")
+        if not re.fullmatch(MESSAGE_TEXT_PATTERN, text):
             raise ModelError("message text is up to 1024 printable ASCII characters")
         self.state.message_code = code
         self.state.message_text = text
 
     def set_load_override(self, now: datetime, watts: float | None) -> None:
         """Force the net power (W, negative = export) until cleared with None."""
+        capacity = self.config.meter.max_power_w
+        # NaN fails the comparison too: it would stop the integration for good.
+        if watts is not None and not -capacity <= watts <= capacity:
+            raise ModelError(
+                f"the meter carries {capacity:.10g} W at most (phases x Imax x nominal"
+                f" voltage), so a load from {-capacity:.10g} to {capacity:.10g} W; got {watts}"
+            )
         self.advance(now)
         self._override_w = watts
         self._minute = None

@@ -3,8 +3,9 @@
 Frame (P1 §5.2): `/XXX5Identification CR LF CR LF data lines ! CRC CR LF`. Every line ends in
 CR LF (§5.12). The CRC covers `/` up to and including `!` and is sent as four upper-case hex
 digits. Values use the fixed widths of Table 5-3; readers such as ESPHome reject a telegram
-whose field widths differ, so widths never vary with the value (a register that outgrows its
-width rolls over, as on a real meter's display).
+whose field widths differ, so widths never vary with the value. A cumulative register that
+outgrows its width rolls over, as on a real meter; any other value out of its width is a
+TelegramError, never a wrapped string a reader would take for a real value.
 """
 
 from __future__ import annotations
@@ -57,15 +58,27 @@ def fixed(value: int, fmt: P1Format) -> str:
 
 
 @cache
-def fixed_writer(fmt: P1Format) -> Callable[[int], str]:
-    """A compiled writer for one fixed format (the encoder's hot path)."""
-    wrap, scale = 10**fmt.digits, 10**fmt.decimals
+def fixed_writer(fmt: P1Format, what: str = "value") -> Callable[[int], str]:
+    """A compiled writer for one fixed format (the encoder's hot path); `what` names the
+    object in the error for a value that does not fit."""
+    wrap: int = 10**fmt.digits
+    scale = 10**fmt.decimals
     whole_digits, unit = fmt.digits - fmt.decimals, f"*{fmt.unit}" if fmt.unit else ""
+
+    def fitted(value: int) -> int:
+        if fmt.rolls_over:
+            return value % wrap
+        if not 0 <= value < wrap:
+            raise TelegramError(
+                f"{what} = {value} does not fit F{fmt.digits}({fmt.decimals},{fmt.decimals})"
+            )
+        return value
+
     if fmt.decimals == 0:
-        return lambda value: f"{value % wrap:0{fmt.digits}d}{unit}"
+        return lambda value: f"{fitted(value):0{fmt.digits}d}{unit}"
 
     def write(value: int) -> str:
-        whole, part = divmod(value % wrap, scale)
+        whole, part = divmod(fitted(value), scale)
         return f"{whole:0{whole_digits}d}.{part:0{fmt.decimals}d}{unit}"
 
     return write
@@ -91,7 +104,7 @@ def _renderer(obj: ObisObject, fmt: P1Format) -> Render:
     value = obj.value
     match fmt.kind:
         case P1Kind.FIXED:
-            write = fixed_writer(fmt)
+            write = fixed_writer(fmt, obj.code)
             return lambda r: f"({write(value(r))})"  # type: ignore[arg-type]
         case P1Kind.TEXT:
             return lambda r: f"({value(r)})"

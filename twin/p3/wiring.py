@@ -20,9 +20,15 @@ from typing import TYPE_CHECKING, Any
 from twin.clock import SystemClock
 from twin.config import ConfigError, tcp_host_port
 from twin.control import ControlError
+from twin.control_fields import choice, text
 from twin.p3.gprs import SENDERS, GprsController, GprsModem, NoModem
 from twin.p3.keys import KeyStore
-from twin.p3.modem_service import ModemService, ModemUnavailableError, open_modem_service
+from twin.p3.modem_service import (
+    MAX_NUMBER,
+    ModemService,
+    ModemUnavailableError,
+    open_modem_service,
+)
 from twin.p3.objects.ports import PushRelay
 from twin.p3.objects.readout import DisplayLists
 from twin.p3.service import DEFAULT_PORT, P3Service
@@ -38,6 +44,17 @@ log = logging.getLogger(__name__)
 _MODEMS: weakref.WeakValueDictionary[Path, ModemService] = weakref.WeakValueDictionary()
 # Likewise the object model's display readout lists, which the head-end may rewrite.
 _LISTS: weakref.WeakValueDictionary[Path, DisplayLists] = weakref.WeakValueDictionary()
+
+
+# 27.007 <number> text: printable ASCII without quotes or commas, at most MAX_NUMBER long.
+WAKEUP_FIELDS = (
+    choice("kind", tuple(SENDERS)),
+    text(
+        "sender",
+        rf"[\x20\x21\x23-\x2b\x2d-\x7e]{{1,{MAX_NUMBER}}}",
+        f"1 to {MAX_NUMBER} printable ASCII characters without quotes or commas",
+    ),
+)
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
@@ -116,9 +133,7 @@ def p3_services(twin: Twin) -> list[Service]:
 
     async def wakeup(request: Mapping[str, Any]) -> object:
         """ctl wakeup: the simulated modem receives the SMS or call (through the AT codec)."""
-        kind, sender = request.get("kind"), request.get("sender")
-        if not isinstance(kind, str) or kind not in SENDERS or not isinstance(sender, str):
-            raise ControlError("wakeup needs 'kind' (sms or csd) and a non-empty 'sender'")
+        kind, sender = request["kind"], request["sender"]
         if modem is None:
             raise ControlError("p3.modem is 'none': there is no modem to receive a wake-up")
         try:
@@ -126,6 +141,6 @@ def p3_services(twin: Twin) -> list[Service]:
         except (ModemUnavailableError, ValueError) as exc:
             raise ControlError(str(exc)) from exc
 
-    twin.control.add_command("wakeup", wakeup)
+    twin.control.add_command("wakeup", wakeup, WAKEUP_FIELDS)
     twin.control.ports["p3"] = gprs.status
     return services

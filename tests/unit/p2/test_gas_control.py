@@ -12,7 +12,8 @@ import pytest
 from hardware.mbus_sim import SimulatedBus
 from twin.clock import ManualClock
 from twin.control import ControlError
-from twin.p2.aio.gas_control import gas_command
+from twin.control_fields import parse_fields
+from twin.p2.aio.gas_control import GAS_FIELDS, gas_command
 from twin.p2.aio.gasmeter import STATE_SETTING
 from twin.p2.gasmeter import GasMeterTwin
 from twin.p2.messages import SndNke, encode_message
@@ -32,6 +33,11 @@ def gas(tmp_path: Path) -> Any:
     store.close()
 
 
+async def _gas(gas: GasMeterTwin, request: dict[str, Any]) -> object:
+    """The request as the control socket hands it over: fields checked, then the command."""
+    return await gas_command(gas)(parse_fields({"cmd": "gas", **request}, GAS_FIELDS))
+
+
 @pytest.mark.parametrize(
     "request_",
     [
@@ -49,13 +55,13 @@ async def test_a_bad_request_is_refused_and_changes_nothing(
 ) -> None:
     before = gas.status()
     with pytest.raises(ControlError):
-        await gas_command(gas)({"cmd": "gas", **request_})
+        await _gas(gas, request_)
     assert gas.status() == before
 
 
 async def test_a_good_request_sets_status_bits_clock_and_attachment(gas: GasMeterTwin) -> None:
-    status = await gas_command(gas)(
-        {"cmd": "gas", "fraud": True, "battery_low": True, "clock_drift_s": 90, "attached": False}
+    status = await _gas(
+        gas, {"fraud": True, "battery_low": True, "clock_drift_s": 90, "attached": False}
     )
     assert isinstance(status, dict)
     assert status["status"] == 0x44  # P2 §6.3.3: bit 6 fraud, bit 2 power low

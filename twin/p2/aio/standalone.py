@@ -25,7 +25,7 @@ from hardware.ports import PortError
 from twin.clock import Clock, SimulatedClock, SystemClock
 from twin.config import ConfigError
 from twin.control import SOCKET_NAME, ControlError, ControlSocket
-from twin.p2.aio.gas_control import gas_command
+from twin.p2.aio.gas_control import GAS_FIELDS, gas_command
 from twin.p2.aio.gasmeter import GasMeterTwin, default_key, ident_from_equipment_id
 from twin.p2.slave_state import GasMeterIdentity
 from twin.store import Store
@@ -149,7 +149,7 @@ def gas_control(gas: GasMeterTwin, state_dir: Path) -> ControlSocket:
         return {"kind": "gasmeter", "speed": gas.clock.speed, **gas.status()}
 
     control.add_command("status", status)
-    control.add_command("gas", gas_command(gas))
+    control.add_command("gas", gas_command(gas), GAS_FIELDS)
     return control
 
 

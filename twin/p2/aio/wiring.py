@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from hardware.mbus_link import MbusLink, open_mbus_link
 from hardware.mbus_sim import SimulatedBus
 from twin.control import ControlError
-from twin.p2.aio.gas_control import gas_command
+from twin.control_fields import FieldError, choice, integer, text
+from twin.p2.aio.gas_control import GAS_FIELDS, gas_command
 from twin.p2.aio.gasmeter import GasMeterTwin, default_key, ident_from_equipment_id
 from twin.p2.aio.service import P2Service
 from twin.p2.errors import MbusError
@@ -85,8 +86,8 @@ def p2_services(twin: Twin) -> list[Service]:
         service.discover(gas.answer)  # the instant bus: installed before P1's first telegram
     twin.mbus_port = P2MbusPort(service)
     twin.control.ports["p2"] = service.status
-    twin.control.add_command("mbus", _mbus_command(service))
-    twin.control.add_command("gas", _gas_command(gas))
+    twin.control.add_command("mbus", _mbus_command(service), MBUS_FIELDS)
+    twin.control.add_command("gas", _gas_command(gas), GAS_FIELDS)
     services = [Service("p2", service.run)]
     if gas is not None:
         twin.control.ports["gasmeter"] = gas.status
@@ -94,38 +95,33 @@ def p2_services(twin: Twin) -> list[Service]:
     return services
 
 
-def _hex_key(request: Mapping[str, Any], name: str, required: bool) -> bytes | None:
-    value = request.get(name)
-    if value in (None, ""):
-        if required:
-            raise ControlError(f"{name!r} (32 hex digits) is required")
-        return None
-    try:
-        key = bytes.fromhex(str(value))
-    except ValueError as exc:
-        raise ControlError(f"{name!r} is not hex: {exc}") from exc
-    if len(key) != 16:
-        raise ControlError(f"{name!r} must be 32 hex digits")
-    return key
+# A key is 16 bytes (P2 §6.5, AES-128); empty or null: none given.
+_KEY = r"([0-9A-Fa-f]{32})?"
+MBUS_FIELDS = (
+    choice("action", ("install", "key", "deinstall")),
+    integer("channel", 1, 4, default=1),  # P2 §2.3: up to four M-Bus devices
+    text("default_key", _KEY, "32 hex digits", default=None, nullable=True),
+    text("user_key", _KEY, "32 hex digits", default=None, nullable=True),
+)
+
+
+def _key(hex_digits: str | None) -> bytes | None:
+    return bytes.fromhex(hex_digits) if hex_digits else None
 
 
 def _mbus_command(service: P2Service) -> Any:
     async def handle(request: Mapping[str, Any]) -> object:
-        action = request.get("action")
-        channel = request.get("channel", 1)
-        if not isinstance(channel, int) or isinstance(channel, bool):
-            raise ControlError("'channel' must be a number 1..4")
+        action, channel = request["action"], request["channel"]
         try:
             if action == "install":
                 service.slave_install()
             elif action == "deinstall":
                 service.slave_deinstall(channel)
-            elif action == "key":
-                default = _hex_key(request, "default_key", required=True)
-                assert default is not None
-                service.key_with_default(channel, default, _hex_key(request, "user_key", False))
             else:
-                raise ControlError("'action' must be install, key or deinstall")
+                default = _key(request["default_key"])
+                if default is None:
+                    raise FieldError("'default_key' (32 hex digits) is required to key a device")
+                service.key_with_default(channel, default, _key(request["user_key"]))
         except MbusError as exc:
             raise ControlError(str(exc)) from exc
         return {"action": action, "channel": channel, "queued": True}
