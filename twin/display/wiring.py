@@ -42,7 +42,7 @@ class _Network(Protocol):
 
 
 class NetworkSource(Protocol):
-    """What the display needs of the P3 modem (twin.p3.modem_service.ModemService)."""
+    """What the display needs of the P3 modem (twin.p3.gprs.modem_service.ModemService)."""
 
     def network_info(self) -> _Network | None:
         """None while the module is not attached to the network."""

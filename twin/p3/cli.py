@@ -6,7 +6,7 @@
   directory without keys they are created (from the configuration or at random) and stored,
   exactly as the first start of the twin would.
 - `dsmr-twin ctl wakeup --sms SENDER | --csd CALLER`: a GPRS wake-up (triggered mode), received
-  by the simulated modem and read through its AT dialogue (twin/p3/modem_service.py); an error
+  by the simulated modem and read through its AT dialogue (twin/p3/gprs/modem_service.py); an error
   when p3.modem is a real modem (send it a real SMS or call) or "none".
 """
 

@@ -1,7 +1,7 @@
 """Wires the P3 (DLMS/COSEM over GPRS) service into a running twin.
 
 `p3_services(twin)` is called by twin/app.py when `[p3] endpoint` is set: it opens the key
-store, builds the modem service (p3.modem: twin/p3/modem_service.py), the object model
+store, builds the modem service (p3.modem: twin/p3/gprs/modem_service.py), the object model
 (`twin.p3.objects.build_objects`, its push setups relayed to the GPRS controller), the TCP
 service and the GPRS controller, registers `ctl wakeup` and the "p3" and "modem" status, and
 returns the supervised services "p3", "p3-objects" (the object model's ticks) and (unless
@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 from twin.clock import SystemClock
 from twin.config import ConfigError, tcp_host_port
 from twin.control import ControlError
-from twin.p3.gprs import SENDERS, GprsController, GprsModem, NoModem
+from twin.p3.gprs.controller import SENDERS, GprsController, GprsModem, NoModem
+from twin.p3.gprs.modem_service import ModemService, ModemUnavailableError, open_modem_service
 from twin.p3.keys import KeyStore
-from twin.p3.modem_service import ModemService, ModemUnavailableError, open_modem_service
 from twin.p3.objects.ports import PushRelay
 from twin.p3.objects.readout import DisplayLists
 from twin.p3.service import DEFAULT_PORT, P3Service

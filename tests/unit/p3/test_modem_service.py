@@ -27,7 +27,7 @@ from twin.clock import ManualClock
 from twin.config import ConfigError, P3Config, load_config
 from twin.display.service import ModuleStatus
 from twin.display.wiring import default_status, modem_status
-from twin.p3.modem_service import (
+from twin.p3.gprs.modem_service import (
     MAX_SMS_AGE,
     SIM_APN,
     ModemService,

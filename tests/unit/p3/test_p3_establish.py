@@ -16,7 +16,7 @@ from tests.unit.p3.helpers import (
     public_client,
     wrap,
 )
-from twin.p3.acse import (
+from twin.p3.dlms.acse import (
     Aare,
     Aarq,
     ApplicationContext,
@@ -24,11 +24,11 @@ from twin.p3.acse import (
     Mechanism,
     UserDiagnostic,
 )
-from twin.p3.association import State
-from twin.p3.events import CloseConnection, Transmit
-from twin.p3.initiate import ConfirmedServiceError, Conformance, InitiateError, InitiateRequest
-from twin.p3.interfaces import MonotonicFirstCounter
-from twin.p3.security import SC_AUTH_ENC, CipheredApdu, SecurityKeys, protect
+from twin.p3.dlms.initiate import ConfirmedServiceError, Conformance, InitiateError, InitiateRequest
+from twin.p3.dlms.security import SC_AUTH_ENC, CipheredApdu, SecurityKeys, protect
+from twin.p3.server.association import State
+from twin.p3.server.events import CloseConnection, Transmit
+from twin.p3.server.interfaces import MonotonicFirstCounter
 
 PLAIN_INITIATE = InitiateRequest(
     Conformance.GET | Conformance.BLOCK_TRANSFER_WITH_GET, 1024

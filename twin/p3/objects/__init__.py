@@ -1,7 +1,7 @@
 """The DSMR 4.2.2 COSEM object model (P3 chapters 4-9) behind the P3 DLMS server core.
 
 `build_objects(meter, keys=..., mbus=..., modem=..., state_dir=..., push=...)` returns a
-`DsmrObjects`, the `twin.p3.interfaces.CosemObjects` the core calls (through one `session()`
+`DsmrObjects`, the `twin.p3.server.interfaces.CosemObjects` the core calls (through one `session()`
 per connection). The Protocols other services implement are in `twin.p3.objects.ports`:
 `KeyService` (P3 service), `MbusPort` (P2 service), `ModemStatus` and `PushPort` (GPRS; the
 wiring hands over a `PushRelay` because the controller is built after the objects).

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from twin.p3.association import DSMR_CLIENTS, ClientPolicy
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request
 from twin.p3.objects.env import Env
 from twin.p3.objects.ports import PortResult
@@ -28,6 +27,7 @@ from twin.p3.objects.values import (
     u8,
     u16,
 )
+from twin.p3.server.association import DSMR_CLIENTS, ClientPolicy
 
 SERVER_SAP = 1  # the management logical device (P3 §2)
 MAX_PDU = 1024  # P3 §2.1.3 server_max_receive_pdu_size

@@ -16,7 +16,7 @@ from typing import ClassVar
 from twin.catalogue import UNIT_CODES
 from twin.meter.profiles import MBUS_HOURLY_ENTRIES
 from twin.meter.state import MbusReading
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request, obis_bytes
 from twin.p3.objects.env import Env
 from twin.p3.objects.ports import MbusDevice, MbusPort, PortResult

@@ -11,7 +11,7 @@ implement them:
   short-ID details only the M-Bus link knows. It and `PortResult` are shared with P2, so they
   live in the neutral `twin.ports` (P2 must not load the object model) and are re-exported.
 - `ModemStatus` (the GPRS side): GPRS network information 0-1:94.31.4 (P3 §8.4).
-- `PushPort` (the GPRS controller, twin/p3/gprs.py): the push method of the push setups
+- `PushPort` (the GPRS controller, twin/p3/gprs/controller.py): the push method of the push setups
   0-x:25.9.0 (P3 §9.3), invoked by the CS, the push script table or a trigger. The objects are
   built before the controller, so the wiring hands them a `PushRelay` that the controller
   attaches to once it exists.

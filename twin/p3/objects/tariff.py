@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from twin.meter.tariff import LOW, NORMAL, TariffProgram
 from twin.metering import TARIFF_SETTING, program_to_setting
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request, obis_bytes
 from twin.p3.objects.env import Env
 from twin.p3.objects.simple import Generic, Stored, conform

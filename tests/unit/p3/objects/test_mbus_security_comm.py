@@ -12,7 +12,7 @@ from dlms_cosem.clients.dlms_client import ActionError
 
 from tests.unit.p3.objects.conftest import Twin, make_twin, method, read, ref, write
 from twin.meter.state import MbusReading
-from twin.p3.cosem import ActionResult
+from twin.p3.dlms.cosem import ActionResult
 from twin.p3.objects import KeyId, MbusDevice, PortResult, WrappedKey
 from twin.p3.objects import values as v
 from twin.p3.service import inactivity_time_out_s

@@ -16,8 +16,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
-from twin.p3.axdr import Reader, encode_length
-from twin.p3.errors import ApduError, LocalP3Error, SecurityError
+from twin.p3.dlms.axdr import Reader, encode_length
+from twin.p3.dlms.errors import ApduError, LocalP3Error, SecurityError
 
 TAG_LENGTH = 12  # suite 0: GCM tag truncated to 96 bits (Green Book §9.2.7.2)
 KEY_LENGTH = 16

@@ -7,8 +7,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from twin.p3.axdr import Reader
-from twin.p3.errors import ApduError, LocalP3Error
+from twin.p3.dlms.axdr import Reader
+from twin.p3.dlms.errors import ApduError, LocalP3Error
 
 OBIS_LENGTH = 6
 

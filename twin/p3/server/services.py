@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from twin.p3.action import ACTION_REQUEST
-from twin.p3.action_service import ActionService
-from twin.p3.association import ServerConfig, Session
-from twin.p3.axdr import encode_length
-from twin.p3.blocks import list_refusal
-from twin.p3.cosem import DataAccessResult, result_bytes
-from twin.p3.errors import ApduError, UnknownApduError
-from twin.p3.get import (
+from twin.p3.dlms.action import ACTION_REQUEST
+from twin.p3.dlms.axdr import encode_length
+from twin.p3.dlms.blocks import list_refusal
+from twin.p3.dlms.cosem import DataAccessResult, result_bytes
+from twin.p3.dlms.errors import ApduError, UnknownApduError
+from twin.p3.dlms.get import (
     GET_REQUEST,
     GetRequestNext,
     GetRequestNormal,
@@ -27,10 +25,12 @@ from twin.p3.get import (
     GetResponseWithList,
     parse_get_request,
 )
-from twin.p3.initiate import NOT_SUPPORTED, Conformance
-from twin.p3.interfaces import CosemObjects
-from twin.p3.set_action import SET_REQUEST
-from twin.p3.set_service import CONFIRMED, SetService
+from twin.p3.dlms.initiate import NOT_SUPPORTED, Conformance
+from twin.p3.dlms.set_action import SET_REQUEST
+from twin.p3.server.action_service import ActionService
+from twin.p3.server.association import ServerConfig, Session
+from twin.p3.server.interfaces import CosemObjects
+from twin.p3.server.set_service import CONFIRMED, SetService
 
 _BLOCK_HEADER = 12  # C4 02 iip last block(4) choice length(<=3)
 

@@ -16,13 +16,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from twin.p3.cosem import AttributeRef
-from twin.p3.interfaces import CosemObjects
+from twin.p3.dlms.cosem import AttributeRef
+from twin.p3.gprs.push import AUTO_ANSWER, MESSAGE_HANDLER
+from twin.p3.gprs.push_time import PatternError, parse_windows
+from twin.p3.gprs.push_triggers import CSD_SMS_SCRIPT, SCRIPT_TABLE, Script
+from twin.p3.objects.settings import read_data
 from twin.p3.objects.values import Data, Tag, ValueTypeError
-from twin.p3.push import AUTO_ANSWER, MESSAGE_HANDLER
-from twin.p3.push_time import PatternError, parse_windows
-from twin.p3.push_triggers import CSD_SMS_SCRIPT, SCRIPT_TABLE, Script
-from twin.p3.settings import read_data
+from twin.p3.server.interfaces import CosemObjects
 
 log = logging.getLogger(__name__)
 

@@ -21,14 +21,14 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from twin.p3.association import MANAGEMENT_CLIENT
-from twin.p3.cosem import ActionResult, AttributeRef
-from twin.p3.interfaces import CosemObjects
+from twin.p3.dlms.cosem import ActionResult, AttributeRef
+from twin.p3.gprs.push import ln_text
+from twin.p3.gprs.push_time import Pattern, parse_execution_time
 from twin.p3.objects.base import obis_bytes
+from twin.p3.objects.settings import read_data
 from twin.p3.objects.values import Data, Tag, ValueTypeError, encode, u16
-from twin.p3.push import ln_text
-from twin.p3.push_time import Pattern, parse_execution_time
-from twin.p3.settings import read_data
+from twin.p3.server.association import MANAGEMENT_CLIENT
+from twin.p3.server.interfaces import CosemObjects
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from twin.p3.acse import (
+from twin.p3.dlms.acse import (
     HLS_MECHANISMS,
     SECRET_MECHANISMS,
     Aare,
@@ -16,9 +16,8 @@ from twin.p3.acse import (
     Mechanism,
     UserDiagnostic,
 )
-from twin.p3.association import ClientPolicy, ServerConfig, Session, Trigger
-from twin.p3.errors import ApduError, LocalP3Error, SecurityError
-from twin.p3.initiate import (
+from twin.p3.dlms.errors import ApduError, LocalP3Error, SecurityError
+from twin.p3.dlms.initiate import (
     DLMS_VERSION,
     ConfirmedServiceError,
     Conformance,
@@ -26,8 +25,7 @@ from twin.p3.initiate import (
     InitiateRequest,
     InitiateResponse,
 )
-from twin.p3.interfaces import ChallengeSource, CounterReservation, FirstCounterPolicy
-from twin.p3.security import (
+from twin.p3.dlms.security import (
     GLO_TAG,
     MAX_INVOCATION_COUNTER,
     SC_AUTH_ENC,
@@ -36,6 +34,8 @@ from twin.p3.security import (
     protect,
     unprotect,
 )
+from twin.p3.server.association import ClientPolicy, ServerConfig, Session, Trigger
+from twin.p3.server.interfaces import ChallengeSource, CounterReservation, FirstCounterPolicy
 
 _GLO_INITIATE_REQUEST = GLO_TAG[InitiateRequest.TAG]
 _GLO_INITIATE_RESPONSE = GLO_TAG[InitiateResponse.TAG]

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from twin.p3.errors import FramingError, LocalP3Error
+from twin.p3.dlms.errors import FramingError, LocalP3Error
 
 WRAPPER_VERSION = 1
 HEADER_SIZE = 8

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from twin.p3.action import (
+from twin.p3.dlms.action import (
     ActionReply,
     ActionRequest,
     ActionRequestNextPblock,
@@ -37,13 +37,13 @@ from twin.p3.action import (
     parse_action_request,
     replies_bytes,
 )
-from twin.p3.association import Session
-from twin.p3.blocks import BlockError, Incoming, list_refusal
-from twin.p3.cosem import ActionResult, AttributeRef
-from twin.p3.initiate import NOT_POSSIBLE, NOT_SUPPORTED, Conformance
-from twin.p3.interfaces import CosemObjects
-from twin.p3.set_action import DataBlock
-from twin.p3.set_service import CONFIRMED, split_values
+from twin.p3.dlms.blocks import BlockError, Incoming, list_refusal
+from twin.p3.dlms.cosem import ActionResult, AttributeRef
+from twin.p3.dlms.initiate import NOT_POSSIBLE, NOT_SUPPORTED, Conformance
+from twin.p3.dlms.set_action import DataBlock
+from twin.p3.server.association import Session
+from twin.p3.server.interfaces import CosemObjects
+from twin.p3.server.set_service import CONFIRMED, split_values
 
 _PBLOCK_HEADER = 11  # C7 02 iip last-block(1) block-number(4) length(<=3)
 

@@ -1,9 +1,9 @@
-"""Runs the chapter 9 pushes for the GPRS controller (twin/p3/gprs.py): the object model's
-`PushPort`, the trigger polls, the plan and the attempts (P3 §9.3, GPRS CS §3).
+"""Runs the chapter 9 pushes for the GPRS controller (twin/p3/gprs/controller.py): the object
+model's `PushPort`, the trigger polls, the plan and the attempts (P3 §9.3, GPRS CS §3).
 
 - `push` (the port) queues an invocation; `poll` evaluates the scheduler and register monitor
-  (twin/p3/push_triggers.py) and plans what was invoked: settings read through the object
-  model, the randomised start within the communication window (twin/p3/push_time.py), one
+  (twin/p3/gprs/push_triggers.py) and plans what was invoked: settings read through the object
+  model, the randomised start within the communication window (twin/p3/gprs/push_time.py), one
   waiting push per setup.
 - `execute` runs one push to its end (P3 §9.3: "the first setup push method shall be
   finalized before the next push setup activation is executed"): attempts through the
@@ -23,11 +23,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from twin.clock import Clock
-from twin.p3.cosem import ActionResult, AttributeRef
-from twin.p3.errors import LocalP3Error
-from twin.p3.interfaces import CosemObjects
-from twin.p3.objects.ports import PortResult
-from twin.p3.push import (
+from twin.p3.dlms.cosem import ActionResult, AttributeRef
+from twin.p3.dlms.errors import LocalP3Error
+from twin.p3.gprs.push import (
     PUSH_ALARM,
     PUSH_CSD_SMS,
     PUSH_SCHEDULER,
@@ -42,9 +40,11 @@ from twin.p3.push import (
     read_message,
     read_settings,
 )
-from twin.p3.push_time import push_time
-from twin.p3.push_triggers import CSD_SMS_SCRIPT, PushTriggers, Script, execute
-from twin.p3.settings import read_data
+from twin.p3.gprs.push_time import push_time
+from twin.p3.gprs.push_triggers import CSD_SMS_SCRIPT, PushTriggers, Script, execute
+from twin.p3.objects.ports import PortResult
+from twin.p3.objects.settings import read_data
+from twin.p3.server.interfaces import CosemObjects
 
 log = logging.getLogger(__name__)
 

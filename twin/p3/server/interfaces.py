@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from twin.p3.acse import Mechanism
-from twin.p3.cosem import ActionResult, AttributeRef, DataAccessResult, SelectiveAccess
-from twin.p3.security import SecurityKeys
+from twin.p3.dlms.acse import Mechanism
+from twin.p3.dlms.cosem import ActionResult, AttributeRef, DataAccessResult, SelectiveAccess
+from twin.p3.dlms.security import SecurityKeys
 
 
 @dataclass(frozen=True, slots=True)

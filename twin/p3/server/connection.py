@@ -16,8 +16,25 @@ AARQ and is answered whenever it asks (it can reach no object: P3 §2.1.2).
 
 from __future__ import annotations
 
-from twin.p3.acse import Aare, AssociationResult, Mechanism, Rlre, Rlrq, UserDiagnostic
-from twin.p3.association import (
+from twin.p3.dlms.acse import Aare, AssociationResult, Mechanism, Rlre, Rlrq, UserDiagnostic
+from twin.p3.dlms.errors import (
+    ApduError,
+    CounterExhaustedError,
+    FramingError,
+    SecurityError,
+    UnknownApduError,
+)
+from twin.p3.dlms.initiate import (
+    NOT_POSSIBLE,
+    ExceptionResponse,
+    InitiateRequest,
+    InitiateResponse,
+    ServiceError,
+    StateError,
+)
+from twin.p3.dlms.security import GLO_TAG, PLAIN_TAG, CipheredApdu
+from twin.p3.dlms.wrapper import DEFAULT_MAX_LENGTH, WrapperFramer, WrapperPdu
+from twin.p3.server.association import (
     AssociationState,
     ClientPolicy,
     ServerConfig,
@@ -25,15 +42,8 @@ from twin.p3.association import (
     State,
     Trigger,
 )
-from twin.p3.errors import (
-    ApduError,
-    CounterExhaustedError,
-    FramingError,
-    SecurityError,
-    UnknownApduError,
-)
-from twin.p3.establish import Security, evaluate_aarq
-from twin.p3.events import (
+from twin.p3.server.establish import Security, evaluate_aarq
+from twin.p3.server.events import (
     Associated,
     AuthenticationFailed,
     CloseConnection,
@@ -42,16 +52,8 @@ from twin.p3.events import (
     ServerEvent,
     Transmit,
 )
-from twin.p3.hls import HlsGate
-from twin.p3.initiate import (
-    NOT_POSSIBLE,
-    ExceptionResponse,
-    InitiateRequest,
-    InitiateResponse,
-    ServiceError,
-    StateError,
-)
-from twin.p3.interfaces import (
+from twin.p3.server.hls import HlsGate
+from twin.p3.server.interfaces import (
     AlwaysAllowed,
     ChallengeSource,
     CosemObjects,
@@ -63,16 +65,14 @@ from twin.p3.interfaces import (
     MechanismPolicy,
     SpecFirstCounter,
 )
-from twin.p3.protection import (
+from twin.p3.server.protection import (
     CIPHER_OVERHEAD,
     GENERAL_GLO,
     REQUEST_GLO_TAGS,
     decipher,
     protect_answer,
 )
-from twin.p3.security import GLO_TAG, PLAIN_TAG, CipheredApdu
-from twin.p3.services import ServiceProvider
-from twin.p3.wrapper import DEFAULT_MAX_LENGTH, WrapperFramer, WrapperPdu
+from twin.p3.server.services import ServiceProvider
 
 AARQ_TAG = 0x60
 RLRQ_TAG = 0x62

@@ -6,7 +6,7 @@ Only what AARQ/AARE/RLRQ/RLRE need: single-byte tags, definite lengths in short 
 
 from __future__ import annotations
 
-from twin.p3.errors import ApduError
+from twin.p3.dlms.errors import ApduError
 
 
 def encode(tag: int, value: bytes) -> bytes:

@@ -9,7 +9,7 @@ access.
 
 from __future__ import annotations
 
-from twin.p3.errors import ApduError
+from twin.p3.dlms.errors import ApduError
 
 # Data CHOICE tag -> fixed content size in bytes (Green Book §9.5, "Data" type).
 _FIXED_SIZE: dict[int, int] = {

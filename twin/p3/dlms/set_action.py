@@ -1,5 +1,5 @@
 """SET service APDUs (Green Book §9.5: Set-Request 0xC1 / Set-Response 0xC5) and the
-DataBlock-SA that SET and ACTION block transfer share (ACTION APDUs: `twin.p3.action`).
+DataBlock-SA that SET and ACTION block transfer share (ACTION APDUs: `twin.p3.dlms.action`).
 """
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from twin.p3.axdr import Reader, encode_length
-from twin.p3.cosem import (
+from twin.p3.dlms.axdr import Reader, encode_length
+from twin.p3.dlms.cosem import (
     AttributeRef,
     AttributeWithSelection,
     DataAccessResult,
@@ -16,7 +16,7 @@ from twin.p3.cosem import (
     data_access_result,
     optional_access_bytes,
 )
-from twin.p3.errors import ApduError, UnknownApduError
+from twin.p3.dlms.errors import ApduError, UnknownApduError
 
 SET_REQUEST = 0xC1
 SET_RESPONSE = 0xC5

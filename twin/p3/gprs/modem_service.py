@@ -70,7 +70,8 @@ NO_SIGNAL_DBM = -128  # 0-1:94.31.4 signal_strength when +CSQ says 99 (not known
 # One stored for more than this, e.g. by a meter that was powered down for a day, is not
 # honoured: the meter calls in at its next scheduled push anyway. An hour covers a restart, a
 # slow SMSC and clock skew between SMSC and meter; an SMS without a time stamp, or one from
-# the future (skew), is honoured. Sender checks stay with the GPRS controller (twin/p3/gprs.py).
+# the future (skew), is honoured. Sender checks stay with the GPRS controller
+# (twin/p3/gprs/controller.py).
 MAX_SMS_AGE = timedelta(hours=1)
 
 WakeupHandler = Callable[[str, str], Mapping[str, Any]]

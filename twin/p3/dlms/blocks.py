@@ -7,8 +7,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from twin.p3.initiate import NOT_POSSIBLE, NOT_SUPPORTED, Conformance
-from twin.p3.set_action import DataBlock
+from twin.p3.dlms.initiate import NOT_POSSIBLE, NOT_SUPPORTED, Conformance
+from twin.p3.dlms.set_action import DataBlock
 
 First = TypeVar("First")
 MAX_BLOCKED_VALUE = 0xFFFF  # bytes accepted over all blocks of one SET or ACTION

@@ -10,10 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from twin.p3.axdr import Reader, encode_length
-from twin.p3.cosem import ActionResult, AttributeRef, DataAccessResult, read_result, result_bytes
-from twin.p3.errors import ApduError, UnknownApduError
-from twin.p3.set_action import DataBlock
+from twin.p3.dlms.axdr import Reader, encode_length
+from twin.p3.dlms.cosem import (
+    ActionResult,
+    AttributeRef,
+    DataAccessResult,
+    read_result,
+    result_bytes,
+)
+from twin.p3.dlms.errors import ApduError, UnknownApduError
+from twin.p3.dlms.set_action import DataBlock
 
 ACTION_REQUEST = 0xC3
 ACTION_RESPONSE = 0xC7
@@ -184,7 +190,7 @@ class ActionResponseNormal:
 
 @dataclass(frozen=True, slots=True)
 class ActionResponseWithPblock:
-    """One block of a response too long for one APDU (see `twin.p3.action_service`)."""
+    """One block of a response too long for one APDU (see `twin.p3.server.action_service`)."""
 
     CHOICE: ClassVar[int] = 2
     invoke_id: int

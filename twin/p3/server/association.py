@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
-from twin.p3.acse import ApplicationContext, Mechanism
-from twin.p3.errors import LocalP3Error
-from twin.p3.initiate import Conformance
+from twin.p3.dlms.acse import ApplicationContext, Mechanism
+from twin.p3.dlms.errors import LocalP3Error
+from twin.p3.dlms.initiate import Conformance
 
 
 class State(enum.Enum):

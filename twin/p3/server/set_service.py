@@ -5,14 +5,12 @@
 
 from __future__ import annotations
 
-from twin.p3.association import Session
-from twin.p3.axdr import Reader
-from twin.p3.blocks import BlockError, Incoming, list_refusal
-from twin.p3.cosem import DataAccessResult
-from twin.p3.errors import ApduError
-from twin.p3.initiate import NOT_POSSIBLE, NOT_SUPPORTED, Conformance
-from twin.p3.interfaces import CosemObjects
-from twin.p3.set_action import (
+from twin.p3.dlms.axdr import Reader
+from twin.p3.dlms.blocks import BlockError, Incoming, list_refusal
+from twin.p3.dlms.cosem import DataAccessResult
+from twin.p3.dlms.errors import ApduError
+from twin.p3.dlms.initiate import NOT_POSSIBLE, NOT_SUPPORTED, Conformance
+from twin.p3.dlms.set_action import (
     DataBlock,
     SetRequestBlock,
     SetRequestFirstBlock,
@@ -26,6 +24,8 @@ from twin.p3.set_action import (
     SetResponseWithList,
     parse_set_request,
 )
+from twin.p3.server.association import Session
+from twin.p3.server.interfaces import CosemObjects
 
 CONFIRMED = 0x40  # invoke-id-and-priority bit 6: service-class confirmed
 

@@ -4,11 +4,11 @@ with the frame-counter rule, and ciphering the answer in the style the client us
 
 from __future__ import annotations
 
-from twin.p3.association import Session
-from twin.p3.errors import SecurityError
-from twin.p3.establish import Security
-from twin.p3.interfaces import FirstCounterPolicy
-from twin.p3.security import GLO_TAG, PLAIN_TAG, SC_AUTH_ENC, CipheredApdu, unprotect
+from twin.p3.dlms.errors import SecurityError
+from twin.p3.dlms.security import GLO_TAG, PLAIN_TAG, SC_AUTH_ENC, CipheredApdu, unprotect
+from twin.p3.server.association import Session
+from twin.p3.server.establish import Security
+from twin.p3.server.interfaces import FirstCounterPolicy
 
 GENERAL_GLO = CipheredApdu.GENERAL
 # general-glo-ciphering: tag, title (1+8), content length (<=3), SC, IC (4), GCM tag (12).

@@ -8,8 +8,8 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
-from twin.p3.axdr import Reader
-from twin.p3.errors import ApduError
+from twin.p3.dlms.axdr import Reader
+from twin.p3.dlms.errors import ApduError
 
 DLMS_VERSION = 6
 _CONFORMANCE_TAG = b"\x5f\x1f\x04\x00"  # [APPLICATION 31] IMPLICIT BIT STRING (24), 0 unused

@@ -7,10 +7,10 @@ connection's session, so these reads are no client calls and are not logged (P3 
 
 from __future__ import annotations
 
-from twin.p3.association import MANAGEMENT_CLIENT
-from twin.p3.cosem import AttributeRef, DataAccessResult
-from twin.p3.interfaces import CosemObjects
+from twin.p3.dlms.cosem import AttributeRef, DataAccessResult
 from twin.p3.objects.values import Data, ValueTypeError, decode
+from twin.p3.server.association import MANAGEMENT_CLIENT
+from twin.p3.server.interfaces import CosemObjects
 
 
 def read_data(objects: CosemObjects, ref: AttributeRef) -> Data | None:

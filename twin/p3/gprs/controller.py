@@ -6,19 +6,19 @@
 - Pushes (P3 §9): every trigger ends in the push method of a push setup (class 40), which
   reaches this controller as the object model's `PushPort` (`push`, through the wiring's
   relay): invoked by the CS, by the push script table 0-0:10.0.108, or by a trigger's script.
-  Triggers (twin/p3/push_triggers.py, push_wakeup.py), polled at every heartbeat and when the
+  Triggers (twin/p3/gprs/push_triggers.py, push_wakeup.py), polled at every heartbeat and when the
   meter clock reaches the next execution time: the push scheduler 0-0:15.0.4 (script 1 ->
   0-0:25.9.0); the register monitor 0-0:16.1.0 on the alarm register (script 2 -> 0-1:25.9.0),
   compared afresh at start and after every simulated power failure (P3 §9.1.2); an SMS from
   a listed sender (message handler 0-0:2.3.0, §9.1.4) or a CSD call from a listed caller
   (auto answer 0-0:2.2.0, mode 200: rejected, not answered; DSMR-G 4.3.4) runs the sender's
-  script (default script 3 -> 0-2:25.9.0). Planning and attempts: twin/p3/push_runner.py.
+  script (default script 3 -> 0-2:25.9.0). Planning and attempts: twin/p3/gprs/push_runner.py.
 - A push starts at its randomised moment within the communication window (P3 §9.3,
-  twin/p3/push_time.py; meter clock) and runs alone: the first push is finalized (sockets
+  twin/p3/gprs/push_time.py; meter clock) and runs alone: the first push is finalized (sockets
   closed, PDP context down in triggered mode) before the next starts. One attempt: PDP context
   up, server socket open *first* ("at the same time ... to prevent missing TCP connections",
   GPRS CS §3.1 after Figure 5), then the optional TCP message (the push_object_list values
-  joined by ',', twin/p3/push.py) to send_destination; a failed step is retried after
+  joined by ',', twin/p3/gprs/push.py) to send_destination; a failed step is retried after
   repetition_delay (network clock) up to number_of_retries times while the window is open.
   In triggered mode the meter then waits `inactivity_time_out` for the CS to connect (GPRS CS
   Figures 6-7), serves the session and closes socket and PDP context; in always-on mode the
@@ -32,7 +32,7 @@ Bad settings never stop the controller: they are logged and the push is skipped.
 model is ticked once per heartbeat before the triggers are read (the "p3-objects" service
 ticks it every second besides).
 
-The modem is a `GprsModem`: twin/p3/modem_service.py's `ModemService` (the AT driver on a real
+The modem is a `GprsModem`: twin/p3/gprs/modem_service.py's `ModemService` (the AT driver on a real
 modem or on the simulator; wake-ups reach `wakeup()` from its SMS and call indications), or
 `NoModem` when p3.modem = "none" (no network information; the OS's network carries P3).
 """
@@ -51,14 +51,14 @@ from typing import Any, Protocol
 
 from twin.clock import Clock
 from twin.config import P3Config
-from twin.p3.cosem import ActionResult, AttributeRef
+from twin.p3.dlms.cosem import ActionResult, AttributeRef
+from twin.p3.gprs.push_runner import PushRunner
+from twin.p3.gprs.push_wakeup import SENDERS, Wakeup, WakeupRefusedError, listening, sender_script
 from twin.p3.objects.base import obis_bytes
 from twin.p3.objects.ports import ModemStatus, NetworkInfo, PortResult
+from twin.p3.objects.settings import read_data
 from twin.p3.objects.values import ValueTypeError
-from twin.p3.push_runner import PushRunner
-from twin.p3.push_wakeup import SENDERS, Wakeup, WakeupRefusedError, listening, sender_script
 from twin.p3.service import HEARTBEAT_S, P3Service
-from twin.p3.settings import read_data
 
 __all__ = ["SENDERS", "GprsController", "GprsModem", "Mode", "NoModem", "WakeupRefusedError"]
 

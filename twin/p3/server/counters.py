@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from twin.p3.errors import CounterExhaustedError, LocalP3Error
-from twin.p3.security import MAX_INVOCATION_COUNTER
+from twin.p3.dlms.errors import CounterExhaustedError, LocalP3Error
+from twin.p3.dlms.security import MAX_INVOCATION_COUNTER
 
 _SPACE = MAX_INVOCATION_COUNTER + 1
 

@@ -12,8 +12,8 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
-from twin.p3 import ber
-from twin.p3.errors import ApduError
+from twin.p3.dlms import ber
+from twin.p3.dlms.errors import ApduError
 
 _OID_PREFIX = bytes.fromhex("60857405 08")  # {joint-iso-ccitt(2) country(16) ... dlms-UA(756)}
 _CONTEXT_ARC = 1  # application-context-name arc

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from twin.p3.axdr import Reader, encode_length
-from twin.p3.cosem import (
+from twin.p3.dlms.axdr import Reader, encode_length
+from twin.p3.dlms.cosem import (
     AttributeRef,
     AttributeWithSelection,
     DataAccessResult,
@@ -20,7 +20,7 @@ from twin.p3.cosem import (
     read_result,
     result_bytes,
 )
-from twin.p3.errors import ApduError, UnknownApduError
+from twin.p3.dlms.errors import ApduError, UnknownApduError
 
 GET_REQUEST = 0xC0
 GET_RESPONSE = 0xC4

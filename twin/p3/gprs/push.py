@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from twin.p3.cosem import AttributeRef
-from twin.p3.interfaces import CosemObjects
+from twin.p3.dlms.cosem import AttributeRef
+from twin.p3.gprs.push_time import ALWAYS, RetryPlan, Windows, parse_windows
 from twin.p3.objects.base import obis_bytes, obis_text
+from twin.p3.objects.settings import read_data
 from twin.p3.objects.values import Data, Tag, ValueTypeError, encode
-from twin.p3.push_time import ALWAYS, RetryPlan, Windows, parse_windows
-from twin.p3.settings import read_data
+from twin.p3.server.interfaces import CosemObjects
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from twin.p3.acse import Mechanism
-from twin.p3.association import Session
-from twin.p3.axdr import Reader, octet_string
-from twin.p3.cosem import ActionResult, AttributeRef, DataAccessResult, SelectiveAccess
-from twin.p3.errors import ApduError, LocalP3Error
-from twin.p3.establish import Security
-from twin.p3.interfaces import ActionOutcome
-from twin.p3.security import hls_reply, verify_hls_reply
+from twin.p3.dlms.acse import Mechanism
+from twin.p3.dlms.axdr import Reader, octet_string
+from twin.p3.dlms.cosem import ActionResult, AttributeRef, DataAccessResult, SelectiveAccess
+from twin.p3.dlms.errors import ApduError, LocalP3Error
+from twin.p3.dlms.security import hls_reply, verify_hls_reply
+from twin.p3.server.association import Session
+from twin.p3.server.establish import Security
+from twin.p3.server.interfaces import ActionOutcome
 
 ASSOCIATION_LN_CLASS = 15
 CURRENT_ASSOCIATION = bytes([0, 0, 40, 0, 0, 255])
