@@ -9,22 +9,19 @@ import random
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twin.clock import TIME_MAX, Clock, SimulatedClock, SystemClock, carryable, clamp_carryable
 from twin.config import Config
 from twin.control import SOCKET_NAME, ControlError, ControlServer
 from twin.metering import Meter
+from twin.parts import Twin
 from twin.sdnotify import Notifier
 from twin.store import Checkpoint, Store
 from twin.store_backup import BackupService
 from twin.supervisor import Service, Supervisor
-
-if TYPE_CHECKING:
-    from twin.ports import MbusPort
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +74,6 @@ class MeterLoop:
     def alive(self) -> bool:
         """The systemd watchdog is fed only while metering ticks."""
         return time.monotonic() - self.last_tick < 10 * TICK_S + 5
-
-
-@dataclass(slots=True)
-class Twin:
-    config: Config
-    state_dir: Path
-    store: Store
-    clock: Clock
-    meter: Meter
-    control: ControlServer
-    services: list[Service]
-    supervisor: Supervisor
-    # The P2 service's port for the P3 class 72 methods (set by twin/p2 wiring when P2 runs).
-    mbus_port: MbusPort | None = None
 
 
 def build(config: Config, state_dir: Path, rng: random.Random | None = None) -> Twin:

@@ -537,11 +537,13 @@ def _fake_twin(tmp_path: Path, endpoint: str = "") -> SimpleNamespace:
     clock = ManualClock(START)
     meter = FakeMeter(clock)
     return SimpleNamespace(
-        config=SimpleNamespace(p3=SimpleNamespace(endpoint=endpoint)),
+        config=SimpleNamespace(p3=SimpleNamespace(endpoint=endpoint, serves=bool(endpoint))),
         meter=meter,
         clock=clock,
         state_dir=tmp_path,
         control=ControlServer(meter, tmp_path / "control.sock"),  # type: ignore[arg-type]
+        modem=None,  # what the P3 wiring leaves on the twin for the display (none here)
+        display_lists=None,
     )
 
 

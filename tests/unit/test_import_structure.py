@@ -12,6 +12,8 @@ checked is tied to it as much as one that calls it. For the sans-IO rule they do
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,8 +140,8 @@ def test_the_graph_is_read() -> None:
     assert "twin.p2.cli" in graph["twin.cli"]  # loaded by name (importlib)
     # `Twin` is imported for annotations only, `Service` also lazily in a function.
     runtime = _graph(typing=False)["twin.display.wiring"]
-    assert "twin.app" in graph["twin.display.wiring"]
-    assert "twin.app" not in runtime
+    assert "twin.parts" in graph["twin.display.wiring"]
+    assert "twin.parts" not in runtime
     assert "twin.supervisor" in runtime
     # A graph with a planted cycle is caught, with the path.
     planted = {**graph, "twin.store": graph["twin.store"] | {"twin.app"}}
@@ -230,3 +232,36 @@ def test_the_object_model_loads_no_asyncio_side_of_p3() -> None:
         and not _is_sans_io(target)
     ]
     assert reached == []
+
+
+# A twin with P2 and the display on and P3 off, built in a fresh interpreter: which modules
+# did it load? (The display takes the modem and readout lists from the `Twin`, not from P3.)
+BUILD_WITHOUT_P3 = """
+import sys, tempfile
+from pathlib import Path
+from twin.app import build
+from twin.config import config_from_mapping
+config = config_from_mapping({"p3": {"endpoint": "none"}, "display": {"device": "simulated"}})
+with tempfile.TemporaryDirectory() as state:
+    twin = build(config, Path(state))
+    names = sorted(s.name for s in twin.services)
+    twin.store.close()
+print(" ".join(names))
+print(" ".join(m for m in sys.modules if m.startswith(("twin", "gurux"))))
+"""
+
+
+def test_a_twin_without_p3_loads_nothing_of_p3() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", BUILD_WITHOUT_P3],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=ROOT,
+    )
+    services, loaded = (line.split() for line in result.stdout.splitlines()[-2:])
+    assert {"p2", "display"} <= set(services)  # the ports that are on were wired
+    assert "p3" not in services
+    assert "twin.p2.aio.wiring" in loaded  # the listing is real
+    assert sorted(m for m in loaded if m.startswith(("twin.p3", "gurux"))) == []

@@ -71,7 +71,7 @@ def _check_may_read_keys(database: Path) -> None:
 def run(args: argparse.Namespace) -> int | None:
     if args.command != "keys":
         return None
-    from twin.cli import default_state_dir
+    from twin.cli_common import default_state_dir
 
     state_dir = args.state_dir or default_state_dir()
     _check_may_read_keys(state_dir / DATABASE)

@@ -30,7 +30,8 @@ from twin.meter.events import EventCode, EventLog
 from twin.p3.dlms.acse import Aare, AssociationResult
 from twin.p3.dlms.security import SecurityKeys
 from twin.p3.keys import COUNTER_SETTING, KeyStore
-from twin.p3.objects.ports import KeyId, PortResult, WrappedKey
+from twin.p3.objects.ports import KeyId, WrappedKey
+from twin.ports import PortResult
 
 
 @pytest.mark.parametrize("title", [SERVER_TITLE, bytes(8)], ids=["meter's own", "zeros"])

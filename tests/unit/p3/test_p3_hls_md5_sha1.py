@@ -46,11 +46,11 @@ from twin.p3.dlms.get import GetRequestNormal, GetResponseNormal, parse_get_resp
 from twin.p3.dlms.initiate import Conformance, InitiateRequest
 from twin.p3.dlms.security import SC_AUTH_ENC, CipheredApdu, SecurityKeys, protect, unprotect
 from twin.p3.keys import KeyStore
-from twin.p3.objects.ports import PortResult
 from twin.p3.server.association import State
 from twin.p3.server.events import Associated, AuthenticationFailed, Released
 from twin.p3.server.hls import REPLY_TO_HLS, secret_digest
 from twin.p3.server.interfaces import FixedMechanisms
+from twin.ports import PortResult
 from twin.store import Store
 
 SECRET = b"HLS secret 0-0:40.0.0"

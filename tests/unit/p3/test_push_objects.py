@@ -40,7 +40,8 @@ from twin.p3.gprs.push_triggers import MONITOR, SCHEDULER, Firing, PushTriggers,
 from twin.p3.objects import build_objects
 from twin.p3.objects import values as v
 from twin.p3.objects.base import obis_bytes
-from twin.p3.objects.ports import PortResult, PushRelay
+from twin.p3.objects.ports import PushRelay
+from twin.ports import PortResult
 from twin.store import Store
 
 EQUIPMENT = "XXXX123456789012"

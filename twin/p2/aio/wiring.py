@@ -17,8 +17,9 @@ import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from hardware.mbus_link import MbusLink, open_mbus_link
+from hardware.mbus_link import MbusLink
 from hardware.mbus_sim import SimulatedBus
+from hardware.registry import open_mbus_link
 from twin.control import ControlError
 from twin.p2.aio.gas_control import gas_command
 from twin.p2.aio.gasmeter import GasMeterTwin, default_key, ident_from_equipment_id
@@ -29,7 +30,7 @@ from twin.p2.port import P2MbusPort
 from twin.p2.slave_state import GasMeterIdentity
 
 if TYPE_CHECKING:
-    from twin.app import Twin
+    from twin.parts import Twin
     from twin.supervisor import Service
 
 log = logging.getLogger(__name__)

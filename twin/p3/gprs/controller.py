@@ -55,10 +55,10 @@ from twin.p3.dlms.cosem import ActionResult, AttributeRef
 from twin.p3.gprs.push_runner import PushRunner
 from twin.p3.gprs.push_wakeup import SENDERS, Wakeup, WakeupRefusedError, listening, sender_script
 from twin.p3.objects.base import obis_bytes
-from twin.p3.objects.ports import ModemStatus, NetworkInfo, PortResult
 from twin.p3.objects.settings import read_data
 from twin.p3.objects.values import ValueTypeError
 from twin.p3.service import HEARTBEAT_S, P3Service
+from twin.ports import ModemStatus, NetworkInfo, PortResult
 
 __all__ = ["SENDERS", "GprsController", "GprsModem", "Mode", "NoModem", "WakeupRefusedError"]
 

@@ -51,9 +51,9 @@ from hardware.modem import (
 )
 from hardware.modem_sim import ModemSim, SimState
 from hardware.ports import PortError
+from twin import ports
 from twin.clock import Clock
 from twin.config import P3Config
-from twin.p3.objects import ports
 
 log = logging.getLogger(__name__)
 

@@ -42,9 +42,9 @@ from twin.p3.gprs.push import (
 )
 from twin.p3.gprs.push_time import push_time
 from twin.p3.gprs.push_triggers import CSD_SMS_SCRIPT, PushTriggers, Script, execute
-from twin.p3.objects.ports import PortResult
 from twin.p3.objects.settings import read_data
 from twin.p3.server.interfaces import CosemObjects
+from twin.ports import PortResult
 
 log = logging.getLogger(__name__)
 

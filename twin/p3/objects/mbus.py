@@ -19,7 +19,6 @@ from twin.meter.state import MbusReading
 from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request, obis_bytes
 from twin.p3.objects.env import Env
-from twin.p3.objects.ports import MbusDevice, MbusPort, PortResult
 from twin.p3.objects.profile_generic import CLOCK, Profile, Row
 from twin.p3.objects.simple import DataObject, Generic, Stored
 from twin.p3.objects.values import (
@@ -36,6 +35,7 @@ from twin.p3.objects.values import (
     u16,
     u32,
 )
+from twin.ports import MbusDevice, MbusPort, PortResult
 
 CHANNELS = range(1, 5)
 GAS_SCALER = -3  # value_thousandths: m3 with scaler -3 (OSGP models G4-G6 gas the same way)

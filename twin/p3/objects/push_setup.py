@@ -15,8 +15,8 @@ from twin.p3.gprs.push_time import PatternError, parse_execution_time, parse_win
 from twin.p3.objects.base import ObjectError, Request
 from twin.p3.objects.configured import Attribute, Check, Configured
 from twin.p3.objects.env import Env
-from twin.p3.objects.ports import PortResult
 from twin.p3.objects.values import Data, Tag, ValueTypeError
+from twin.ports import PortResult
 
 
 class PushSetup(Configured):
