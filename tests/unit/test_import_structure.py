@@ -265,3 +265,74 @@ def test_a_twin_without_p3_loads_nothing_of_p3() -> None:
     assert "p3" not in services
     assert "twin.p2.aio.wiring" in loaded  # the listing is real
     assert sorted(m for m in loaded if m.startswith(("twin.p3", "gurux"))) == []
+
+
+# ---------------------------------------------------------------------- one of each
+
+
+def _top_level_names(module: str) -> set[str]:
+    """Functions, classes and constants a module defines itself (not imports)."""
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "encode_length",  # the A-XDR and BER definite length (X.690 §8.1.3; Green Book §9.5)
+        "NOT_SPECIFIED",  # the all-wildcard date-time (Blue Book §4.1.6.1)
+        "DLMS_VERSION",  # 6 (Green Book §9.5 InitiateResponse; the association LN object)
+    ],
+)
+def test_defined_once(name: str) -> None:
+    defined = sorted(m for m in MODULES if m.startswith("twin") and name in _top_level_names(m))
+    assert len(defined) == 1, defined
+
+
+def _int_constants(value: int) -> list[str]:
+    found = []
+    for module in MODULES:
+        if module.startswith("twin"):
+            tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+            found += [
+                f"{module}:{node.lineno}"
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Constant)
+                and type(node.value) is int
+                and node.value == value
+            ]
+    return found
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o750], ids=["database", "state-dir"])
+def test_each_file_mode_is_written_once(mode: int) -> None:
+    assert len(_int_constants(mode)) == 1, _int_constants(mode)
+
+
+def _only_reexports(path: Path) -> bool:
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+    return bool(body) and all(
+        isinstance(node, ast.Import | ast.ImportFrom)
+        or (
+            isinstance(node, ast.Assign)
+            and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["__all__"]
+        )
+        for node in body
+    )
+
+
+def test_no_module_only_reexports_another() -> None:
+    """Package `__init__` files may gather a package's names; a plain module that only
+    re-exports another is a second name for the same thing: import the real one."""
+    shims = sorted(m for m, p in MODULES.items() if p.name != "__init__.py" and _only_reexports(p))
+    assert shims == []
