@@ -96,7 +96,7 @@ def _port_services(twin: Twin) -> list[Service]:
     """P2 and P3 are wired by their own packages, imported only when configured."""
     services: list[Service] = []
     if twin.config.p2.enabled:
-        from twin.p2.wiring import p2_services
+        from twin.p2.aio.wiring import p2_services
 
         services.extend(p2_services(twin))
     if twin.config.p3.serves:

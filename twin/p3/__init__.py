@@ -18,8 +18,8 @@ names (nothing of the object model, the service or the GPRS side is loaded by im
 
 Decisions where the texts leave room (each is also commented where it is implemented):
 
-- First client frame counter of an AA: not validated (P3 §3.2.3); `MonotonicFirstCounter`
-  is the opt-in "strictly above the last one seen" variant.
+- First client frame counter of an AA: not validated (P3 §3.2.3, `SpecFirstCounter`); the
+  `FirstCounterPolicy` hook lets a caller refuse it.
 - Frame counter not exactly +1, wrong security control, wrong system title, a tag that does
   not verify, an unprotected APDU or RLRQ in the ciphered AA: silent release
   (`Released(graceful=False)` + `CloseConnection`, nothing sent; P3 §3.2.3).
@@ -64,7 +64,6 @@ from twin.p3.server.interfaces import (
     CounterReservation,
     FirstCounterPolicy,
     KeyProvider,
-    MonotonicFirstCounter,
     SpecFirstCounter,
 )
 
@@ -89,7 +88,6 @@ __all__ = [
     "FirstCounterPolicy",
     "KeyProvider",
     "LocalP3Error",
-    "MonotonicFirstCounter",
     "P3Error",
     "Released",
     "RemoteP3Error",

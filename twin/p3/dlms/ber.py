@@ -6,39 +6,25 @@ Only what AARQ/AARE/RLRQ/RLRE need: single-byte tags, definite lengths in short 
 
 from __future__ import annotations
 
+from twin.p3.dlms.axdr import Reader, encode_length
 from twin.p3.dlms.errors import ApduError
 
 
 def encode(tag: int, value: bytes) -> bytes:
+    # A definite BER length (X.690 §8.1.3) is written like an A-XDR length: one codec for both.
     return bytes([tag]) + encode_length(len(value)) + value
-
-
-def encode_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    size = (n.bit_length() + 7) // 8
-    return bytes([0x80 | size]) + n.to_bytes(size, "big")
 
 
 def decode_one(data: bytes, pos: int = 0) -> tuple[int, bytes, int]:
     """Return `(tag, value, next_pos)` of the TLV at `pos`."""
     if pos + 2 > len(data):
         raise ApduError("truncated BER header")
-    tag = data[pos]
-    first = data[pos + 1]
-    pos += 2
-    if first < 0x80:
-        length = first
-    else:
-        size = first & 0x7F
-        if not 0 < size <= 2 or pos + size > len(data):
-            raise ApduError(f"bad BER length form 0x{first:02X}")
-        length = int.from_bytes(data[pos : pos + size], "big")
-        pos += size
-    end = pos + length
-    if end > len(data):
+    reader = Reader(data, pos)
+    tag = reader.u8()
+    length = reader.length()  # the indefinite form 0x80 has no length bytes: refused
+    if length > reader.remaining:
         raise ApduError(f"BER value of tag 0x{tag:02X} truncated")
-    return tag, data[pos:end], end
+    return tag, reader.take(length), reader.pos
 
 
 def decode_all(data: bytes) -> list[tuple[int, bytes]]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from twin.p3.dlms.cosem import DataAccessResult
+from twin.p3.dlms.initiate import DLMS_VERSION
 from twin.p3.objects.base import CosemObject, ObjectError, Request
 from twin.p3.objects.env import Env
 from twin.p3.objects.simple import Generic
@@ -31,7 +32,6 @@ from twin.ports import PortResult
 
 SERVER_SAP = 1  # the management logical device (P3 §2)
 MAX_PDU = 1024  # P3 §2.1.3 server_max_receive_pdu_size
-DLMS_VERSION = 6
 ASSOCIATED = 2  # association_status enum
 
 

@@ -26,6 +26,7 @@ from twin.p3.objects.base import CosemObject, ObjectError, Request, obis_bytes
 from twin.p3.objects.env import Env
 from twin.p3.objects.simple import Generic, Stored, conform
 from twin.p3.objects.values import (
+    NOT_SPECIFIED,
     Data,
     Tag,
     ValueTypeError,
@@ -40,7 +41,6 @@ from twin.p3.objects.values import (
 
 SCRIPT_TABLE = "0-0:10.0.100"
 WORKING, SATURDAY, SUNDAY, SPECIAL = 1, 2, 3, 4
-NOT_SPECIFIED = bytes.fromhex("FFFFFFFFFFFFFFFFFF8000FF")  # date-time with every field wildcard
 MAX_SPECIAL_DAYS = 30
 
 

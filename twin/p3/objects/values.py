@@ -162,6 +162,8 @@ def obis(code: bytes) -> Data:
 
 _DATE_TIME = _struct.Struct(">HBBBBBBBhB")
 CLOCK_STATUS_DST = 0x80  # Blue Book clock_status bit 7: daylight saving active
+# date-time octet-string[12] with every field "not specified" (Blue Book §4.1.6.1 wildcards)
+NOT_SPECIFIED = bytes.fromhex("FFFFFFFFFFFFFFFFFF8000FF")
 
 
 def date_time(when: datetime) -> Data:

@@ -110,8 +110,8 @@ class FixedMechanisms:
 class FirstCounterPolicy(Protocol):
     """Decides on the first client invocation counter of an association.
 
-    P3 §3.2.3 says the meter "shall not validate the first Frame Counter"; a deployment may
-    still want "strictly above the last one seen" (see `MonotonicFirstCounter`).
+    P3 §3.2.3 says the meter "shall not validate the first Frame Counter" (`SpecFirstCounter`,
+    what the twin runs); the hook lets the core be driven with a stricter rule.
     """
 
     def accept_first(self, counter: int) -> bool: ...
@@ -129,17 +129,3 @@ class SpecFirstCounter:
 
     def seen(self, counter: int) -> None:
         return None
-
-
-class MonotonicFirstCounter:
-    """Stricter variant: the first counter must exceed every counter seen before."""
-
-    def __init__(self, last: int | None = None) -> None:
-        self.last = last
-
-    def accept_first(self, counter: int) -> bool:
-        return self.last is None or counter > self.last
-
-    def seen(self, counter: int) -> None:
-        if self.last is None or counter > self.last:
-            self.last = counter
