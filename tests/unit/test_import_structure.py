@@ -234,6 +234,19 @@ def test_the_object_model_loads_no_asyncio_side_of_p3() -> None:
     assert reached == []
 
 
+@pytest.mark.parametrize("package", ["twin.display", "twin.p2", "twin.p1", "twin.meter"])
+def test_the_other_ports_reach_nothing_of_p3(package: str) -> None:
+    """What P3 offers them (the modem's network state, the display readout lists) comes through
+    the `Twin` and the neutral `twin.ports`, never from a P3 module or a registry in one."""
+    graph = _graph()
+    members = _members(package)
+    assert members
+    reached = sorted(
+        f"{m} imports {t}" for m in members for t in graph[m] if t.startswith("twin.p3")
+    )
+    assert reached == []
+
+
 # A twin with P2 and the display on and P3 off, built in a fresh interpreter: which modules
 # did it load? (The display takes the modem and readout lists from the `Twin`, not from P3.)
 BUILD_WITHOUT_P3 = """
