@@ -131,9 +131,19 @@ def _cycle_through(graph: dict[str, set[str]], start: str) -> list[str] | None:
     return None
 
 
+def test_relative_imports_resolve(tmp_path: Path) -> None:
+    source = tmp_path / "wiring.py"  # read as twin/p3/wiring.py
+    source.write_text("from . import keys\nfrom ..store import Store\nfrom .objects.base import f")
+    assert [name for name, _ in _imported("twin.p3.wiring", source)] == [
+        "twin.p3.keys",
+        "twin.store",
+        "twin.p3.objects.base",
+    ]
+
+
 def test_the_graph_is_read() -> None:
     graph = _graph()
-    # Known edges, absolute and relative, at module and function level.
+    # Known edges, at module and function level.
     assert "twin.p3.service" in graph["twin.p3.wiring"]
     assert "twin.p1.service" in graph["twin.app"]  # a lazy import inside _p1_services
     assert "twin.store" in graph["twin.app"]
