@@ -362,3 +362,19 @@ def test_no_module_only_reexports_another() -> None:
     re-exports another is a second name for the same thing: import the real one."""
     shims = sorted(m for m, p in MODULES.items() if p.name != "__init__.py" and _only_reexports(p))
     assert shims == []
+
+
+def test_importing_the_p3_package_loads_only_its_sans_io_core() -> None:
+    """`twin.p3` exports the core's names; the object model, the asyncio service and the GPRS
+    side load only when a module of theirs is imported."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys, twin.p3; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=ROOT,
+    )
+    p3 = [m for m in result.stdout.split() if m.startswith("twin.p3.")]
+    assert "twin.p3.server.connection" in p3
+    assert sorted(m for m in p3 if not m.startswith(("twin.p3.dlms", "twin.p3.server"))) == []
