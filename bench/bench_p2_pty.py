@@ -33,8 +33,8 @@ from hardware.mbus_link import MbusLink, byte_time_s, min_answer_delay_s, respon
 from hardware.mbus_pty import PtyBusLink
 from hardware.mbus_uart import UartBusLink
 from twin.clock import SystemClock
+from twin.p2.aio.gasmeter import GasMeterTwin
 from twin.p2.crypto import wrap_user_key
-from twin.p2.gasmeter import GasMeterTwin
 from twin.p2.master import MasterSnapshot, MbusMaster
 from twin.p2.master_events import MasterEvent, Reading
 from twin.p2.slave_state import GasMeterIdentity

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.unit.p3 import tcp_peers
 from tests.unit.p3.lean_client import LeanSession
-from twin.p3.cosem import AttributeRef
+from twin.p3.dlms.cosem import AttributeRef
 from twin.p3.objects.base import obis_bytes
 
 logging.getLogger("dlms_cosem").setLevel(logging.ERROR)  # 21.3.2 logs every APDU

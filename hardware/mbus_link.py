@@ -1,4 +1,4 @@
-"""Byte links for the wired M-Bus (P2): the `MbusLink` Protocol, line timing, and the factory.
+"""Byte links for the wired M-Bus (P2): the `MbusLink` Protocol and the line timing.
 
 One `MbusLink` Protocol serves both roles: the E meter's master and a gas meter (slave) each
 hold one end. Timing (P2 §3.1.4, EN 13757-2):
@@ -19,13 +19,12 @@ Implementations, one module each:
 - `hardware.mbus_uart.UartBusLink`: a real serial device at 2400 8E1 through pyserial, with
   optional local-echo removal and bus power (`hardware.mbus_power.GpioBusPower`).
 
-`open_mbus_link` imports the pty and UART modules only when the configuration names them, so
-a simulated bus never loads what a device needs.
+`hardware.registry.open_mbus_link` opens the one the configuration names, importing the pty and
+UART modules only then, so a simulated bus never loads what a device needs.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Protocol
 
 BAUD = 2400  # P2 §2.1 Table 1, §3.1.4
@@ -82,25 +81,3 @@ class MbusLink(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-def open_mbus_link(
-    spec: str, base_dir: Path, *, echo: bool = False, power_gpio: int = -1
-) -> MbusLink:
-    """The bus end named by `spec`: pty://LINK (relative to `base_dir`) or uart:///dev/X.
-
-    The simulated bus is not built here: it needs both ends (see `SimulatedBus`).
-    """
-    scheme, _, rest = spec.partition("://")
-    if scheme == "pty" and rest:
-        from hardware.mbus_pty import PtyBusLink
-
-        link = Path(rest)
-        return PtyBusLink(link if link.is_absolute() else base_dir / link)
-    if scheme == "uart" and rest.startswith("/") and len(rest) > 1:
-        from hardware.mbus_power import GpioBusPower
-        from hardware.mbus_uart import UartBusLink
-
-        power = GpioBusPower(power_gpio) if power_gpio >= 0 else None
-        return UartBusLink(rest, echo=echo, power=power)
-    raise ValueError(f"bad M-Bus endpoint {spec!r}: expected pty://LINK or uart:///dev/DEVICE")

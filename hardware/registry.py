@@ -1,4 +1,4 @@
-"""Choose the P1 ports from the config: the endpoint URL and the request-line name.
+"""Choose the ports from the config: the P1 endpoint URL and request-line name, the M-Bus link.
 
 The same lookup serves real and simulated ports; nothing here touches a device, and the GPIO
 library is only imported when a `gpio:N` line is opened.
@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from hardware.gpio import GpioRequestLine
+from hardware.mbus_link import MbusLink
 from hardware.pacing import P1_BAUDRATE
 from hardware.ports import ByteSink, RequestLine
 from hardware.pty_link import PtySink
@@ -60,3 +61,25 @@ def open_request_line(spec: str, active_high: bool) -> RequestLine:
     if match := re.fullmatch(r"gpio:(\d{1,2})", spec):
         return GpioRequestLine(int(match.group(1)), active_high)
     raise ValueError(f"bad P1 request line {spec!r}: expected {REQUEST_FORMS}")
+
+
+def open_mbus_link(
+    spec: str, base_dir: Path, *, echo: bool = False, power_gpio: int = -1
+) -> MbusLink:
+    """The bus end named by `spec`: pty://LINK (relative to `base_dir`) or uart:///dev/X.
+
+    The simulated bus is not built here: it needs both ends (see `SimulatedBus`).
+    """
+    scheme, _, rest = spec.partition("://")
+    if scheme == "pty" and rest:
+        from hardware.mbus_pty import PtyBusLink
+
+        link = Path(rest)
+        return PtyBusLink(link if link.is_absolute() else base_dir / link)
+    if scheme == "uart" and rest.startswith("/") and len(rest) > 1:
+        from hardware.mbus_power import GpioBusPower
+        from hardware.mbus_uart import UartBusLink
+
+        power = GpioBusPower(power_gpio) if power_gpio >= 0 else None
+        return UartBusLink(rest, echo=echo, power=power)
+    raise ValueError(f"bad M-Bus endpoint {spec!r}: expected pty://LINK or uart:///dev/DEVICE")

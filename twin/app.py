@@ -9,23 +9,20 @@ import random
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twin.clock import TIME_MAX, Clock, SimulatedClock, SystemClock, carryable, clamp_carryable
 from twin.config import Config
 from twin.control import SOCKET_NAME, ControlServer
 from twin.control_fields import flag
 from twin.metering import Meter
+from twin.parts import Twin
 from twin.sdnotify import Notifier
 from twin.store import Checkpoint, Store
 from twin.store_backup import BackupService
 from twin.supervisor import Service, Supervisor
-
-if TYPE_CHECKING:
-    from twin.ports import MbusPort
 
 log = logging.getLogger(__name__)
 
@@ -80,20 +77,6 @@ class MeterLoop:
         return time.monotonic() - self.last_tick < 10 * TICK_S + 5
 
 
-@dataclass(slots=True)
-class Twin:
-    config: Config
-    state_dir: Path
-    store: Store
-    clock: Clock
-    meter: Meter
-    control: ControlServer
-    services: list[Service]
-    supervisor: Supervisor
-    # The P2 service's port for the P3 class 72 methods (set by twin/p2 wiring when P2 runs).
-    mbus_port: MbusPort | None = None
-
-
 def build(config: Config, state_dir: Path, rng: random.Random | None = None) -> Twin:
     store = Store.open(state_dir)
     clock = make_clock(config, store.load())
@@ -115,7 +98,7 @@ def _port_services(twin: Twin) -> list[Service]:
     """P2 and P3 are wired by their own packages, imported only when configured."""
     services: list[Service] = []
     if twin.config.p2.enabled:
-        from twin.p2.wiring import p2_services
+        from twin.p2.aio.wiring import p2_services
 
         services.extend(p2_services(twin))
     if twin.config.p3.serves:

@@ -9,23 +9,16 @@ import gc
 import importlib
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from twin.cli_common import EXIT_CONFIG, EXIT_STATE_DIR_BUSY, EXIT_STORAGE, default_state_dir
 from twin.config import Config, ConfigError, config_from_mapping, load_config
 from twin.control import SOCKET_NAME, ControlError, call
 from twin.state_lock import StateDirBusyError, StateLock
 from twin.store import StoreError
-
-DEFAULT_STATE_DIR = "state"
-
-# Exit statuses (docs/operations.md "Exit statuses"; the systemd units act on them).
-EXIT_CONFIG = 2  # the configuration or the command line is wrong: a restart cannot help
-EXIT_STORAGE = 3  # the state directory or database is failing: restarted with a delay
-EXIT_STATE_DIR_BUSY = 4  # another twin holds the state directory: restarted with a delay
 
 # Commands contributed by the port packages. Each module defines:
 #   add_commands(commands)      top-level sub-commands (e.g. "keys", "gasmeter")
@@ -37,14 +30,6 @@ EXTENSIONS = ("twin.p2.cli", "twin.p3.cli", "twin.display.cli", "twin.store_cli"
 
 def _extensions() -> list[Any]:
     return [importlib.import_module(name) for name in EXTENSIONS]
-
-
-def default_state_dir() -> Path:
-    """$DSMR_TWIN_STATE_DIR, systemd's $STATE_DIRECTORY, or ./state."""
-    for variable in ("DSMR_TWIN_STATE_DIR", "STATE_DIRECTORY"):
-        if value := os.environ.get(variable):
-            return Path(value.split(":")[0])
-    return Path(DEFAULT_STATE_DIR)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,14 +1,18 @@
-"""Interfaces the P2 and P3 ports share, owned by neither (so P2 runs without loading P3).
+"""Interfaces the ports share, owned by none (so P2 and the display run without loading P3).
 
 - `MbusPort`: the methods of M-Bus client setup 0-x:24.1.0 (P3 §7.1, class 72), which the P3
   object model calls and the P2 service implements (`twin.p2.port.P2MbusPort`), with the
   `MbusDevice` details only the M-Bus link knows.
 - `PortResult`: how any port answers the object model (mapped onto the DLMS Action-Result).
+- `ModemStatus` and `NetworkInfo`: the communication module's network state, which the P3 object
+  model reports (GPRS network information 0-1:94.31.4, P3 §8.4) and the display shows (its
+  CM flag and signal bars), implemented by the P3 modem service.
 
 Every call is synchronous and must return quickly (the DLMS core is sans-IO and answers from
 memory): a port that needs I/O queues the work and answers `PortResult.SUCCESS` "on receipt"
 (P3 §3.5). Ports never raise for an expected refusal; they answer a `PortResult`.
-`twin.p3.objects.ports` re-exports these next to the P3-only ports.
+
+The P3-only ports (keys, pushes) are in `twin.p3.objects.ports`.
 """
 
 from __future__ import annotations
@@ -83,4 +87,21 @@ class MbusPort(Protocol):
     def transfer_key(self, channel: int, wrapped_key: bytes) -> PortResult:
         """Method 8: the wrapped key exactly as received on P3, MSB first; the P2 side turns
         it LSB first before sending it to the device (P3 §3.2.3 "Transfer Key handling")."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkInfo:
+    """GPRS network information 0-1:94.31.4 attribute 2 (P3 §8.4)."""
+
+    signal_strength_dbm: int  # integer (-128..127)
+    base_stations: int  # number of base stations with medium/high signal
+    network_id: bytes  # e.g. MCC+MNC as text bytes
+
+
+class ModemStatus(Protocol):
+    """The GPRS modem as far as the objects report it."""
+
+    def network_info(self) -> NetworkInfo | None:
+        """Current values, or None while the modem has no network."""
         ...

@@ -13,7 +13,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from twin.store import StoreError, not_writable, owned_like_state_dir
+from twin.store import STATE_DIR_MODE, StoreError, not_writable, owned_like_state_dir
 
 LOCK_FILE = "twin.lock"
 LOCK_MODE = 0o640  # operators may read who holds it
@@ -34,7 +34,7 @@ class StateLock:
     def acquire(cls, state_dir: Path, purpose: str = "run") -> StateLock:
         path = state_dir / LOCK_FILE
         try:
-            state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+            state_dir.mkdir(parents=True, exist_ok=True, mode=STATE_DIR_MODE)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, LOCK_MODE)
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

@@ -35,6 +35,7 @@ __all__ = ["Checkpoint", "Store", "StoreError", "StoredEntry"]
 
 DATABASE = "meter.sqlite3"
 DATABASE_MODE = 0o600  # it holds keys: the service user only (and root)
+STATE_DIR_MODE = 0o750  # the twin's group (operators: ctl, logs) may enter it
 SIDE_FILES = ("-wal", "-shm")  # SQLite gives them the database file's mode
 BACKUP_DIR = "backups"  # twin/store_backup.py
 SCHEMA_VERSION = 1
@@ -112,7 +113,7 @@ class Store(ProfileTables):
     def open(cls, state_dir: Path) -> Store:
         path = state_dir / DATABASE
         try:
-            state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+            state_dir.mkdir(parents=True, exist_ok=True, mode=STATE_DIR_MODE)
             if not path.exists():
                 _refuse_to_start_anew(path, state_dir)
                 _create_database(path, state_dir)

@@ -42,7 +42,7 @@ def ctl_request(args: argparse.Namespace) -> dict[str, Any] | None:
 def run(args: argparse.Namespace) -> int | None:
     if args.command != "store":
         return None
-    from twin.cli import EXIT_STORAGE, default_state_dir
+    from twin.cli_common import EXIT_STORAGE, default_state_dir
 
     state_dir = args.state_dir or default_state_dir()
     now = datetime.now(UTC)

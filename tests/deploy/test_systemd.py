@@ -29,7 +29,7 @@ from tests.deploy.conftest import (
     verify_units,
 )
 from twin.app import TICK_S
-from twin.cli import EXIT_CONFIG, EXIT_STATE_DIR_BUSY, EXIT_STORAGE
+from twin.cli_common import EXIT_CONFIG, EXIT_STATE_DIR_BUSY, EXIT_STORAGE
 
 UNITS = ("dsmr-twin.service", "dsmr-twin@.service")
 HARDWARE_GROUPS = {"dialout", "gpio", "i2c"}

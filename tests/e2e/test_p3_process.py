@@ -43,7 +43,7 @@ from tests.unit.p3.lean_client import LeanSession
 from twin.control import SOCKET_NAME, ControlError, call
 from twin.meter.events import EventCode, EventLog
 from twin.metering import TARIFF_SETTING
-from twin.p3.cosem import AttributeRef
+from twin.p3.dlms.cosem import AttributeRef
 from twin.p3.keys import COUNTER_SETTING
 from twin.p3.objects.base import obis_bytes
 from twin.store import Store
@@ -388,7 +388,7 @@ def test_bad_keys_bad_counters_bad_bytes_then_a_good_session(twin: Twin) -> None
         session.client.associate()
     session.client.disconnect()
     _wait_idle(twin)
-    # Each is counted; event 46 is logged once for the burst (twin.p3.logins), and three
+    # Each is counted; event 46 is logged once for the burst (twin.p3.server.logins), and three
     # failures stay below the lock-out threshold, so the sessions below get in.
     assert twin.p3_status()["failed_logins"] >= failed_before + 3
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_twin_process import RunningTwin
-from twin.cli import EXIT_CONFIG, EXIT_STATE_DIR_BUSY, EXIT_STORAGE
+from twin.cli_common import EXIT_CONFIG, EXIT_STATE_DIR_BUSY, EXIT_STORAGE
 
 DATABASE = "meter.sqlite3"
 

@@ -542,6 +542,8 @@ def _fake_twin(tmp_path: Path, endpoint: str = "") -> SimpleNamespace:
         clock=clock,
         state_dir=tmp_path,
         control=ControlServer(meter, tmp_path / "control.sock"),  # type: ignore[arg-type]
+        modem=None,  # what the P3 wiring leaves on the twin for the display (none here)
+        display_lists=None,
     )
 
 

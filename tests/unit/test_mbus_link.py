@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 
-from hardware.mbus_link import BAUD, MbusLink, frame_time_s, open_mbus_link, response_timeout_s
+from hardware.mbus_link import BAUD, MbusLink, frame_time_s, response_timeout_s
 from hardware.mbus_power import GpioBusPower
 from hardware.mbus_pty import PtyBusLink
 from hardware.mbus_sim import SimulatedBus
 from hardware.mbus_uart import UartBusLink
 from hardware.ports import PortError
+from hardware.registry import open_mbus_link
 
 REQ_UD2 = bytes.fromhex("105B015C16")  # to address 1 (P2 §3.1.2, Table 5; CS = C + A)
 ACK = b"\xe5"

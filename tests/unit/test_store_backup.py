@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import amsterdam, steady_config
-from twin.cli import EXIT_STORAGE, main
+from twin.cli import main
+from twin.cli_common import EXIT_STORAGE
 from twin.clock import ManualClock
 from twin.config import P3Config
 from twin.metering import Meter

@@ -2,7 +2,8 @@
 
 twin/app.py calls `display_services(twin, twin.config.display)` unless the device is "none";
 the service registers its `ctl` commands (`screenshot`, `button`) and its status itself. P3 is
-wired first: the display takes the modem's state and the display readout lists from it.
+wired first: the display takes the modem's state (`twin.modem`) and the display readout lists
+(`twin.display_lists`) it left on the twin, and imports nothing of P3.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from twin.display.service import DisplayService, ModuleStatus, StatusProvider, bars_from_dbm
+from twin.ports import ModemStatus
 from twin.readout_lists import DEFAULT_LISTS, ReadoutLists
 
 if TYPE_CHECKING:
-    from twin.app import Twin
+    from twin.parts import Twin
     from twin.supervisor import Service
 
 
@@ -36,20 +38,7 @@ class DisplaySettings(Protocol):
     def refresh_s(self) -> float: ...
 
 
-class _Network(Protocol):
-    @property
-    def signal_strength_dbm(self) -> int: ...
-
-
-class NetworkSource(Protocol):
-    """What the display needs of the P3 modem (twin.p3.modem_service.ModemService)."""
-
-    def network_info(self) -> _Network | None:
-        """None while the module is not attached to the network."""
-        ...
-
-
-def modem_status(modem: NetworkSource, self_check_ok: bool = True) -> StatusProvider:
+def modem_status(modem: ModemStatus, self_check_ok: bool = True) -> StatusProvider:
     """DSMR-M 4.3.35 CM flag and 4.3.36 signal bars from the modem's network information."""
 
     def status() -> ModuleStatus:
@@ -63,12 +52,8 @@ def modem_status(modem: NetworkSource, self_check_ok: bool = True) -> StatusProv
 def default_status(twin: Twin) -> StatusProvider:
     """The P3 modem's state when there is one (P3 is wired before the display); without a
     modem (p3.modem = "none"): attached when P3 is served, signal unknown."""
-    if twin.config.p3.serves:
-        from twin.p3.wiring import modem_source
-
-        modem = modem_source(twin)
-        if modem is not None:
-            return modem_status(modem)
+    if twin.modem is not None:
+        return modem_status(twin.modem)
     status = ModuleStatus(comm_attached=twin.config.p3.serves, signal_level=None)
     return lambda: status
 
@@ -76,13 +61,7 @@ def default_status(twin: Twin) -> StatusProvider:
 def default_lists(twin: Twin) -> ReadoutLists:
     """P3 §5.15: the display readout lists of the P3 object model when P3 runs (the head-end
     may rewrite them), else the Annex B defaults."""
-    if twin.config.p3.serves:
-        from twin.p3.wiring import readout_lists_source
-
-        lists = readout_lists_source(twin)
-        if lists is not None:
-            return lists
-    return DEFAULT_LISTS
+    return DEFAULT_LISTS if twin.display_lists is None else twin.display_lists
 
 
 def display_services(

@@ -1,20 +1,25 @@
-"""Sans-IO DLMS/COSEM server core for the DSMR 4.2.2 P3 port (COSEM wrapper over TCP).
+"""DLMS/COSEM over TCP for the DSMR 4.2.2 P3 port, one folder per layer (lowest first):
 
-No I/O, no clock, no randomness: the service layer feeds bytes into `DlmsServer` and acts on
-the events it returns; keys, invocation counters, challenges and the object model come in
-through the Protocols in `twin.p3.interfaces`.
+- `dlms/`: the wire, sans-IO: COSEM wrapper (IEC 62056-47), ACSE and xDLMS APDUs, A-XDR and
+  BER, security suite 0 (Green Book §9.2-§9.5).
+- `server/`: the sans-IO server: associations and their clients (DSMR P3 §2.1, §3.2), AARQ
+  evaluation, HLS, ciphered APDUs, the GET/SET/ACTION service providers with block transfer;
+  `DlmsServer` (bytes in, events out).
+- `objects/`: the DSMR COSEM object model (DSMR P3 chapters 4-9, Blue Book classes).
+- `gprs/`: the communication unit: modem, GPRS connection behaviour and the pushes
+  (GPRS CS §3, DSMR P3 chapters 8-9).
+- here: `service` (the asyncio TCP service around `DlmsServer`), `keys` (the security
+  material in the store), `wiring` (into a running twin) and `cli` (`dsmr-twin keys`).
 
-Layers (one module each): `wrapper` (IEC 62056-47 framing) -> `acse` / `initiate` (AARQ,
-AARE, RLRQ, RLRE, InitiateRequest/Response) -> `security` (suite 0 AES-GCM, glo-ciphering,
-HLS-GMAC, RFC 3394 unwrap) -> `establish` + `hls` + `association` (client policies of P3 §2.1,
-state table) -> `get` / `set_action` / `services` / `set_service` (xDLMS, block transfer) ->
-`protection` (frame-counter rule, answer ciphering) -> `server`. `counters.BlockReservation`
-turns a persist callback into a `CounterReservation`.
+The core has no I/O, no clock, no randomness: the service layer feeds bytes into `DlmsServer`
+and acts on the events it returns; keys, invocation counters, challenges and the object model
+come in through the Protocols in `twin.p3.server.interfaces`. This package exports the core's
+names (nothing of the object model, the service or the GPRS side is loaded by importing it).
 
 Decisions where the texts leave room (each is also commented where it is implemented):
 
-- First client frame counter of an AA: not validated (P3 §3.2.3); `MonotonicFirstCounter`
-  is the opt-in "strictly above the last one seen" variant.
+- First client frame counter of an AA: not validated (P3 §3.2.3, `SpecFirstCounter`); the
+  `FirstCounterPolicy` hook lets a caller refuse it.
 - Frame counter not exactly +1, wrong security control, wrong system title, a tag that does
   not verify, an unprotected APDU or RLRQ in the ciphered AA: silent release
   (`Released(graceful=False)` + `CloseConnection`, nothing sent; P3 §3.2.3).
@@ -30,7 +35,10 @@ Decisions where the texts leave room (each is also commented where it is impleme
 
 from __future__ import annotations
 
-from twin.p3.association import (
+from twin.p3.dlms.cosem import ActionResult, AttributeRef, DataAccessResult, SelectiveAccess
+from twin.p3.dlms.errors import LocalP3Error, P3Error, RemoteP3Error
+from twin.p3.dlms.security import SecurityKeys, unwrap_key
+from twin.p3.server.association import (
     DSMR_CLIENTS,
     MANAGEMENT_CLIENT,
     PRE_ESTABLISHED_CLIENT,
@@ -39,10 +47,9 @@ from twin.p3.association import (
     ServerConfig,
     State,
 )
-from twin.p3.cosem import ActionResult, AttributeRef, DataAccessResult, SelectiveAccess
-from twin.p3.counters import BlockReservation
-from twin.p3.errors import LocalP3Error, P3Error, RemoteP3Error
-from twin.p3.events import (
+from twin.p3.server.connection import DlmsServer
+from twin.p3.server.counters import BlockReservation
+from twin.p3.server.events import (
     Associated,
     AuthenticationFailed,
     CloseConnection,
@@ -50,18 +57,15 @@ from twin.p3.events import (
     ServerEvent,
     Transmit,
 )
-from twin.p3.interfaces import (
+from twin.p3.server.interfaces import (
     ActionOutcome,
     ChallengeSource,
     CosemObjects,
     CounterReservation,
     FirstCounterPolicy,
     KeyProvider,
-    MonotonicFirstCounter,
     SpecFirstCounter,
 )
-from twin.p3.security import SecurityKeys, unwrap_key
-from twin.p3.server import DlmsServer
 
 __all__ = [
     "DSMR_CLIENTS",
@@ -84,7 +88,6 @@ __all__ = [
     "FirstCounterPolicy",
     "KeyProvider",
     "LocalP3Error",
-    "MonotonicFirstCounter",
     "P3Error",
     "Released",
     "RemoteP3Error",

@@ -6,7 +6,7 @@
   directory without keys they are created (from the configuration or at random) and stored,
   exactly as the first start of the twin would.
 - `dsmr-twin ctl wakeup --sms SENDER | --csd CALLER`: a GPRS wake-up (triggered mode), received
-  by the simulated modem and read through its AT dialogue (twin/p3/modem_service.py); an error
+  by the simulated modem and read through its AT dialogue (twin/p3/gprs/modem_service.py); an error
   when p3.modem is a real modem (send it a real SMS or call) or "none".
 """
 
@@ -71,7 +71,7 @@ def _check_may_read_keys(database: Path) -> None:
 def run(args: argparse.Namespace) -> int | None:
     if args.command != "keys":
         return None
-    from twin.cli import default_state_dir
+    from twin.cli_common import default_state_dir
 
     state_dir = args.state_dir or default_state_dir()
     _check_may_read_keys(state_dir / DATABASE)

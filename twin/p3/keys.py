@@ -36,10 +36,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from twin.config import P3Config
-from twin.p3.counters import BlockReservation
-from twin.p3.errors import LocalP3Error, SecurityError
-from twin.p3.objects.ports import KeyId, PortResult, WrappedKey
-from twin.p3.security import KEY_LENGTH, SYSTEM_TITLE_LENGTH, SecurityKeys, unwrap_key
+from twin.p3.dlms.errors import LocalP3Error, SecurityError
+from twin.p3.dlms.security import KEY_LENGTH, SYSTEM_TITLE_LENGTH, SecurityKeys, unwrap_key
+from twin.p3.objects.ports import KeyId, WrappedKey
+from twin.p3.server.counters import BlockReservation
+from twin.ports import PortResult
 from twin.store import Store
 
 log = logging.getLogger(__name__)

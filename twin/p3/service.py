@@ -17,7 +17,7 @@
   association-request timeout or OPC UA Part 6 §7.1.3 for the Hello message.)
 - Bookkeeping through the meter model (`meter.act`): fraud event 46 "failed login attempt"
   (P3 §4.2.1) for a failed HLS or an AARQ of client 1 refused for its credentials, once per
-  burst, with a lock-out after repeated failures (`twin.p3.logins`). Lines anyone who reaches
+  burst, with a lock-out after repeated failures (`twin.p3.server.logins`). Lines anyone who reaches
   the port can cause are logged at DEBUG and counted in `status()`.
 - Each connection serves the object model through its own `ObjectSession`, which records the
   management client's calls; when the association ends (RLRQ, silent release, abort or lost
@@ -45,11 +45,17 @@ from typing import Any, Protocol
 from twin.clock import Clock
 from twin.meter.events import EventCode
 from twin.metering import Meter
-from twin.p3.acse import Mechanism
-from twin.p3.association import MANAGEMENT_CLIENT, ServerConfig, State
-from twin.p3.cosem import AttributeRef
-from twin.p3.errors import P3Error
-from twin.p3.events import (
+from twin.p3.dlms.acse import Mechanism
+from twin.p3.dlms.cosem import AttributeRef
+from twin.p3.dlms.errors import P3Error
+from twin.p3.keys import KeyStore
+from twin.p3.objects.abstract import HLS_ON_P3_BITS
+from twin.p3.objects.base import obis_bytes
+from twin.p3.objects.settings import read_data
+from twin.p3.objects.values import Tag, ValueTypeError
+from twin.p3.server.association import MANAGEMENT_CLIENT, ServerConfig, State
+from twin.p3.server.connection import DlmsServer
+from twin.p3.server.events import (
     Associated,
     AuthenticationFailed,
     CloseConnection,
@@ -58,14 +64,8 @@ from twin.p3.events import (
     ServerEvent,
     Transmit,
 )
-from twin.p3.interfaces import CosemObjects, SpecFirstCounter
-from twin.p3.keys import KeyStore
-from twin.p3.logins import LoginGuard
-from twin.p3.objects.abstract import HLS_ON_P3_BITS
-from twin.p3.objects.base import obis_bytes
-from twin.p3.objects.values import Tag, ValueTypeError
-from twin.p3.server import DlmsServer
-from twin.p3.settings import read_data
+from twin.p3.server.interfaces import CosemObjects, SpecFirstCounter
+from twin.p3.server.logins import LoginGuard
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ class Connection:
 
 
 class P3Service:
-    """The P3 listener of one meter; GPRS decides when it listens (see `twin.p3.gprs`)."""
+    """The P3 listener of one meter; GPRS decides when it listens (`twin.p3.gprs.controller`)."""
 
     def __init__(
         self,

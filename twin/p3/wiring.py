@@ -1,49 +1,35 @@
 """Wires the P3 (DLMS/COSEM over GPRS) service into a running twin.
 
 `p3_services(twin)` is called by twin/app.py when `[p3] endpoint` is set: it opens the key
-store, builds the modem service (p3.modem: twin/p3/modem_service.py), the object model
+store, builds the modem service (p3.modem: twin/p3/gprs/modem_service.py), the object model
 (`twin.p3.objects.build_objects`, its push setups relayed to the GPRS controller), the TCP
 service and the GPRS controller, registers `ctl wakeup` and the "p3" and "modem" status, and
 returns the supervised services "p3", "p3-objects" (the object model's ticks) and (unless
-p3.modem = "none") "modem". `modem_source(twin)` hands the modem to the display and
-`readout_lists_source(twin)` the display readout lists 0-0:21.0.1..3 (P3 §5.15).
+p3.modem = "none") "modem". For the display, wired after P3, it sets `twin.modem` (the modem's
+network state) and `twin.display_lists` (the display readout lists 0-0:21.0.1..3, P3 §5.15).
 """
 
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twin.clock import SystemClock
 from twin.config import ConfigError, tcp_host_port
 from twin.control import ControlError
 from twin.control_fields import choice, text
-from twin.p3.gprs import SENDERS, GprsController, GprsModem, NoModem
+from twin.p3.gprs.controller import SENDERS, GprsController, GprsModem, NoModem
+from twin.p3.gprs.modem_service import MAX_NUMBER, ModemUnavailableError, open_modem_service
 from twin.p3.keys import KeyStore
-from twin.p3.modem_service import (
-    MAX_NUMBER,
-    ModemService,
-    ModemUnavailableError,
-    open_modem_service,
-)
 from twin.p3.objects.ports import PushRelay
-from twin.p3.objects.readout import DisplayLists
 from twin.p3.service import DEFAULT_PORT, P3Service
 from twin.supervisor import Service
 
 if TYPE_CHECKING:
-    from twin.app import Twin
+    from twin.parts import Twin
 
 log = logging.getLogger(__name__)
-
-# The modem service of the twin in each state directory (one twin per directory: its control
-# socket lives there), for the display wired after P3 (twin/display/wiring.py).
-_MODEMS: weakref.WeakValueDictionary[Path, ModemService] = weakref.WeakValueDictionary()
-# Likewise the object model's display readout lists, which the head-end may rewrite.
-_LISTS: weakref.WeakValueDictionary[Path, DisplayLists] = weakref.WeakValueDictionary()
 
 
 # 27.007 <number> text: printable ASCII without quotes or commas, at most MAX_NUMBER long.
@@ -66,16 +52,6 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
     return found
 
 
-def modem_source(twin: Twin) -> ModemService | None:
-    """The running twin's modem service (None without P3 or with p3.modem = "none")."""
-    return _MODEMS.get(twin.state_dir)
-
-
-def readout_lists_source(twin: Twin) -> DisplayLists | None:
-    """The running twin's display readout lists (None without P3)."""
-    return _LISTS.get(twin.state_dir)
-
-
 def build_gprs(twin: Twin, modem: GprsModem) -> GprsController:
     from twin.p3.objects import build_objects
 
@@ -92,7 +68,7 @@ def build_gprs(twin: Twin, modem: GprsModem) -> GprsController:
         state_dir=twin.state_dir,
         push=relay,
     )
-    _LISTS[twin.state_dir] = objects.display_lists
+    twin.display_lists = objects.display_lists
     # Network timers (inactivity, repetition_delay) run in real time whatever the meter
     # clock's speed; push schedules and windows run on the meter clock.
     p3 = P3Service(
@@ -127,7 +103,7 @@ def p3_services(twin: Twin) -> list[Service]:
     ]
     if modem is not None:
         modem.on_wakeup = gprs.wakeup
-        _MODEMS[twin.state_dir] = modem
+        twin.modem = modem
         twin.control.ports["modem"] = modem.status
         services.append(Service("modem", modem.run, heartbeat=lambda: modem.heartbeat))
 

@@ -14,8 +14,7 @@ from twin.clock import ManualClock
 from twin.control import ControlError
 from twin.control_fields import parse_fields
 from twin.p2.aio.gas_control import GAS_FIELDS, gas_command
-from twin.p2.aio.gasmeter import STATE_SETTING
-from twin.p2.gasmeter import GasMeterTwin
+from twin.p2.aio.gasmeter import STATE_SETTING, GasMeterTwin
 from twin.p2.messages import SndNke, encode_message
 from twin.p2.slave_state import GasMeterIdentity
 from twin.store import Store

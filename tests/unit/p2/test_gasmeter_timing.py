@@ -23,8 +23,8 @@ from hardware.mbus_pty import PtyBusLink
 from hardware.mbus_sim import SimulatedBus
 from hardware.mbus_uart import UartBusLink
 from twin.clock import ManualClock
+from twin.p2.aio.gasmeter import GasMeterTwin
 from twin.p2.frames import Ack, encode_frame
-from twin.p2.gasmeter import GasMeterTwin
 from twin.p2.messages import ReqUd2, SndNke, encode_message
 from twin.p2.slave_state import GasMeterIdentity
 from twin.store import Store

@@ -27,7 +27,7 @@ def _loaded(module: str) -> set[str]:
     return {row[-1].strip() for row in rows}
 
 
-@pytest.mark.parametrize("module", ["twin.p2.wiring", "twin.p2.aio.standalone", "twin.p2.port"])
+@pytest.mark.parametrize("module", ["twin.p2.aio.wiring", "twin.p2.aio.standalone", "twin.p2.port"])
 def test_p2_loads_nothing_of_p3_or_gurux(module: str) -> None:
     loaded = _loaded(module)
     assert module in loaded  # the listing is real: the module itself is in it

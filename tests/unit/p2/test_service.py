@@ -25,13 +25,13 @@ from twin.config import Config
 from twin.meter.events import EventLog
 from twin.metering import Meter
 from twin.p1.telegram import TelegramEncoder
+from twin.p2.aio.gasmeter import GasMeterTwin
+from twin.p2.aio.service import P2Service
 from twin.p2.crypto import wrap_user_key
 from twin.p2.frames import LongFrame, decode_frame
-from twin.p2.gasmeter import GasMeterTwin
 from twin.p2.headers import MODE_15, MODE_NONE, decode_long_header
 from twin.p2.keys import KeyStatus
 from twin.p2.port import P2MbusPort
-from twin.p2.service import P2Service
 from twin.p2.slave_state import GasMeterIdentity, SlaveState
 from twin.p2.values import Status
 from twin.ports import PortResult

@@ -29,9 +29,9 @@ from tests.unit.p3.helpers import (
     public_client,
 )
 from tests.unit.p3.tcp_peers import attribute
-from twin.p3.events import CloseConnection, ServerEvent, Transmit
-from twin.p3.security import CipheredApdu
-from twin.p3.wrapper import WrapperPdu
+from twin.p3.dlms.security import CipheredApdu
+from twin.p3.dlms.wrapper import WrapperPdu
+from twin.p3.server.events import CloseConnection, ServerEvent, Transmit
 
 SERVER_SAP = 1
 # Client wPorts: the three DSMR clients, and some the meter does not know.

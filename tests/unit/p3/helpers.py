@@ -11,13 +11,13 @@ from dlms_cosem import enumerations
 from dlms_cosem.clients.dlms_client import DlmsClient
 from dlms_cosem.protocol.wrappers import WrapperHeader, WrapperProtocolDataUnit
 
-from twin.p3.association import ServerConfig
-from twin.p3.axdr import Reader, octet_string
-from twin.p3.cosem import ActionResult, AttributeRef, DataAccessResult, SelectiveAccess
-from twin.p3.events import CloseConnection, ServerEvent, Transmit
-from twin.p3.interfaces import ActionOutcome
-from twin.p3.security import CipheredApdu, SecurityKeys
-from twin.p3.server import DlmsServer
+from twin.p3.dlms.axdr import Reader, octet_string
+from twin.p3.dlms.cosem import ActionResult, AttributeRef, DataAccessResult, SelectiveAccess
+from twin.p3.dlms.security import CipheredApdu, SecurityKeys
+from twin.p3.server.association import ServerConfig
+from twin.p3.server.connection import DlmsServer
+from twin.p3.server.events import CloseConnection, ServerEvent, Transmit
+from twin.p3.server.interfaces import ActionOutcome
 
 GUEK = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 GAK = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")

@@ -12,17 +12,17 @@ import socket
 from typing import Any
 
 from tests.unit.p3.tcp_peers import recv_pdu, wrap
-from twin.p3.action import ActionRequestNormal, ActionResponseNormal, parse_action_response
-from twin.p3.cosem import ActionResult, AttributeRef, DataAccessResult, SelectiveAccess
-from twin.p3.get import (
+from twin.p3.dlms.action import ActionRequestNormal, ActionResponseNormal, parse_action_response
+from twin.p3.dlms.cosem import ActionResult, AttributeRef, DataAccessResult, SelectiveAccess
+from twin.p3.dlms.get import (
     GetRequestNext,
     GetRequestNormal,
     GetResponseNormal,
     GetResponseWithBlock,
     parse_get_response,
 )
-from twin.p3.security import SC_AUTH_ENC, CipheredApdu, SecurityKeys, protect, unprotect
-from twin.p3.set_action import (
+from twin.p3.dlms.security import SC_AUTH_ENC, CipheredApdu, SecurityKeys, protect, unprotect
+from twin.p3.dlms.set_action import (
     DataBlock,
     SetRequestBlock,
     SetRequestFirstBlock,

@@ -12,9 +12,10 @@ from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 
 from twin.cli import main
 from twin.config import P3Config
-from twin.p3.errors import CounterExhaustedError
+from twin.p3.dlms.errors import CounterExhaustedError
 from twin.p3.keys import COUNTER_SETTING, KeyStore, read_keys
-from twin.p3.objects.ports import KeyId, PortResult, WrappedKey
+from twin.p3.objects.ports import KeyId, WrappedKey
+from twin.ports import PortResult
 from twin.store import Store
 
 MASTER = bytes(range(16))

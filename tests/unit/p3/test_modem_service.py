@@ -22,12 +22,12 @@ from hardware.modem import AtModem, Registration
 from hardware.modem_sim import ModemSim, SimState
 from hardware.ports import PortError
 from tests.support import steady_config
-from twin.app import Twin, build
+from twin.app import build
 from twin.clock import ManualClock
 from twin.config import ConfigError, P3Config, load_config
 from twin.display.service import ModuleStatus
 from twin.display.wiring import default_status, modem_status
-from twin.p3.modem_service import (
+from twin.p3.gprs.modem_service import (
     MAX_SMS_AGE,
     SIM_APN,
     ModemService,
@@ -35,7 +35,8 @@ from twin.p3.modem_service import (
     open_modem_service,
     rssi_for_dbm,
 )
-from twin.p3.objects.ports import NetworkInfo
+from twin.parts import Twin
+from twin.ports import NetworkInfo
 from twin.sdnotify import Notifier
 from twin.supervisor import Service, Supervisor
 

@@ -7,7 +7,7 @@ from dlms_cosem import enumerations
 from dlms_cosem.protocol import acse as dc_acse
 from dlms_cosem.protocol import xdlms as dc_xdlms
 
-from twin.p3.acse import (
+from twin.p3.dlms.acse import (
     Aare,
     Aarq,
     ApplicationContext,
@@ -17,8 +17,8 @@ from twin.p3.acse import (
     Rlrq,
     UserDiagnostic,
 )
-from twin.p3.errors import ApduError
-from twin.p3.initiate import (
+from twin.p3.dlms.errors import ApduError
+from twin.p3.dlms.initiate import (
     ConfirmedServiceError,
     Conformance,
     ExceptionResponse,

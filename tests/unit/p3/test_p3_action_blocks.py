@@ -24,7 +24,7 @@ from tests.unit.p3.helpers import (
     wrap,
 )
 from tests.unit.p3.test_p3_peer_gurux import management as gurux_management
-from twin.p3.action import (
+from twin.p3.dlms.action import (
     ActionReply,
     ActionRequestNextPblock,
     ActionRequestNormal,
@@ -41,14 +41,14 @@ from twin.p3.action import (
     parse_action_response,
     read_replies,
 )
-from twin.p3.association import ServerConfig
-from twin.p3.axdr import Reader, encode_length, octet_string
-from twin.p3.cosem import ActionResult, AttributeRef, DataAccessResult
-from twin.p3.initiate import ExceptionResponse, ServiceError
-from twin.p3.interfaces import ActionOutcome
-from twin.p3.security import CipheredApdu
-from twin.p3.server import DlmsServer
-from twin.p3.set_action import DataBlock
+from twin.p3.dlms.axdr import Reader, encode_length, octet_string
+from twin.p3.dlms.cosem import ActionResult, AttributeRef, DataAccessResult
+from twin.p3.dlms.initiate import ExceptionResponse, ServiceError
+from twin.p3.dlms.security import CipheredApdu
+from twin.p3.dlms.set_action import DataBlock
+from twin.p3.server.association import ServerConfig
+from twin.p3.server.connection import DlmsServer
+from twin.p3.server.interfaces import ActionOutcome
 
 IID = 0xC1
 IMAGE = bytes([0, 0, 44, 0, 0, 255])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from twin.p3.acse import ApplicationContext, Mechanism
-from twin.p3.association import (
+from twin.p3.dlms.acse import ApplicationContext, Mechanism
+from twin.p3.dlms.errors import LocalP3Error
+from twin.p3.dlms.initiate import Conformance
+from twin.p3.server.association import (
     DSMR_CLIENTS,
     TRANSITIONS,
     AssociationState,
@@ -13,8 +15,6 @@ from twin.p3.association import (
     State,
     Trigger,
 )
-from twin.p3.errors import LocalP3Error
-from twin.p3.initiate import Conformance
 
 
 def test_happy_paths() -> None:

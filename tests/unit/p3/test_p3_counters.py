@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from twin.p3.counters import BlockReservation
-from twin.p3.errors import CounterExhaustedError, LocalP3Error
+from twin.p3.dlms.errors import CounterExhaustedError, LocalP3Error
+from twin.p3.server.counters import BlockReservation
 
 
 def test_reserves_ahead_in_blocks() -> None:

@@ -16,7 +16,7 @@ from tests.unit.p3.helpers import (
     public_client,
     wrap,
 )
-from twin.p3.acse import (
+from twin.p3.dlms.acse import (
     Aare,
     Aarq,
     ApplicationContext,
@@ -24,11 +24,10 @@ from twin.p3.acse import (
     Mechanism,
     UserDiagnostic,
 )
-from twin.p3.association import State
-from twin.p3.events import CloseConnection, Transmit
-from twin.p3.initiate import ConfirmedServiceError, Conformance, InitiateError, InitiateRequest
-from twin.p3.interfaces import MonotonicFirstCounter
-from twin.p3.security import SC_AUTH_ENC, CipheredApdu, SecurityKeys, protect
+from twin.p3.dlms.initiate import ConfirmedServiceError, Conformance, InitiateError, InitiateRequest
+from twin.p3.dlms.security import SC_AUTH_ENC, CipheredApdu, SecurityKeys, protect
+from twin.p3.server.association import State
+from twin.p3.server.events import CloseConnection, Transmit
 
 PLAIN_INITIATE = InitiateRequest(
     Conformance.GET | Conformance.BLOCK_TRANSFER_WITH_GET, 1024
@@ -201,8 +200,22 @@ def test_second_aarq_inside_association_is_refused() -> None:
     assert meter.server.state is State.ASSOCIATED
 
 
-def test_monotonic_first_counter_policy() -> None:
-    meter = make_meter(first_counter=MonotonicFirstCounter(last=500))
+class AboveLastSeen:
+    """A stricter `FirstCounterPolicy` than the meter's (P3 §3.2.3 checks nothing): the first
+    counter must exceed every counter seen before."""
+
+    def __init__(self, last: int) -> None:
+        self.last = last
+
+    def accept_first(self, counter: int) -> bool:
+        return counter > self.last
+
+    def seen(self, counter: int) -> None:
+        self.last = max(self.last, counter)
+
+
+def test_a_first_counter_policy_that_refuses_is_honoured() -> None:
+    meter = make_meter(first_counter=AboveLastSeen(last=500))
     link = MemoryLink(meter.server, 1)
     aarq = hls_aarq(ciphered_initiate(GOOD_REQUEST, ic=500))
     aare = Aare.from_bytes(link.exchange(wrap(aarq.to_bytes(), source=1)))

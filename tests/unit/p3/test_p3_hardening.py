@@ -27,10 +27,11 @@ from tests.unit.p3.test_service import (  # noqa: F401
     rig,
 )
 from twin.meter.events import EventCode, EventLog
-from twin.p3.acse import Aare, AssociationResult
+from twin.p3.dlms.acse import Aare, AssociationResult
+from twin.p3.dlms.security import SecurityKeys
 from twin.p3.keys import COUNTER_SETTING, KeyStore
-from twin.p3.objects.ports import KeyId, PortResult, WrappedKey
-from twin.p3.security import SecurityKeys
+from twin.p3.objects.ports import KeyId, WrappedKey
+from twin.ports import PortResult
 
 
 @pytest.mark.parametrize("title", [SERVER_TITLE, bytes(8)], ids=["meter's own", "zeros"])

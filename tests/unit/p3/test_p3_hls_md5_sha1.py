@@ -30,7 +30,7 @@ from tests.unit.p3.helpers import (
 )
 from tests.unit.p3.test_p3_peer_gurux import GuruxPeer
 from twin.config import P3Config
-from twin.p3.acse import (
+from twin.p3.dlms.acse import (
     HLS_MECHANISMS,
     Aare,
     Aarq,
@@ -38,19 +38,19 @@ from twin.p3.acse import (
     AssociationResult,
     Mechanism,
 )
-from twin.p3.acse import UserDiagnostic as Diag
-from twin.p3.action import ActionRequestNormal, ActionResponseNormal, parse_action_response
-from twin.p3.association import State
-from twin.p3.axdr import octet_string
-from twin.p3.cosem import ActionResult, AttributeRef
-from twin.p3.events import Associated, AuthenticationFailed, Released
-from twin.p3.get import GetRequestNormal, GetResponseNormal, parse_get_response
-from twin.p3.hls import REPLY_TO_HLS, secret_digest
-from twin.p3.initiate import Conformance, InitiateRequest
-from twin.p3.interfaces import FixedMechanisms
+from twin.p3.dlms.acse import UserDiagnostic as Diag
+from twin.p3.dlms.action import ActionRequestNormal, ActionResponseNormal, parse_action_response
+from twin.p3.dlms.axdr import octet_string
+from twin.p3.dlms.cosem import ActionResult, AttributeRef
+from twin.p3.dlms.get import GetRequestNormal, GetResponseNormal, parse_get_response
+from twin.p3.dlms.initiate import Conformance, InitiateRequest
+from twin.p3.dlms.security import SC_AUTH_ENC, CipheredApdu, SecurityKeys, protect, unprotect
 from twin.p3.keys import KeyStore
-from twin.p3.objects.ports import PortResult
-from twin.p3.security import SC_AUTH_ENC, CipheredApdu, SecurityKeys, protect, unprotect
+from twin.p3.server.association import State
+from twin.p3.server.events import Associated, AuthenticationFailed, Released
+from twin.p3.server.hls import REPLY_TO_HLS, secret_digest
+from twin.p3.server.interfaces import FixedMechanisms
+from twin.ports import PortResult
 from twin.store import Store
 
 SECRET = b"HLS secret 0-0:40.0.0"

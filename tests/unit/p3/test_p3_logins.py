@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from twin.p3.logins import MAX_LOCKOUT_S, THRESHOLD, LoginGuard
+from twin.p3.server.logins import MAX_LOCKOUT_S, THRESHOLD, LoginGuard
 
 T0 = datetime(2026, 12, 7, tzinfo=UTC)
 

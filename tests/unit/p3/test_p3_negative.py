@@ -20,11 +20,11 @@ from tests.unit.p3.helpers import (
     public_client,
     wrap,
 )
-from twin.p3.association import State
-from twin.p3.cosem import AttributeRef, DataAccessResult
-from twin.p3.events import AuthenticationFailed, CloseConnection, Released, Transmit
-from twin.p3.get import GetRequestNormal, GetResponseNormal, parse_get_response
-from twin.p3.initiate import ExceptionResponse, ServiceError, StateError
+from twin.p3.dlms.cosem import AttributeRef, DataAccessResult
+from twin.p3.dlms.get import GetRequestNormal, GetResponseNormal, parse_get_response
+from twin.p3.dlms.initiate import ExceptionResponse, ServiceError, StateError
+from twin.p3.server.association import State
+from twin.p3.server.events import AuthenticationFailed, CloseConnection, Released, Transmit
 
 IFACE = enumerations.CosemInterface
 CLOCK_TIME = cosem.CosemAttribute(IFACE.CLOCK, cosem.Obis(0, 0, 1, 0, 0), 2)

@@ -14,10 +14,10 @@ from tests.unit.p3.helpers import (
     management_client,
     public_client,
 )
-from twin.p3.association import State
-from twin.p3.errors import LocalP3Error
-from twin.p3.events import Associated, Released
-from twin.p3.security import SecurityKeys
+from twin.p3.dlms.errors import LocalP3Error
+from twin.p3.dlms.security import SecurityKeys
+from twin.p3.server.association import State
+from twin.p3.server.events import Associated, Released
 
 IFACE = enumerations.CosemInterface
 CLOCK_TIME = cosem.CosemAttribute(IFACE.CLOCK, cosem.Obis(0, 0, 1, 0, 0), 2)

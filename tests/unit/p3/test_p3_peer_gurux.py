@@ -15,8 +15,8 @@ from gurux_dlms.secure import GXDLMSSecureClient
 
 from tests.unit.p3.gurux_session import GuruxSession, management_client
 from tests.unit.p3.helpers import GAK, GUEK, Meter, make_meter
-from twin.p3.association import State
-from twin.p3.events import Associated, CloseConnection, Released, ServerEvent, Transmit
+from twin.p3.server.association import State
+from twin.p3.server.events import Associated, CloseConnection, Released, ServerEvent, Transmit
 
 
 class GuruxPeer(GuruxSession):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from dlms_cosem import security as dc
 
-from twin.p3.errors import LocalP3Error, SecurityError
-from twin.p3.security import (
+from twin.p3.dlms.errors import LocalP3Error, SecurityError
+from twin.p3.dlms.security import (
     SC_AUTH_ENC,
     SC_AUTH_ONLY,
     SecurityKeys,

@@ -21,10 +21,10 @@ from tests.unit.p3.helpers import (
     public_client,
     wrap,
 )
-from twin.p3.action import ActionRequestNormal, ActionResponseNormal, parse_action_response
-from twin.p3.axdr import octet_string
-from twin.p3.cosem import ActionResult, AttributeRef, AttributeWithSelection, DataAccessResult
-from twin.p3.get import (
+from twin.p3.dlms.action import ActionRequestNormal, ActionResponseNormal, parse_action_response
+from twin.p3.dlms.axdr import octet_string
+from twin.p3.dlms.cosem import ActionResult, AttributeRef, AttributeWithSelection, DataAccessResult
+from twin.p3.dlms.get import (
     GetRequestNext,
     GetRequestNormal,
     GetRequestWithList,
@@ -33,9 +33,9 @@ from twin.p3.get import (
     GetResponseWithList,
     parse_get_response,
 )
-from twin.p3.initiate import ExceptionResponse, ServiceError
-from twin.p3.security import CipheredApdu
-from twin.p3.set_action import (
+from twin.p3.dlms.initiate import ExceptionResponse, ServiceError
+from twin.p3.dlms.security import CipheredApdu
+from twin.p3.dlms.set_action import (
     DataBlock,
     SetRequestBlock,
     SetRequestFirstBlock,

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twin.p3.errors import FramingError, LocalP3Error
-from twin.p3.wrapper import WrapperFramer, WrapperPdu
+from twin.p3.dlms.errors import FramingError, LocalP3Error
+from twin.p3.dlms.wrapper import WrapperFramer, WrapperPdu
 
 # AARQ header example: client 16 -> server 1, 3-byte APDU
 PDU = WrapperPdu(source=16, destination=1, apdu=b"\x60\x01\x00")

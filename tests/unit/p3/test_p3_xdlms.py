@@ -6,22 +6,22 @@ import pytest
 from dlms_cosem import cosem, enumerations
 from dlms_cosem.protocol import xdlms as dc_xdlms
 
-from twin.p3.action import (
+from twin.p3.dlms.action import (
     ActionRequestNormal,
     ActionResponseNormal,
     parse_action_request,
     parse_action_response,
 )
-from twin.p3.axdr import Reader, encode_length, octet_string
-from twin.p3.cosem import (
+from twin.p3.dlms.axdr import Reader, encode_length, octet_string
+from twin.p3.dlms.cosem import (
     ActionResult,
     AttributeRef,
     AttributeWithSelection,
     DataAccessResult,
     SelectiveAccess,
 )
-from twin.p3.errors import ApduError, UnknownApduError
-from twin.p3.get import (
+from twin.p3.dlms.errors import ApduError, UnknownApduError
+from twin.p3.dlms.get import (
     GetRequestNext,
     GetRequestNormal,
     GetRequestWithList,
@@ -31,8 +31,8 @@ from twin.p3.get import (
     parse_get_request,
     parse_get_response,
 )
-from twin.p3.security import CipheredApdu
-from twin.p3.set_action import (
+from twin.p3.dlms.security import CipheredApdu
+from twin.p3.dlms.set_action import (
     DataBlock,
     SetRequestBlock,
     SetRequestFirstBlock,

@@ -20,14 +20,14 @@ from tests.unit.p3.test_push_objects import EQUIPMENT, EXAMPLE_1, EXAMPLE_2
 from twin.clock import ManualClock
 from twin.config import P3Config
 from twin.metering import Meter
-from twin.p3.gprs import GprsController
+from twin.p3.gprs.controller import GprsController
+from twin.p3.gprs.push import PUSH_CSD_SMS, PUSH_SCHEDULER
 from twin.p3.keys import KeyStore
 from twin.p3.objects import build_objects
 from twin.p3.objects import values as v
 from twin.p3.objects.base import obis_bytes
 from twin.p3.objects.factory import DsmrObjects
 from twin.p3.objects.ports import PushRelay
-from twin.p3.push import PUSH_CSD_SMS, PUSH_SCHEDULER
 from twin.p3.service import P3Service
 from twin.store import Store
 

@@ -24,12 +24,8 @@ from tests.unit.p3.objects.conftest import (
 )
 from twin.clock import ManualClock
 from twin.metering import Meter
-from twin.p3.cosem import ActionResult, DataAccessResult
-from twin.p3.objects import build_objects
-from twin.p3.objects import values as v
-from twin.p3.objects.base import obis_bytes
-from twin.p3.objects.ports import PortResult, PushRelay
-from twin.p3.push import (
+from twin.p3.dlms.cosem import ActionResult, DataAccessResult
+from twin.p3.gprs.push import (
     MESSAGE_HANDLER,
     PUSH_ALARM,
     PUSH_CSD_SMS,
@@ -39,8 +35,13 @@ from twin.p3.push import (
     read_settings,
     value_octets,
 )
-from twin.p3.push_time import RetryPlan
-from twin.p3.push_triggers import MONITOR, SCHEDULER, Firing, PushTriggers, Script, execute
+from twin.p3.gprs.push_time import RetryPlan
+from twin.p3.gprs.push_triggers import MONITOR, SCHEDULER, Firing, PushTriggers, Script, execute
+from twin.p3.objects import build_objects
+from twin.p3.objects import values as v
+from twin.p3.objects.base import obis_bytes
+from twin.p3.objects.ports import PushRelay
+from twin.ports import PortResult
 from twin.store import Store
 
 EQUIPMENT = "XXXX123456789012"

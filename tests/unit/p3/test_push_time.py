@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from twin.clock import AMSTERDAM
-from twin.p3.push_time import (
+from twin.p3.gprs.push_time import (
     ALWAYS,
     MAX_WINDOWS,
     PatternError,

@@ -34,10 +34,10 @@ from twin.clock import ManualClock
 from twin.config import ConfigError, P3Config
 from twin.meter.events import EventCode, EventLog
 from twin.metering import Meter
-from twin.p3.cosem import AttributeRef, DataAccessResult, SelectiveAccess
-from twin.p3.gprs import GprsController, Mode
+from twin.p3.dlms.cosem import AttributeRef, DataAccessResult, SelectiveAccess
+from twin.p3.gprs.controller import GprsController, Mode
+from twin.p3.gprs.modem_service import SIM_APN, ModemService
 from twin.p3.keys import KeyStore
-from twin.p3.modem_service import SIM_APN, ModemService
 from twin.p3.objects.base import obis_bytes
 from twin.p3.service import P3Service
 from twin.p3.wiring import parse_endpoint

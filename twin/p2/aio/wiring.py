@@ -17,8 +17,9 @@ import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from hardware.mbus_link import MbusLink, open_mbus_link
+from hardware.mbus_link import MbusLink
 from hardware.mbus_sim import SimulatedBus
+from hardware.registry import open_mbus_link
 from twin.control import ControlError
 from twin.control_fields import FieldError, choice, integer, text
 from twin.p2.aio.gas_control import GAS_FIELDS, gas_command
@@ -30,7 +31,7 @@ from twin.p2.port import P2MbusPort
 from twin.p2.slave_state import GasMeterIdentity
 
 if TYPE_CHECKING:
-    from twin.app import Twin
+    from twin.parts import Twin
     from twin.supervisor import Service
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from twin.catalogue import BY_CODE
 from twin.meter.events import EventCode
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request
 from twin.p3.objects.comlog import COUNTER_OBJECTS
 from twin.p3.objects.env import Env

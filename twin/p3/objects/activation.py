@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request, obis_bytes
 from twin.p3.objects.env import Env
 from twin.p3.objects.simple import Stored, conform

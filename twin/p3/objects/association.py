@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from twin.p3.association import DSMR_CLIENTS, ClientPolicy
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
+from twin.p3.dlms.initiate import DLMS_VERSION
 from twin.p3.objects.base import CosemObject, ObjectError, Request
 from twin.p3.objects.env import Env
-from twin.p3.objects.ports import PortResult
 from twin.p3.objects.simple import Generic
 from twin.p3.objects.values import (
     Data,
@@ -28,10 +27,11 @@ from twin.p3.objects.values import (
     u8,
     u16,
 )
+from twin.p3.server.association import DSMR_CLIENTS, ClientPolicy
+from twin.ports import PortResult
 
 SERVER_SAP = 1  # the management logical device (P3 §2)
 MAX_PDU = 1024  # P3 §2.1.3 server_max_receive_pdu_size
-DLMS_VERSION = 6
 ASSOCIATED = 2  # association_status enum
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
-from twin.p3.cosem import ActionResult, DataAccessResult
+from twin.p3.dlms.cosem import ActionResult, DataAccessResult
 from twin.p3.objects.values import Data, obis
 
 PUBLIC_SAP = 16

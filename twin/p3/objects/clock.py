@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from twin.clock import TIME_SHIFT_LIMIT_S, carryable, is_dst
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request
 from twin.p3.objects.env import Env
 from twin.p3.objects.simple import Register, Stored

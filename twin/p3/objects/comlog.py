@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from twin.meter.events import EventCode, EventLog
 from twin.meter.model import MeterModel
 from twin.metering import Meter
-from twin.p3.cosem import AttributeRef
+from twin.p3.dlms.cosem import AttributeRef
 from twin.p3.objects.base import MANAGEMENT_SAP, obis_bytes
 
 E_READINGS = frozenset(

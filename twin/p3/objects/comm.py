@@ -3,15 +3,15 @@ GPRS network information 0-1:94.31.4 (§8.4) and the GPRS wake-up objects of cha
 setups, push script table, push scheduler, register monitor, auto answer, message handler).
 
 Writable settings are persisted and read back (`Configured`, twin/p3/objects/configured.py);
-the P3 service reads what it needs as the management client would (twin/p3/settings.py, e.g.
+the P3 service reads what it needs as the management client would (twin/p3/objects/settings.py, e.g.
 inactivity_time_out in twin/p3/service.py).
 
 Chapter 9: the push setups' method 1 and the push script table's execute
 (twin/p3/objects/push_setup.py) hand the push to the `PushPort` of the `Env`, the GPRS
-controller (twin/p3/gprs.py), which plans and runs it. The push scheduler 0-0:15.0.4, the
+controller (twin/p3/gprs/controller.py), which plans and runs it. The push scheduler 0-0:15.0.4, the
 register monitor 0-0:16.1.0 and the wake-up lists of auto answer 0-0:2.2.0 and message handler
 0-0:2.3.0 are settings here: the controller evaluates them on the meter clock and executes
-their scripts through this object model (twin/p3/push_triggers.py, push_wakeup.py). Writes of
+their scripts through this object model (twin/p3/gprs/push_triggers.py, push_wakeup.py). Writes of
 the time windows, the execution times, the push object lists and the scripts are checked
 (type-unmatched for malformed values, P3 §9 intro, Blue Book classes 9, 22 and 40).
 """

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from twin.clock import AMSTERDAM, local
-from twin.p3.cosem import AttributeRef, DataAccessResult
+from twin.p3.dlms.cosem import AttributeRef, DataAccessResult
 from twin.p3.objects.base import MANAGEMENT_SAP, ObjectError, Request, obis_bytes
 from twin.p3.objects.env import Env
 from twin.p3.objects.profile_generic import (

@@ -8,8 +8,9 @@ from pathlib import Path
 from twin.meter.state import MeterReading
 from twin.metering import Meter
 from twin.p3.objects.comlog import ComLog
-from twin.p3.objects.ports import KeyService, MbusPort, ModemStatus, PushPort
+from twin.p3.objects.ports import KeyService, PushPort
 from twin.p3.objects.simple import AttributeStore
+from twin.ports import MbusPort, ModemStatus
 from twin.store import Store
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from twin.meter.events import EventLog
 from twin.metering import Meter
-from twin.p3.cosem import AttributeRef, DataAccessResult, SelectiveAccess
-from twin.p3.interfaces import ActionOutcome
+from twin.p3.dlms.cosem import AttributeRef, DataAccessResult, SelectiveAccess
 from twin.p3.objects import abstract, comm, electricity, mbus, profiles, readout
 from twin.p3.objects.activation import RegisterActivation
 from twin.p3.objects.association import AssociationLN, sap_assignment
@@ -19,11 +18,13 @@ from twin.p3.objects.definable import DefinableProfile
 from twin.p3.objects.env import Env
 from twin.p3.objects.image import ImageTransfer
 from twin.p3.objects.meter_reset import MeterReset
-from twin.p3.objects.ports import KeyService, MbusPort, ModemStatus, PushPort
+from twin.p3.objects.ports import KeyService, PushPort
 from twin.p3.objects.registry import ObjectRegistry
 from twin.p3.objects.security import SecuritySetup
 from twin.p3.objects.simple import AttributeStore, Stored
 from twin.p3.objects.tariff import tariff_objects
+from twin.p3.server.interfaces import ActionOutcome
+from twin.ports import MbusPort, ModemStatus
 
 
 class DsmrObjects:

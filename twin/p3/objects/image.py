@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from twin.meter.events import EventCode
 from twin.meter.model import MeterModel
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request
 from twin.p3.objects.env import Env
 from twin.p3.objects.simple import Stored

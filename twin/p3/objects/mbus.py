@@ -16,13 +16,13 @@ from typing import ClassVar
 from twin.catalogue import UNIT_CODES
 from twin.meter.profiles import MBUS_HOURLY_ENTRIES
 from twin.meter.state import MbusReading
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request, obis_bytes
 from twin.p3.objects.env import Env
-from twin.p3.objects.ports import MbusDevice, MbusPort, PortResult
 from twin.p3.objects.profile_generic import CLOCK, Profile, Row
 from twin.p3.objects.simple import DataObject, Generic, Stored
 from twin.p3.objects.values import (
+    NOT_SPECIFIED,
     Data,
     Tag,
     array,
@@ -36,11 +36,11 @@ from twin.p3.objects.values import (
     u16,
     u32,
 )
+from twin.ports import MbusDevice, MbusPort, PortResult
 
 CHANNELS = range(1, 5)
 GAS_SCALER = -3  # value_thousandths: m3 with scaler -3 (OSGP models G4-G6 gas the same way)
 NO_DEVICE = MbusDevice(0, 0, 0, 0, 0)
-NOT_SPECIFIED = bytes.fromhex("FFFFFFFFFFFFFFFFFF8000FF")  # date-time, every field wildcard
 # client setup attributes that come from the device's short ID (P3 §7.1 attrs 5..14)
 _SHORT_ID: dict[int, Callable[[MbusDevice], Data]] = {
     5: lambda d: u8(d.primary_address),

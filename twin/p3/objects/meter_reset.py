@@ -33,11 +33,11 @@ from twin.meter.alarms import FACTORY_ALARM_FILTER
 from twin.meter.model import MeterModel
 from twin.meter.state import ADMIN_ON
 from twin.metering import TARIFF_SETTING, program_from_config
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request
 from twin.p3.objects.env import Env
-from twin.p3.objects.ports import PortResult
 from twin.p3.objects.values import Data, Tag, ValueTypeError, array, struct, u16
+from twin.ports import PortResult
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ implement them:
   association 0-0:40.0.0 (P3 §3.2, §5.1). Key material arrives wrapped with the master key
   (RFC 3394, security suite 0); unwrapping, storage, persistence and "the new key is used from
   the next message on" (P3 §5.1 footnote 4) are the implementer's.
-- `MbusPort` (the P2 service): the methods of M-Bus client setup 0-x:24.1.0 (P3 §7.1) and the
-  short-ID details only the M-Bus link knows. It and `PortResult` are shared with P2, so they
-  live in the neutral `twin.ports` (P2 must not load the object model) and are re-exported.
-- `ModemStatus` (the GPRS side): GPRS network information 0-1:94.31.4 (P3 §8.4).
-- `PushPort` (the GPRS controller, twin/p3/gprs.py): the push method of the push setups
+- `twin.ports.MbusPort` (the P2 service): the methods of M-Bus client setup 0-x:24.1.0 (P3 §7.1)
+  and the short-ID details only the M-Bus link knows, and `twin.ports.ModemStatus` (the modem):
+  GPRS network information 0-1:94.31.4 (P3 §8.4). Both live in the neutral `twin.ports` with
+  `PortResult`: P2 and the display use them without loading the object model.
+- `PushPort` (the GPRS controller, twin/p3/gprs/controller.py): the push method of the push setups
   0-x:25.9.0 (P3 §9.3), invoked by the CS, the push script table or a trigger. The objects are
   built before the controller, so the wiring hands them a `PushRelay` that the controller
   attaches to once it exists.
@@ -29,20 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from twin.ports import MbusDevice, MbusPort, PortResult
-
-__all__ = [
-    "KeyId",
-    "KeyService",
-    "MbusDevice",
-    "MbusPort",
-    "ModemStatus",
-    "NetworkInfo",
-    "PortResult",
-    "PushPort",
-    "PushRelay",
-    "WrappedKey",
-]
+from twin.ports import PortResult
 
 
 class KeyId(enum.IntEnum):
@@ -91,23 +78,6 @@ class KeyService(Protocol):
     def change_hls_secret(self, wrapped: bytes) -> PortResult:
         """Association LN 0-0:40.0.0 method 2: the new HLS secret, key-wrapped with the
         master key (P3 §5.1 footnote 3; at least 16 bytes once unwrapped)."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkInfo:
-    """GPRS network information 0-1:94.31.4 attribute 2 (P3 §8.4)."""
-
-    signal_strength_dbm: int  # integer (-128..127)
-    base_stations: int  # number of base stations with medium/high signal
-    network_id: bytes  # e.g. MCC+MNC as text bytes
-
-
-class ModemStatus(Protocol):
-    """The GPRS modem as far as the objects report it."""
-
-    def network_info(self) -> NetworkInfo | None:
-        """Current values, or None while the modem has no network."""
         ...
 
 

@@ -3,20 +3,20 @@ table (class 9, §9.2), plus the write checks of the chapter 9 time windows and 
 
 A push is handed to the `PushPort` of the `Env` (the GPRS controller through a relay), which
 queues it and answers on receipt; windows, randomisation and retries happen there
-(twin/p3/gprs.py, twin/p3/push_time.py).
+(twin/p3/gprs/controller.py, twin/p3/gprs/push_time.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
+from twin.p3.gprs.push_time import PatternError, parse_execution_time, parse_windows
 from twin.p3.objects.base import ObjectError, Request
 from twin.p3.objects.configured import Attribute, Check, Configured
 from twin.p3.objects.env import Env
-from twin.p3.objects.ports import PortResult
 from twin.p3.objects.values import Data, Tag, ValueTypeError
-from twin.p3.push_time import PatternError, parse_execution_time, parse_windows
+from twin.ports import PortResult
 
 
 class PushSetup(Configured):

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from twin.catalogue import CATALOGUE
-from twin.p3.cosem import AttributeRef, DataAccessResult
+from twin.p3.dlms.cosem import AttributeRef, DataAccessResult
 from twin.p3.objects.base import (
     MANAGEMENT_SAP,
     CosemObject,

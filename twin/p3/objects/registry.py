@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
 from twin.meter.model import ModelError
-from twin.p3.cosem import ActionResult, AttributeRef, DataAccessResult, SelectiveAccess
-from twin.p3.errors import ApduError
-from twin.p3.interfaces import ActionOutcome
+from twin.p3.dlms.cosem import ActionResult, AttributeRef, DataAccessResult, SelectiveAccess
+from twin.p3.dlms.errors import ApduError
 from twin.p3.objects.base import CosemObject, ObjectError, Request
 from twin.p3.objects.values import decode, encode
+from twin.p3.server.interfaces import ActionOutcome
 
 log = logging.getLogger(__name__)
 

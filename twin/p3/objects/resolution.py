@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from twin.catalogue import UNIT_CODES
 from twin.meter.state import MeterReading
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects.base import ObjectError, Request
 from twin.p3.objects.env import Env
 from twin.p3.objects.simple import Generic, Stored, conform

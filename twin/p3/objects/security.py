@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request
 from twin.p3.objects.env import Env
-from twin.p3.objects.ports import KeyId, PortResult, WrappedKey
+from twin.p3.objects.ports import KeyId, WrappedKey
 from twin.p3.objects.values import Data, Tag, ValueTypeError, enum_, octets
+from twin.ports import PortResult
 
 SECURITY_SUITE = 0  # AES-GCM-128 + AES-128 key wrap (P3 §3.2.1)
 

@@ -21,11 +21,12 @@ from typing import ClassVar
 
 from twin.meter.tariff import LOW, NORMAL, TariffProgram
 from twin.metering import TARIFF_SETTING, program_to_setting
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request, obis_bytes
 from twin.p3.objects.env import Env
 from twin.p3.objects.simple import Generic, Stored, conform
 from twin.p3.objects.values import (
+    NOT_SPECIFIED,
     Data,
     Tag,
     ValueTypeError,
@@ -40,7 +41,6 @@ from twin.p3.objects.values import (
 
 SCRIPT_TABLE = "0-0:10.0.100"
 WORKING, SATURDAY, SUNDAY, SPECIAL = 1, 2, 3, 4
-NOT_SPECIFIED = bytes.fromhex("FFFFFFFFFFFFFFFFFF8000FF")  # date-time with every field wildcard
 MAX_SPECIAL_DAYS = 30
 
 

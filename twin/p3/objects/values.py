@@ -3,7 +3,7 @@
 Encoding is written here for the few tags DSMR uses (A-XDR, IEC 61334-6): the tests pin it
 byte for byte against gurux-dlms, an independent implementation that is a test peer only.
 Decoding of what clients send (SET values, ACTION parameters, selective-access parameters) is
-a small strict parser over `twin.p3.axdr.Reader`, because the object model must check the
+a small strict parser over `twin.p3.dlms.axdr.Reader`, because the object model must check the
 exact type tags (TYPE_UNMATCHED).
 """
 
@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import cast
 
 from twin.clock import local
-from twin.p3.axdr import Reader, encode_length
-from twin.p3.errors import ApduError
+from twin.p3.dlms.axdr import Reader, encode_length
+from twin.p3.dlms.errors import ApduError
 
 DATE_TIME_LENGTH = 12
 
@@ -162,6 +162,8 @@ def obis(code: bytes) -> Data:
 
 _DATE_TIME = _struct.Struct(">HBBBBBBBhB")
 CLOCK_STATUS_DST = 0x80  # Blue Book clock_status bit 7: daylight saving active
+# date-time octet-string[12] with every field "not specified" (Blue Book §4.1.6.1 wildcards)
+NOT_SPECIFIED = bytes.fromhex("FFFFFFFFFFFFFFFFFF8000FF")
 
 
 def date_time(when: datetime) -> Data:

@@ -29,17 +29,12 @@ from tests.unit.p3.helpers import (
 )
 from twin.clock import ManualClock
 from twin.metering import Meter
-from twin.p3.association import ServerConfig
-from twin.p3.cosem import AttributeRef
-from twin.p3.objects import (
-    DsmrObjects,
-    MbusDevice,
-    NetworkInfo,
-    PortResult,
-    build_objects,
-)
+from twin.p3.dlms.cosem import AttributeRef
+from twin.p3.objects import DsmrObjects, build_objects
 from twin.p3.objects.base import obis_bytes
-from twin.p3.server import DlmsServer
+from twin.p3.server.association import ServerConfig
+from twin.p3.server.connection import DlmsServer
+from twin.ports import MbusDevice, NetworkInfo, PortResult
 from twin.store import Store
 
 START = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)

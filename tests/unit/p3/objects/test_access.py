@@ -6,7 +6,7 @@ import pytest
 from dlms_cosem.clients.dlms_client import DataResultError
 
 from tests.unit.p3.objects.conftest import Twin, attr, gx_decode, read, ref
-from twin.p3.cosem import DataAccessResult, SelectiveAccess
+from twin.p3.dlms.cosem import DataAccessResult, SelectiveAccess
 
 # Every object whose logical name the public client may read (the P3 tables, column P).
 PUBLIC_OBJECTS = {

@@ -5,7 +5,7 @@ them, P3 §8.3), as the P3 service reports it to the connection's session."""
 from __future__ import annotations
 
 from tests.unit.p3.objects.conftest import Twin, gx_decode, ref
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 
 MECHANISM_NAME = ref(15, "0-0:40.0.0", 6)
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tests.unit.p3.objects.conftest import Twin, attr, gx_decode, read, ref, run, write
 from tests.unit.p3.objects.gurux_reference import gurux_date_time, gurux_encode
 from twin.meter.events import EventCode, EventLog
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects import values as v
 
 

@@ -18,7 +18,7 @@ from tests.unit.p3.objects.conftest import (
 )
 from twin.meter.events import EventCode, EventLog
 from twin.p1.telegram import TelegramEncoder
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects import values as v
 
 

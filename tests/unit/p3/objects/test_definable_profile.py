@@ -32,7 +32,7 @@ from tests.unit.p3.objects.conftest import (
 )
 from tests.unit.p3.objects.test_profiles import Entries
 from twin.metering import Meter
-from twin.p3.cosem import DataAccessResult
+from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects import build_objects
 from twin.p3.objects import values as v
 from twin.p3.objects.base import obis_bytes

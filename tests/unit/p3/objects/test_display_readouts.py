@@ -32,12 +32,12 @@ from twin.clock import ManualClock
 from twin.display.service import DisplayService, ModuleStatus
 from twin.meter.state import MbusReading
 from twin.metering import Meter
-from twin.p3.cosem import ActionResult, DataAccessResult, SelectiveAccess
-from twin.p3.events import Transmit
+from twin.p3.dlms.cosem import ActionResult, DataAccessResult, SelectiveAccess
 from twin.p3.objects import build_objects
 from twin.p3.objects import values as v
 from twin.p3.objects.base import obis_bytes
 from twin.p3.objects.readout import ReadoutList
+from twin.p3.server.events import Transmit
 from twin.readout_lists import DEFAULT_LISTS
 from twin.store import Store
 

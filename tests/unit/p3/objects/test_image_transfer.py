@@ -7,7 +7,7 @@ import zlib
 
 from tests.unit.p3.objects.conftest import Twin, attr, big_action, gx_decode, read, ref
 from twin.meter.events import EventCode, EventLog
-from twin.p3.cosem import ActionResult
+from twin.p3.dlms.cosem import ActionResult
 from twin.p3.objects import values as v
 from twin.p3.objects.image import BLOCK_SIZE
 

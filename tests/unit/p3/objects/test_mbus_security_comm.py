@@ -12,10 +12,11 @@ from dlms_cosem.clients.dlms_client import ActionError
 
 from tests.unit.p3.objects.conftest import Twin, make_twin, method, read, ref, write
 from twin.meter.state import MbusReading
-from twin.p3.cosem import ActionResult
-from twin.p3.objects import KeyId, MbusDevice, PortResult, WrappedKey
+from twin.p3.dlms.cosem import ActionResult
+from twin.p3.objects import KeyId, WrappedKey
 from twin.p3.objects import values as v
 from twin.p3.service import inactivity_time_out_s
+from twin.ports import MbusDevice, PortResult
 
 CAPTURE = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 

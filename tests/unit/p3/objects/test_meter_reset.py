@@ -19,7 +19,7 @@ from tests.unit.p3.objects.conftest import (
 )
 from twin.meter.events import EventCode, EventLog
 from twin.metering import TARIFF_SETTING
-from twin.p3.cosem import ActionResult
+from twin.p3.dlms.cosem import ActionResult
 from twin.p3.objects import values as v
 from twin.p3.objects.base import obis_bytes
 from twin.p3.objects.tariff import switch

@@ -16,7 +16,7 @@ from twin.meter.events import EventCode, EventLog, mbus_event_code
 from twin.meter.model import Outbox
 from twin.meter.profiles import DailyProfileRow
 from twin.metering import Meter
-from twin.p3.cosem import ActionResult
+from twin.p3.dlms.cosem import ActionResult
 from twin.p3.objects import values as v
 from twin.store import Store
 

@@ -12,7 +12,7 @@ from dlms_cosem.cosem.selective_access import RangeDescriptor
 
 from tests.unit.p3.objects.conftest import Twin, advance, attr, read, ref, set_time
 from twin.meter.events import EventCode
-from twin.p3.cosem import DataAccessResult, SelectiveAccess
+from twin.p3.dlms.cosem import DataAccessResult, SelectiveAccess
 from twin.p3.objects import values as v
 
 CLOCK_COLUMN = CaptureObject(attr(8, "0-0:1.0.0", 2))

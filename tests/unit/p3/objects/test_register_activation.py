@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.unit.p3.objects.conftest import Twin, advance, make_twin, method, read, ref, write
-from twin.p3.cosem import ActionResult, DataAccessResult
+from twin.p3.dlms.cosem import ActionResult, DataAccessResult
 from twin.p3.objects import values as v
 from twin.p3.objects.base import obis_bytes
 

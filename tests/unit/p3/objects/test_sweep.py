@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from tests.unit.p3.objects.conftest import Twin, advance, gx_decode
 from twin.meter.state import MbusReading
-from twin.p3.cosem import AttributeRef, DataAccessResult, SelectiveAccess
+from twin.p3.dlms.cosem import AttributeRef, DataAccessResult, SelectiveAccess
 from twin.p3.objects import values as v
 
 
