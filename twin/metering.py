@@ -90,6 +90,9 @@ class Meter:
             )
             self.model.record_downtime(checkpoint.state.time, now)
         self._committed: dict[str, int] = {}
+        # Drained from the model but not yet durable: kept until a commit succeeds, so a
+        # failed commit (disk full) loses no row or event; the next commit carries them.
+        self._unsaved = Outbox()
         # Called after events were committed (e.g. GPRS re-checks the alarm register at once);
         # listeners must be quick and must not call back into the meter.
         self.on_events: list[Callable[[], None]] = []
@@ -102,7 +105,13 @@ class Meter:
         self._committed = self.model.state.registers_wh()
 
     def _store(self, outbox: Outbox) -> None:
-        self.store.commit(self.model.state, outbox)
+        self._unsaved.extend(outbox)
+        outbox, self._unsaved = self._unsaved, Outbox()
+        try:
+            self.store.commit(self.model.state, outbox)
+        except BaseException:
+            self._unsaved = outbox
+            raise
         if outbox.events:
             for listener in self.on_events:
                 listener()
@@ -110,7 +119,7 @@ class Meter:
     def tick(self) -> None:
         """Advance to now; commit at once if something was logged (events are never held)."""
         self.model.advance(self.clock.now())
-        if self.model.outbox:
+        if self.model.outbox or self._unsaved:
             self.commit()
 
     def publish(self, at: datetime | None = None) -> MeterReading:
