@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 SOCKET_NAME = "control.sock"
 MAX_REQUEST = 64 * 1024
+# How long `status` waits for the reading it takes to be committed (docs/operations.md).
+STATUS_WAIT_S = 0.1
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[object]]
 
@@ -150,8 +152,10 @@ class ControlServer:
     # ------------------------------------------------------------------ commands
 
     async def _status(self, request: Mapping[str, Any]) -> object:
-        status = reading_to_json(self.meter.publish())
+        # Answers while the store is stuck: then with the last committed reading (and why).
+        status = reading_to_json(await self.meter.latest(STATUS_WAIT_S))
         status["speed"] = self.meter.clock.speed
+        status["storage"] = self.meter.store.writer.status()
         status["ports"] = {name: describe() for name, describe in sorted(self.ports.items())}
         return status
 

@@ -1,8 +1,10 @@
 """The meter's memory: one SQLite database (WAL, synchronous=FULL) in the state directory.
 
-A commit is durable when `commit` returns: registers, event log entries and profile rows go
-in one transaction. The meter commits before it publishes anything, so no value that was ever
-shown on P1, P3 or `ctl status` can come back lower after a crash.
+A commit is durable when its future completes (`commit` waits for it): registers, event log
+entries and profile rows go in one transaction. The meter commits before it publishes
+anything, so no value that was ever shown on P1, P3 or `ctl status` can come back lower after
+a crash. Every write goes through one writer thread (twin/store_writer.py), in order; reads use
+the event loop's own connection and see what is committed, also while a write is stuck (WAL).
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,18 @@ from typing import Any
 from twin.meter.model import Outbox
 from twin.meter.state import MeterState
 from twin.store_profiles import ProfileTables, StoredEntry, insert_outbox
+from twin.store_writer import MeterCommit, StoreWriteError, StoreWriter
 
 __all__ = ["Checkpoint", "Store", "StoreError", "StoredEntry"]
 
 DATABASE = "meter.sqlite3"
 DATABASE_MODE = 0o640
 SCHEMA_VERSION = 1
+# How long a write the caller must see durable (settings, clears) may hold the event loop
+# before it is given up with a StoreError; a stalled or faulted store refuses at once.
+WRITE_WAIT_S = 2.0
+# At shutdown, how long the writer may take to write what is queued.
+CLOSE_WAIT_S = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -95,6 +103,7 @@ class Store(ProfileTables):
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
+        self.writer = StoreWriter(lambda: _connect(path), _write_commit, path)
 
     @classmethod
     def open(cls, state_dir: Path) -> Store:
@@ -104,10 +113,7 @@ class Store(ProfileTables):
             # The database holds keys: owner and group only. SQLite gives its -wal and -shm
             # files the mode of the database file, so create that one with the right mode.
             os.close(os.open(path, os.O_CREAT | os.O_RDWR, DATABASE_MODE))
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA busy_timeout=5000")
+            db = _connect(path)
             db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the store in {state_dir}: {exc}") from exc
@@ -123,20 +129,25 @@ class Store(ProfileTables):
             raise StoreError(f"{self.path} has schema {found}; this twin reads {SCHEMA_VERSION}")
 
     def close(self) -> None:
+        self.writer.close(CLOSE_WAIT_S)
         self._db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, write: Callable[[sqlite3.Connection], object]) -> None:
+        """One durable transaction, made by the writer; returns when it is on disk.
+
+        A faulted or stalled store refuses at once, and a write not made within WRITE_WAIT_S
+        is taken back if it has not started: the event loop never waits long on storage.
+        """
+        if self.writer.stalled():
+            raise StoreError(f"storage unavailable: {self.writer.fault or 'a write is stuck'}")
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"write to {self.path} failed: {exc}") from exc
+            future = self.writer.submit(write)
+            future.result(WRITE_WAIT_S)
+        except TimeoutError as exc:
+            self.writer.withdraw(future)
+            raise StoreError(f"write to {self.path} not made within {WRITE_WAIT_S} s") from exc
+        except StoreWriteError as exc:
+            raise StoreError(str(exc)) from exc
 
     # ------------------------------------------------------------------ meta and settings
 
@@ -145,19 +156,24 @@ class Store(ProfileTables):
         return None if row is None else str(row[0])
 
     def _set_meta(self, key: str, value: str) -> None:
-        with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self._write(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)
+            )
+        )
 
     def setting(self, key: str) -> Any:
         row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
     def put_setting(self, key: str, value: Any) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
-                (key, json.dumps(value)),
+        """Durable when it returns (the P3 invocation counter reservation relies on it)."""
+        text = json.dumps(value)
+        self._write(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, text)
             )
+        )
 
     # ------------------------------------------------------------------ state
 
@@ -167,13 +183,32 @@ class Store(ProfileTables):
             return None
         return Checkpoint(MeterState.from_record(json.loads(row[0])), float(row[1]))
 
+    def submit_commit(self, state: MeterState, outbox: Outbox) -> Future[None]:
+        """Queue the registers and the outbox as one transaction; durable when the future is.
+
+        The state is serialized here, on the caller's (the event loop's) thread: the model
+        never leaves it. The outbox is handed over and must not be touched afterwards.
+        """
+        record = json.dumps(state.to_record(), separators=(",", ":"))
+        return self.writer.submit_commit(MeterCommit(record, state.time.timestamp(), outbox))
+
     def commit(self, state: MeterState, outbox: Outbox) -> None:
         """Write the registers and everything in the outbox in one durable transaction."""
-        record = json.dumps(state.to_record(), separators=(",", ":"))
-        with self._transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO meter_state (id, record, meter_time, real_time)"
-                " VALUES (1, ?, ?, ?)",
-                (record, state.time.timestamp(), time.time()),
-            )
-            insert_outbox(db, outbox)
+        self.submit_commit(state, outbox).result()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
+def _write_commit(db: sqlite3.Connection, commit: MeterCommit) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO meter_state (id, record, meter_time, real_time)"
+        " VALUES (1, ?, ?, ?)",
+        (commit.record, commit.meter_time, time.time()),
+    )
+    insert_outbox(db, commit.outbox)

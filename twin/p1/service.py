@@ -38,7 +38,7 @@ PREPARE_AHEAD_S = 0.05
 class MeterSource(Protocol):
     """What the service needs of `twin.metering.Meter`."""
 
-    def publish(self, at: datetime | None = None) -> MeterReading: ...
+    async def publish_durable(self, at: datetime | None = None) -> MeterReading: ...
 
     def is_powered(self) -> bool: ...
 
@@ -128,7 +128,7 @@ class P1Service:
             due = rise + slot * self.interval
             if self.meter.is_powered():
                 # Commit before publish, but ahead of the slot: then wait for the slot itself.
-                reading = self.meter.publish(at=due)
+                reading = await self.meter.publish_durable(at=due)
                 await self.clock.sleep_until(due)
                 await self._send(reading, due)
             else:
