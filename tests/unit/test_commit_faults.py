@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import resource
 import signal
 import sqlite3
+import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import amsterdam, steady_config
+from twin.app import MeterLoop
 from twin.clock import ManualClock
+from twin.control import ControlServer, call
 from twin.meter.events import EventCode, EventLog
 from twin.metering import Meter
 from twin.store import Store
@@ -91,3 +96,48 @@ def _retried(meter: Meter, attempts: int) -> None:
         assert time.monotonic() < deadline, meter.store.writer.status()
         meter.submit()  # a new commit is a reason for the writer to try again
         time.sleep(0.05)
+
+
+async def test_a_stuck_write_holds_neither_status_nor_metering(tmp_path: Path) -> None:
+    start = amsterdam(2026, 11, 23, 12, 0)
+    clock = ManualClock(start)
+    socket_dir = Path(tempfile.mkdtemp(prefix="twin-"))  # Unix socket paths are short
+    meter = Meter(steady_config(), clock, Store.open(tmp_path), random.Random(1))
+    meter.act(lambda m, now: m.set_load_override(now, 3000))
+    control = ControlServer(meter, socket_dir / "control.sock")
+    metering = MeterLoop(meter, checkpoint_interval_s=900)
+    tasks = [asyncio.create_task(control.run()), asyncio.create_task(metering.run())]
+    disk = threading.Event()
+    # The disk stops in the middle of a write (a frozen file system): the writer waits.
+    meter.store.writer.submit(lambda db: disk.wait(10))
+    try:
+        await _until((socket_dir / "control.sock").exists)
+        before = (await call(socket_dir / "control.sock", {"cmd": "status"}))["1-0:1.8.2"]
+        await clock.advance(3600)
+        await _until(lambda: meter.model.time >= start + timedelta(hours=1))  # it meters on
+
+        began = time.monotonic()
+        status = await call(socket_dir / "control.sock", {"cmd": "status"})
+        assert time.monotonic() - began < 0.5
+        assert status["storage"]["stalled"] is True
+        assert status["1-0:1.8.2"] == before  # not a value that is not on disk
+        assert meter.store.load_profile(since=start) == []  # committed data stays readable
+
+        disk.set()
+        await asyncio.to_thread(_settled, meter)
+        status = await call(socket_dir / "control.sock", {"cmd": "status"})
+        assert status["1-0:1.8.2"] == 3.0
+        assert status["storage"]["stalled"] is False
+        assert len(meter.store.load_profile(since=start + timedelta(minutes=15))) == 4
+    finally:
+        disk.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _until(condition: Callable[[], bool], within_s: float = 5.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
