@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 SOCKET_NAME = "control.sock"
 MAX_REQUEST = 64 * 1024
 # How long `status` waits for the reading it takes to be committed (docs/operations.md).
-STATUS_WAIT_S = 0.1
+STATUS_WAIT_S = 0.05
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[object]]
 

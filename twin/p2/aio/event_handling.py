@@ -110,7 +110,8 @@ class MasterEventHandler:
             value_thousandths=int(event.volume_m3 * 1000),
             capture=event.capture_time,
         )
-        self.meter.act(lambda model, now: model.set_mbus_value(reading))
+        # A reading is nobody's acknowledgement: queued, so a busy bus never waits on disk.
+        self.meter.act_soon(lambda model, now: model.set_mbus_value(reading))
 
     def _event(self, event: MbusEvent) -> bytes:
         # The model sets the event's error and alarm register bits (twin/meter/alarms.py).
