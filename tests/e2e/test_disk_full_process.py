@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -46,14 +45,15 @@ def _fill(disk: Path) -> Path:
     """Write until the file system refuses (ENOSPC)."""
     filler = disk / "filler"
     block = b"\0" * 65536
-    with filler.open("wb") as out:
-        try:
-            while True:
-                out.write(block)
-                out.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    with filler.open("wb") as out, pytest.raises(OSError, match="No space left"):
+        _write_forever(out, block)
     return filler
+
+
+def _write_forever(out: BinaryIO, block: bytes) -> None:
+    while True:
+        out.write(block)
+        out.flush()
 
 
 def _status(state_dir: Path) -> dict[str, Any]:
@@ -74,8 +74,9 @@ def test_a_full_disk_holds_back_nothing_and_the_twin_keeps_answering(small_disk:
     command += ["--speed", "3600", "--p1", "pty://p1"]  # a load profile row every 0.25 s
     process = subprocess.Popen(command, stderr=log_path.open("w"))
     try:
-        _until(lambda: (state_dir / SOCKET_NAME).exists(), STARTUP_S, "no control socket")
+        _until((state_dir / SOCKET_NAME).exists, STARTUP_S, "no control socket")
         _until(lambda: _status(state_dir)["storage"]["pending_writes"] == 0, 5, "not settled")
+        before = datetime.fromisoformat(_status(state_dir)["meter_time"])
         filler = _fill(small_disk)
 
         _until(lambda: _status(state_dir)["storage"]["fault"] is not None, 20, "no fault seen")
@@ -90,6 +91,7 @@ def test_a_full_disk_holds_back_nothing_and_the_twin_keeps_answering(small_disk:
         filler.unlink()
         _until(lambda: _status(state_dir)["storage"]["fault"] is None, 10, "no recovery")
         _until(lambda: _status(state_dir)["storage"]["pending_writes"] == 0, 5, "not written")
+        after = datetime.fromisoformat(_status(state_dir)["meter_time"])
     finally:
         process.terminate()
         code = process.wait(timeout=10)
@@ -109,6 +111,9 @@ def test_a_full_disk_holds_back_nothing_and_the_twin_keeps_answering(small_disk:
     assert all(b.time - a.time == timedelta(minutes=15) for a, b in pairwise(rows)), [
         r.time.isoformat() for r in rows
     ]
-    assert len(rows) > 20
+    # ... from before the disk ran full to after it had space again (hours of meter time).
+    assert rows[0].time <= before
+    assert rows[-1].time > after - timedelta(minutes=15)
+    assert after - before > timedelta(hours=2)
     with contextlib.suppress(OSError):
         log_path.unlink()
