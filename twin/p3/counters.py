@@ -32,8 +32,11 @@ class BlockReservation:
             # reaches the maximum value" (the CS must have changed the GUEK before that).
             self._next = self._limit = 0
         if self._next >= self._limit:
-            self._limit = min(self._next + self._block, _SPACE)
-            self._persist(self._limit)
+            limit = min(self._next + self._block, _SPACE)
+            # Taken as reserved only once persisted: a failed persist (storage fault) must
+            # not leave a block in memory that the disk does not know of.
+            self._persist(limit)
+            self._limit = limit
         value = self._next
         self._next += 1
         return value

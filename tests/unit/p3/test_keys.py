@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import stat
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +16,8 @@ from twin.cli import main
 from twin.config import P3Config
 from twin.p3.keys import COUNTER_SETTING, KeyStore, read_keys
 from twin.p3.objects.ports import KeyId, PortResult, WrappedKey
-from twin.store import Store
+from twin.store import Store, StoreError
+from twin.store_writer import STALLED_AFTER_S
 
 MASTER = bytes(range(16))
 GUEK = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
@@ -147,3 +150,27 @@ def test_keys_show_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     # A second call reads the same keys and prints them as text too.
     assert main(["keys", "show", "--state-dir", str(tmp_path)]) == 0
     assert shown["guek"] in capsys.readouterr().out
+
+
+def test_no_counter_is_used_before_its_reservation_is_on_disk(tmp_path: Path) -> None:
+    store, keys = reopen(tmp_path, block=10)
+    first = [keys.counters.next_invocation_counter() for _ in range(10)]  # block 1..10
+    disk = threading.Event()
+    # The disk stops in the middle of a write (a frozen file system): the writer waits.
+    store.writer.submit(lambda db: disk.wait(10))
+    time.sleep(STALLED_AFTER_S * 1.5)
+    with pytest.raises(StoreError, match="storage unavailable"):
+        keys.counters.next_invocation_counter()  # 11 would need a new reservation
+    disk.set()
+    _settled(store)
+    again = keys.counters.next_invocation_counter()
+    assert again > first[-1]
+    _store2, keys2 = reopen(tmp_path, block=10)  # "kill -9" now: nothing used is handed out
+    assert keys2.counters.next_invocation_counter() > again
+
+
+def _settled(store: Store) -> None:
+    deadline = time.monotonic() + 5
+    while store.writer.pending():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
