@@ -185,7 +185,7 @@ class Meter:
         """
         if self.clock.speed <= 1:
             return when
-        return min(when, max(self.model.time, self.model.time + SYNC_STEP))
+        return min(when, self.model.time + SYNC_STEP)
 
     # ------------------------------------------------------------------ readings
 

@@ -54,7 +54,7 @@ class MeterCommit:
 
 @dataclass(slots=True)
 class _Job:
-    write: Write | None  # None: a meter commit (`commit`), written by `commit_writer`
+    write: Write | None  # None for a meter commit (`commit`)
     commit: MeterCommit | None
     future: Future[None] = field(default_factory=Future)
 
@@ -80,7 +80,6 @@ class StoreWriter:
         self.failed_attempts = 0
         self.fault: str | None = None
         self.fault_since: float | None = None
-        self.faults = 0  # distinct faults seen (each logged once)
         self._thread = threading.Thread(target=self._serve, name="dsmr-twin.store", daemon=True)
         self._thread.start()
 
@@ -200,13 +199,13 @@ class StoreWriter:
             self._jobs.popleft()
             self._running = None
         self._recovered()
-        job.future.set_result(None)
+        if not job.future.cancelled():  # nobody cancels a queued job's future; be sure anyway
+            job.future.set_result(None)
 
     def _failed(self, job: _Job, exc: sqlite3.Error) -> None:
         cause = f"write to {self.path} failed: {exc}"
         self.failed_attempts += 1
         if self.fault is None:
-            self.faults += 1
             self.fault_since = time.monotonic()
             log.error(
                 "storage fault: %s; retrying every %.0f s, nothing is discarded", cause, RETRY_S
@@ -215,9 +214,15 @@ class StoreWriter:
         with self._lock:
             self._running = None
             if self._closing:
-                # Shutting down on a fault: what cannot be written now stays unwritten.
+                # Shutting down on a fault: what cannot be written now stays unwritten (a
+                # restart records the gap as downtime, PDN/DNV rows in the load profile).
+                log.error(
+                    "%d writes to %s not made at shutdown: %s", len(self._jobs), self.path, cause
+                )
                 while self._jobs:
-                    self._jobs.popleft().future.set_exception(StoreWriteError(cause))
+                    future = self._jobs.popleft().future
+                    if not future.cancelled():
+                        future.set_exception(StoreWriteError(cause))
                 return
             # Wait before retrying, unless a new job (or close) arrives: a sign to try again.
             seen = self._submissions
