@@ -14,7 +14,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ SCHEMA_VERSION = 1
 # How long a write the caller must see durable (settings, clears) may hold the event loop
 # before it is given up with a StoreError; a stalled or faulted store refuses at once.
 WRITE_WAIT_S = 2.0
+STALL_POLL_S = 0.05  # how often a waiting writer's caller checks whether the store stalled
 # At shutdown, how long the writer may take to write what is queued.
 CLOSE_WAIT_S = 1.0
 
@@ -135,17 +136,21 @@ class Store(ProfileTables):
     def _write(self, write: Callable[[sqlite3.Connection], object]) -> None:
         """One durable transaction, made by the writer; returns when it is on disk.
 
-        A faulted or stalled store refuses at once, and a write not made within WRITE_WAIT_S
-        is taken back if it has not started: the event loop never waits long on storage.
+        A faulted or stalled store refuses at once; a write that is not made before the
+        store turns out stalled (or within WRITE_WAIT_S) is taken back if it has not
+        started, so the event loop never waits long on storage.
         """
         if self.writer.stalled():
             raise StoreError(f"storage unavailable: {self.writer.fault or 'a write is stuck'}")
+        future = self.writer.submit(write)
+        deadline = time.monotonic() + WRITE_WAIT_S
+        while not future.done():
+            wait([future], STALL_POLL_S)
+            if not future.done() and (self.writer.stalled() or time.monotonic() > deadline):
+                self.writer.withdraw(future)
+                raise StoreError(f"storage unavailable: {self.writer.fault or 'a write is stuck'}")
         try:
-            future = self.writer.submit(write)
-            future.result(WRITE_WAIT_S)
-        except TimeoutError as exc:
-            self.writer.withdraw(future)
-            raise StoreError(f"write to {self.path} not made within {WRITE_WAIT_S} s") from exc
+            future.result()
         except StoreWriteError as exc:
             raise StoreError(str(exc)) from exc
 

@@ -85,6 +85,7 @@ def test_a_full_disk_holds_back_nothing_and_the_twin_keeps_answering(small_disk:
             status = _status(state_dir)
             assert time.monotonic() - began < 1.0
             time.sleep(0.3)
+        time.sleep(1.5)  # hours of meter time pass while nothing can be written
         assert "database or disk is full" in status["storage"]["fault"]
         assert status["storage"]["failed_attempts"] > 1
 

@@ -23,7 +23,8 @@ from twin.clock import ManualClock
 from twin.control import ControlServer, call
 from twin.meter.events import EventCode, EventLog
 from twin.metering import Meter
-from twin.store import Store
+from twin.store import Store, StoreError
+from twin.store_writer import STALLED_AFTER_S
 
 
 @contextmanager
@@ -122,6 +123,10 @@ async def test_a_stuck_write_holds_neither_status_nor_metering(tmp_path: Path) -
         assert status["storage"]["stalled"] is True
         assert status["1-0:1.8.2"] == before  # not a value that is not on disk
         assert meter.store.load_profile(since=start) == []  # committed data stays readable
+        began = time.monotonic()
+        shown = meter.publish()  # what P3 reads: at once, and only what is on disk
+        assert time.monotonic() - began < 0.1
+        assert shown.energy_wh["1-0:1.8.2"] == before * 1000
 
         disk.set()
         await asyncio.to_thread(_settled, meter)
@@ -141,3 +146,18 @@ async def _until(condition: Callable[[], bool], within_s: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
+
+
+def test_a_write_behind_a_stuck_one_gives_up_as_soon_as_the_store_is_stalled(
+    tmp_path: Path,
+) -> None:
+    store = Store.open(tmp_path)
+    disk = threading.Event()
+    store.writer.submit(lambda db: disk.wait(10))  # a frozen file system (a fake of the disk)
+    began = time.monotonic()
+    with pytest.raises(StoreError, match="a write is stuck"):
+        store.put_setting("example", 1)
+    assert time.monotonic() - began < STALLED_AFTER_S + 0.3  # the loop was held that long only
+    disk.set()
+    store.close()
+    assert Store.open(tmp_path).setting("example") is None  # taken back: not written later
