@@ -9,6 +9,7 @@ the event loop's own connection and see what is committed, also while a write is
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -173,12 +174,20 @@ class Store(ProfileTables):
 
     def put_setting(self, key: str, value: Any) -> None:
         """Durable when it returns (the P3 invocation counter reservation relies on it)."""
-        text = json.dumps(value)
-        self._write(
-            lambda db: db.execute(
-                "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, text)
-            )
-        )
+        self._write(_setting_write(key, value))
+
+    async def put_setting_async(self, key: str, value: Any) -> None:
+        """Durable when it returns, awaited without holding the event loop (a port that must
+        persist before it answers, and does so often: the P2 master and gas meter). A
+        stalled or faulted store refuses at once with StoreError, as `put_setting` does."""
+        if self.writer.stalled():
+            raise StoreError(f"storage unavailable: {self.writer.fault or 'a write is stuck'}")
+        future = self.writer.submit(_setting_write(key, value))
+        try:
+            # Shielded: a cancelled caller leaves the queued write in order, not half-known.
+            await asyncio.shield(asyncio.wrap_future(future))
+        except StoreWriteError as exc:
+            raise StoreError(str(exc)) from exc
 
     # ------------------------------------------------------------------ state
 
@@ -200,6 +209,13 @@ class Store(ProfileTables):
     def commit(self, state: MeterState, outbox: Outbox) -> None:
         """Write the registers and everything in the outbox in one durable transaction."""
         self.submit_commit(state, outbox).result()
+
+
+def _setting_write(key: str, value: Any) -> Callable[[sqlite3.Connection], object]:
+    text = json.dumps(value)
+    return lambda db: db.execute(
+        "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, text)
+    )
 
 
 def _connect(path: Path) -> sqlite3.Connection:

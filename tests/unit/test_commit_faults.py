@@ -161,3 +161,21 @@ def test_a_write_behind_a_stuck_one_gives_up_as_soon_as_the_store_is_stalled(
     disk.set()
     store.close()
     assert Store.open(tmp_path).setting("example") is None  # taken back: not written later
+
+
+async def test_an_awaited_settings_write_leaves_the_loop_free(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    disk = threading.Event()
+    store.writer.submit(lambda db: disk.wait(10))  # a slow disk (a fake of the disk)
+    write = asyncio.create_task(store.put_setting_async("example", 1))
+    began = time.monotonic()
+    for _ in range(10):  # the loop goes on while the write waits for the disk
+        await asyncio.sleep(0.01)
+    assert time.monotonic() - began < 0.3
+    assert not write.done()
+    disk.set()
+    await asyncio.wait_for(write, 5)  # then it is durable
+    store.close()
+    again = Store.open(tmp_path)
+    assert again.setting("example") == 1
+    again.close()
