@@ -34,7 +34,7 @@ CLOCK_OFFSET_SETTING = "clock_offset_s"
 # it goes on with the last committed reading; a faulted or stalled store is not waited for.
 SYNC_WAIT_S = 0.5
 # Meter time a synchronous caller integrates itself at simulated speeds (see `_reachable`).
-SYNC_STEP = timedelta(hours=1)
+SYNC_STEP = timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,7 +115,8 @@ class MasterEventHandler:
 
     def _event(self, event: MbusEvent) -> bytes:
         # The model sets the event's error and alarm register bits (twin/meter/alarms.py).
-        self.meter.act(lambda model, now: model.log_event(now, event.code))
+        # Queued at once (events are never held), not waited for: nobody is answered here.
+        self.meter.act_soon(lambda model, now: model.log_event(now, event.code))
         log.info("M-Bus event %d (channel %d, %s)", event.code, event.channel, event.kind.name)
         if event.kind is MbusEventKind.COMMUNICATION_OK:
             self.syncs.want(event.channel)  # P2 §6.2.1: "after any communication restart"
