@@ -162,10 +162,6 @@ class Meter:
                 for listener in self.on_events:
                     listener()
 
-    def backlog(self) -> timedelta:
-        """Meter time the model has still to integrate up to the clock."""
-        return max(timedelta(0), self.clock.now() - self.model.time)
-
     def catch_up(self, step: timedelta) -> bool:
         """Integrate at most `step` of meter time toward now; True once the model is there.
 
