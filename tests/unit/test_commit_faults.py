@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import resource
 import signal
@@ -12,13 +13,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.support import amsterdam, steady_config
-from twin.app import MeterLoop
+from twin.app import MeterLoop, build, serve
 from twin.clock import ManualClock
 from twin.control import ControlServer, call
 from twin.meter.events import EventCode, EventLog
@@ -179,3 +181,24 @@ async def test_an_awaited_settings_write_leaves_the_loop_free(tmp_path: Path) ->
     again = Store.open(tmp_path)
     assert again.setting("example") == 1
     again.close()
+
+
+async def test_sigterm_with_a_frozen_disk_stops_within_two_seconds() -> None:
+    state_dir = Path(tempfile.mkdtemp(prefix="twin-"))  # Unix socket paths are short
+    config = steady_config()
+    config = replace(config, clock=replace(config.clock, speed=3600.0))
+    twin = build(config, state_dir)
+    running = asyncio.create_task(serve(twin))
+    disk = threading.Event()
+    try:
+        await _until((state_dir / "control.sock").exists)
+        twin.store.writer.submit(lambda db: disk.wait(10))  # the file system freezes
+        await asyncio.sleep(STALLED_AFTER_S)
+        began = time.monotonic()
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(running, 5)
+        assert time.monotonic() - began < 2.0
+    finally:
+        disk.set()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
