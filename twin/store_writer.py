@@ -13,6 +13,7 @@ stays short and every row and event is still written, in order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -183,24 +184,33 @@ class StoreWriter:
     def _run(self, db: sqlite3.Connection, job: _Job) -> None:
         try:
             db.execute("BEGIN IMMEDIATE")
-            try:
-                if job.commit is not None:
-                    self._write_commit(db, job.commit)
-                elif job.write is not None:
-                    job.write(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            if job.commit is not None:
+                self._write_commit(db, job.commit)
+            elif job.write is not None:
+                job.write(db)
             db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except sqlite3.Error as exc:  # storage: retried until it succeeds
+            _roll_back(db)
             self._failed(job, exc)
             return
+        except Exception as exc:  # a bug in the write itself: retrying cannot help
+            _roll_back(db)
+            log.exception("write to %s refused by the writer", self.path)
+            self._finish(job, exc)
+            return
+        self._recovered()
+        self._finish(job, None)
+
+    def _finish(self, job: _Job, error: Exception | None) -> None:
         with self._lock:
             self._jobs.popleft()
             self._running = None
-        self._recovered()
-        if not job.future.cancelled():  # nobody cancels a queued job's future; be sure anyway
+        if job.future.cancelled():  # nobody cancels a queued job's future; be sure anyway
+            return
+        if error is None:
             job.future.set_result(None)
+        else:
+            job.future.set_exception(error)
 
     def _failed(self, job: _Job, exc: sqlite3.Error) -> None:
         cause = f"write to {self.path} failed: {exc}"
@@ -238,3 +248,11 @@ class StoreWriter:
             self.fault,
         )
         self.fault, self.fault_since = None, None
+
+
+def _roll_back(db: sqlite3.Connection) -> None:
+    """End a failed transaction, so the retry can begin a new one. SQLite may have rolled it
+    back itself (a full disk at COMMIT); then there is nothing left to end."""
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):  # the retry meets the same fault and logs it
+            db.execute("ROLLBACK")

@@ -202,3 +202,18 @@ async def test_sigterm_with_a_frozen_disk_stops_within_two_seconds() -> None:
         disk.set()
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+def test_a_write_that_raises_fails_alone_and_the_writer_goes_on(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+
+    def broken(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO settings (key, value) VALUES ('half', '1')")
+        raise ValueError("not storable")
+
+    with pytest.raises(ValueError, match="not storable"):
+        store.writer.submit(broken).result(5)
+    store.put_setting("after", 2)
+    assert store.setting("after") == 2
+    assert store.setting("half") is None  # rolled back
+    store.close()
