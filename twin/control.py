@@ -62,6 +62,8 @@ MAX_REQUEST = 64 * 1024  # bytes in one request line; the longest real one (a me
 IDLE_TIMEOUT_S = 5.0
 POWER_FAILURE_MAX_S = 365 * 86400  # a year: far beyond any real outage, within P1 F10 and P3
 SAG_SWELL_MAX_S = 86400.0  # a day; a longer excursion is a supply fault, not a sag or swell
+# How long `status` waits for the reading it takes to be committed (docs/operations.md).
+STATUS_WAIT_S = 0.05
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[object]]
 
@@ -239,8 +241,10 @@ class ControlServer(ControlSocket):
     # ------------------------------------------------------------------ commands
 
     async def _status(self, request: Mapping[str, Any]) -> object:
-        status = reading_to_json(self.meter.publish())
+        # Answers while the store is stuck: then with the last committed reading (and why).
+        status = reading_to_json(await self.meter.latest(STATUS_WAIT_S))
         status["speed"] = self.meter.clock.speed
+        status["storage"] = self.meter.store.writer.status()
         status["ports"] = {name: describe() for name, describe in sorted(self.ports.items())}
         return status
 

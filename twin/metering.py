@@ -7,10 +7,15 @@ ever shown can be lost or come back lower after a crash.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time
+from concurrent.futures import Future, wait
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TypeVar
 
 from twin.clock import (
@@ -25,7 +30,7 @@ from twin.clock import (
     clamp_carryable,
 )
 from twin.config import WEEKDAYS, Config, parse_hhmm
-from twin.meter.model import MeterModel, Outbox
+from twin.meter.model import MeterModel
 from twin.meter.state import MeterReading, MeterState
 from twin.meter.tariff import TariffProgram
 from twin.store import Store
@@ -34,6 +39,21 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 TARIFF_SETTING = "tariff_program"
+# How long a synchronous caller (a P3 read, an operator action) waits for its commit before
+# it goes on with the last committed reading; a faulted or stalled store is not waited for.
+SYNC_WAIT_S = 0.5
+# Meter time a synchronous caller integrates itself at simulated speeds (see `_reachable`).
+SYNC_STEP = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class _Inflight:
+    """A submitted commit: what becomes true when its future completes."""
+
+    future: Future[None]
+    registers: dict[str, int]
+    reading: MeterReading | None
+    events: bool
 
 
 def program_from_config(config: Config) -> TariffProgram:
@@ -102,11 +122,14 @@ class Meter:
                 "meter resumes after %.0f s of downtime (recorded as a power failure)", downtime
             )
             self.model.record_downtime(checkpoint.state.time, now)
-        self._committed: dict[str, int] = {}
+        # Commits submitted to the store's writer and not yet seen durable, oldest first.
+        self._inflight: deque[_Inflight] = deque()
+        self._durable: dict[str, int] = {}  # registers of the last commit known durable
+        self._published: MeterReading | None = None  # the last reading known durable
         # Called after events were committed (e.g. GPRS re-checks the alarm register at once);
         # listeners must be quick and must not call back into the meter.
         self.on_events: list[Callable[[], None]] = []
-        self.commit()
+        self.publish()
         if checkpoint is not None and config.clock.resync:
             self._resync()
 
@@ -139,44 +162,138 @@ class Meter:
         log.info("clock resync to %s (a shift of %.0f s)", target.isoformat(), shift)
         self.set_time(target, event=shift > TIME_SHIFT_LIMIT_S)
 
+    # ------------------------------------------------------------------ commits
+
     def commit(self) -> None:
-        """Advance to now and make the registers and the outbox durable."""
-        self.model.advance(self.clock.now())
-        self._store(self.model.drain())
-        self._committed = self.model.state.registers_wh()
+        """Advance to now and make the registers and the outbox durable.
 
-    def _store(self, outbox: Outbox) -> None:
-        self.store.commit(self.model.state, outbox)
-        if outbox.events:
-            for listener in self.on_events:
-                listener()
+        Waits for the store at most SYNC_WAIT_S, and not at all while it is faulted or
+        stalled: the commit then stays queued, in order, and is written when it can be.
+        """
+        self.model.advance(self._reachable(self.clock.now()))
+        self._wait(self._submit(None))
 
-    def tick(self) -> None:
-        """Advance to now; commit at once if something was logged (events are never held)."""
-        self.model.advance(self.clock.now())
-        if self.model.outbox:
-            self.commit()
+    def submit(self) -> None:
+        """Hand what the model logged and its registers to the writer, without waiting."""
+        self._submit(None)
+
+    def _submit(self, reading: MeterReading | None) -> Future[None]:
+        # The outbox leaves the model only into a queued commit, which the writer retries
+        # until it succeeds: a failed commit (disk full) loses no row or event.
+        outbox = self.model.drain()
+        future = self.store.submit_commit(self.model.state, outbox)
+        registers = self.model.state.registers_wh()
+        self._inflight.append(_Inflight(future, registers, reading, bool(outbox.events)))
+        return future
+
+    def _wait(self, future: Future[None]) -> bool:
+        """Wait briefly for `future` unless the store is stalled; True if it is durable."""
+        if not self.store.writer.stalled():
+            wait([future], SYNC_WAIT_S)
+        self.settle()
+        return future.done() and not future.cancelled() and future.exception() is None
+
+    def settle(self) -> None:
+        """Take note of the commits that became durable (always on the event loop's thread)."""
+        while self._inflight and self._inflight[0].future.done():
+            done = self._inflight.popleft()
+            if done.future.cancelled() or done.future.exception() is not None:
+                continue  # only at shutdown on a faulted store; the writer logged it
+            self._durable = done.registers
+            if done.reading is not None:
+                self._published = done.reading
+            if done.events:
+                for listener in self.on_events:
+                    listener()
+
+    def catch_up(self, step: timedelta) -> bool:
+        """Integrate at most `step` of meter time toward now; True once the model is there.
+
+        The metering loop calls this between yields, so a fast clock (or a long pause)
+        never holds the event loop for more than one step's worth of integration.
+        """
+        now = self.clock.now()
+        self.model.advance(min(now, self.model.time + step))
+        return self.model.time >= now
+
+    def _reachable(self, when: datetime) -> datetime:
+        """How far a synchronous caller may integrate on the spot.
+
+        At speed 1 the backlog is at most a metering tick. At simulated speeds the metering
+        loop carries the backlog in steps with yields in between; a read or an action
+        integrates at most SYNC_STEP itself, so it never holds the event loop for long.
+        """
+        if self.clock.speed <= 1:
+            return when
+        return min(when, self.model.time + SYNC_STEP)
+
+    # ------------------------------------------------------------------ readings
+
+    def _prepare(self, at: datetime | None) -> tuple[MeterReading, Future[None] | None]:
+        now = self.clock.now()
+        # Never ahead of the meter's range: a slot after TIME_MAX is never reached (twin/clock).
+        reading = self.model.reading(self._reachable(min(max(at, now), TIME_MAX) if at else now))
+        self.settle()
+        if not self.model.outbox and reading.energy_wh == self._durable and not self._inflight:
+            return reading, None  # nothing in it that is not durable already
+        return reading, self._submit(reading)
 
     def publish(self, at: datetime | None = None) -> MeterReading:
-        """A snapshot that is safe to show: everything in it is committed first.
+        """A snapshot that is safe to show: everything in it is committed.
 
         `at` may lie a little ahead of the clock: a port that must send on time (P1 every 10 s)
         takes and commits its reading just before the due time, so no fsync sits between the
         due time and the first byte on the wire. The model never runs back to the clock.
+        When the store cannot commit within SYNC_WAIT_S (or is faulted) this is the last
+        reading that was committed: what is shown is never ahead of what is on disk.
         """
-        now = self.clock.now()
-        # Never ahead of the meter's range: a slot after TIME_MAX is never reached (twin/clock).
-        reading = self.model.reading(min(max(at, now), TIME_MAX) if at else now)
-        if self.model.outbox or reading.energy_wh != self._committed:
-            self._store(self.model.drain())
-            self._committed = dict(reading.energy_wh)
+        reading, future = self._prepare(at)
+        if future is None or self._wait(future):
+            return reading
+        return self._last_durable(reading)
+
+    def _last_durable(self, fallback: MeterReading) -> MeterReading:
+        return self._published if self._published is not None else fallback
+
+    async def publish_durable(self, at: datetime | None = None) -> MeterReading:
+        """Like `publish`, but waits (without holding the event loop) until it is committed,
+        however long the store takes: for a port that must never show an older reading."""
+        reading, future = self._prepare(at)
+        if future is not None:
+            # Shielded: a caller cancelled while waiting must not cancel the queued commit.
+            await asyncio.shield(asyncio.wrap_future(future))
+            self.settle()
         return reading
+
+    async def latest(self, timeout_s: float) -> MeterReading:
+        """The newest reading that is committed within `timeout_s`, else the last committed
+        one (`ctl status`: it answers while the store is stuck, and never shows more)."""
+        reading, future = self._prepare(None)
+        if future is None:
+            return reading
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(asyncio.wrap_future(future))
+        self.settle()
+        return reading if future.done() else self._last_durable(reading)
 
     def act(self, action: Callable[[MeterModel, datetime], T]) -> T:
         """Run an operator action at the current meter time and commit what it logged."""
-        result = action(self.model, self.clock.now())
-        self.commit()
+        result = self._apply(action)
+        self.commit()  # an acknowledged change is durable (unless the store is stuck)
         return result
+
+    def act_soon(self, action: Callable[[MeterModel, datetime], T]) -> T:
+        """Like `act`, for a change nobody is answered about (a value read from an M-Bus
+        device): queued in order, not waited for, so a busy bus never holds the loop."""
+        result = self._apply(action)
+        self.submit()
+        return result
+
+    def _apply(self, action: Callable[[MeterModel, datetime], T]) -> T:
+        at = self._reachable(self.clock.now())
+        self.model.advance(at)
+        return action(self.model, at)
 
     def set_time(self, new: datetime, *, event: bool = True) -> None:
         """Set the meter clock (P3 clock object); the next checkpoint carries the new time.

@@ -1,8 +1,10 @@
 """The meter's memory: one SQLite database (WAL, synchronous=FULL) in the state directory.
 
-A commit is durable when `commit` returns: registers, event log entries and profile rows go
-in one transaction. The meter commits before it publishes anything, so no value that was ever
-shown on P1, P3 or `ctl status` can come back lower after a crash.
+A commit is durable when its future completes (`commit` waits for it): registers, event log
+entries and profile rows go in one transaction. The meter commits before it publishes
+anything, so no value that was ever shown on P1, P3 or `ctl status` can come back lower after
+a crash. Every write goes through one writer thread (twin/store_writer.py), in order; reads use
+the event loop's own connection and see what is committed, also while a write is stuck (WAL).
 
 Opening never turns an existing meter into a new one: a database that is empty, damaged or not
 a twin's is refused with a message (restore it with `dsmr-twin store restore`); only a state
@@ -16,13 +18,14 @@ operators in the service's group reach the control socket in the same directory.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from typing import Any
 from twin.meter.model import Outbox
 from twin.meter.state import MeterState
 from twin.store_profiles import ProfileTables, StoredEntry, insert_outbox
+from twin.store_writer import MeterCommit, StoreWriteError, StoreWriter
 
 __all__ = ["Checkpoint", "Store", "StoreError", "StoredEntry"]
 
@@ -39,6 +43,12 @@ STATE_DIR_MODE = 0o750  # the twin's group (operators: ctl, logs) may enter it
 SIDE_FILES = ("-wal", "-shm")  # SQLite gives them the database file's mode
 BACKUP_DIR = "backups"  # twin/store_backup.py
 SCHEMA_VERSION = 1
+# How long a write the caller must see durable (settings, clears) may hold the event loop
+# before it is given up with a StoreError; a stalled or faulted store refuses at once.
+WRITE_WAIT_S = 2.0
+STALL_POLL_S = 0.05  # how often a waiting writer's caller checks whether the store stalled
+# At shutdown, how long the writer may take to write what is queued.
+CLOSE_WAIT_S = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -108,6 +118,7 @@ class Store(ProfileTables):
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
+        self.writer = StoreWriter(lambda: _connect(path), _write_commit, path)
 
     @classmethod
     def open(cls, state_dir: Path) -> Store:
@@ -130,9 +141,7 @@ class Store(ProfileTables):
             raise StoreError(_cannot_open(state_dir, exc)) from exc
         try:
             _check_integrity(db, path)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA busy_timeout=5000")
+            _set_pragmas(db)
             store = cls(db, path)
             store._check_version()
             # Tables added since the database was made (CREATE ... IF NOT EXISTS).
@@ -154,20 +163,29 @@ class Store(ProfileTables):
             raise StoreError(f"{self.path} has schema {found}; this twin reads {SCHEMA_VERSION}")
 
     def close(self) -> None:
+        self.writer.close(CLOSE_WAIT_S)
         self._db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, write: Callable[[sqlite3.Connection], object]) -> None:
+        """One durable transaction, made by the writer; returns when it is on disk.
+
+        A faulted or stalled store refuses at once; a write that is not made before the
+        store turns out stalled (or within WRITE_WAIT_S) is taken back if it has not
+        started, so the event loop never waits long on storage.
+        """
+        if self.writer.stalled():
+            raise StoreError(f"storage unavailable: {self.writer.fault or 'a write is stuck'}")
+        future = self.writer.submit(write)
+        deadline = time.monotonic() + WRITE_WAIT_S
+        while not future.done():
+            wait([future], STALL_POLL_S)
+            if not future.done() and (self.writer.stalled() or time.monotonic() > deadline):
+                self.writer.withdraw(future)
+                raise StoreError(f"storage unavailable: {self.writer.fault or 'a write is stuck'}")
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"write to {self.path} failed: {exc}") from exc
+            future.result()
+        except StoreWriteError as exc:
+            raise StoreError(str(exc)) from exc
 
     # ------------------------------------------------------------------ meta and settings
 
@@ -179,19 +197,32 @@ class Store(ProfileTables):
         return None if row is None else str(row[0])
 
     def _set_meta(self, key: str, value: str) -> None:
-        with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self._write(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)
+            )
+        )
 
     def setting(self, key: str) -> Any:
         row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
     def put_setting(self, key: str, value: Any) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
-                (key, json.dumps(value)),
-            )
+        """Durable when it returns (the P3 invocation counter reservation relies on it)."""
+        self._write(_setting_write(key, value))
+
+    async def put_setting_async(self, key: str, value: Any) -> None:
+        """Durable when it returns, awaited without holding the event loop (a port that must
+        persist before it answers, and does so often: the P2 master and gas meter). A
+        stalled or faulted store refuses at once with StoreError, as `put_setting` does."""
+        if self.writer.stalled():
+            raise StoreError(f"storage unavailable: {self.writer.fault or 'a write is stuck'}")
+        future = self.writer.submit(_setting_write(key, value))
+        try:
+            # Shielded: a cancelled caller leaves the queued write in order, not half-known.
+            await asyncio.shield(asyncio.wrap_future(future))
+        except StoreWriteError as exc:
+            raise StoreError(str(exc)) from exc
 
     # ------------------------------------------------------------------ state
 
@@ -204,16 +235,47 @@ class Store(ProfileTables):
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"{self.path}: the stored meter state is damaged: {exc!r}") from exc
 
+    def submit_commit(self, state: MeterState, outbox: Outbox) -> Future[None]:
+        """Queue the registers and the outbox as one transaction; durable when the future is.
+
+        The state is serialized here, on the caller's (the event loop's) thread: the model
+        never leaves it. The outbox is handed over and must not be touched afterwards.
+        """
+        record = json.dumps(state.to_record(), separators=(",", ":"))
+        return self.writer.submit_commit(MeterCommit(record, state.time.timestamp(), outbox))
+
     def commit(self, state: MeterState, outbox: Outbox) -> None:
         """Write the registers and everything in the outbox in one durable transaction."""
-        record = json.dumps(state.to_record(), separators=(",", ":"))
-        with self._transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO meter_state (id, record, meter_time, real_time)"
-                " VALUES (1, ?, ?, ?)",
-                (record, state.time.timestamp(), time.time()),
-            )
-            insert_outbox(db, outbox)
+        self.submit_commit(state, outbox).result()
+
+
+def _setting_write(key: str, value: Any) -> Callable[[sqlite3.Connection], object]:
+    text = json.dumps(value)
+    return lambda db: db.execute(
+        "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, text)
+    )
+
+
+def _set_pragmas(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA busy_timeout=5000")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """The writer thread's own connection."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    _set_pragmas(db)
+    return db
+
+
+def _write_commit(db: sqlite3.Connection, commit: MeterCommit) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO meter_state (id, record, meter_time, real_time)"
+        " VALUES (1, ?, ?, ?)",
+        (commit.record, commit.meter_time, time.time()),
+    )
+    insert_outbox(db, commit.outbox)
 
 
 # ---------------------------------------------------------------------- opening and checking

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -140,7 +139,7 @@ class ProfileTables:
 
     _db: sqlite3.Connection
 
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+    def _write(self, write: Callable[[sqlite3.Connection], object]) -> None:
         raise NotImplementedError
 
     def events(self, log: EventLog, limit: int | None = None) -> list[Event]:
@@ -203,15 +202,19 @@ class ProfileTables:
 
     def add_definable_entry(self, when: datetime, entry: bytes, drop: Iterable[int] = ()) -> None:
         """Store one captured entry and remove the entries `drop` it displaces, durably."""
-        with self._transaction() as db:
-            self._drop_entries(db, drop)
+        dropped = list(drop)
+
+        def write(db: sqlite3.Connection) -> None:
+            self._drop_entries(db, dropped)
             db.execute(
                 "INSERT INTO definable_profile (time, entry) VALUES (?, ?)", (_ts(when), entry)
             )
 
+        self._write(write)
+
     def drop_definable_entries(self, ids: Iterable[int]) -> None:
-        with self._transaction() as db:
-            self._drop_entries(db, ids)
+        dropped = list(ids)
+        self._write(lambda db: self._drop_entries(db, dropped))
 
     @staticmethod
     def _drop_entries(db: sqlite3.Connection, ids: Iterable[int]) -> None:
@@ -222,10 +225,13 @@ class ProfileTables:
         time the meter can carry, in one transaction: after a restart from a stored time no
         port could carry, they would sort after every new row and could never be shown."""
         after, limit = _ts(when), _ts(TIME_MAX)
-        with self._transaction() as db:
+
+        def write(db: sqlite3.Connection) -> None:
             for table in _PROFILE_TABLES:
                 db.execute(f"DELETE FROM {table} WHERE time > ?", (after,))  # noqa: S608
             db.execute("DELETE FROM events WHERE time > ?", (limit,))
+
+        self._write(write)
 
     # ------------------------------------------------------------------ reset () (class 7)
 
@@ -247,13 +253,15 @@ class ProfileTables:
     def clear_events(self, log: EventLog, when: datetime) -> None:
         """Empty one event log; "Event log cleared" (255) becomes its first entry (P3 §4.2.1:
         always the first entry in an event log, only stored in the affected log)."""
-        with self._transaction() as db:
+
+        def write(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM events WHERE log = ?", (log.name,))
             db.execute(
                 "INSERT INTO events (log, time, code) VALUES (?, ?, ?)",
                 (log.name, _ts(when), int(EventCode.EVENT_LOG_CLEARED)),
             )
 
+        self._write(write)
+
     def _clear(self, statement: str, *parameters: object) -> None:
-        with self._transaction() as db:
-            db.execute(statement, parameters)
+        self._write(lambda db: db.execute(statement, parameters))

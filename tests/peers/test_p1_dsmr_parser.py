@@ -53,8 +53,8 @@ class PublishSpy:
         self.meter = meter
         self.readings: list[MeterReading] = []
 
-    def publish(self, at: datetime | None = None) -> MeterReading:
-        self.readings.append(self.meter.publish(at))
+    async def publish_durable(self, at: datetime | None = None) -> MeterReading:
+        self.readings.append(await self.meter.publish_durable(at))
         return self.readings[-1]
 
     def is_powered(self) -> bool:

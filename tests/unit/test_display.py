@@ -295,6 +295,9 @@ class FakeMeter:
     def publish(self) -> MeterReading:
         return reading(time=self.clock.now(), **self.changes)
 
+    async def publish_durable(self) -> MeterReading:
+        return self.publish()
+
 
 def label_of(image: Image.Image) -> bytes:
     return crop(image, layout.LABEL)

@@ -13,6 +13,8 @@ from twin.meter.events import EventCode, EventLog, log_of
 from twin.meter.model import FAILURE_LOG_SIZE, MeterModel, ModelError
 from twin.meter.profiles import STATUS_DNV, STATUS_DST, STATUS_PDN
 
+QUARTER = timedelta(minutes=15)
+
 T1_IN, T2_IN, T1_OUT, T2_OUT = "1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2"
 
 
@@ -251,3 +253,23 @@ def test_clock_adjust_logs_old_and_new_time_and_registers_hold() -> None:
     codes = [e.code for e in model.drain().events]
     assert codes == [EventCode.CLOCK_ADJUSTED_OLD, EventCode.CLOCK_ADJUSTED_NEW]
     assert all(model.state.wh(c) >= before[c] for c in before)
+
+
+def test_one_advance_over_days_captures_every_boundary_as_small_steps_do() -> None:
+    # A fast clock: one metering step may span days; every quarter, hour and midnight in it
+    # is captured, with the registers of that boundary (the same rows as minute steps give).
+    start = amsterdam(2026, 10, 23, 9, 7)  # across the autumn DST change
+    config = Config()
+    big, small = model_at(start, config), model_at(start, config)
+    end = start + timedelta(days=3, hours=5)
+    big.advance(end)
+    when = start
+    while when < end:
+        when = min(end, when + timedelta(seconds=37))
+        small.advance(when)
+    rows = big.drain()
+    assert rows.load_profile == small.drain().load_profile
+    assert all(b.time - a.time == QUARTER for a, b in pairwise(rows.load_profile))
+    # Both ends lie 7 minutes past a quarter: one row per 15 minutes of UTC time (78 h here).
+    assert len(rows.load_profile) == (end.astimezone(UTC) - start.astimezone(UTC)) // QUARTER
+    assert len(rows.daily_profile) == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import twin.p1.service as service_module
 from hardware.ports import PortError
 from hardware.request_line import AlwaysRequested, SimulatedRequestLine
-from twin.clock import ManualClock
+from twin.clock import ManualClock, SimulatedClock
 from twin.config import Config
 from twin.metering import Meter
 from twin.p1.service import P1Service
@@ -323,3 +324,29 @@ async def test_a_meter_clock_set_back_restarts_the_cadence_at_the_new_time(
     assert sent_at(first) == timestamp(START)
     assert sent_at(second) == timestamp(START - timedelta(hours=1))
     assert sent_at(third) == timestamp(START - timedelta(hours=1) + timedelta(seconds=10))
+
+
+async def test_a_fast_clock_sends_no_more_than_the_line_carries(tmp_path: Path) -> None:
+    # 11.6 days a second: 8640 slots a real second are due; the line carries ~14 telegrams.
+    fast = SimulatedClock(START, 1_000_000)
+    store = Store.open(tmp_path / "fast")
+    meter = Meter(Config(), fast, store, random.Random(1))
+    sink = FakeSink()
+    service = make_service(meter, meter.clock, sink, AlwaysRequested())  # type: ignore[arg-type]
+    lags: list[float] = []
+
+    async def ticker() -> None:  # another task on the loop: how late its wake-ups come
+        while True:
+            began = time.monotonic()
+            await asyncio.sleep(0.01)
+            lags.append(time.monotonic() - began - 0.01)
+
+    probe = asyncio.create_task(ticker())
+    async with running(service):
+        await asyncio.sleep(1.0)
+    probe.cancel()
+    store.close()
+    line_s = len(await next_telegram(sink)) * 10 / 115200  # P1 §5.1: 115200 baud, 8N1
+    assert 1 <= service.sent <= 1.0 / line_s + 2
+    assert service.missed > 1000  # the latest due slot goes out, never a burst
+    assert max(lags) < 0.1

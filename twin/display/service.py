@@ -62,6 +62,8 @@ class MeterSource(Protocol):
 
     def publish(self) -> MeterReading: ...
 
+    async def publish_durable(self) -> MeterReading: ...
+
 
 @dataclass(frozen=True, slots=True)
 class ModuleStatus:
@@ -186,12 +188,12 @@ class DisplayService:
         log.info("display button: %s press, mode %s", kind.value, self.mode.value)
         self._wake.set()
 
-    def current_state(self) -> DisplayState:
+    def current_state(self, reading: MeterReading | None = None) -> DisplayState:
         now = self.clock.now()
         page = self.page_at(now)
         status = self.status_provider()
         return DisplayState(
-            reading=self.meter.publish(),
+            reading=self.meter.publish() if reading is None else reading,
             comm_attached=status.comm_attached,
             signal_level=status.signal_level,
             service_mode=self.mode is Mode.SERVICE,
@@ -235,7 +237,8 @@ class DisplayService:
     async def draw(self) -> Image.Image:
         """Render the current state and put it on the panel (unchanged frames are not resent)."""
         self.heartbeat = time.monotonic()
-        image = render(self.current_state())
+        # Awaited, not waited for: the frame's commit never holds the event loop.
+        image = render(self.current_state(await self.meter.publish_durable()))
         self.frame, self.frame_time = image, self.clock.now()
         pixels = image.tobytes()
         if pixels != self._shown:

@@ -79,6 +79,14 @@ class Outbox:
             or self.mbus_hourly
         )
 
+    def extend(self, later: Outbox) -> None:
+        """Append what was logged after this outbox, keeping the order of both."""
+        self.events.extend(later.events)
+        self.load_profile.extend(later.load_profile)
+        self.daily_profile.extend(later.daily_profile)
+        self.monthly_profile.extend(later.monthly_profile)
+        self.mbus_hourly.extend(later.mbus_hourly)
+
 
 @dataclass(slots=True)
 class _Window:

@@ -7,7 +7,7 @@ display all render from it, through the OBIS catalogue.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,7 +88,14 @@ class MeterState:
         return {code: self.wh(code) for code in self.energy_nj}
 
     def to_record(self) -> dict[str, Any]:
-        record = asdict(self)
+        # Field by field, not asdict(self): that would deep-copy the averages' step records
+        # only to replace them, and a commit serializes the state on the event loop.
+        record: dict[str, Any] = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "averages"
+        }
+        record["energy_nj"] = dict(self.energy_nj)
+        record["sags"], record["swells"] = list(self.sags), list(self.swells)
+        record["gas"] = None if self.gas is None else asdict(self.gas)
         record["time"] = self.time.isoformat()
         record["failure_log"] = [
             {"end": f.end.isoformat(), "duration_s": f.duration_s} for f in self.failure_log

@@ -33,12 +33,14 @@ HEARTBEAT_S = 5.0
 # Real seconds before a slot at which its reading is taken and committed, so the commit's fsync
 # never sits between the slot and the first byte on the wire (bench/bench_p1_cadence.py).
 PREPARE_AHEAD_S = 0.05
+# P1 §5.1: 115200 baud, 8N1 - ten bits on the line per byte.
+LINE_BYTES_PER_S = 115200 / 10
 
 
 class MeterSource(Protocol):
     """What the service needs of `twin.metering.Meter`."""
 
-    def publish(self, at: datetime | None = None) -> MeterReading: ...
+    async def publish_durable(self, at: datetime | None = None) -> MeterReading: ...
 
     def is_powered(self) -> bool: ...
 
@@ -128,11 +130,13 @@ class P1Service:
             due = rise + slot * self.interval
             if self.meter.is_powered():
                 # Commit before publish, but ahead of the slot: then wait for the slot itself.
-                reading = self.meter.publish(at=due)
+                reading = await self.meter.publish_durable(at=due)
                 await self.clock.sleep_until(due)
                 if self.clock.steps != steps:
                     continue  # the clock was set before the slot: its grid is gone
-                await self._send(reading, due)
+                began = time.monotonic()
+                size = await self._send(reading, due)
+                await asyncio.sleep(self._line_pause(size, time.monotonic() - began))
             else:
                 self.unpowered += 1
             # A slot whose time passed during the send still goes out (late by less than an
@@ -145,6 +149,19 @@ class P1Service:
             self.missed += latest - slot - 1
             slot = latest
 
+    def _line_pause(self, size: int, took_s: float) -> float:
+        """Real seconds to wait after a telegram of `size` bytes whose write took `took_s`.
+
+        A line carries one telegram at a time, however fast the meter's clock runs (an
+        ~800-byte telegram takes ~70 ms): when slots come faster than that (a fast simulated
+        clock) the service waits out the telegram's time on the line, then sends the latest
+        due slot. So it never sends more than the wire carries, and never spins the loop.
+        """
+        line_s = size / LINE_BYTES_PER_S
+        if self.interval.total_seconds() / self.clock.speed >= line_s:
+            return 0.0  # the slots themselves are further apart than a telegram's time
+        return max(0.0, line_s - took_s)
+
     def _lead(self) -> timedelta:
         """How far ahead of a slot (in meter time) its reading is prepared."""
         return min(timedelta(seconds=PREPARE_AHEAD_S * self.clock.speed), self.interval / 2)
@@ -152,7 +169,8 @@ class P1Service:
     def _slot_at(self, rise: datetime) -> int:
         return math.floor((self.clock.now() - rise) / self.interval)
 
-    async def _send(self, reading: MeterReading, slot: datetime) -> None:
+    async def _send(self, reading: MeterReading, slot: datetime) -> int:
+        """Write one telegram; its size in bytes (what it occupies the line for)."""
         # The telegram carries the time of its slot, so stamps are exactly interval_s apart
         # as on a real meter even when the event loop's latency is many meter seconds (a
         # fast simulated clock). The registers are those of the slot (prepared just ahead).
@@ -166,7 +184,7 @@ class P1Service:
             log.warning(
                 "P1 telegram not out within %s s on %s", WRITE_TIMEOUT_S, self.sink.description
             )
-            return
+            return len(telegram)
         except asyncio.CancelledError:
             # Request fell mid-telegram (P1 §4.3): the rest of it is never sent.
             self.sink.abort_output()
@@ -174,6 +192,7 @@ class P1Service:
             raise
         self.sent += 1
         self.last_sent = slot
+        return len(telegram)
 
     async def _race(self, *jobs: Coroutine[Any, Any, None]) -> None:
         """Run `jobs` until the first ends, beating the heartbeat meanwhile; cancel the rest.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import stat
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +18,8 @@ from twin.p3.dlms.errors import CounterExhaustedError
 from twin.p3.keys import COUNTER_SETTING, KeyStore, read_keys
 from twin.p3.objects.ports import KeyId, WrappedKey
 from twin.ports import PortResult
-from twin.store import Store
+from twin.store import Store, StoreError
+from twin.store_writer import STALLED_AFTER_S
 
 MASTER = bytes(range(16))
 GUEK = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
@@ -270,3 +273,27 @@ def test_p2_key_holders_keep_keys_out_of_reprs() -> None:
     for holder in holders:
         assert key.hex() not in repr(holder)
         assert repr(key) not in repr(holder)
+
+
+def test_no_counter_is_used_before_its_reservation_is_on_disk(tmp_path: Path) -> None:
+    store, keys = reopen(tmp_path, block=10)
+    first = [keys.counters.next_invocation_counter() for _ in range(10)]  # block 1..10
+    disk = threading.Event()
+    # The disk stops in the middle of a write (a frozen file system): the writer waits.
+    store.writer.submit(lambda db: disk.wait(10))
+    time.sleep(STALLED_AFTER_S * 1.5)
+    with pytest.raises(StoreError, match="storage unavailable"):
+        keys.counters.next_invocation_counter()  # 11 would need a new reservation
+    disk.set()
+    _settled(store)
+    again = keys.counters.next_invocation_counter()
+    assert again > first[-1]
+    _store2, keys2 = reopen(tmp_path, block=10)  # "kill -9" now: nothing used is handed out
+    assert keys2.counters.next_invocation_counter() > again
+
+
+def _settled(store: Store) -> None:
+    deadline = time.monotonic() + 5
+    while store.writer.pending():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)

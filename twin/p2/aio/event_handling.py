@@ -110,11 +110,13 @@ class MasterEventHandler:
             value_thousandths=int(event.volume_m3 * 1000),
             capture=event.capture_time,
         )
-        self.meter.act(lambda model, now: model.set_mbus_value(reading))
+        # A reading is nobody's acknowledgement: queued, so a busy bus never waits on disk.
+        self.meter.act_soon(lambda model, now: model.set_mbus_value(reading))
 
     def _event(self, event: MbusEvent) -> bytes:
         # The model sets the event's error and alarm register bits (twin/meter/alarms.py).
-        self.meter.act(lambda model, now: model.log_event(now, event.code))
+        # Queued at once (events are never held), not waited for: nobody is answered here.
+        self.meter.act_soon(lambda model, now: model.log_event(now, event.code))
         log.info("M-Bus event %d (channel %d, %s)", event.code, event.channel, event.kind.name)
         if event.kind is MbusEventKind.COMMUNICATION_OK:
             self.syncs.want(event.channel)  # P2 §6.2.1: "after any communication restart"

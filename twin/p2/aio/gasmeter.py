@@ -61,6 +61,8 @@ class Settings(Protocol):
 
     def put_setting(self, key: str, value: Any) -> None: ...
 
+    async def put_setting_async(self, key: str, value: Any) -> None: ...
+
 
 def ident_from_equipment_id(equipment_id: str) -> int:
     """P2 §4.2.2: the identification number is the last 8 digits of the serial number."""
@@ -143,15 +145,19 @@ class GasMeterTwin:
 
     def save(self) -> None:
         """Persist the meter's state (called before every answer leaves)."""
-        self.settings.put_setting(
-            STATE_SETTING,
-            {
-                "equipment_id": self.identity.equipment_id,
-                "litres": self.litres,
-                "attached": self.attached,
-                "slave": slave_to_json(self.slave.snapshot),
-            },
-        )
+        self.settings.put_setting(STATE_SETTING, self._record())
+
+    async def save_async(self) -> None:
+        """`save`, awaited without holding the event loop while the store writes."""
+        await self.settings.put_setting_async(STATE_SETTING, self._record())
+
+    def _record(self) -> dict[str, Any]:
+        return {
+            "equipment_id": self.identity.equipment_id,
+            "litres": self.litres,
+            "attached": self.attached,
+            "slave": slave_to_json(self.slave.snapshot),
+        }
 
     # ------------------------------------------------------------------ the bus
 
@@ -174,8 +180,11 @@ class GasMeterTwin:
             await self.link.close()
 
     async def _frame(self, data: bytes, received: float) -> None:
-        reply = self.answer(data)
+        reply, changed = self._receive(data)
+        if changed:
+            await self.save_async()  # durable before the answer (and its frame counter) leaves
         if reply:
+            self.answers += 1
             await self._not_before(received + self.answer_delay_s)
             await self.link.send(reply)
 
@@ -186,17 +195,22 @@ class GasMeterTwin:
 
     def answer(self, data: bytes) -> bytes:
         """Process received bytes at the clock's time; the reply bytes (already persisted)."""
+        reply, changed = self._receive(data)
+        if changed:
+            self.save()  # durable before the answer (and its frame counter) leaves
+        if reply:
+            self.answers += 1
+        return reply
+
+    def _receive(self, data: bytes) -> tuple[bytes, bool]:
+        """The reply to `data`, and whether the state to persist before it leaves changed."""
         self.frames += 1
         now = self.clock.now()
         self.capture(now)
         before = self.slave.snapshot
         out = self.slave.receive(data, now)
         self._note(out.events)
-        if out.reply or self.slave.snapshot != before:
-            self.save()  # durable before the answer (and its frame counter) leaves
-        if out.reply:
-            self.answers += 1
-        return out.reply
+        return out.reply, bool(out.reply) or self.slave.snapshot != before
 
     def _note(self, events: tuple[SlaveEvent, ...]) -> None:
         for event in events:

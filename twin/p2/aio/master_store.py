@@ -51,14 +51,27 @@ def save_master(
     pending: dict[int, PendingKey],
     last_sync: dict[int, datetime],
 ) -> None:
-    store.put_setting(
-        STATE_SETTING,
-        {
-            "master": master_to_json(snapshot),
-            "pending": {str(n): _pending_to_json(p) for n, p in pending.items()},
-            "last_sync": {str(n): t.isoformat() for n, t in last_sync.items()},
-        },
-    )
+    store.put_setting(STATE_SETTING, _master_record(snapshot, pending, last_sync))
+
+
+async def save_master_async(
+    store: Store,
+    snapshot: MasterSnapshot,
+    pending: dict[int, PendingKey],
+    last_sync: dict[int, datetime],
+) -> None:
+    """`save_master` without holding the event loop while the store writes."""
+    await store.put_setting_async(STATE_SETTING, _master_record(snapshot, pending, last_sync))
+
+
+def _master_record(
+    snapshot: MasterSnapshot, pending: dict[int, PendingKey], last_sync: dict[int, datetime]
+) -> dict[str, Any]:
+    return {
+        "master": master_to_json(snapshot),
+        "pending": {str(n): _pending_to_json(p) for n, p in pending.items()},
+        "last_sync": {str(n): t.isoformat() for n, t in last_sync.items()},
+    }
 
 
 def _pending_from_json(pending: dict[str, Any]) -> PendingKey:

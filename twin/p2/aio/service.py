@@ -45,7 +45,12 @@ from twin.p2.aio.clock_sync import ClockSyncs
 from twin.p2.aio.event_handling import MasterEventHandler
 from twin.p2.aio.exchange import BusExchange
 from twin.p2.aio.keying import DefaultKeyLookup, PendingKeys
-from twin.p2.aio.master_store import STATE_SETTING, load_master, save_master
+from twin.p2.aio.master_store import (
+    STATE_SETTING,
+    load_master,
+    save_master,
+    save_master_async,
+)
 from twin.p2.aio.schedule import BusSchedule
 from twin.p2.master import MbusMaster
 from twin.p2.master_state import Channel
@@ -93,6 +98,11 @@ class P2Service(BusRequests):
 
     def _save(self) -> None:
         save_master(self.meter.store, self.master.snapshot, self.keys.pending, self.syncs.last)
+
+    async def _save_async(self) -> None:
+        await save_master_async(
+            self.meter.store, self.master.snapshot, self.keys.pending, self.syncs.last
+        )
 
     @property
     def channels(self) -> tuple[Channel, ...]:
@@ -175,7 +185,7 @@ class P2Service(BusRequests):
             await self._run(self.master.scan())
             await self._requested()  # first contact with what the scan installed
         await self._syncs()
-        self._save()
+        await self._save_async()  # durable, without holding the loop while it is written
 
     async def _run(self, send: bytes) -> None:
         await self.bus.run(self.master, send)

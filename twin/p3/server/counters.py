@@ -41,8 +41,11 @@ class BlockReservation:
             # new GUEK is installed (twin.p3.keys).
             raise CounterExhaustedError("server invocation counter exhausted for this GUEK")
         if self._next >= self._limit:
-            self._limit = min(self._next + self._block, _SPACE)
-            self._persist(self._limit)
+            limit = min(self._next + self._block, _SPACE)
+            # Taken as reserved only once persisted: a failed persist (storage fault) must
+            # not leave a block in memory that the disk does not know of.
+            self._persist(limit)
+            self._limit = limit
         value = self._next
         self._next += 1
         return value
