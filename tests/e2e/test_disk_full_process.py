@@ -60,6 +60,10 @@ def _status(state_dir: Path) -> dict[str, Any]:
     return asyncio.run(call(state_dir / SOCKET_NAME, {"cmd": "status"}))  # type: ignore[no-any-return]
 
 
+def _meter_time(state_dir: Path) -> datetime:
+    return datetime.fromisoformat(_status(state_dir)["meter_time"])
+
+
 def _until(check: Any, within_s: float, what: str) -> None:
     deadline = time.monotonic() + within_s
     while not check():
@@ -71,12 +75,15 @@ def test_a_full_disk_holds_back_nothing_and_the_twin_keeps_answering(small_disk:
     state_dir = small_disk / "state"
     log_path = Path(tempfile.mkdtemp(prefix="twin-log-")) / "twin.log"
     command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir)]
-    command += ["--speed", "3600", "--p1", "pty://p1"]  # a load profile row every 0.25 s
+    command += ["--speed", "3600", "--p1", "pty://p1", "--p3", "none"]  # a row every 0.25 s
     process = subprocess.Popen(command, stderr=log_path.open("w"))
     try:
         _until((state_dir / SOCKET_NAME).exists, STARTUP_S, "no control socket")
+        started = datetime.fromisoformat(_status(state_dir)["meter_time"])
+        # Past the first quarter boundary, so a load profile row is on disk before the fault.
+        _until(lambda: _meter_time(state_dir) > started + timedelta(minutes=16), 5, "too slow")
         _until(lambda: _status(state_dir)["storage"]["pending_writes"] == 0, 5, "not settled")
-        before = datetime.fromisoformat(_status(state_dir)["meter_time"])
+        before = _meter_time(state_dir)
         filler = _fill(small_disk)
 
         _until(lambda: _status(state_dir)["storage"]["fault"] is not None, 20, "no fault seen")
