@@ -105,15 +105,28 @@ class Supervisor:
                 delay = backoff_delay(attempt, self._rng, self._backoff_start_s)
                 attempt += 1
                 service.restarts += 1
-                service.state, service.last_error = "backoff", f"{type(exc).__name__}: {exc}"
-                log.error(
-                    "service %s failed (%s); restart %d in %.1f s",
-                    service.name,
-                    service.last_error,
-                    service.restarts,
-                    delay,
-                    exc_info=exc,
-                )
+                error = f"{type(exc).__name__}: {exc}"
+                repeated = attempt > 1 and error == service.last_error
+                service.state, service.last_error = "backoff", error
+                if repeated:
+                    # The same fault again (a full disk, a vanished port): logged once with its
+                    # traceback, not at every retry; `ctl status` counts the restarts.
+                    log.debug(
+                        "service %s failed again (%s); restart %d in %.1f s",
+                        service.name,
+                        error,
+                        service.restarts,
+                        delay,
+                    )
+                else:
+                    log.error(
+                        "service %s failed (%s); restart %d in %.1f s",
+                        service.name,
+                        error,
+                        service.restarts,
+                        delay,
+                        exc_info=exc,
+                    )
                 await asyncio.sleep(delay)
 
     async def _watchdog(self) -> None:

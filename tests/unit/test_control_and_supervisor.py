@@ -136,6 +136,41 @@ async def test_a_crashing_service_restarts_without_stopping_the_others() -> None
     assert ticks > 0
 
 
+async def test_a_service_failing_again_the_same_way_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A full disk makes a port fail at every restart: one ERROR with the traceback, then a
+    # quiet line per retry, until the failure changes (then it is logged in full again).
+    errors = ["database or disk is full"] * 4 + ["port vanished"]
+    attempts = 0
+
+    async def failing() -> None:
+        nonlocal attempts
+        attempts += 1
+        if errors:
+            raise OSError(errors.pop(0))
+        await asyncio.Event().wait()
+
+    supervisor = Supervisor([Service("p2", failing)], Notifier(""), lambda: True, None, 0.001)
+    caplog.set_level("DEBUG", logger="twin.supervisor")
+    stop = asyncio.Event()
+    run = asyncio.create_task(supervisor.run(stop))
+    for _ in range(2000):
+        if attempts >= 6:
+            break
+        await asyncio.sleep(0.001)
+    stop.set()
+    await asyncio.wait_for(run, 5)
+    loud = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(loud) == 2
+    assert "database or disk is full" in loud[0].getMessage()
+    assert "port vanished" in loud[1].getMessage()
+    assert all(r.exc_info for r in loud)
+    quiet = [r for r in caplog.records if r.levelname == "DEBUG" and "again" in r.getMessage()]
+    assert len(quiet) == 3
+    assert not any(r.exc_info for r in quiet)
+
+
 async def test_sd_notify_ready_watchdog_stopping(short_tmp: Path) -> None:
     address = str(short_tmp / "notify")
     receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
