@@ -66,6 +66,9 @@ class SlowSettings:
         self.fake.now += self.write_s
         self.values[key] = value
 
+    async def put_setting_async(self, key: str, value: Any) -> None:
+        self.put_setting(key, value)  # the gas meter awaits its write before it answers
+
 
 def test_eleven_bit_times_at_2400_baud() -> None:
     assert min_answer_delay_s() == pytest.approx(ELEVEN_BITS)  # 4.58 ms
