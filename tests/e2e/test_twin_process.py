@@ -3,6 +3,7 @@ kill -9 and SIGTERM restarts against the SQLite state."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -36,10 +37,11 @@ STARTUP_S = 20.0
 
 
 class RunningTwin:
-    def __init__(self, state_dir: Path, *args: str) -> None:
+    def __init__(self, state_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.state_dir = state_dir
         command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir), *args]
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        environment = {**os.environ, **(env or {})}
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environment)
         self._wait_for_control()
 
     def _wait_for_control(self) -> None:
@@ -215,3 +217,32 @@ def test_ctl_screenshot_saves_the_display_as_png(twin: RunningTwin) -> None:
         assert image.size == (128, 64)
         lit = bin(int.from_bytes(image.convert("1").tobytes(), "big")).count("1")
         assert lit > 200  # flags, symbols and a register value are drawn
+
+
+def test_systemd_gets_ready_watchdog_pings_and_stopping(state_dir: Path) -> None:
+    """Type=notify with WatchdogSec: the real process reads $NOTIFY_SOCKET/$WATCHDOG_USEC."""
+    address = state_dir / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(str(address))
+        systemd.settimeout(STARTUP_S)
+        watchdog = {"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "200000"}
+        # P3 on its own free port (a fixed default port could be taken by another test).
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            p3 = f"tcp://127.0.0.1:{free.getsockname()[1]}"
+        running = RunningTwin(state_dir, "--speed", "60", "--p3", p3, env=watchdog)
+        try:
+            assert systemd.recv(64) == b"READY=1"
+            started = time.monotonic()
+            pings = [systemd.recv(64) for _ in range(5)]
+            elapsed = time.monotonic() - started
+        finally:
+            assert running.kill(signal.SIGTERM) == 0
+        assert pings == [b"WATCHDOG=1"] * 5
+        assert elapsed < 5 * 0.2  # every WatchdogSec / 2 (0.1 s), a loaded machine allowed
+        messages = []
+        systemd.settimeout(0.2)
+        with contextlib.suppress(TimeoutError):
+            while True:
+                messages.append(systemd.recv(64))
+        assert messages[-1] == b"STOPPING=1"
