@@ -33,11 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import serial
-from dsmr_parser import telegram_specifications
-from dsmr_parser.clients.telegram_buffer import TelegramBuffer
-from dsmr_parser.parsers import TelegramParser
-
+from tests.support import P1_FIELDS, REGISTERS, dsmr_twin, free_port, read_telegram
 from tests.unit.p3 import tcp_peers
 from tests.unit.p3.lean_client import LeanSession
 from twin.control import SOCKET_NAME, call
@@ -48,24 +44,11 @@ from twin.store import Store
 
 logging.getLogger("dlms_cosem").setLevel(logging.ERROR)  # 21.3.2 logs every APDU
 
-REGISTERS = ("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2")
-P1_FIELDS = {
-    "1-0:1.8.1": "ELECTRICITY_USED_TARIFF_1",
-    "1-0:1.8.2": "ELECTRICITY_USED_TARIFF_2",
-    "1-0:2.8.1": "ELECTRICITY_DELIVERED_TARIFF_1",
-    "1-0:2.8.2": "ELECTRICITY_DELIVERED_TARIFF_2",
-}
 ENERGY = AttributeRef(3, obis_bytes("1-0:1.8.1"), 2)
 STARTUP_S = 30.0
 # A kill lands anywhere in this window after the twin answers: during start-up work, P3
 # associations, P1 reads, control commands and checkpoints alike.
 KILL_WINDOW_S = (0.0, 1.2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _EofRaises:
@@ -174,7 +157,7 @@ class CrashLoop:
         self.start_s.append(time.monotonic() - began)
         if self.keys is None:
             shown = json.loads(
-                self._cli("keys", "show", "--json", "--state-dir", str(self.state_dir))
+                dsmr_twin("keys", "show", "--json", "--state-dir", str(self.state_dir))
             )
             self.keys = (bytes.fromhex(shown["guek"]), bytes.fromhex(shown["gak"]))
 
@@ -186,20 +169,11 @@ class CrashLoop:
             return True
         return False
 
-    def _cli(self, *args: str) -> str:
-        return subprocess.run(
-            [sys.executable, "-m", "twin", *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-
     def _check_after_restart(self, *, cli: bool = False) -> None:
         # Now and then through the command an operator types; else the same JSON directly.
         if cli or self.rng.random() < self.cli_share:
             status = json.loads(
-                self._cli("ctl", "--state-dir", str(self.state_dir), "status", "--json")
+                dsmr_twin("ctl", "--state-dir", str(self.state_dir), "status", "--json")
             )
         else:
             status = self._status()
@@ -257,19 +231,11 @@ class CrashLoop:
         self.seen.count("tamper")
 
     def _read_p1(self) -> None:
-        parser = TelegramParser(telegram_specifications.V4, apply_checksum_validation=True)
-        buffer = TelegramBuffer()
-        deadline = time.monotonic() + 5
-        with serial.Serial(str(self.state_dir / "p1"), 115200, timeout=0.1) as port:
-            while time.monotonic() < deadline:
-                buffer.append(port.read(4096).decode("ascii"))
-                for text in buffer.get_all():
-                    telegram = parser.parse(text)
-                    for code, name in P1_FIELDS.items():
-                        self.seen.register(code, round(getattr(telegram, name).value * 1000))
-                    self.seen.count("p1")
-                    return
-        raise AssertionError("no P1 telegram within 5 s")
+        telegram = read_telegram(self.state_dir / "p1", timeout_s=5)
+        assert telegram is not None, "no P1 telegram within 5 s"
+        for code, name in P1_FIELDS.items():
+            self.seen.register(code, round(getattr(telegram, name).value * 1000))
+        self.seen.count("p1")
 
     def _read_p3(self) -> None:
         assert self.keys is not None

@@ -24,15 +24,9 @@ from dsmr_parser.objects import Telegram
 from dsmr_parser.parsers import TelegramParser
 
 from tests.e2e.crash_loop import CrashLoop
+from tests.support import REGISTERS, free_port
 from twin.store import Store
 
-REGISTERS = ("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2")
-PARSER_FIELDS = {
-    "1-0:1.8.1": "ELECTRICITY_USED_TARIFF_1",
-    "1-0:1.8.2": "ELECTRICITY_USED_TARIFF_2",
-    "1-0:2.8.1": "ELECTRICITY_DELIVERED_TARIFF_1",
-    "1-0:2.8.2": "ELECTRICITY_DELIVERED_TARIFF_2",
-}
 STARTUP_S = 20.0
 CRASH_ROUNDS = 20  # about 3 s each; the benchmark runs hundreds
 
@@ -219,9 +213,7 @@ def test_systemd_gets_ready_watchdog_pings_and_stopping(state_dir: Path) -> None
         systemd.settimeout(STARTUP_S)
         watchdog = {"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "200000"}
         # P3 on its own free port (a fixed default port could be taken by another test).
-        with socket.socket() as free:
-            free.bind(("127.0.0.1", 0))
-            p3 = f"tcp://127.0.0.1:{free.getsockname()[1]}"
+        p3 = f"tcp://127.0.0.1:{free_port()}"
         running = RunningTwin(state_dir, "--speed", "60", "--p3", p3, env=watchdog)
         try:
             assert systemd.recv(64) == b"READY=1"
