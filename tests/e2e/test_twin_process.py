@@ -24,19 +24,25 @@ from dsmr_parser.objects import Telegram
 from dsmr_parser.parsers import TelegramParser
 
 from tests.e2e.crash_loop import CrashLoop
-from tests.support import REGISTERS, free_port
+from tests.support import free_port
 from twin.store import Store
 
+REGISTERS = ("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2")
+PARSER_FIELDS = {
+    "1-0:1.8.1": "ELECTRICITY_USED_TARIFF_1",
+    "1-0:1.8.2": "ELECTRICITY_USED_TARIFF_2",
+    "1-0:2.8.1": "ELECTRICITY_DELIVERED_TARIFF_1",
+    "1-0:2.8.2": "ELECTRICITY_DELIVERED_TARIFF_2",
+}
 STARTUP_S = 20.0
 CRASH_ROUNDS = 20  # about 3 s each; the benchmark runs hundreds
 
 
 class RunningTwin:
-    def __init__(self, state_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, state_dir: Path, *args: str) -> None:
         self.state_dir = state_dir
         command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir), *args]
-        environment = {**os.environ, **(env or {})}
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environment)
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         self._wait_for_control()
 
     def _wait_for_control(self) -> None:
@@ -211,17 +217,19 @@ def test_systemd_gets_ready_watchdog_pings_and_stopping(state_dir: Path) -> None
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
         systemd.bind(str(address))
         systemd.settimeout(STARTUP_S)
-        watchdog = {"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "200000"}
-        # P3 on its own free port (a fixed default port could be taken by another test).
-        p3 = f"tcp://127.0.0.1:{free_port()}"
-        running = RunningTwin(state_dir, "--speed", "60", "--p3", p3, env=watchdog)
+        environment = {**os.environ, "NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "200000"}
+        command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir)]
+        # P3 on a free port of its own: a fixed default port could be another test's.
+        command += ["--speed", "60", "--p3", f"tcp://127.0.0.1:{free_port()}"]
+        process = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=environment)
         try:
             assert systemd.recv(64) == b"READY=1"
             started = time.monotonic()
             pings = [systemd.recv(64) for _ in range(5)]
             elapsed = time.monotonic() - started
         finally:
-            assert running.kill(signal.SIGTERM) == 0
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 0
         assert pings == [b"WATCHDOG=1"] * 5
         assert elapsed < 5 * 0.2  # every WatchdogSec / 2 (0.1 s), a loaded machine allowed
         messages = []
