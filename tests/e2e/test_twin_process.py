@@ -24,16 +24,9 @@ from dsmr_parser.objects import Telegram
 from dsmr_parser.parsers import TelegramParser
 
 from tests.e2e.crash_loop import CrashLoop
-from tests.support import free_port
+from tests.support import REGISTERS, free_port
 from twin.store import Store
 
-REGISTERS = ("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2")
-PARSER_FIELDS = {
-    "1-0:1.8.1": "ELECTRICITY_USED_TARIFF_1",
-    "1-0:1.8.2": "ELECTRICITY_USED_TARIFF_2",
-    "1-0:2.8.1": "ELECTRICITY_DELIVERED_TARIFF_1",
-    "1-0:2.8.2": "ELECTRICITY_DELIVERED_TARIFF_2",
-}
 STARTUP_S = 20.0
 CRASH_ROUNDS = 20  # about 3 s each; the benchmark runs hundreds
 
