@@ -4,7 +4,7 @@ readers saw before the last kill, reads P1/P3/control and sends `ctl tamper` in 
 and kills it (tests/e2e/crash_loop.py says what is checked).
 
     python bench/bench_crash_loop.py                    # 300 rounds, seed 1
-    python bench/bench_crash_loop.py --rounds 100 --seed 7 --speed 3600
+    python bench/bench_crash_loop.py --rounds 100 --seed 7 --speeds 3600 60
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.crash_loop import CrashLoop
+from tests.e2e.crash_loop import SPEEDS, CrashLoop
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--speed", type=int, default=3600)
+    parser.add_argument("--speeds", type=int, nargs="+", default=list(SPEEDS))
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="bench-crash-"))
-    loop = CrashLoop(state, args.seed, args.speed)
+    loop = CrashLoop(state, args.seed, tuple(args.speeds))
     began = time.monotonic()
     done = 0
     try:
@@ -46,7 +46,7 @@ def main() -> int:
         loop.close()
     elapsed = time.monotonic() - began
     starts = sorted(loop.start_s)
-    print(f"rounds (kill -9)        {args.rounds}  seed {args.seed}  speed {args.speed}")
+    print(f"rounds (kill -9)        {args.rounds}  seed {args.seed}  speeds {args.speeds}")
     print(f"restarts checked        {loop.restarts}  violations 0")
     print(f"wall time               {elapsed:.0f} s ({elapsed / args.rounds:.2f} s per round)")
     print(

@@ -1,9 +1,10 @@
 """kill -9 at random moments against the real twin, with readers on every port.
 
-One reader thread reads P1 through the pty (dsmr_parser, CRC checked), P3 as management
-client 1 (dlms-cosem association with HLS-GMAC, then ciphered GETs), the control socket and
-acknowledged `tamper` commands, in a seeded random order, while the main thread kills the twin
-with SIGKILL at a seeded random moment. After each restart:
+The twin runs at speed 3600 or 60 (drawn per start). One reader thread reads P1 through the
+pty (dsmr_parser, CRC checked), P3 as management client 1 (dlms-cosem association with
+HLS-GMAC, then ciphered GETs), the control socket and acknowledged `tamper` commands, in a
+seeded random order, while the main thread kills the twin with SIGKILL at a seeded random
+moment, or right after an acknowledgement. After each restart:
 
 - no register, failure counter or gas value comes back lower than any reader saw before;
 - every tamper acknowledged before the kill is in the fraud log;
@@ -49,6 +50,12 @@ STARTUP_S = 30.0
 # A kill lands anywhere in this window after the twin answers: during start-up work, P3
 # associations, P1 reads, control commands and checkpoints alike.
 KILL_WINDOW_S = (0.0, 1.2)
+# Meter seconds per real second, one drawn per start. At 3600 P1 publishes (and so commits)
+# every few milliseconds, which would also save a command that was acknowledged before it was
+# durable; at 60 a kill right after the acknowledgement finds such a command missing.
+SPEEDS = (3600, 3600, 60)
+# Rounds whose kill follows an acknowledged `tamper` at once instead.
+AFTER_ACK_SHARE = 0.3
 
 
 class _EofRaises:
@@ -94,13 +101,18 @@ class Seen:
 
 class CrashLoop:
     def __init__(
-        self, state_dir: Path, seed: int, speed: int = 3600, cli_share: float = 0.25
+        self,
+        state_dir: Path,
+        seed: int,
+        speeds: tuple[int, ...] = SPEEDS,
+        cli_share: float = 0.25,
     ) -> None:
         self.state_dir, self.rng = state_dir, random.Random(seed)
         self.cli_share = cli_share  # of the restart checks made through `ctl status --json`
         self.port = free_port()
         self.command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir)]
-        self.command += ["--speed", str(speed), "--p1", "pty://p1"]
+        self.command += ["--p1", "pty://p1"]
+        self.speeds = speeds
         self.command += ["--p3", f"tcp://127.0.0.1:{self.port}"]
         self.seen = Seen()
         self.keys: tuple[bytes, bytes] | None = None
@@ -108,6 +120,7 @@ class CrashLoop:
         self.restarts = 0
         self.start_s: list[float] = []  # real seconds from exec to P3 listening
         self.process: subprocess.Popen[bytes] | None = None
+        self._acked = threading.Event()
         self.log = (state_dir / "twin.log").open("ab")
 
     # ---- the loop ---------------------------------------------------------------------
@@ -118,9 +131,14 @@ class CrashLoop:
         self._check_after_restart()
         killed = threading.Event()
         errors: list[BaseException] = []
+        self._acked.clear()
+        right_after_ack = self.rng.random() < AFTER_ACK_SHARE
         reader = threading.Thread(target=self._read_until, args=(killed, errors), daemon=True)
         reader.start()
-        time.sleep(self.rng.uniform(*KILL_WINDOW_S))
+        if right_after_ack:  # the moment an acknowledgement must already be durable
+            self._acked.wait(KILL_WINDOW_S[1] * 3)
+        else:
+            time.sleep(self.rng.uniform(*KILL_WINDOW_S))
         killed.set()  # before the signal: a reader failing from here on saw the kill
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
@@ -148,7 +166,8 @@ class CrashLoop:
 
     def _start(self) -> None:
         began = time.monotonic()
-        self.process = subprocess.Popen(self.command, stderr=self.log)
+        speed = ["--speed", str(self.rng.choice(self.speeds))]
+        self.process = subprocess.Popen([*self.command, *speed], stderr=self.log)
         deadline = began + STARTUP_S
         while not self._listening():
             assert self.process.poll() is None, (self.state_dir / "twin.log").read_text()
@@ -191,9 +210,11 @@ class CrashLoop:
                 logged = [e.code for e in store.events(EventLog.FRAUD)]  # oldest first
             finally:
                 store.close()
-            # One command may have been committed without its answer reaching us (+1).
-            tail = logged[-(len(before.acked_tampers) + 1) :]
-            assert _subsequence(before.acked_tampers, tail), (before.acked_tampers, logged)
+            # The log keeps its newest 30 entries (P3 §5.8 profile_entries), and one command may
+            # have been committed without its answer reaching us (+1).
+            acked = before.acked_tampers[-(EventLog.FRAUD.capacity - 1) :]
+            tail = logged[-(len(acked) + 1) :]
+            assert _subsequence(acked, tail), (acked, logged)
         self._note_status(status)
         before.acked_tampers = []
         self.restarts += 1
@@ -228,6 +249,7 @@ class CrashLoop:
         answer = asyncio.run(call(self.state_dir / SOCKET_NAME, {"cmd": "tamper", "code": code}))
         assert answer == {"code": code}
         self.seen.acked_tampers.append(code)  # acknowledged: committed (control.py)
+        self._acked.set()
         self.seen.count("tamper")
 
     def _read_p1(self) -> None:
