@@ -66,7 +66,7 @@ def test_toml_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(document=st.one_of(tables().map(toml_text).map(str.encode), documents))
-def test_run_check_exits_2_with_one_line_or_0(
+def test_run_check_exits_0_or_2_without_traceback(
     document: bytes, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with tempfile.TemporaryDirectory() as directory:
@@ -88,10 +88,8 @@ def test_run_check_exits_2_with_one_line_or_0(
 @pytest.mark.parametrize(
     "document",
     [
-        b"\xff\xfe\x00garbage",
+        b"\xff\xfe\x00garbage",  # the two tracebacks the fuzz found
         b"a = " + b"[" * 3000 + b"]" * 3000,
-        b"[meter]\nphases = 2026-01-01\n",
-        b"[p1]\ninterval_s = 1e400\n[nope]\nx = 1\n",
     ],
 )
 def test_the_real_command_refuses_a_bad_file_without_traceback(
