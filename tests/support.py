@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import random
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import serial
+from dsmr_parser import telegram_specifications
+from dsmr_parser.clients.telegram_buffer import TelegramBuffer
+from dsmr_parser.objects import Telegram
+from dsmr_parser.parsers import TelegramParser
 
 from twin.config import Config, LoadConfig, P2Config, PvConfig
 from twin.meter.model import MeterModel
@@ -15,6 +25,14 @@ from twin.meter.tariff import Tariff
 from twin.metering import program_from_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
+REGISTERS = ("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2")
+# The energy registers as dsmr_parser names them in a parsed telegram.
+P1_FIELDS = {
+    "1-0:1.8.1": "ELECTRICITY_USED_TARIFF_1",
+    "1-0:1.8.2": "ELECTRICITY_USED_TARIFF_2",
+    "1-0:2.8.1": "ELECTRICITY_DELIVERED_TARIFF_1",
+    "1-0:2.8.2": "ELECTRICITY_DELIVERED_TARIFF_2",
+}
 AMS = ZoneInfo("Europe/Amsterdam")
 
 
@@ -80,3 +98,34 @@ def spec_example_reading() -> MeterReading:
         load_override_w=None,
         equipment_id="K8EG004046395507",
     )
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def dsmr_twin(*args: str) -> str:
+    """Run the `dsmr-twin` command as an operator would; its standard output."""
+    return subprocess.run(
+        [sys.executable, "-m", "twin", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+
+
+def read_telegram(link: Path, timeout_s: float) -> Telegram | None:
+    """The first whole P1 telegram on a pty link, parsed by dsmr_parser with its CRC checked."""
+    parser = TelegramParser(telegram_specifications.V4, apply_checksum_validation=True)
+    buffer = TelegramBuffer()
+    deadline = time.monotonic() + timeout_s
+    with serial.Serial(str(link), 115200, timeout=0.1) as port:
+        while time.monotonic() < deadline:
+            buffer.append(port.read(4096).decode("ascii"))
+            for text in buffer.get_all():
+                return parser.parse(text)
+    return None

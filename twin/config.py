@@ -447,6 +447,8 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{path}: not UTF-8 text (TOML is UTF-8): {exc.reason}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from exc
     config = config_from_mapping(table)
     _warn_if_keys_exposed(path, config)
     return config

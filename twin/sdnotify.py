@@ -30,6 +30,9 @@ class Notifier:
         target = "\0" + self._address[1:] if self._address.startswith("@") else self._address
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-                sock.sendto(message.encode(), target)
+                # Never wait for the manager: a full queue (net.unix.max_dgram_qlen, 10 by
+                # default) would block the event loop and stop metering. A dropped ping is
+                # followed by the next one; a dropped READY=1 shows in the unit's state.
+                sock.sendto(message.encode(), socket.MSG_DONTWAIT, target)
         except OSError as exc:
             log.warning("sd_notify %r failed: %s", message, exc)

@@ -63,8 +63,12 @@ class Supervisor:
         alive: Callable[[], bool],
         rng: random.Random | None = None,
         backoff_start_s: float = BACKOFF_START_S,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.services = services
+        # The clock of heartbeats and backoff bookkeeping (a test drives a hang with its own).
+        self._monotonic = monotonic
         self._backoff_start_s = backoff_start_s
         self._notifier = notifier
         self._alive = alive
@@ -88,7 +92,7 @@ class Supervisor:
     async def _keep_running(self, service: Service) -> None:
         attempt = 0
         while True:
-            service.state, service.started_at = "running", time.monotonic()
+            service.state, service.started_at = "running", self._monotonic()
             try:
                 await service.run()
                 service.state = "finished"
@@ -100,7 +104,7 @@ class Supervisor:
             # Deliberately broad: any failure of one port is logged with its traceback and
             # the port restarted, so the meter keeps metering: a port never takes it down.
             except Exception as exc:
-                if time.monotonic() - service.started_at > STABLE_AFTER_S:
+                if self._monotonic() - service.started_at > STABLE_AFTER_S:
                     attempt = 0
                 delay = backoff_delay(attempt, self._rng, self._backoff_start_s)
                 attempt += 1
@@ -132,7 +136,7 @@ class Supervisor:
     async def _watchdog(self) -> None:
         interval = self._notifier.watchdog_interval_s or 1.0
         while True:
-            hung = [s.name for s in self.services if s.hung(time.monotonic())]
+            hung = [s.name for s in self.services if s.hung(self._monotonic())]
             if not self._alive():
                 log.warning("metering core made no progress; withholding the watchdog ping")
             elif hung:

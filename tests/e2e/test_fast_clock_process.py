@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 from dlms_cosem import exceptions, utils
 
+from tests.support import free_port
 from tests.unit.p3 import tcp_peers
 from twin.control import SOCKET_NAME, call
 from twin.store import Store
@@ -30,12 +30,6 @@ from twin.store import Store
 SPEED = 1_000_000
 STARTUP_S = 30.0
 QUARTER = timedelta(minutes=15)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class P1Reader(threading.Thread):

@@ -26,18 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import serial
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 from dlms_cosem import dlms_data, utils
 from dlms_cosem.clients.dlms_client import DataResultError, HLSError
 from dlms_cosem.cosem.capture_object import CaptureObject
 from dlms_cosem.cosem.selective_access import RangeDescriptor
-from dsmr_parser import telegram_specifications
-from dsmr_parser.clients.telegram_buffer import TelegramBuffer
 from dsmr_parser.objects import Telegram
-from dsmr_parser.parsers import TelegramParser
 from gurux_dlms.objects import GXDLMSRegister
 
+from tests.support import P1_FIELDS, REGISTERS, dsmr_twin, free_port, read_telegram
 from tests.unit.p3 import tcp_peers
 from tests.unit.p3.lean_client import LeanSession
 from twin.control import SOCKET_NAME, ControlError, call
@@ -52,21 +49,8 @@ logging.getLogger("dlms_cosem").setLevel(logging.ERROR)  # 21.3.2 logs every APD
 
 A = tcp_peers.attribute
 M = tcp_peers.method
-REGISTERS = ("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2")
-P1_FIELDS = {
-    "1-0:1.8.1": "ELECTRICITY_USED_TARIFF_1",
-    "1-0:1.8.2": "ELECTRICITY_USED_TARIFF_2",
-    "1-0:2.8.1": "ELECTRICITY_DELIVERED_TARIFF_1",
-    "1-0:2.8.2": "ELECTRICITY_DELIVERED_TARIFF_2",
-}
 STARTUP_S = 30.0
 RUN = (sys.executable, "-m", "twin", "run", "--p1", "pty://p1")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Twin:
@@ -104,13 +88,7 @@ class Twin:
             time.sleep(0.02)
 
     def cli(self, *args: str) -> str:
-        return subprocess.run(
-            [sys.executable, "-m", "twin", *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
+        return dsmr_twin(*args)
 
     def ctl(self, *args: str) -> str:
         return self.cli("ctl", "--state-dir", str(self.state_dir), *args)
@@ -134,15 +112,10 @@ class Twin:
         return self._keys
 
     def telegram(self) -> Telegram:
-        parser = TelegramParser(telegram_specifications.V4, apply_checksum_validation=True)
-        buffer = TelegramBuffer()
-        deadline = time.monotonic() + 30
-        with serial.Serial(str(self.state_dir / "p1"), 115200, timeout=0.2) as port:
-            while time.monotonic() < deadline:
-                buffer.append(port.read(4096).decode("ascii"))
-                for text in buffer.get_all():
-                    return parser.parse(text)
-        raise AssertionError(f"no P1 telegram: {self.status()['ports']['p1']}")
+        telegram = read_telegram(self.state_dir / "p1", timeout_s=30)
+        if telegram is None:
+            raise AssertionError(f"no P1 telegram: {self.status()['ports']['p1']}")
+        return telegram
 
     def stop(self, signum: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
