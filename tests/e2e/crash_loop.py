@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twin.p3.cosem import AttributeRef
+from twin.p3.dlms.cosem import AttributeRef
 
 from tests.support import P1_FIELDS, REGISTERS, dsmr_twin, free_port, read_telegram
 from tests.unit.p3 import tcp_peers
