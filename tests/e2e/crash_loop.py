@@ -34,13 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twin.p3.dlms.cosem import AttributeRef
-
 from tests.support import P1_FIELDS, REGISTERS, dsmr_twin, free_port, read_telegram
 from tests.unit.p3 import tcp_peers
 from tests.unit.p3.lean_client import LeanSession
 from twin.control import SOCKET_NAME, call
 from twin.meter.events import EventLog
+from twin.p3.dlms.cosem import AttributeRef
 from twin.p3.objects.base import obis_bytes
 from twin.store import Store
 
