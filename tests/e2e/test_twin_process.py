@@ -180,7 +180,11 @@ def test_sigterm_checkpoints_and_exits_cleanly(twin: RunningTwin) -> None:
     twin.ctl("load", "--watts", "2000")
     before = twin.status()
     assert twin.kill(signal.SIGTERM) == 0
-    checkpoint = Store.open(twin.state_dir).load()
+    store = Store.open(twin.state_dir)
+    try:
+        checkpoint = store.load()
+    finally:
+        store.close()  # its writer thread and connections go before the directory does
     assert checkpoint is not None
     for code in REGISTERS:
         assert checkpoint.state.wh(code) / 1000 >= float(before[code])  # type: ignore[arg-type]
