@@ -84,6 +84,8 @@ def _ctl_commands(sub: Any) -> None:
     tamper.add_argument("--code", type=int, default=40)
     admin = sub.add_parser("admin", help="administrative state 0-1:94.31.0 (0, 1 off, 2 on)")
     admin.add_argument("--state", type=int, required=True)
+    weather = sub.add_parser("weather", help="clouds over the PV from now on (0 clear .. 1)")
+    weather.add_argument("--cloudiness", type=float, required=True)
     request = sub.add_parser("request", help="raise or drop a simulated P1 request line")
     request.add_argument("level", choices=["on", "off"])
 
@@ -109,6 +111,8 @@ def _ctl_request(args: argparse.Namespace) -> dict[str, Any]:
         fields["state"] = args.state
     elif command == "request":
         fields["raised"] = args.level == "on"
+    elif command == "weather":
+        fields["cloudiness"] = args.cloudiness
     return fields
 
 

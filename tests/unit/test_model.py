@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
@@ -251,3 +252,19 @@ def test_clock_adjust_logs_old_and_new_time_and_registers_hold() -> None:
     codes = [e.code for e in model.drain().events]
     assert codes == [EventCode.CLOCK_ADJUSTED_OLD, EventCode.CLOCK_ADJUSTED_NEW]
     assert all(model.state.wh(c) >= before[c] for c in before)
+
+
+def test_clouds_dim_the_pv_from_the_time_they_are_set() -> None:
+    """The weather lever of scenarios: heavy clouds from 08:00 on a June day export less than
+    clear skies, with the same random stream (the household draws the same)."""
+    config = Config(load=replace(Config().load, appliances=False))
+    exported = []
+    for cloudiness in (0.0, 1.0):
+        model = model_at(amsterdam(2026, 6, 21, 6, 0), config, seed=3)
+        model.set_cloudiness(amsterdam(2026, 6, 21, 8, 0), cloudiness)
+        model.advance(amsterdam(2026, 6, 21, 16, 0))
+        e = model.state.registers_wh()
+        exported.append(e["1-0:2.8.1"] + e["1-0:2.8.2"])
+    assert exported[1] < 0.6 * exported[0]
+    with pytest.raises(ModelError, match="cloudiness is from 0 to 1"):
+        model.set_cloudiness(amsterdam(2026, 6, 21, 16, 0), float("nan"))

@@ -398,6 +398,14 @@ class MeterModel:
         self.advance(now)
         self._log(now, code)
 
+    def set_cloudiness(self, now: datetime, cloudiness: float) -> None:
+        """The weather for the PV from `now` on (0 clear skies .. 1 heavily clouded); it
+        replaces `[pv] cloudiness` until the next start or change."""
+        if not 0 <= cloudiness <= 1:  # NaN fails too
+            raise ModelError(f"cloudiness is from 0 to 1, got {cloudiness}")
+        self.advance(now)
+        self._household.set_cloudiness(cloudiness)
+
     def set_admin_state(self, value: int) -> None:
         if value not in (0, 1, 2):
             raise ModelError("administrative state is 0 (undefined), 1 (off) or 2 (on)")
