@@ -144,6 +144,10 @@ class MeterModel:
         while self._ts < target:
             boundary = (self._ts // 60 + 1) * 60
             end = min(boundary, target)
+            if self._outage is not None and self._ts < self._outage[1] < end:
+                # A step ends where the supply returns: the powered rest of it is metered
+                # however time was stepped (a scenario's steps, 0.5 s ticks or one jump).
+                end = self._outage[1]
             self._integrate(end)
             self._ts = end
             if end == boundary:
