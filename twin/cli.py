@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--p1", help="P1 endpoint: pty://LINK, tcp://HOST:PORT, uart:///dev/ttyX")
     run.add_argument("--p3", help="P3 endpoint: tcp://HOST:PORT")
     run.add_argument("--check", action="store_true", help="validate the configuration and exit")
+    run.add_argument(
+        "--scenario", type=Path, help="run a scenario file (a new meter; docs/scenarios/)"
+    )
+    run.add_argument(
+        "--record", type=Path, help="with --scenario: write its P1 telegrams to a capture file"
+    )
 
     ctl = commands.add_parser("ctl", help="control a running meter")
     ctl.add_argument("--state-dir", type=Path, default=None)
@@ -133,6 +139,12 @@ def _run_config(args: argparse.Namespace) -> Config:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.scenario is not None:
+        from twin.scenario_cli import run_scenario
+
+        return run_scenario(args)
+    if args.record is not None:
+        raise ConfigError("--record goes with --scenario (or use dsmr-twin p1 record)")
     from twin.app import build, serve
 
     # `--check` and the start below share this one validation (twin/config.py).

@@ -1,0 +1,184 @@
+"""Scenario files (twin/scenario.py) and runs (twin/scenario_run.py): validated before they
+start, errors naming the key and the event; the same scenario gives the same bytes."""
+
+from __future__ import annotations
+
+import io
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from twin.cli import main
+from twin.cli_common import EXIT_CONFIG
+from twin.p1.capture import load_capture
+from twin.scenario import Scenario, ScenarioError, scenario_from_mapping
+from twin.scenario_run import ScenarioRunner, check_scenario
+
+# A day in March with the request line raised for the first and the last half hour, and most
+# kinds of event in between, some at odd seconds (a power failure ending mid-minute).
+BUSY_DAY = """
+name = "busy day"
+start = "2026-03-10T06:00:00+01:00"
+duration = "1d"
+seed = 11
+
+[config.p1]
+endpoint = "tcp://127.0.0.1:0"
+request = "simulated"
+pace = false
+
+[weather]
+"2026-03-11" = 0.95
+
+[[event]]
+after = "0s"
+cmd = "request"
+raised = true
+
+[[event]]
+after = "7m13s"
+cmd = "power-failure"
+seconds = 200.5
+
+[[event]]
+after = "12m"
+cmd = "sag"
+phase = 2
+seconds = 31
+
+[[event]]
+after = "20m"
+cmd = "message"
+code = "01 61 81"
+text = "Storing gepland"
+
+[[event]]
+after = "30m"
+cmd = "request"
+raised = false
+
+[[event]]
+at = "2026-03-10T18:03:07+01:00"
+cmd = "load"
+watts = 5400.0
+
+[[event]]
+at = "2026-03-10T19:00:00+01:00"
+cmd = "load"
+clear = true
+
+[[event]]
+after = "20h"
+cmd = "tamper"
+code = 41
+
+[[event]]
+after = "23h30m"
+cmd = "request"
+raised = true
+"""
+
+
+def scenario(text: str = BUSY_DAY, **changes: Any) -> Scenario:
+    table = tomllib.loads(text)
+    table.update(changes)
+    return scenario_from_mapping(table)
+
+
+async def run_once(
+    state_dir: Path, chosen: Scenario, speed: float | None = None
+) -> tuple[str, Any]:
+    capture = io.StringIO()
+    runner = ScenarioRunner(chosen, state_dir, speed=speed, capture=capture)
+    try:
+        await runner.run()
+        rows = runner.store.load_profile(), runner.store.daily_profile()
+    finally:
+        runner.close()
+    return capture.getvalue(), rows
+
+
+async def test_the_same_scenario_gives_the_same_telegrams_and_profiles(tmp_path: Path) -> None:
+    busy = scenario()
+    first, first_rows = await run_once(tmp_path / "a", busy)
+    # Paced this time (very fast): pacing moves real time only, never what the meter does.
+    second, second_rows = await run_once(tmp_path / "b", busy, speed=1e7)
+    assert first == second  # every byte of every telegram, and when it was sent
+    assert first_rows == second_rows
+    telegrams = load_capture(first)
+    # Request raised for 30 min (less the 200.5 s power failure) and for the last 30 min.
+    # 0..1800 s less the slots of the outage (440..630 s), then 23:30..24:00 inclusive.
+    assert len(telegrams) == 180 - 20 + 181
+    load_profile, daily = first_rows
+    assert len(load_profile) == 96
+    assert len(daily) == 1
+
+
+async def test_a_different_seed_gives_a_different_household(tmp_path: Path) -> None:
+    first, _ = await run_once(tmp_path / "a", scenario())
+    other, _ = await run_once(tmp_path / "b", scenario(seed=12))
+    assert first != other
+
+
+BAD = [
+    ({"colour": "red"}, "unknown key 'colour'"),
+    ({"start": "2026-03-10T06:00:00"}, "'start' = '2026-03-10T06:00:00' is not allowed"),
+    ({"start": "2100-01-02T00:00:00+01:00"}, "'start'"),
+    ({"end": "2026-03-11T06:00:00+01:00"}, "either 'end'"),
+    ({"duration": "3 days"}, "'duration' = '3 days'"),
+    ({"seed": 1.5}, "'seed' must be a whole number"),
+    ({"config": {"p3": {"endpoint": "tcp://127.0.0.1:4059"}}}, "'config.p3' cannot be set"),
+    ({"config": {"p1": {"interval_s": 0}}}, "config: 'p1.interval_s' = 0 is not allowed"),
+    ({"config": {"load": {"fridge": True}}}, "config: unknown key 'load.fridge'"),
+    ({"weather": {"2026-13-01": 0.5}}, "'weather.2026-13-01': not a date"),
+    ({"event": [{"cmd": "tamper"}]}, "event 1: give either 'at'"),
+    ({"event": [{"after": "2d", "cmd": "tamper"}]}, "event 1: .* lies outside"),
+    ({"event": [{"after": "1h", "cmd": "tamper"}, {"after": "1x"}]}, "event 2: 'after' = '1x'"),
+    ({"event": [{"after": "1h"}]}, "event 1: 'cmd' is required"),
+]
+
+
+@pytest.mark.parametrize(("changes", "error"), BAD)
+def test_a_bad_scenario_is_refused_naming_the_key(changes: dict[str, Any], error: str) -> None:
+    with pytest.raises(ScenarioError, match=error):
+        scenario(**changes)
+
+
+CHECKED = [
+    ({"after": "1h", "cmd": "explode"}, "event 2: unknown command 'explode'; known: admin,"),
+    ({"after": "1h", "cmd": "power-failure", "seconds": -5}, "event 2: 'seconds' must be a num"),
+    ({"after": "1h", "cmd": "power-failure"}, "event 2: 'seconds' is required"),
+    ({"after": "1h", "cmd": "sag", "phase": 4}, "event 2: 'phase' must be a whole number from 1"),
+    ({"after": "1h", "cmd": "tamper", "colour": 1}, "event 2: unknown field 'colour' for 'tamper'"),
+    ({"after": "1h", "cmd": "clock-set", "time": "noon"}, "event 2: 'time' must be an ISO time"),
+    ({"after": "1h", "cmd": "weather", "cloudiness": 2}, "event 2: 'cloudiness' must be a num"),
+]
+
+
+@pytest.mark.parametrize(("event", "error"), CHECKED)
+def test_commands_and_fields_are_checked_before_the_start(
+    tmp_path: Path, event: dict[str, Any], error: str
+) -> None:
+    chosen = scenario(event=[{"after": "0s", "cmd": "tamper"}, event])
+    with pytest.raises(ScenarioError, match=error):
+        check_scenario(chosen)
+
+
+def test_the_cli_refuses_a_bad_scenario_before_touching_the_state_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BUSY_DAY.replace('cmd = "sag"', 'cmd = "sog"'), encoding="utf-8")
+    state = tmp_path / "state"
+    assert main(["run", "--scenario", str(path), "--state-dir", str(state)]) == EXIT_CONFIG
+    assert "event 3: unknown command 'sog'" in capsys.readouterr().err
+    assert not state.exists()
+
+
+async def test_a_scenario_starts_a_new_meter_only(tmp_path: Path) -> None:
+    short = scenario(duration="10s", event=[], weather={})
+    await run_once(tmp_path, short)
+    with pytest.raises(ScenarioError, match="holds a meter already"):
+        ScenarioRunner(short, tmp_path)
