@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,13 @@ import pytest
 
 from twin.cli import main
 from twin.cli_common import EXIT_CONFIG
+from twin.clock import AMSTERDAM
+from twin.meter.events import EventLog
+from twin.meter.profiles import STATUS_CAD, STATUS_DNV
 from twin.p1.capture import load_capture
 from twin.scenario import Scenario, ScenarioError, scenario_from_mapping
 from twin.scenario_run import ScenarioRunner, check_scenario
+from twin.store import Store
 
 # A day in March with the request line raised for the first and the last half hour, and most
 # kinds of event in between, some at odd seconds (a power failure ending mid-minute).
@@ -182,3 +187,48 @@ async def test_a_scenario_starts_a_new_meter_only(tmp_path: Path) -> None:
     await run_once(tmp_path, short)
     with pytest.raises(ScenarioError, match="holds a meter already"):
         ScenarioRunner(short, tmp_path)
+
+
+CLOCK_SETS = """
+start = "2026-06-01T12:00:00+02:00"
+duration = "1h"
+
+[config.p1]
+endpoint = "tcp://127.0.0.1:0"
+pace = false
+
+[[event]]
+after = "10m"
+cmd = "clock-set"
+time = "2026-06-01T14:10:00+02:00"
+
+[[event]]
+after = "20m"
+cmd = "clock-set"
+time = "2026-06-01T14:20:30+02:00"
+"""
+
+
+async def test_a_clock_set_in_a_scenario_moves_the_meter_clock_as_p3_would(
+    tmp_path: Path,
+) -> None:
+    capture, _ = await run_once(tmp_path, scenario(CLOCK_SETS))
+    stamps = [t.data.split(b"0-0:1.0.0(")[1][:13].decode() for t in load_capture(capture)]
+    # The telegrams go on every 10 s of the run; their stamps follow the meter's clock.
+    assert stamps[59:62] == ["260601120950S", "260601141000S", "260601141010S"]
+    assert stamps[119:122] == ["260601141950S", "260601142030S", "260601142040S"]
+    assert stamps[-1] == "260601150030S"  # the end: 13:00 on the run, +2 h 30 s on the meter
+    store = Store.open(tmp_path)
+    try:
+        events = [(e.when, e.code) for e in store.events(EventLog.STANDARD)]
+        rows = store.load_profile()
+    finally:
+        store.close()
+    # P3 §5.3: beyond the time shift limit (60 s) events 4 and 5; the 30 s shift logs nothing.
+    jump = datetime(2026, 6, 1, 10, 10, tzinfo=UTC)
+    assert events == [(jump, 4), (datetime(2026, 6, 1, 12, 10, tzinfo=UTC), 5)]
+    # 12:15 never came; the first row after the jump carries CAD|DNV (P3 §4.2.5).
+    times = [r.time.astimezone(AMSTERDAM).strftime("%H:%M") for r in rows]
+    assert times == ["14:15", "14:30", "14:45", "15:00"]
+    assert rows[0].status & (STATUS_CAD | STATUS_DNV) == STATUS_CAD | STATUS_DNV
+    assert not rows[1].status & STATUS_CAD
