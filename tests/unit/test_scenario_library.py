@@ -8,6 +8,7 @@ import dataclasses
 import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,8 @@ def flags(ran: Ran) -> list[str]:
 
 def test_every_shipped_scenario_is_tested() -> None:
     tested = {"dst-spring-week", "dst-autumn-week", "long-failures-month", "consumer-message"}
-    assert {p.stem for p in SCENARIOS.glob("*.toml")} == tested | {"tamper"}
+    tested |= {"tamper", "summer-pv-days"}
+    assert {p.stem for p in SCENARIOS.glob("*.toml")} == tested
 
 
 async def test_dst_spring_week(run: Any) -> None:
@@ -147,3 +149,26 @@ async def test_tamper(run: Any) -> None:
         (amsterdam(2026, 9, 1, 10, 45), 43),
     ]
     assert len(ran.telegrams) == 60  # 09:55 to 10:05, P1 on through the cover events
+
+
+async def test_summer_pv_days(run: Any) -> None:
+    ran = await run("summer-pv-days")
+    sunday, monday = ran.telegrams[:30], ran.telegrams[30:]
+    assert len(monday) == 30
+    assert all(t.ELECTRICITY_ACTIVE_TARIFF.value == "0001" for t in sunday)  # low all Sunday
+    assert all(t.CURRENT_ELECTRICITY_DELIVERY.value > Decimal("1.5") for t in sunday)
+    assert all(t.CURRENT_ELECTRICITY_USAGE.value == 0 for t in sunday)
+    assert (
+        sunday[-1].ELECTRICITY_DELIVERED_TARIFF_1.value
+        > sunday[0].ELECTRICITY_DELIVERED_TARIFF_1.value
+    )
+    mean = [sum(t.CURRENT_ELECTRICITY_DELIVERY.value for t in day) / 30 for day in (sunday, monday)]
+    assert mean[1] < mean[0] * 3 / 4  # the clouds
+    days = ran.store.daily_profile()
+    assert [d.time for d in days] == [amsterdam(2026, 6, 22), amsterdam(2026, 6, 23)]
+    exported = [
+        days[0].energy_wh[2],
+        days[1].energy_wh[2] + days[1].energy_wh[3] - days[0].energy_wh[2],
+    ]
+    assert exported[0] > 20_000  # Wh under a clear midsummer sky
+    assert exported[1] < exported[0] / 2
