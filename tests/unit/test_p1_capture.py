@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,26 @@ def test_the_cli_refuses_a_bad_p1_url(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "p1.endpoint" in capsys.readouterr().err
     assert main(["p1", "record", str(tmp_path / "c"), "--from", "ftp://x"]) == EXIT_CONFIG
     assert "bad P1 source 'ftp://x'" in capsys.readouterr().err
+
+
+def test_the_cli_records_a_tcp_dongle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capture = tmp_path / "dongle.jsonl"
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def dongle() -> None:
+            peer, _ = server.accept()
+            with peer:
+                peer.sendall(KAIFA + corrupt(KAIFA) + SPEC)
+                peer.recv(1)  # until the recorder hangs up
+
+        sender = threading.Thread(target=dongle)
+        sender.start()
+        argv = ["p1", "record", str(capture), "--from", f"tcp://127.0.0.1:{port}", "--count", "2"]
+        code = main(argv)
+        sender.join(5)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "2 telegrams from tcp 127.0.0.1" in out
+    assert "1 with a bad CRC left out" in out
+    assert [t.data for t in load_capture(capture.read_text())] == [KAIFA, SPEC]

@@ -4,6 +4,7 @@ start, errors naming the key and the event; the same scenario gives the same byt
 from __future__ import annotations
 
 import io
+import time
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -232,3 +233,15 @@ async def test_a_clock_set_in_a_scenario_moves_the_meter_clock_as_p3_would(
     assert times == ["14:15", "14:30", "14:45", "15:00"]
     assert rows[0].status & (STATUS_CAD | STATUS_DNV) == STATUS_CAD | STATUS_DNV
     assert not rows[1].status & STATUS_CAD
+
+
+async def test_speed_paces_the_run_in_real_time(tmp_path: Path) -> None:
+    """--speed 1200: 20 minutes of meter time take a real second, never less."""
+    raise_request = [{"after": "0s", "cmd": "request", "raised": True}]
+    short = scenario(duration="20m", event=raise_request, weather={})
+    began = time.monotonic()
+    paced, _ = await run_once(tmp_path / "paced", short, speed=1200)
+    assert time.monotonic() - began >= 1.0
+    unpaced, _ = await run_once(tmp_path / "unpaced", short)
+    assert paced == unpaced
+    assert len(load_capture(paced)) == 121
