@@ -17,7 +17,6 @@ slot; a telegram cut off by a falling Request is never finished (§4.3).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -172,13 +171,23 @@ class ScenarioRunner:
                 await self._timeline()
             finally:
                 server.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await server
+                await self._stopped(server)
                 await self.request.close()
         finally:
             await self.sink.close()
             self.meter.commit()
         log.info("scenario %s done: %s", self.scenario.name, self.status())
+
+    @staticmethod
+    async def _stopped(server: asyncio.Task[None]) -> None:
+        """The control socket is a window on the run, not part of it: a socket that could not
+        be served (e.g. a path too long for a Unix socket) is reported, the run stands."""
+        try:
+            await server
+        except asyncio.CancelledError:
+            pass
+        except OSError as exc:
+            log.warning("the control socket could not be served: %s", exc)
 
     async def _timeline(self) -> None:
         scenario, loop = self.scenario, asyncio.get_running_loop()

@@ -245,3 +245,13 @@ async def test_speed_paces_the_run_in_real_time(tmp_path: Path) -> None:
     unpaced, _ = await run_once(tmp_path / "unpaced", short)
     assert paced == unpaced
     assert len(load_capture(paced)) == 121
+
+
+async def test_a_control_socket_that_cannot_be_served_does_not_end_the_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    too_long = tmp_path / ("d" * 120)  # no Unix socket path is that long (sockaddr_un)
+    raise_request = [{"after": "0s", "cmd": "request", "raised": True}]
+    capture, _ = await run_once(too_long, scenario(duration="1m", event=raise_request, weather={}))
+    assert len(load_capture(capture)) == 7
+    assert "the control socket could not be served" in caplog.text

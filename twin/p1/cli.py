@@ -92,6 +92,8 @@ def _record(args: argparse.Namespace) -> int:
     _check_line(args.baudrate)
     if args.count is not None and args.count < 1:
         raise ConfigError("--count must be at least 1")
+    if args.seconds is not None and not args.seconds > 0:
+        raise ConfigError("--seconds must be positive")
     source = open_p1_source(args.source, args.baudrate)
     try:
         with args.file.open("w", encoding="utf-8") as out:
