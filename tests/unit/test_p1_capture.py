@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import FIXTURES, p1_fixture
 from twin.cli import main
-from twin.cli_common import EXIT_CONFIG
+from twin.cli_common import EXIT_CONFIG, EXIT_PORT
 from twin.p1.capture import (
     CapturedTelegram,
     CaptureError,
@@ -157,3 +157,12 @@ def test_the_cli_records_a_tcp_dongle(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "2 telegrams from tcp 127.0.0.1" in out
     assert "1 with a bad CRC left out" in out
     assert [t.data for t in load_capture(capture.read_text())] == [KAIFA, SPEC]
+
+
+def test_the_cli_names_a_line_it_cannot_open(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-such-tty"
+    code = main(["p1", "record", str(tmp_path / "c.jsonl"), "--from", f"serial://{missing}"])
+    assert code == EXIT_PORT
+    assert f"cannot open {missing}" in capsys.readouterr().err

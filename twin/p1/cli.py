@@ -17,13 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from hardware.ports import PortError
-from twin.cli_common import EXIT_CONFIG
+from twin.cli_common import EXIT_CONFIG, EXIT_PORT
 from twin.config import ConfigError, config_from_mapping
 from twin.p1.capture import CaptureError, load_capture
 
 log = logging.getLogger(__name__)
-
-EXIT_PORT = 1  # the P1 line could not be opened or failed
 
 
 def add_commands(commands: Any) -> None:
