@@ -255,3 +255,14 @@ async def test_a_control_socket_that_cannot_be_served_does_not_end_the_run(
     capture, _ = await run_once(too_long, scenario(duration="1m", event=raise_request, weather={}))
     assert len(load_capture(capture)) == 7
     assert "the control socket could not be served" in caplog.text
+
+
+def test_record_goes_with_a_scenario(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", "--state-dir", str(tmp_path), "--record", str(tmp_path / "c.jsonl")]
+    assert main(argv) == EXIT_CONFIG
+    assert "--record goes with --scenario" in capsys.readouterr().err
+    path = tmp_path / "s.toml"
+    path.write_text(BUSY_DAY, encoding="utf-8")
+    argv = ["run", "--scenario", str(path), "--config", str(path)]
+    assert main(argv) == EXIT_CONFIG
+    assert "no --config or --p3" in capsys.readouterr().err
