@@ -34,14 +34,15 @@ def open_p1_sink(
         path = link if link.is_absolute() else base_dir / link
         return PtySink(path, baudrate=baudrate, pace=pace)
     if scheme == "tcp":
-        return TcpSink(*_host_port(endpoint), baudrate=baudrate, pace=pace)
+        return TcpSink(*tcp_endpoint(endpoint, SINK_FORMS), baudrate=baudrate, pace=pace)
     if scheme == "uart" and rest.startswith("/") and len(rest) > 1:
         return UartSink(rest, baudrate)
     raise ValueError(f"bad P1 endpoint {endpoint!r}: expected {SINK_FORMS}")
 
 
-def _host_port(endpoint: str) -> tuple[str, int]:
-    bad = ValueError(f"bad P1 endpoint {endpoint!r}: expected {SINK_FORMS}")
+def tcp_endpoint(endpoint: str, forms: str) -> tuple[str, int]:
+    """HOST and PORT of tcp://HOST:PORT; ValueError naming the `forms` allowed if not one."""
+    bad = ValueError(f"bad P1 endpoint {endpoint!r}: expected {forms}")
     try:
         parts = urlsplit(endpoint)
         host, port = parts.hostname, parts.port

@@ -25,7 +25,14 @@ from twin.store import StoreError
 #   add_ctl_commands(ctl_sub)   sub-commands of "ctl"
 #   ctl_request(args)           the JSON request for one of its ctl commands, or None
 #   run(args)                   run one of its top-level commands (exit code), or None
-EXTENSIONS = ("twin.p2.cli", "twin.p3.cli", "twin.display.cli", "twin.store_cli", "twin.probe")
+EXTENSIONS = (
+    "twin.p1.cli",
+    "twin.p2.cli",
+    "twin.p3.cli",
+    "twin.display.cli",
+    "twin.store_cli",
+    "twin.probe",
+)
 
 
 def _extensions() -> list[Any]:
@@ -46,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--p1", help="P1 endpoint: pty://LINK, tcp://HOST:PORT, uart:///dev/ttyX")
     run.add_argument("--p3", help="P3 endpoint: tcp://HOST:PORT")
     run.add_argument("--check", action="store_true", help="validate the configuration and exit")
+    run.add_argument(
+        "--scenario", type=Path, help="run a scenario file (a new meter; docs/scenarios/)"
+    )
+    run.add_argument(
+        "--record", type=Path, help="with --scenario: write its P1 telegrams to a capture file"
+    )
 
     ctl = commands.add_parser("ctl", help="control a running meter")
     ctl.add_argument("--state-dir", type=Path, default=None)
@@ -77,6 +90,8 @@ def _ctl_commands(sub: Any) -> None:
     tamper.add_argument("--code", type=int, default=40)
     admin = sub.add_parser("admin", help="administrative state 0-1:94.31.0 (0, 1 off, 2 on)")
     admin.add_argument("--state", type=int, required=True)
+    weather = sub.add_parser("weather", help="clouds over the PV from now on (0 clear .. 1)")
+    weather.add_argument("--cloudiness", type=float, required=True)
     request = sub.add_parser("request", help="raise or drop a simulated P1 request line")
     request.add_argument("level", choices=["on", "off"])
 
@@ -102,6 +117,8 @@ def _ctl_request(args: argparse.Namespace) -> dict[str, Any]:
         fields["state"] = args.state
     elif command == "request":
         fields["raised"] = args.level == "on"
+    elif command == "weather":
+        fields["cloudiness"] = args.cloudiness
     return fields
 
 
@@ -122,6 +139,12 @@ def _run_config(args: argparse.Namespace) -> Config:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.scenario is not None:
+        from twin.scenario_cli import run_scenario
+
+        return run_scenario(args)
+    if args.record is not None:
+        raise ConfigError("--record goes with --scenario (or use dsmr-twin p1 record)")
     from twin.app import build, serve
 
     # `--check` and the start below share this one validation (twin/config.py).

@@ -13,6 +13,7 @@ DEFAULT_STATE_DIR = "state"
 EXIT_CONFIG = 2  # the configuration or the command line is wrong: a restart cannot help
 EXIT_STORAGE = 3  # the state directory or database is failing: restarted with a delay
 EXIT_STATE_DIR_BUSY = 4  # another twin holds the state directory: restarted with a delay
+EXIT_PORT = 5  # `p1 record|replay`: the P1 line could not be opened or failed
 
 
 def default_state_dir() -> Path:

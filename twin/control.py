@@ -237,6 +237,7 @@ class ControlServer(ControlSocket):
         self.add_command("load", self._load, [number("watts", -capacity, capacity, nullable=True)])
         self.add_command("tamper", self._tamper, [integer("code", 40, 47, default=40)])
         self.add_command("admin", self._admin, [integer("state", 0, 2)])
+        self.add_command("weather", self._weather, [number("cloudiness", 0, 1)])
 
     # ------------------------------------------------------------------ commands
 
@@ -282,6 +283,11 @@ class ControlServer(ControlSocket):
         state = request["state"]
         self.meter.act(lambda m, now: m.set_admin_state(state))
         return {"state": state}
+
+    async def _weather(self, request: Mapping[str, Any]) -> object:
+        cloudiness = request["cloudiness"]
+        self.meter.act(lambda m, now: m.set_cloudiness(now, cloudiness))
+        return {"cloudiness": cloudiness}
 
 
 def _error(kind: str, message: str) -> dict[str, Any]:

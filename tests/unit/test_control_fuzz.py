@@ -31,6 +31,7 @@ COMMANDS = (
     "swell",
     "tamper",
     "wakeup",
+    "weather",
 )
 FUZZ = settings(
     deadline=None,

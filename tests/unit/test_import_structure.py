@@ -172,7 +172,7 @@ def _sans_io_modules() -> list[str]:
     # P3: the wire and the server whole, and the push logic of the GPRS side.
     cores = [m for m in MODULES if m.startswith(("twin.p3.dlms", "twin.p3.server"))]
     cores += [f"twin.p3.gprs.{n}" for n in ("push", "push_time", "push_triggers", "push_wakeup")]
-    cores += ["twin.p1.telegram"]
+    cores += ["twin.p1.telegram", "twin.p1.capture"]
     # The P2 codecs and state machines are the package's own modules (its asyncio side is aio/).
     cores += [m for m in MODULES if m.startswith("twin.p2.") and m.count(".") == 2]
     cores += ["twin.p2"]
@@ -184,7 +184,7 @@ def test_the_sans_io_cores_exist() -> None:
     assert {"twin.p3.dlms.wrapper", "twin.p3.dlms.acse", "twin.p3.dlms.security"} <= set(cores)
     assert {"twin.p3.server.connection", "twin.p3.server.association"} <= set(cores)
     assert "twin.p2.frames" in cores
-    assert "twin.p1.telegram" in cores
+    assert {"twin.p1.telegram", "twin.p1.capture"} <= set(cores)
 
 
 def _io_imports(module: str) -> list[str]:

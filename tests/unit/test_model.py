@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support import amsterdam, model_at, steady_config
 from twin.config import Config
@@ -273,3 +277,80 @@ def test_one_advance_over_days_captures_every_boundary_as_small_steps_do() -> No
     # Both ends lie 7 minutes past a quarter: one row per 15 minutes of UTC time (78 h here).
     assert len(rows.load_profile) == (end.astimezone(UTC) - start.astimezone(UTC)) // QUARTER
     assert len(rows.daily_profile) == 3
+
+
+def test_clouds_dim_the_pv_from_the_time_they_are_set() -> None:
+    """The weather lever of scenarios: heavy clouds from 08:00 on a June day export less than
+    clear skies, with the same random stream (the household draws the same)."""
+    config = Config(load=replace(Config().load, appliances=False))
+    exported = []
+    for cloudiness in (0.0, 1.0):
+        model = model_at(amsterdam(2026, 6, 21, 6, 0), config, seed=3)
+        model.set_cloudiness(amsterdam(2026, 6, 21, 8, 0), cloudiness)
+        model.advance(amsterdam(2026, 6, 21, 16, 0))
+        e = model.state.registers_wh()
+        exported.append(e["1-0:2.8.1"] + e["1-0:2.8.2"])
+    assert exported[1] < 0.6 * exported[0]
+    with pytest.raises(ModelError, match="cloudiness is from 0 to 1"):
+        model.set_cloudiness(amsterdam(2026, 6, 21, 16, 0), float("nan"))
+
+
+def test_the_registers_do_not_depend_on_how_time_was_stepped_over_a_power_failure() -> None:
+    """A failure that ends mid-step (200.5 s from 10:07:13) is metered the same whether the
+    model is advanced in one step, in 10 s steps or in 0.5 s ticks: the steps are cut where
+    the supply returns, so the powered rest of the step is not lost."""
+    start = amsterdam(2026, 3, 10, 10, 0)
+    energies = []
+    for step_s in (3600.0, 10.0, 0.5):
+        model = model_at(start, seed=5)
+        model.power_failure(start + timedelta(seconds=433), 200.5)
+        now = start + timedelta(seconds=433)
+        while now < start + timedelta(hours=1):
+            now = min(now + timedelta(seconds=step_s), start + timedelta(hours=1))
+            model.advance(now)
+        energies.append(dict(model.state.energy_nj))
+    assert energies[0] == energies[1] == energies[2]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    cuts=st.lists(st.floats(2, 1800, allow_nan=False), min_size=1, max_size=40),
+    failure_at=st.floats(0, 2 * 3600, allow_nan=False),
+    failure_s=st.floats(1, 1500, allow_nan=False),
+    sag_at=st.floats(0, 2 * 3600, allow_nan=False),
+    load_at=st.floats(0, 2 * 3600, allow_nan=False),
+)
+def test_how_time_is_stepped_never_changes_what_the_meter_measures(
+    cuts: list[float], failure_at: float, failure_s: float, sag_at: float, load_at: float
+) -> None:
+    """The same actions at the same meter times give the same registers, profiles, events
+    and reading, whether the model is advanced only to the action times or in any steps
+    between them (a 0.5 s tick, a scenario's due points, a slow event loop)."""
+    start = amsterdam(2026, 3, 29, 1, 15).astimezone(UTC)  # over the spring DST change
+    end = 2.5 * 3600
+    actions = sorted(
+        [
+            (failure_at, lambda m, t: m.power_failure(t, failure_s)),
+            (sag_at, lambda m, t: m.voltage_sag(t, 2, 45.5)),
+            (load_at, lambda m, t: m.set_load_override(t, 2500.0)),
+        ],
+        key=lambda action: action[0],
+    )
+
+    def run(stepped: bool) -> tuple[object, ...]:
+        model = model_at(start, seed=9)
+        at, cut = 0.0, 0
+        for when, action in [*actions, (end, None)]:
+            while stepped and at + cuts[cut % len(cuts)] < when:
+                at += cuts[cut % len(cuts)]
+                cut += 1
+                model.advance(start + timedelta(seconds=at))
+            at = when
+            if action is not None:
+                with contextlib.suppress(ModelError):  # a failure already in progress
+                    action(model, start + timedelta(seconds=at))
+        model.advance(start + timedelta(seconds=end))
+        reading = model.reading(start + timedelta(seconds=end))
+        return dict(model.state.energy_nj), model.drain(), reading
+
+    assert run(stepped=True) == run(stepped=False)

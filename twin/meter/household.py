@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from twin.clock import local
@@ -106,6 +106,14 @@ class Household:
         self._ev_remaining_wh = 0.0
         self._base_drift = 1.0
         self._reactive = [0.0] * phases  # of the minute being drawn
+
+    def set_cloudiness(self, cloudiness: float) -> None:
+        """The weather from now on (0 clear skies, 1 heavily clouded): the level the cloud
+        process reverts to and how much it varies. Draws nothing, so the random stream (and
+        everything else drawn from it) stays the same."""
+        if not 0 <= cloudiness <= 1:
+            raise ValueError(f"cloudiness is from 0 to 1, got {cloudiness}")
+        self._pv = replace(self._pv, cloudiness=cloudiness)
 
     def minute(self, start: datetime, here: datetime | None = None) -> MinutePower:
         """Power during the minute from `start` (UTC); `here` is the same instant in local time."""

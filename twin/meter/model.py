@@ -152,6 +152,10 @@ class MeterModel:
         while self._ts < target:
             boundary = (self._ts // 60 + 1) * 60
             end = min(boundary, target)
+            if self._outage is not None and self._ts < self._outage[1] < end:
+                # A step ends where the supply returns: the powered rest of it is metered
+                # however time was stepped (a scenario's steps, 0.5 s ticks or one jump).
+                end = self._outage[1]
             self._integrate(end)
             self._ts = end
             if end == boundary:
@@ -405,6 +409,14 @@ class MeterModel:
             raise ModelError(f"fraud events are codes 40..47, got {code}")
         self.advance(now)
         self._log(now, code)
+
+    def set_cloudiness(self, now: datetime, cloudiness: float) -> None:
+        """The weather for the PV from `now` on (0 clear skies .. 1 heavily clouded); it
+        replaces `[pv] cloudiness` until the next start or change."""
+        if not 0 <= cloudiness <= 1:  # NaN fails too
+            raise ModelError(f"cloudiness is from 0 to 1, got {cloudiness}")
+        self.advance(now)
+        self._household.set_cloudiness(cloudiness)
 
     def set_admin_state(self, value: int) -> None:
         if value not in (0, 1, 2):

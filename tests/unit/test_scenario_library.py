@@ -1,0 +1,174 @@
+"""Every scenario shipped in docs/scenarios/ runs (at full speed) and does what it promises on
+P1, read with dsmr_parser from the very bytes the run put on its P1 line; the logs P3 reads out
+are checked in the store they are served from."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.peers.test_p1_dsmr_parser import parse
+from tests.support import amsterdam
+from twin.meter.events import EventCode, EventLog
+from twin.meter.profiles import STATUS_DST
+from twin.p1.capture import load_capture
+from twin.scenario import load_scenario
+from twin.scenario_run import ScenarioRunner, check_scenario
+from twin.store import Store
+
+SCENARIOS = Path(__file__).parents[2] / "docs" / "scenarios"
+
+
+@dataclasses.dataclass
+class Ran:
+    telegrams: list[Any]  # dsmr_parser telegrams, CRC checked
+    raw: list[str]
+    store: Store
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[Any]:
+    runners: list[ScenarioRunner] = []
+
+    async def run_scenario(name: str) -> Ran:
+        scenario = load_scenario(SCENARIOS / f"{name}.toml")
+        check_scenario(scenario)
+        # The line for a test: a TCP port nobody needs to connect to, no pacing.
+        p1 = dataclasses.replace(scenario.config.p1, endpoint="tcp://127.0.0.1:0", pace=False)
+        config = dataclasses.replace(scenario.config, p1=p1)
+        capture = io.StringIO()
+        runner = ScenarioRunner(
+            dataclasses.replace(scenario, config=config), tmp_path / name, capture=capture
+        )
+        runners.append(runner)
+        await runner.run()
+        raw = [t.data.decode("ascii") for t in load_capture(capture.getvalue())]
+        return Ran([parse(text) for text in raw], raw, runner.store)
+
+    yield run_scenario
+    for runner in runners:
+        runner.close()
+
+
+def stamps(ran: Ran) -> list[datetime]:
+    return [t.P1_MESSAGE_TIMESTAMP.value for t in ran.telegrams]
+
+
+def flags(ran: Ran) -> list[str]:
+    return [text.split("0-0:1.0.0(")[1][12] for text in ran.raw]
+
+
+def test_every_shipped_scenario_is_tested() -> None:
+    tested = {"dst-spring-week", "dst-autumn-week", "long-failures-month", "consumer-message"}
+    tested |= {"tamper", "summer-pv-days"}
+    assert {p.stem for p in SCENARIOS.glob("*.toml")} == tested
+
+
+async def test_dst_spring_week(run: Any) -> None:
+    ran = await run("dst-spring-week")
+    # 01:55 CET to 03:05 CEST is 10 minutes of real time: 61 telegrams (the last one drops).
+    assert len(ran.telegrams) == 60
+    assert all(b - a == timedelta(seconds=10) for a, b in pairwise(stamps(ran)))
+    change = stamps(ran).index(amsterdam(2026, 3, 29, 3, 0))
+    assert ran.raw[change - 1].count("0-0:1.0.0(260329015950W)") == 1
+    assert ran.raw[change].count("0-0:1.0.0(260329030000S)") == 1
+    assert flags(ran) == ["W"] * change + ["S"] * (60 - change)
+    events = ran.store.events(EventLog.STANDARD)
+    dst = [e.when for e in events if e.code == EventCode.DST_CHANGE]
+    assert dst == [datetime(2026, 3, 29, 0, 59, 59, tzinfo=UTC)]  # P3 §4.2.1: before the change
+    rows = ran.store.load_profile()
+    assert len(rows) == 7 * 96 - 4  # a week of quarters, one hour short
+    # P3 §4.2.5: the DST bit on every capture from the change (01:00 UTC) to the end (22:00).
+    assert [bool(r.status & STATUS_DST) for r in rows].count(True) == 93 * 4 + 1
+
+
+async def test_dst_autumn_week(run: Any) -> None:
+    ran = await run("dst-autumn-week")
+    # 01:55 CEST to 03:05 CET is 130 minutes of real time: the repeated hour is sent twice.
+    assert len(ran.telegrams) == 780
+    assert all(b - a == timedelta(seconds=10) for a, b in pairwise(stamps(ran)))
+    texts = [text.split("0-0:1.0.0(")[1][:13] for text in ran.raw]
+    repeated = [t for t in texts if t.startswith("26102502")]
+    assert len(repeated) == 2 * 360
+    assert {t[:-1] for t in repeated if t.endswith("S")} == {
+        t[:-1] for t in repeated if t[-1] == "W"
+    }
+    assert flags(ran) == ["S"] * 390 + ["W"] * 390
+    assert len(ran.store.load_profile()) == 7 * 96 + 4
+
+
+async def test_long_failures_month(run: Any) -> None:
+    ran = await run("long-failures-month")
+    last = ran.telegrams[-1]
+    assert len(ran.telegrams) == 7  # 23:59:00 to the end at midnight
+    assert last.SHORT_POWER_FAILURE_COUNT.value == 15
+    assert last.LONG_POWER_FAILURE_COUNT.value == 12
+    log = last.POWER_EVENT_FAILURE_LOG
+    assert log.buffer_length == 10  # full: the newest 10 of 12, newest first
+    durations = [entry.value for entry in log.buffer]
+    assert durations == [600 + 60 * i for i in range(11, 1, -1)]
+    ends = [entry.datetime for entry in log.buffer]
+    assert ends[0] == amsterdam(2026, 1, 24, 14, 17) + timedelta(seconds=600 + 660)
+    assert ends == sorted(ends, reverse=True)
+    assert len(ran.store.daily_profile()) == 31
+    assert len(ran.store.monthly_profile()) == 1
+
+
+async def test_consumer_message(run: Any) -> None:
+    ran = await run("consumer-message")
+    shown = {(t.P1_MESSAGE_TIMESTAMP.value, t.TEXT_MESSAGE.value) for t in ran.telegrams}
+    text = b"Onderhoud aan het net vandaag tot 17:00".hex().upper()
+    before = [m for when, m in shown if when < amsterdam(2026, 5, 12, 14, 0)]
+    during = [
+        m for when, m in shown if amsterdam(2026, 5, 12, 14) <= when < amsterdam(2026, 5, 12, 17)
+    ]
+    after = [m for when, m in shown if when >= amsterdam(2026, 5, 12, 17, 0)]
+    # Request raised 13:55-14:05 and 16:55-17:05.
+    assert (len(before), len(during), len(after)) == (30, 60, 31)
+    assert set(before) == set(after) == {None}
+    assert set(during) == {text}
+    codes = {t.TEXT_MESSAGE_CODE.value for t in ran.telegrams if t.TEXT_MESSAGE.value}
+    assert codes == {int(b"01 61 81".hex())}
+
+
+async def test_tamper(run: Any) -> None:
+    ran = await run("tamper")
+    fraud = ran.store.events(EventLog.FRAUD)
+    assert [(e.when, e.code) for e in fraud] == [
+        (amsterdam(2026, 9, 1, 10, 0), 40),
+        (amsterdam(2026, 9, 1, 10, 4, 30), 41),
+        (amsterdam(2026, 9, 1, 10, 30), 42),
+        (amsterdam(2026, 9, 1, 10, 45), 43),
+    ]
+    assert len(ran.telegrams) == 60  # 09:55 to 10:05, P1 on through the cover events
+
+
+async def test_summer_pv_days(run: Any) -> None:
+    ran = await run("summer-pv-days")
+    sunday, monday = ran.telegrams[:30], ran.telegrams[30:]
+    assert len(monday) == 30
+    assert all(t.ELECTRICITY_ACTIVE_TARIFF.value == "0001" for t in sunday)  # low all Sunday
+    assert all(t.CURRENT_ELECTRICITY_DELIVERY.value > Decimal("1.5") for t in sunday)
+    assert all(t.CURRENT_ELECTRICITY_USAGE.value == 0 for t in sunday)
+    assert (
+        sunday[-1].ELECTRICITY_DELIVERED_TARIFF_1.value
+        > sunday[0].ELECTRICITY_DELIVERED_TARIFF_1.value
+    )
+    mean = [sum(t.CURRENT_ELECTRICITY_DELIVERY.value for t in day) / 30 for day in (sunday, monday)]
+    assert mean[1] < mean[0] * 3 / 4  # the clouds
+    days = ran.store.daily_profile()
+    assert [d.time for d in days] == [amsterdam(2026, 6, 22), amsterdam(2026, 6, 23)]
+    exported = [
+        days[0].energy_wh[2],
+        days[1].energy_wh[2] + days[1].energy_wh[3] - days[0].energy_wh[2],
+    ]
+    assert exported[0] > 20_000  # Wh under a clear midsummer sky
+    assert exported[1] < exported[0] / 2

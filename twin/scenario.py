@@ -1,0 +1,246 @@
+"""Scenario files: a start, a seed, the meter's configuration and a timeline of events (TOML).
+
+    name = "spring DST change"
+    start = "2026-03-28T12:00:00+01:00"   # ISO time with offset: where the meter clock starts
+    duration = "1d"                       # or end = "2026-03-29T12:00:00+02:00"
+    seed = 7                              # the household's random stream
+
+    [config.p1]                           # any section of the config file but clock, p2, p3,
+    request = "simulated"                 # display (a scenario runs the meter, P1 and ctl)
+
+    [weather]                             # clouds over the PV per day, from local midnight
+    "2026-03-29" = 0.9
+
+    [[event]]
+    at = "2026-03-29T01:55:00+01:00"      # or after = "13h55m" (from the start)
+    cmd = "request"                       # any control command, with its fields
+    raised = true
+
+Validated like the configuration: an unknown key or a bad value is a ScenarioError naming it
+(`event 3: 'seconds' must be ...`); the commands and their fields are checked against the
+control socket's own declarations (twin/control_fields.py) before the scenario starts.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from twin.clock import AMSTERDAM, carryable
+from twin.config import Config, ConfigError, config_from_mapping
+
+# What a scenario run serves: the meter, P1 and the control socket. P2 and P3 run on their
+# own timing (hourly reads, pushes), which the scenario's stepped clock does not drive yet,
+# and the display is for eyes; the model's gas stand-in fills the M-Bus lines on P1.
+NOT_IN_SCENARIOS = ("clock", "p2", "p3", "display")
+RUN_ONLY = {
+    "p2": {"enabled": False},
+    "p3": {"endpoint": "none"},
+    "display": {"device": "none"},
+}
+TOP_KEYS = ("name", "description", "start", "end", "duration", "seed", "config", "weather")
+EVENT_KEYS = ("at", "after", "cmd")
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?")
+LONGEST = timedelta(days=3660)  # ten years: the model's range is 2000..2099 anyway
+
+
+class ScenarioError(ConfigError):
+    """A scenario that cannot run; the message names the key (and the event's index)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioEvent:
+    """One control command at one time: `request` is what goes to the control socket."""
+
+    index: int  # 1-based, in file order (weather days follow the events)
+    at: datetime
+    request: Mapping[str, Any]
+
+    @property
+    def where(self) -> str:
+        return f"event {self.index} ({self.request['cmd']!r} at {self.at.isoformat()})"
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    description: str
+    start: datetime  # UTC
+    end: datetime  # UTC
+    seed: int
+    config: Config
+    events: tuple[ScenarioEvent, ...]  # in time order, file order within one time
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not UTF-8 text (TOML is UTF-8): {exc.reason}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return scenario_from_mapping(table, default_name=path.stem)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{path}: {exc}") from exc
+
+
+def scenario_from_mapping(table: Mapping[str, Any], default_name: str = "scenario") -> Scenario:
+    unknown = sorted(set(table) - set(TOP_KEYS) - {"event"})
+    if unknown:
+        raise ScenarioError(f"unknown key '{unknown[0]}' (allowed: {', '.join(TOP_KEYS)}, event)")
+    start = _time(table, "start", required=True)
+    assert start is not None
+    end = _end(table, start)
+    seed = table.get("seed", 1)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ScenarioError(f"'seed' must be a whole number, got {seed!r}")
+    events = _events(table.get("event", []), start, end)
+    weather = _weather(table.get("weather", {}), start, end, first_index=len(events) + 1)
+    timeline = sorted(events + weather, key=lambda e: (e.at, e.index))
+    return Scenario(
+        name=_text(table, "name", default_name),
+        description=_text(table, "description", ""),
+        start=start,
+        end=end,
+        seed=seed,
+        config=_config(table.get("config", {})),
+        events=tuple(timeline),
+    )
+
+
+def _text(table: Mapping[str, Any], key: str, default: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str):
+        raise ScenarioError(f"'{key}' must be a string")
+    return value
+
+
+def _time(table: Mapping[str, Any], key: str, *, required: bool = False) -> datetime | None:
+    value = table.get(key)
+    if value is None and not required:
+        return None
+    allowed = (
+        "an ISO time with offset from 2000-01-01 to 2099-12-31, e.g. 2026-03-29T01:59:00+01:00"
+    )
+    if isinstance(value, datetime):  # a TOML offset date-time
+        parsed: datetime | None = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+    else:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None or not carryable(parsed.astimezone(UTC)):
+        raise ScenarioError(f"'{key}' = {value!r} is not allowed: expected {allowed}")
+    return parsed.astimezone(UTC)
+
+
+def parse_duration(text: object, shortest: timedelta = timedelta(seconds=1)) -> timedelta | None:
+    """A duration such as "90s", "15m", "2h", "7d" or "1d12h30m", from `shortest` to ten
+    years; None if `text` is none."""
+    if not isinstance(text, str) or not text:
+        return None
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        return None
+    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    span = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    return span if shortest <= span <= LONGEST else None
+
+
+def _end(table: Mapping[str, Any], start: datetime) -> datetime:
+    if ("end" in table) == ("duration" in table):
+        raise ScenarioError("give either 'end' (a time) or 'duration' (e.g. \"7d\"), not both")
+    if "end" in table:
+        end = _time(table, "end")
+        assert end is not None
+    else:
+        span = parse_duration(table["duration"])
+        if span is None:
+            raise ScenarioError(
+                f"'duration' = {table['duration']!r} is not allowed: expected e.g. \"90s\","
+                ' "15m", "2h", "7d" or "1d12h" (1 s to ten years)'
+            )
+        end = start + span
+    if not start < end or not carryable(end):
+        raise ScenarioError(f"the end {end.isoformat()} must lie after the start, by 2099")
+    return end
+
+
+def _events(items: object, start: datetime, end: datetime) -> list[ScenarioEvent]:
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ScenarioError("'event' must be an array of tables ([[event]])")
+    events = []
+    for index, item in enumerate(items, 1):
+        try:
+            events.append(_event(index, item, start, end))
+        except ScenarioError as exc:
+            raise ScenarioError(f"event {index}: {exc}") from exc
+    return events
+
+
+def _event(index: int, item: Mapping[str, Any], start: datetime, end: datetime) -> ScenarioEvent:
+    if ("at" in item) == ("after" in item):
+        raise ScenarioError("give either 'at' (a time) or 'after' (from the start, e.g. \"2h\")")
+    if "at" in item:
+        at = _time(item, "at")
+        assert at is not None
+    else:
+        span = parse_duration(item["after"], shortest=timedelta(0))
+        if span is None:
+            raise ScenarioError(f"'after' = {item['after']!r} is not a duration such as \"2h\"")
+        at = start + span
+    if not start <= at <= end:
+        raise ScenarioError(f"{at.isoformat()} lies outside the scenario's start and end")
+    cmd = item.get("cmd")
+    if not isinstance(cmd, str):
+        raise ScenarioError("'cmd' is required: a control command such as 'power-failure'")
+    request = {k: v for k, v in item.items() if k not in ("at", "after")}
+    if cmd == "load" and request.pop("clear", None) is True:
+        # TOML has no null: `clear = true` is `ctl load --clear` (watts null, the household).
+        request.setdefault("watts", None)
+    return ScenarioEvent(index, at, request)
+
+
+def _weather(days: object, start: datetime, end: datetime, first_index: int) -> list[ScenarioEvent]:
+    """[weather] "YYYY-MM-DD" = cloudiness: a `weather` command at that local midnight (or at
+    the start, for the day the scenario starts in)."""
+    if not isinstance(days, dict):
+        raise ScenarioError("'weather' must be a table of \"YYYY-MM-DD\" = cloudiness (0..1)")
+    events = []
+    for offset, (day, cloudiness) in enumerate(sorted(days.items())):
+        try:
+            midnight = datetime.combine(date.fromisoformat(day), time(), AMSTERDAM)
+        except ValueError as exc:
+            raise ScenarioError(f"'weather.{day}': not a date YYYY-MM-DD") from exc
+        at = max(midnight.astimezone(UTC), start)
+        if at > end:
+            raise ScenarioError(f"'weather.{day}' lies after the scenario's end")
+        request = {"cmd": "weather", "cloudiness": cloudiness}
+        events.append(ScenarioEvent(first_index + offset, at, request))
+    return events
+
+
+def _config(table: object) -> Config:
+    if not isinstance(table, dict):
+        raise ScenarioError("'config' must be a table of configuration sections")
+    for section in NOT_IN_SCENARIOS:
+        if section in table:
+            raise ScenarioError(
+                f"'config.{section}' cannot be set in a scenario: it runs the meter, P1 and the"
+                " control socket on its own clock (start, --speed)"
+            )
+    merged = {**table, **RUN_ONLY}
+    try:
+        return config_from_mapping(merged)
+    except ConfigError as exc:
+        raise ScenarioError(f"config: {exc}") from exc

@@ -1,0 +1,71 @@
+"""`dsmr-twin run --scenario FILE [--speed F] [--record CAPTURE]` (twin/scenario_run.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import signal
+from pathlib import Path
+
+from twin.cli_common import default_state_dir
+from twin.config import ConfigError, config_from_mapping
+from twin.scenario import Scenario, load_scenario
+from twin.scenario_run import ScenarioRunner, check_scenario
+from twin.state_lock import StateLock
+
+
+def _scenario(args: argparse.Namespace) -> Scenario:
+    if args.config is not None or args.p3 is not None:
+        raise ConfigError("--scenario brings its own configuration: no --config or --p3 with it")
+    if args.speed is not None and not 0 < args.speed <= 1e9:
+        raise ConfigError("--speed is from 0 to 1e9 meter seconds per real second")
+    scenario = load_scenario(args.scenario)
+    if args.p1 is not None:  # where the telegrams go is the operator's, not the scenario's
+        p1 = config_from_mapping({"p1": {"endpoint": args.p1}}).p1
+        updated = dataclasses.replace(scenario.config.p1, endpoint=p1.endpoint)
+        scenario = dataclasses.replace(
+            scenario, config=dataclasses.replace(scenario.config, p1=updated)
+        )
+    return scenario
+
+
+def run_scenario(args: argparse.Namespace) -> int:
+    scenario = _scenario(args)
+    check_scenario(scenario)  # every event, before the state directory is touched
+    if args.check:
+        print(f"scenario {scenario.name} is valid ({len(scenario.events)} events)")
+        return 0
+    state_dir: Path = args.state_dir or default_state_dir()
+    lock = StateLock.acquire(state_dir)
+    try:
+        with contextlib.ExitStack() as stack:
+            capture = (
+                stack.enter_context(args.record.open("w", encoding="utf-8"))
+                if args.record
+                else None
+            )
+            runner = ScenarioRunner(scenario, state_dir, speed=args.speed, capture=capture)
+            try:
+                asyncio.run(_until_signalled(runner))
+            finally:
+                runner.close()
+        print(f"scenario {scenario.name}: {runner.status()}")
+    finally:
+        lock.release()
+    return 0
+
+
+async def _until_signalled(runner: ScenarioRunner) -> None:
+    """Run the scenario; SIGTERM or SIGINT ends it early (the meter is committed)."""
+    task = asyncio.ensure_future(runner.run())
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

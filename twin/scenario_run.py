@@ -1,0 +1,280 @@
+"""Run a scenario (twin/scenario.py): a new meter on a stepped clock, its P1 line and its
+control socket, with the timeline's events dispatched through the control socket's own
+commands at their times.
+
+Deterministic: the same scenario gives the same P1 telegrams and the same profile rows on
+every run and every machine. The household draws from `random.Random(seed)` and nothing reads
+the host's clock; the meter's clock is a stepped clock that this runner moves from due point
+to due point (the events, the P1 slots while Request is raised, at most an hour apart
+otherwise), so the model is advanced to the same meter times in the same order on every run,
+whatever the scheduling of the host. `--speed` only paces those steps in real time (never
+faster than `speed` meter seconds per real second); without it the steps follow each other at
+once. P1 sends on the slot grid from the rise of Request (P1 §5.2: the first telegram at
+once, then every `[p1] interval_s`, §4.5), each telegram stamped with the meter time of its
+slot; a telegram cut off by a falling Request is never finished (§4.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import tempfile
+from collections import deque
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from hardware.registry import open_p1_sink, open_request_line
+from hardware.request_line import SimulatedRequestLine
+from twin.clock import TIME_SHIFT_LIMIT_S, ManualClock, carryable
+from twin.control import SOCKET_NAME, ControlServer
+from twin.control_fields import Field, flag, parse_fields
+from twin.metering import Meter
+from twin.p1.capture import CapturedTelegram, header_line, telegram_line
+from twin.p1.replay import send_while_requested
+from twin.p1.telegram import TelegramEncoder
+from twin.scenario import Scenario, ScenarioError, ScenarioEvent
+from twin.store import Store
+
+log = logging.getLogger(__name__)
+
+# The longest step while no P1 slot or event is due: the registers, profiles and `ctl status`
+# follow the meter at least hourly. Fixed, so every run steps the same.
+MAX_STEP = timedelta(hours=1)
+
+
+class SteppedClock(ManualClock):
+    """Meter time that only the runner moves; `speed` is the pace it was asked for."""
+
+    def __init__(self, start: datetime, speed: float) -> None:
+        super().__init__(start)
+        self.speed = speed
+
+
+def _meter_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return parsed.tzinfo is not None and carryable(parsed.astimezone(UTC))
+
+
+CLOCK_SET_TIME = Field(
+    "time",
+    "an ISO time with offset from 2000-01-01 to 2099-12-31 (Dutch local date)",
+    _meter_time,
+    convert=lambda value: datetime.fromisoformat(value).astimezone(UTC),
+)
+
+
+class ScenarioRunner:
+    """One scenario on one (new) state directory."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        state_dir: Path,
+        *,
+        speed: float | None = None,
+        capture: TextIO | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.speed = speed
+        self.capture = capture
+        config = scenario.config
+        self.store = Store.open(state_dir)
+        if self.store.load() is not None:
+            self.store.close()
+            raise ScenarioError(
+                f"{state_dir} holds a meter already: a scenario starts a new one, so give it a"
+                " new (or empty) --state-dir"
+            )
+        self.clock = SteppedClock(scenario.start, speed or 1.0)
+        self.meter = Meter(config, self.clock, self.store, random.Random(scenario.seed))
+        self.control = ControlServer(self.meter, state_dir / SOCKET_NAME)
+        p1 = config.p1
+        self.interval = timedelta(seconds=p1.interval_s)
+        self.request = open_request_line(p1.request, p1.request_active_high)
+        self.sink = open_p1_sink(p1.endpoint, state_dir, baudrate=p1.baudrate, pace=p1.pace)
+        self.encoder = TelegramEncoder(config.meter.manufacturer, config.meter.identification)
+        self.sent = 0
+        self.unpowered = 0  # slots in a power failure: a dead meter sends nothing
+        self.cut = 0  # telegrams cut off by a falling Request
+        self.dispatched = 0
+        self._first_telegram: datetime | None = None
+        self._add_commands()
+
+    def _add_commands(self) -> None:
+        self.control.add_command("clock-set", self._clock_set, [CLOCK_SET_TIME])
+        if isinstance(self.request, SimulatedRequestLine):
+            self.control.add_command("request", self._set_request, [flag("raised")])
+        self.control.ports["scenario"] = self.status
+        self.control.ports["p1_line"] = self.sink.status
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.scenario.name,
+            "start": self.scenario.start.isoformat(),
+            "end": self.scenario.end.isoformat(),
+            "paced": self.speed is not None,
+            "events_dispatched": self.dispatched,
+            "events": len(self.scenario.events),
+            "telegrams_sent": self.sent,
+            "telegrams_cut": self.cut,
+            "slots_unpowered": self.unpowered,
+        }
+
+    async def _clock_set(self, request: Mapping[str, Any]) -> object:
+        """A P3-style clock set (0-0:1.0.0 attribute 2): events 4/5 and CAD beyond the time
+        shift limit, 1-0:0.9.11 (P3 §5.3); a smaller shift just moves the clock."""
+        new: datetime = request["time"]
+        shift = abs((new - self.meter.clock.now()).total_seconds())
+        self.meter.set_time(new, event=shift > TIME_SHIFT_LIMIT_S)
+        return {"time": new.isoformat(), "shift_s": shift}
+
+    async def _set_request(self, request: Mapping[str, Any]) -> object:
+        assert isinstance(self.request, SimulatedRequestLine)
+        self.request.set(request["raised"])
+        return {"raised": request["raised"]}
+
+    def check(self) -> None:
+        """Every event names a command of the control socket with valid fields."""
+        known = ", ".join(sorted(self.control.commands))
+        for event in self.scenario.events:
+            command = self.control.commands.get(event.request["cmd"])
+            if command is None:
+                raise ScenarioError(
+                    f"event {event.index}: unknown command {event.request['cmd']!r}; known: {known}"
+                )
+            try:
+                parse_fields(event.request, command.fields)
+            except ValueError as exc:
+                raise ScenarioError(f"event {event.index}: {exc}") from exc
+
+    def close(self) -> None:
+        self.meter.commit()
+        self.store.close()
+
+    async def run(self) -> None:
+        """The timeline from start to end; the control socket serves meanwhile."""
+        self.check()
+        await self.sink.open()
+        try:
+            await self.request.open()
+            server = asyncio.create_task(self.control.run())
+            try:
+                await self._timeline()
+            finally:
+                server.cancel()
+                await self._stopped(server)
+                await self.request.close()
+        finally:
+            await self.sink.close()
+            self.meter.commit()
+        log.info("scenario %s done: %s", self.scenario.name, self.status())
+
+    @staticmethod
+    async def _stopped(server: asyncio.Task[None]) -> None:
+        """The control socket is a window on the run, not part of it: a socket that could not
+        be served (e.g. a path too long for a Unix socket) is reported, the run stands."""
+        try:
+            await server
+        except asyncio.CancelledError:
+            pass
+        except OSError as exc:
+            log.warning("the control socket could not be served: %s", exc)
+
+    async def _timeline(self) -> None:
+        scenario, loop = self.scenario, asyncio.get_running_loop()
+        events = deque(scenario.events)
+        real_start, now, raised_before = loop.time(), scenario.start, False
+        next_slot = scenario.start
+        while True:
+            await self.clock.set(now)
+            # Metered up to `now` first: an action or a reading then happens at `now` exactly,
+            # never at a point a synchronous caller could reach on its own (Meter._reachable).
+            self._meter_to_now()
+            while events and events[0].at <= now:
+                await self._dispatch(events.popleft())
+            raised = self.request.is_raised()
+            if raised and not raised_before:
+                next_slot = now  # P1 §5.2: the first telegram as Request rises
+            raised_before = raised
+            if raised and next_slot == now:
+                await self._slot()
+                next_slot = now + self.interval
+            self._meter_to_now()
+            if now >= scenario.end:
+                return
+            due = [scenario.end, now + MAX_STEP]
+            if events:
+                due.append(events[0].at)
+            if raised or not isinstance(self.request, SimulatedRequestLine):
+                # A line raised, or one only the reader moves (GPIO): every slot is due.
+                due.append(next_slot if raised else now + self.interval)
+            now = min(due)
+            await self._pace(loop, real_start, now)
+
+    def _meter_to_now(self) -> None:
+        """Integrate up to the clock and commit at once what was logged (events are never held;
+        registers are checkpointed at the end)."""
+        while not self.meter.catch_up(MAX_STEP):
+            pass
+        if self.meter.model.outbox:
+            self.meter.commit()
+
+    async def _pace(
+        self, loop: asyncio.AbstractEventLoop, real_start: float, now: datetime
+    ) -> None:
+        if self.speed is None:
+            await asyncio.sleep(0)  # the control socket gets its turn
+            return
+        target = real_start + (now - self.scenario.start).total_seconds() / self.speed
+        await asyncio.sleep(max(0.0, target - loop.time()))
+
+    async def _dispatch(self, event: ScenarioEvent) -> None:
+        answer = await self.control.dispatch(json.dumps(event.request).encode())
+        if not answer["ok"]:
+            raise ScenarioError(f"{event.where}: refused: {answer['error']}")
+        self.dispatched += 1
+        log.info("%s: %s", event.where, answer["result"])
+
+    async def _slot(self) -> None:
+        if not self.meter.is_powered():
+            self.unpowered += 1
+            return
+        reading = self.meter.publish()
+        telegram = self.encoder.encode(reading)
+        if not await send_while_requested(self.sink, self.request, telegram):
+            self.cut += 1
+            return
+        self.sent += 1
+        if self.capture is not None:
+            self._record(telegram)
+
+    def _record(self, telegram: bytes) -> None:
+        """The telegram into the capture (twin/p1/capture.py), at its scenario time."""
+        assert self.capture is not None
+        now = self.clock.now()
+        if self._first_telegram is None:
+            self._first_telegram = now
+            self.capture.write(header_line(f"scenario {self.scenario.name}", now.isoformat()))
+            self.capture.write("\n")
+        offset = (now - self._first_telegram).total_seconds()
+        self.capture.write(telegram_line(CapturedTelegram(offset, telegram)) + "\n")
+
+
+def check_scenario(scenario: Scenario) -> None:
+    """Every event checked against the control commands a run serves, before any state
+    directory is touched: on a throw-away meter in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="dsmr-twin-scenario-") as scratch:
+        runner = ScenarioRunner(scenario, Path(scratch))
+        try:
+            runner.check()
+        finally:
+            runner.store.close()
