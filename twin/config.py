@@ -435,21 +435,25 @@ class Config:
     display: DisplayConfig = DisplayConfig()
 
 
+def read_toml(path: Path, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
+    """A TOML file's table, or `error` saying why there is none (never another exception)."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (TOML is UTF-8): {exc.reason}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib recurses once per nested array or inline table
+        raise error(f"{path}: not valid TOML: nested too deeply") from exc
+
+
 def load_config(path: Path | None) -> Config:
     """Read and validate a TOML file; None gives the defaults."""
     if path is None:
         return Config()
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (TOML is UTF-8): {exc.reason}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    except RecursionError as exc:  # tomllib recurses once per nested array or inline table
-        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from exc
-    config = config_from_mapping(table)
+    config = config_from_mapping(read_toml(path))
     _warn_if_keys_exposed(path, config)
     return config
 

@@ -24,7 +24,6 @@ control socket's own declarations (twin/control_fields.py) before the scenario s
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from twin.clock import AMSTERDAM, carryable
-from twin.config import Config, ConfigError, config_from_mapping
+from twin.config import Config, ConfigError, config_from_mapping, read_toml
 
 # What a scenario run serves: the meter, P1 and the control socket. P2 and P3 run on their
 # own timing (hourly reads, pushes), which the scenario's stepped clock does not drive yet,
@@ -78,14 +77,7 @@ class Scenario:
 
 
 def load_scenario(path: Path) -> Scenario:
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{path}: not UTF-8 text (TOML is UTF-8): {exc.reason}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid TOML: {exc}") from exc
+    table = read_toml(path, ScenarioError)
     try:
         return scenario_from_mapping(table, default_name=path.stem)
     except ScenarioError as exc:
