@@ -51,8 +51,8 @@ class SpySink:
         await self.inner.open()
 
     async def write(self, data: bytes) -> None:
+        self.written.append(data)  # handed to the line (the write returns a moment later)
         await self.inner.write(data)
-        self.written.append(data)
 
     def status(self) -> dict[str, object]:
         return self.inner.status()

@@ -225,16 +225,27 @@ async def test_pty_holds_no_old_data_without_a_reader(tmp_path: Path) -> None:
     # stale_after_s=0: a telegram's worth unread with no progress is dropped at once.
     sink = PtySink(tmp_path / "p1", stale_after_s=0)
     await sink.open()
+    # Watches the reader's queue without reading it (FIONREAD).
+    fd = os.open(tmp_path / "p1", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
     try:
         for _ in range(200):  # far more than the pty can buffer: never blocks
             await asyncio.wait_for(sink.write(TELEGRAM), SAFETY_S)
-        fd = os.open(tmp_path / "p1", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
-        try:
-            assert queued_input(fd) <= len(TELEGRAM)  # at most the latest telegram
-        finally:
-            os.close(fd)
+            # The kernel moves bytes from the master to the reader's queue a moment after the
+            # write; on a line the next telegram comes at least a line time later. Let them
+            # land before the next write, as they would have.
+            await _until_queued(fd, len(TELEGRAM))
+        assert queued_input(fd) <= len(TELEGRAM)  # at most the latest telegram
     finally:
+        os.close(fd)
         await sink.close()
+
+
+async def _until_queued(fd: int, size: int) -> None:
+    for _ in range(2000):
+        if queued_input(fd) >= size:
+            return
+        await asyncio.sleep(0.0005)
+    raise AssertionError("the written telegram never reached the reader's queue")
 
 
 async def test_pty_overruns_instead_of_blocking(tmp_path: Path) -> None:
