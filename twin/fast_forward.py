@@ -157,13 +157,21 @@ class FastForward:
         model = self.meter.model
         start = model.time
         next_commit = start + COMMIT_EVERY
+        reached: dict[int, datetime] = {}  # per waypoint: the due time it last acted at
         while model.time < target:
             end = min(target, model.time + self.step)
-            dues = [(due, w) for w in self.waypoints if (due := w.next_due(model.time))]
+            dues = [
+                (due, w)
+                for w in self.waypoints
+                if (due := w.next_due(model.time)) is not None and due != reached.get(id(w))
+            ]
             end = min([end, *(due for due, _ in dues)])
             model.advance(end)
             for due, waypoint in dues:
                 if due == end:
+                    # Once per due time: a waypoint that could not act there (a calendar the
+                    # twin cannot run) does not hold the span at that time.
+                    reached[id(waypoint)] = due
                     waypoint.reach(end, end - start)
             if end >= next_commit:
                 self.meter.submit()  # in order through the writer; not waited for

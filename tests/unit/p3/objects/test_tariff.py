@@ -3,6 +3,7 @@ passive switch times changes the tariff on P1 and survives a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -19,10 +20,12 @@ from tests.unit.p3.objects.conftest import (
     write,
 )
 from twin.clock import ManualClock
+from twin.fast_forward import FastForward
 from twin.meter.events import EventCode, EventLog
 from twin.metering import TARIFF_SETTING, Meter
 from twin.p1.telegram import TelegramEncoder
 from twin.p3.objects import values as v
+from twin.p3.objects.fast_forward import CalendarFastForward
 from twin.p3.objects.tariff import switch
 
 CALENDAR = "0-0:13.0.0"
@@ -172,3 +175,21 @@ def test_an_activation_time_beyond_any_datetime_is_refused(twin: Twin) -> None:
         assert write(client, 20, CALENDAR, 10, v.encode(v.octets(bytes.fromhex(raw)))) == 12
     twin.objects.tick()
     assert bytes(read(client, 20, CALENDAR, 10)).hex() == "ffffffffffffffffff8000ff"
+
+
+def test_an_activation_due_during_ctl_advance_happens_at_its_time(twin: Twin) -> None:
+    client = twin.management()
+    big_set(client, 20, CALENDAR, 9, v.encode(day_table(time(6, 0), time(22, 0))))
+    due = (twin.meter.now() + timedelta(days=1)).replace(microsecond=0)
+    assert write(client, 20, CALENDAR, 10, v.encode(v.date_time(due))) == 0
+    fast = FastForward(twin.meter)
+    fast.waypoints.append(CalendarFastForward(twin.objects.calendar))
+    asyncio.run(fast.advance(twin.meter.now() + timedelta(days=3)))
+    assert twin.meter.model.program.normal_start == time(6, 0)
+    activated = [
+        e.when
+        for e in twin.meter.store.events(EventLog.STANDARD)
+        if e.code == EventCode.TARIFF_TIMES_ACTIVATED
+    ]
+    assert activated == [due]  # at the activation time, not when the clock got there
+    assert bytes(read(twin.management(), 20, CALENDAR, 10)).hex() == "ffffffffffffffffff8000ff"
