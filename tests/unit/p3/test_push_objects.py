@@ -23,6 +23,7 @@ from tests.unit.p3.objects.conftest import (
     run,
 )
 from twin.clock import ManualClock
+from twin.fast_forward import FastForward
 from twin.metering import Meter
 from twin.p3.dlms.cosem import ActionResult, DataAccessResult
 from twin.p3.gprs.push import (
@@ -280,6 +281,28 @@ def test_push_scheduler_fires_when_the_meter_clock_passes_the_execution_time(
     assert triggers.poll(twin.meter.now()) == []
     run(twin.clock.advance(31 * 60))
     assert len(triggers.poll(twin.meter.now())) == 1
+
+
+def test_after_ctl_advance_the_scheduler_runs_its_latest_missed_execution_once(
+    twin: PushTwin,
+) -> None:
+    # P3 §9.1.1 and the rule for any gap (twin/p3/gprs/push_triggers.py): three daily
+    # executions fall inside the span; only the latest runs, once, as after downtime.
+    setting(
+        twin,
+        22,
+        "0-0:15.0.4",
+        4,
+        v.array([v.struct(v.octets(bytes([21, 30, 0, 0])), v.octets(b"\xff" * 5))]),
+    )
+    triggers = PushTriggers(twin.objects)
+    triggers.power_up(twin.meter.now())
+    run(FastForward(twin.meter).advance(START + timedelta(days=3)))
+    latest = START + timedelta(days=2, minutes=30)
+    assert triggers.poll(twin.meter.now()) == [
+        Firing(Script(obis_bytes(SCRIPTS), 1), latest, SCHEDULER)
+    ]
+    assert triggers.poll(twin.meter.now()) == []
 
 
 def test_bad_execution_time_is_refused_and_empty_never_fires(twin: PushTwin) -> None:
