@@ -92,6 +92,8 @@ def target_of(
         if not (math.isfinite(amount) and amount > 0):  # NaN and inf too: no span
             raise FieldError(f"'{field}' must be a number above 0; got {amount!r}")
         span = timedelta(days=amount) if field == "days" else timedelta(hours=amount)
+        if span <= timedelta(0):  # below a microsecond, the meter clock's resolution
+            raise FieldError(f"'{field}' must be at least a microsecond; got {amount!r}")
         if span > MAX_SPAN:
             raise FieldError(f"'{field}' must be at most {MAX_DAYS} days of meter time")
         target = now + span
@@ -180,10 +182,10 @@ class FastForward:
         self.meter.submit()
 
     def _finish(self, passed: timedelta) -> None:
+        if passed > timedelta(0):
+            self.meter.clock.pass_time(passed)  # first: the meter's own time never lags
         for waypoint in self.waypoints:
             waypoint.finish(passed)
-        if passed > timedelta(0):
-            self.meter.clock.pass_time(passed)
 
 
 def add_advance_command(control: ControlServer, fast_forward: FastForward) -> None:

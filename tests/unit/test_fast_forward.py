@@ -42,6 +42,7 @@ NOW = amsterdam(2026, 11, 23, 12, 0)
         ({"days": MAX_DAYS + 1}, "days"),
         ({"hours": float("nan")}, "hours"),
         ({"hours": -0.5}, "hours"),
+        ({"days": 1e-300}, "days"),  # no span at the clock's resolution
         ({"days": True}, "days"),
         ({"until": "2026-12-01T00:00:00"}, "until"),  # no offset: ambiguous in October
         ({"until": "next week"}, "until"),

@@ -1,8 +1,8 @@
 """The activity calendar through `ctl advance` (twin/fast_forward.py).
 
-A passive calendar whose activate_passive_calendar_time falls inside the span is activated at
-that time (P3 §5.4: "the passive calendar is activated at activate_passive_calendar_time"), as
-the object model's tick would have done while the time passed: the tariff of every minute
+A passive calendar whose activate_passive_calendar_time (0-0:13.0.0 attribute 10, P3 §5.4)
+falls inside the span is activated at that time, as the object model's tick would have done
+while the time passed: the tariff of every minute
 after it follows the new program and event 9 is stamped with the activation time.
 """
 
