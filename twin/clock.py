@@ -235,6 +235,10 @@ class OffsetClock:
                 stepped.cancel()
                 sleeper.cancel()
 
+    async def stepped(self) -> None:
+        """Return at the next clock set or `pass_time`."""
+        await self._stepped.wait()
+
     def pass_time(self, span: timedelta) -> None:
         """Time passed at once (`ctl advance`, twin/fast_forward.py): `now()` moves `span`
         ahead. No clock was set, so nobody logs events 4/5; but every wait planned on the old

@@ -135,12 +135,14 @@ class FastForward:
         began = time.monotonic()
         start = self.meter.clock.now()
         self.meter.model.advance(start)
+        self.meter.advancing = True
         try:
             await self._integrate(target)
         finally:
             # However it ends (cancelled at shutdown too), the clock follows the model, so the
             # meter never shows a time behind what it metered.
             passed = max(timedelta(0), self.meter.model.time - start)
+            self.meter.advancing = False
             self._finish(passed)
             self.target = None
         await self.meter.publish_durable()  # everything metered meanwhile is on disk

@@ -48,9 +48,10 @@ class GasFastForward:
         channel = next((c for c in self.service.channels if c.device == device), None)
         if channel is None or not self.gas.attached:
             return
+        self.gas.held = True
         # The gas meter's time at E-meter time `when`: both clocks run on the same base (the
         # gas meter's own offset is its drift, kept by the slave), neither has moved yet.
-        self.gas.capture(when + (self.gas_clock.now() - self.meter.clock.now()))
+        self.gas.capture_span(when + (self.gas_clock.now() - self.meter.clock.now()))
         reading = self.gas.slave.snapshot.reading
         if reading is None:
             return
@@ -65,6 +66,7 @@ class GasFastForward:
         self.meter.model.set_mbus_value(value)
 
     def finish(self, passed: timedelta) -> None:
+        self.gas.held = False
         if passed <= timedelta(0):
             return
         self.gas_clock.pass_time(passed)
