@@ -135,3 +135,21 @@ def test_a_second_advance_while_one_runs_is_refused() -> None:
             f.store.close()
 
     asyncio.run(scenario())
+
+
+def test_injections_are_refused_while_an_advance_runs_and_accepted_after() -> None:
+    async def scenario() -> None:
+        async with running() as run:
+            fast = FastForward(run.meter)
+            add_advance_command(run.server, fast)
+            advance = asyncio.create_task(fast.advance(NOW + timedelta(days=20)))
+            await asyncio.sleep(0)
+            answer = await run.request({"cmd": "power-failure", "seconds": 300})
+            assert run.meter.advancing, "the advance ended before the request was answered"
+            assert answer["ok"] is False
+            assert answer["kind"] == "refused"
+            assert "advancing" in answer["error"]
+            await advance
+            assert (await run.request({"cmd": "power-failure", "seconds": 300}))["ok"] is True
+
+    asyncio.run(scenario())
