@@ -28,6 +28,29 @@ IDENTITY = GasMeterIdentity(19, "TWN", "G0099000000000019", DEFAULT_KEY)
 HOURS = 48
 
 
+def _rig(
+    clock: ManualClock, store: Store
+) -> tuple[Meter, GasMeterTwin, OffsetClock, P2Service, FastForward]:
+    """A meter, its P2 master and the gas-meter twin installed on the instant bus, as
+    twin/p2/aio/wiring.py builds them, and the fast-forward with the gas meter's waypoint."""
+    meter = Meter(Config(), clock, store, random.Random(1))
+    bus = SimulatedBus()
+    gas_clock = OffsetClock(clock)
+    gas = GasMeterTwin(
+        IDENTITY, bus.slave_end(), gas_clock, store, rng=random.Random(2), start_litres=1000
+    )
+    service = P2Service(
+        meter,
+        bus.master_end(),
+        install_window_s=0,
+        default_key_for=lambda d: DEFAULT_KEY if d == IDENTITY.device else None,
+    )
+    service.discover(gas.answer)
+    fast = FastForward(meter)
+    fast.waypoints.append(GasFastForward(gas, gas_clock, service, meter))
+    return meter, gas, gas_clock, service, fast
+
+
 def test_each_hour_of_the_span_is_drawn_once_and_read_into_the_hourly_rows(
     tmp_path: Path,
 ) -> None:
@@ -35,21 +58,7 @@ def test_each_hour_of_the_span_is_drawn_once_and_read_into_the_hourly_rows(
         clock = ManualClock(START)
         store = Store.open(tmp_path)
         try:
-            meter = Meter(Config(), clock, store, random.Random(1))
-            bus = SimulatedBus()
-            gas_clock = OffsetClock(clock)
-            gas = GasMeterTwin(
-                IDENTITY, bus.slave_end(), gas_clock, store, rng=random.Random(2),
-                start_litres=1000,
-            )  # fmt: skip
-            service = P2Service(
-                meter,
-                bus.master_end(),
-                default_key_for=lambda d: DEFAULT_KEY if d == IDENTITY.device else None,
-            )
-            service.discover(gas.answer)
-            fast = FastForward(meter)
-            fast.waypoints.append(GasFastForward(gas, gas_clock, service, meter))
+            _, gas, gas_clock, _, fast = _rig(clock, store)
             advance = asyncio.create_task(fast.advance(START + timedelta(hours=HOURS)))
             while not advance.done():
                 gas.status()  # what `ctl status` asks of it while the span runs
@@ -81,19 +90,7 @@ def test_the_master_holds_its_bus_work_during_the_span_and_reads_once_after(
         clock = ManualClock(START)
         store = Store.open(tmp_path)
         try:
-            meter = Meter(Config(), clock, store, random.Random(1))
-            bus = SimulatedBus()
-            gas_clock = OffsetClock(clock)
-            gas = GasMeterTwin(IDENTITY, bus.slave_end(), gas_clock, store, rng=random.Random(2))
-            service = P2Service(
-                meter,
-                bus.master_end(),
-                install_window_s=0,
-                default_key_for=lambda d: DEFAULT_KEY if d == IDENTITY.device else None,
-            )
-            service.discover(gas.answer)
-            fast = FastForward(meter)
-            fast.waypoints.append(GasFastForward(gas, gas_clock, service, meter))
+            meter, gas, _, service, fast = _rig(clock, store)
             tasks = [asyncio.create_task(t.run()) for t in (gas, service)]
             async with asyncio.timeout(10):  # a safety net: idle once its start-up scan is saved
                 while not service.idle:

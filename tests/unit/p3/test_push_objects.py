@@ -252,10 +252,9 @@ def test_register_monitor_fires_when_an_alarm_is_raised(twin: PushTwin) -> None:
     assert len(triggers.poll(twin.meter.now())) == 1
 
 
-def test_push_scheduler_fires_when_the_meter_clock_passes_the_execution_time(
-    twin: PushTwin,
-) -> None:
-    # START is 21:00 local; the scheduler runs daily at 21:30 local (date wildcards)
+def daily_at_2130(twin: PushTwin) -> PushTriggers:
+    """The push scheduler set to run daily at 21:30 local (date wildcards), its triggers
+    powered up now."""
     setting(
         twin,
         22,
@@ -265,6 +264,13 @@ def test_push_scheduler_fires_when_the_meter_clock_passes_the_execution_time(
     )
     triggers = PushTriggers(twin.objects)
     triggers.power_up(twin.meter.now())
+    return triggers
+
+
+def test_push_scheduler_fires_when_the_meter_clock_passes_the_execution_time(
+    twin: PushTwin,
+) -> None:
+    triggers = daily_at_2130(twin)  # START is 21:00 local
     execution = START + timedelta(minutes=30)
     assert triggers.next_execution(twin.meter.now()) == execution
     run(twin.clock.advance(29 * 60))
@@ -288,15 +294,7 @@ def test_after_ctl_advance_the_scheduler_runs_its_latest_missed_execution_once(
 ) -> None:
     # P3 §9.1.1 and the rule for any gap (twin/p3/gprs/push_triggers.py): three daily
     # executions fall inside the span; only the latest runs, once, as after downtime.
-    setting(
-        twin,
-        22,
-        "0-0:15.0.4",
-        4,
-        v.array([v.struct(v.octets(bytes([21, 30, 0, 0])), v.octets(b"\xff" * 5))]),
-    )
-    triggers = PushTriggers(twin.objects)
-    triggers.power_up(twin.meter.now())
+    triggers = daily_at_2130(twin)
     run(FastForward(twin.meter).advance(START + timedelta(days=3)))
     latest = START + timedelta(days=2, minutes=30)
     assert triggers.poll(twin.meter.now()) == [
