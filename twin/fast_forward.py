@@ -27,7 +27,6 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -65,17 +64,9 @@ class AdvanceBusyError(ControlError):
     """An advance is already running."""
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
-    """What one request asks for: `target` meter time, named by `field` for its errors."""
-
-    target: datetime
-    field: str
-
-
 def target_of(
     now: datetime, *, days: float | None, hours: float | None, until: datetime | None
-) -> Span:
+) -> datetime:
     """The meter time an `advance` request ends at, checked: exactly one of the three, a span
     of more than nothing and at most MAX_DAYS, and no later than TIME_MAX (twin/clock.py)."""
     given = [
@@ -106,7 +97,7 @@ def target_of(
             f"'{field}' would take the meter clock to {target.isoformat()}, past"
             f" {TIME_MAX.isoformat()}, the last time every port can carry"
         )
-    return Span(target, field)
+    return target
 
 
 class FastForward:
@@ -195,13 +186,13 @@ def add_advance_command(control: ControlServer, fast_forward: FastForward) -> No
     authority); answered when the span has been lived through and committed."""
 
     async def handle(request: Mapping[str, Any]) -> object:
-        span = target_of(
+        target = target_of(
             fast_forward.meter.clock.now(),
             days=request["days"],
             hours=request["hours"],
             until=request["until"],
         )
-        return await fast_forward.advance(span.target)
+        return await fast_forward.advance(target)
 
     fields = [
         number("days", 0, MAX_DAYS, default=None),

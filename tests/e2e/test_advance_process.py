@@ -68,12 +68,23 @@ def test_advance_30_days_fills_a_month_and_p1_goes_on_at_the_new_time(
     # P1 goes on at the new time: the latest slot only, stamped after the span.
     stamps = [t.P1_MESSAGE_TIMESTAMP.value for t in twin.telegrams(2)]
     assert all(s >= start + timedelta(days=DAYS) for s in stamps), stamps
+    gas_before = after["mbus"][0]["value"]  # type: ignore[index]
     assert twin.kill(signal.SIGTERM) == 0
     store = Store.open(twin.state_dir)
     try:
         _check_profiles(store, start)
     finally:
         store.close()
+    # A restart continues from the advanced time, the gas meter from its advanced index.
+    again = RunningTwin(twin.state_dir, "--speed", "60", "--p1", "pty://p1", "--p3", "none")
+    try:
+        resumed = again.status()
+        assert datetime.fromisoformat(str(resumed["meter_time"])) >= start + timedelta(days=DAYS)
+        assert resumed["mbus"][0]["value"] >= gas_before  # type: ignore[index]
+        for code in REGISTERS:
+            assert float(resumed[code]) >= float(after[code])  # type: ignore[arg-type]
+    finally:
+        again.kill(signal.SIGTERM)
 
 
 def _check_profiles(store: Store, start: datetime) -> None:

@@ -74,7 +74,7 @@ def test_a_target_past_the_clock_range_is_refused_naming_the_field() -> None:
         target_of(near_end, days=30, hours=None, until=None)
     with pytest.raises(FieldError, match=r"'until'.*past"):
         target_of(near_end, days=None, hours=None, until=TIME_MAX + timedelta(hours=1))
-    assert target_of(near_end, days=10, hours=None, until=None).target == TIME_MAX
+    assert target_of(near_end, days=10, hours=None, until=None) == TIME_MAX
 
 
 def test_until_further_than_the_bound_is_refused() -> None:
