@@ -22,10 +22,12 @@ class CalendarFastForward:
 
     def __init__(self, calendar: ActivityCalendar) -> None:
         self.calendar = calendar
+        # An activation time whose calendar the twin cannot run: not tried again every step.
+        self._refused: datetime | None = None
 
     def next_due(self, after: datetime) -> datetime | None:
         due = self.calendar.activation_due()
-        if due is None:
+        if due is None or due == self._refused:
             return None
         return max(due, after)  # already due (no tick since): at once
 
@@ -35,6 +37,7 @@ class CalendarFastForward:
         except ObjectError as err:
             # As at a tick: the CS wrote a calendar the twin cannot run; it keeps its program.
             log.warning("passive calendar not activated at %s: %s", when.isoformat(), err)
+            self._refused = self.calendar.activation_due()
 
     def finish(self, passed: timedelta) -> None:
         """Nothing of its own to move: the calendar runs on the meter clock."""

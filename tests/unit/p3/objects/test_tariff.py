@@ -8,6 +8,8 @@ import random
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.support import steady_config
 from tests.unit.p3.objects.conftest import (
     Twin,
@@ -193,3 +195,26 @@ def test_an_activation_due_during_ctl_advance_happens_at_its_time(twin: Twin) ->
     ]
     assert activated == [due]  # at the activation time, not when the clock got there
     assert bytes(read(twin.management(), 20, CALENDAR, 10)).hex() == "ffffffffffffffffff8000ff"
+
+
+def test_an_unusable_calendar_due_during_ctl_advance_is_tried_once(
+    twin: Twin, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = twin.management()
+    twice = v.array(
+        [
+            switch(time(0, 0), 1),
+            switch(time(6, 0), 2),
+            switch(time(9, 0), 1),
+            switch(time(17, 0), 2),
+        ]
+    )
+    assert big_set(client, 20, CALENDAR, 9, v.encode(v.array([v.struct(v.u8(1), twice)]))) == 0
+    due = (twin.meter.now() + timedelta(hours=2)).replace(microsecond=0)
+    assert write(client, 20, CALENDAR, 10, v.encode(v.date_time(due))) == 0
+    fast = FastForward(twin.meter)
+    fast.waypoints.append(CalendarFastForward(twin.objects.calendar))
+    asyncio.run(fast.advance(twin.meter.now() + timedelta(days=2)))
+    assert twin.meter.model.program.normal_start == time(7, 0)  # the twin keeps its program
+    refused = [r for r in caplog.records if "passive calendar not activated" in r.message]
+    assert len(refused) == 1
