@@ -135,18 +135,15 @@ def test_a_special_day_that_is_no_date_is_refused(twin: Twin) -> None:
     assert twin.meter.model.program.special_days == frozenset()
 
 
+def two_windows() -> v.Data:
+    """A day table with two normal-tariff windows a day: no `TariffProgram` expresses it."""
+    twice = [switch(time(0, 0), 1), switch(time(6, 0), 2), switch(time(9, 0), 1)]
+    return v.array([v.struct(v.u8(1), v.array([*twice, switch(time(17, 0), 2)]))])
+
+
 def test_unexpressible_calendars_are_refused(twin: Twin) -> None:
     client = twin.management()
-    twice = v.array(
-        [
-            switch(time(0, 0), 1),
-            switch(time(6, 0), 2),
-            switch(time(9, 0), 1),
-            switch(time(17, 0), 2),
-        ]
-    )
-    table = v.array([v.struct(v.u8(1), twice)])
-    assert big_set(client, 20, CALENDAR, 9, v.encode(table)) == 0
+    assert big_set(client, 20, CALENDAR, 9, v.encode(two_windows())) == 0
     outcome = twin.objects.action(1, ref(20, CALENDAR, 1), v.encode(v.i8(0)))
     assert outcome.result.name == "OTHER_REASON"
     assert write(client, 20, CALENDAR, 9, v.encode(v.u8(1))) == 12  # type-unmatched
@@ -201,15 +198,7 @@ def test_an_unusable_calendar_due_during_ctl_advance_is_tried_once(
     twin: Twin, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = twin.management()
-    twice = v.array(
-        [
-            switch(time(0, 0), 1),
-            switch(time(6, 0), 2),
-            switch(time(9, 0), 1),
-            switch(time(17, 0), 2),
-        ]
-    )
-    assert big_set(client, 20, CALENDAR, 9, v.encode(v.array([v.struct(v.u8(1), twice)]))) == 0
+    assert big_set(client, 20, CALENDAR, 9, v.encode(two_windows())) == 0
     due = (twin.meter.now() + timedelta(hours=2)).replace(microsecond=0)
     assert write(client, 20, CALENDAR, 10, v.encode(v.date_time(due))) == 0
     fast = FastForward(twin.meter)
