@@ -179,7 +179,8 @@ class FuzzTwin:
     def send(self, line: bytes) -> dict[str, Any]:
         """One line on a fresh connection; the answer as JSON (an AssertionError if none)."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-            client.settimeout(10)
+            # `advance` answers when its span is lived through: up to 400 days, about 10 s.
+            client.settimeout(60)
             client.connect(str(self.path))
             # An over-long line is answered and closed before all of it was sent.
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):

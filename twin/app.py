@@ -17,6 +17,7 @@ from twin.clock import TIME_MAX, Clock, SimulatedClock, SystemClock, carryable, 
 from twin.config import Config
 from twin.control import SOCKET_NAME, ControlServer
 from twin.control_fields import flag
+from twin.fast_forward import FastForward, add_advance_command
 from twin.metering import Meter
 from twin.parts import Twin
 from twin.sdnotify import Notifier
@@ -114,7 +115,11 @@ def build(config: Config, state_dir: Path, rng: random.Random | None = None) -> 
     metering = MeterLoop(meter, config.store.checkpoint_interval_s)
     services = [Service("meter", metering.run), Service("control", control.run)]
     supervisor = Supervisor(services, Notifier(), metering.alive)
-    twin = Twin(config, state_dir, store, meter.clock, meter, control, services, supervisor)
+    fast_forward = FastForward(meter)
+    twin = Twin(
+        config, state_dir, store, meter.clock, meter, control, services, supervisor, fast_forward
+    )
+    add_advance_command(control, fast_forward)
     services.extend(_p1_services(twin))
     services.extend(_port_services(twin))
     services.extend(_backup_services(twin))

@@ -33,6 +33,8 @@ EXTENSIONS = (
     "twin.store_cli",
     "twin.probe",
 )
+# `ctl advance` waits for the whole span: 400 days (its bound) even at 1 day/s.
+ADVANCE_TIMEOUT_S = 900.0
 
 
 def _extensions() -> list[Any]:
@@ -92,6 +94,13 @@ def _ctl_commands(sub: Any) -> None:
     admin.add_argument("--state", type=int, required=True)
     weather = sub.add_parser("weather", help="clouds over the PV from now on (0 clear .. 1)")
     weather.add_argument("--cloudiness", type=float, required=True)
+    advance = sub.add_parser(
+        "advance", help="live through N days/hours (or up to a time) at full speed, then go on"
+    )
+    span = advance.add_mutually_exclusive_group(required=True)
+    span.add_argument("--days", type=float)
+    span.add_argument("--hours", type=float)
+    span.add_argument("--until", help="ISO time with its offset, e.g. 2027-01-01T00:00:00+01:00")
     request = sub.add_parser("request", help="raise or drop a simulated P1 request line")
     request.add_argument("level", choices=["on", "off"])
 
@@ -119,6 +128,9 @@ def _ctl_request(args: argparse.Namespace) -> dict[str, Any]:
         fields["raised"] = args.level == "on"
     elif command == "weather":
         fields["cloudiness"] = args.cloudiness
+    elif command == "advance":
+        given = {"days": args.days, "hours": args.hours, "until": args.until}
+        fields.update((k, v) for k, v in given.items() if v is not None)
     return fields
 
 
@@ -200,7 +212,10 @@ def _print_status(status: dict[str, Any]) -> None:
 
 def _ctl(args: argparse.Namespace) -> int:
     socket_path = (args.state_dir or default_state_dir()) / SOCKET_NAME
-    result = asyncio.run(call(socket_path, _ctl_request(args)))
+    # An advance answers when its span is lived through: seconds for a month (bounded by
+    # MAX_DAYS at the model's speed), so its wait is longer than a command's.
+    timeout = ADVANCE_TIMEOUT_S if args.ctl_command == "advance" else 10.0
+    result = asyncio.run(call(socket_path, _ctl_request(args), timeout))
     if args.ctl_command == "screenshot":
         from twin.display.cli import save_screenshot
 

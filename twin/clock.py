@@ -235,13 +235,27 @@ class OffsetClock:
                 stepped.cancel()
                 sleeper.cancel()
 
+    async def stepped(self) -> None:
+        """Return at the next clock set or `pass_time`."""
+        await self._stepped.wait()
+
+    def pass_time(self, span: timedelta) -> None:
+        """Time passed at once (`ctl advance`, twin/fast_forward.py): `now()` moves `span`
+        ahead. No clock was set, so nobody logs events 4/5; but every wait planned on the old
+        time is over or mistimed, so waiters wake and re-plan as after a set (`steps`)."""
+        self.offset += span
+        self._wake_waiters()
+
     def set_now(self, when: datetime) -> timedelta:
         """Make `now()` read `when`; returns the step (new minus old) and wakes waiters."""
         step = when - self.now()
         # From the running time, not the shown one: at the end of the range they differ.
         self.offset = when - self.base.now()
+        self._wake_waiters()
+        return step
+
+    def _wake_waiters(self) -> None:
         self._stop_logged = False
         self.steps += 1
         self._stepped.set()
         self._stepped = asyncio.Event()
-        return step

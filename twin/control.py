@@ -18,8 +18,9 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from twin.clock import is_dst, local
 from twin.control_fields import (
@@ -38,6 +39,7 @@ from twin.meter.model import (
     MESSAGE_CODE_PATTERN,
     MESSAGE_TEXT_PATTERN,
     SAG_SWELL_DEFAULT_S,
+    MeterModel,
     ModelError,
 )
 from twin.meter.state import MeterReading
@@ -65,6 +67,7 @@ SAG_SWELL_MAX_S = 86400.0  # a day; a longer excursion is a supply fault, not a 
 # How long `status` waits for the reading it takes to be committed (docs/operations.md).
 STATUS_WAIT_S = 0.05
 
+T = TypeVar("T")
 Handler = Callable[[Mapping[str, Any]], Awaitable[object]]
 
 
@@ -241,6 +244,13 @@ class ControlServer(ControlSocket):
 
     # ------------------------------------------------------------------ commands
 
+    def _act(self, action: Callable[[MeterModel, datetime], T]) -> T:
+        """`Meter.act`, refused while `ctl advance` runs: the clock still shows the span's
+        start, so an injection would land in time the model has already metered."""
+        if self.meter.advancing:
+            raise ControlError("the meter is advancing (ctl advance); send this when it is done")
+        return self.meter.act(action)
+
     async def _status(self, request: Mapping[str, Any]) -> object:
         # Answers while the store is stuck: then with the last committed reading (and why).
         status = reading_to_json(await self.meter.latest(STATUS_WAIT_S))
@@ -251,42 +261,42 @@ class ControlServer(ControlSocket):
 
     async def _power_failure(self, request: Mapping[str, Any]) -> object:
         seconds = request["seconds"]
-        self.meter.act(lambda m, now: m.power_failure(now, seconds))
+        self._act(lambda m, now: m.power_failure(now, seconds))
         return {"seconds": seconds}
 
     async def _sag(self, request: Mapping[str, Any]) -> object:
         phase, seconds = request["phase"], request["seconds"]
-        self.meter.act(lambda m, now: m.voltage_sag(now, phase, seconds))
+        self._act(lambda m, now: m.voltage_sag(now, phase, seconds))
         return {"phase": phase}
 
     async def _swell(self, request: Mapping[str, Any]) -> object:
         phase, seconds = request["phase"], request["seconds"]
-        self.meter.act(lambda m, now: m.voltage_swell(now, phase, seconds))
+        self._act(lambda m, now: m.voltage_swell(now, phase, seconds))
         return {"phase": phase}
 
     async def _message(self, request: Mapping[str, Any]) -> object:
         code, text = request["code"], request["text"]
-        self.meter.act(lambda m, now: m.set_message(code, text))
+        self._act(lambda m, now: m.set_message(code, text))
         return {"code": code, "text": text}
 
     async def _load(self, request: Mapping[str, Any]) -> object:
         watts = request["watts"]
-        self.meter.act(lambda m, now: m.set_load_override(now, watts))
+        self._act(lambda m, now: m.set_load_override(now, watts))
         return {"watts": watts}
 
     async def _tamper(self, request: Mapping[str, Any]) -> object:
         code = request["code"]
-        self.meter.act(lambda m, now: m.tamper(now, code))
+        self._act(lambda m, now: m.tamper(now, code))
         return {"code": code}
 
     async def _admin(self, request: Mapping[str, Any]) -> object:
         state = request["state"]
-        self.meter.act(lambda m, now: m.set_admin_state(state))
+        self._act(lambda m, now: m.set_admin_state(state))
         return {"state": state}
 
     async def _weather(self, request: Mapping[str, Any]) -> object:
         cloudiness = request["cloudiness"]
-        self.meter.act(lambda m, now: m.set_cloudiness(now, cloudiness))
+        self._act(lambda m, now: m.set_cloudiness(now, cloudiness))
         return {"cloudiness": cloudiness}
 
 

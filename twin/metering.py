@@ -129,6 +129,9 @@ class Meter:
         # Called after events were committed (e.g. GPRS re-checks the alarm register at once);
         # listeners must be quick and must not call back into the meter.
         self.on_events: list[Callable[[], None]] = []
+        # True while `ctl advance` lives through a span (twin/fast_forward.py): the model is
+        # ahead of the clock, and ports that would act on the clock's time hold off.
+        self.advancing = False
         self.publish()
         if checkpoint is not None and config.clock.resync:
             self._resync()

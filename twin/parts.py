@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from twin.clock import Clock
     from twin.config import Config
     from twin.control import ControlServer
+    from twin.fast_forward import FastForward
     from twin.metering import Meter
     from twin.ports import MbusPort, ModemStatus
     from twin.readout_lists import ReadoutLists
@@ -34,6 +35,8 @@ class Twin:
     control: ControlServer
     services: list[Service]
     supervisor: Supervisor
+    # `ctl advance`; the wirings register the waypoints of their ports (twin/fast_forward.py).
+    fast_forward: FastForward
     # The P2 service's port for the P3 class 72 methods (set by twin/p2 wiring when P2 runs).
     mbus_port: MbusPort | None = None
     # The P3 modem's network state for the display (set by twin/p3 wiring; None without a modem).

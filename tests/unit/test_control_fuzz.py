@@ -18,6 +18,7 @@ from tests.control_fuzz import FuzzTwin, fuzz_twin, lines, requests
 # Every command of a twin with all ports; a test below keeps this list complete.
 COMMANDS = (
     "admin",
+    "advance",
     "button",
     "gas",
     "load",

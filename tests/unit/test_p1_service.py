@@ -326,6 +326,28 @@ async def test_a_meter_clock_set_back_restarts_the_cadence_at_the_new_time(
     assert sent_at(third) == timestamp(START - timedelta(hours=1) + timedelta(seconds=10))
 
 
+async def test_after_ctl_advance_p1_sends_the_latest_slot_once_and_no_backlog(
+    meter: Meter, clock: ManualClock
+) -> None:
+    from twin.fast_forward import FastForward
+
+    sink = FakeSink()
+    encoder = TelegramEncoder("TWN", "DSMR-TWIN-422")
+    service = P1Service(meter, encoder, sink, AlwaysRequested(), meter.clock, interval_s=10)
+    async with running(service):
+        first = await next_telegram(sink)
+        await FastForward(meter).advance(START + timedelta(days=1))
+        second = await next_telegram(sink)  # at once, on a grid from the new time
+        await settle()
+        assert sink.written.empty()  # not the 8640 slots the day held
+        await clock.advance(10)
+        third = await next_telegram(sink)
+    assert sent_at(first) == timestamp(START)
+    assert sent_at(second) == timestamp(START + timedelta(days=1))
+    assert sent_at(third) == timestamp(START + timedelta(days=1, seconds=10))
+    assert service.status()["slots_missed"] == 0
+
+
 async def test_a_fast_clock_sends_no_more_than_the_line_carries(tmp_path: Path) -> None:
     # 11.6 days a second: 8640 slots a real second are due; the line carries ~14 telegrams.
     fast = SimulatedClock(START, 1_000_000)

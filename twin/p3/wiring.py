@@ -22,6 +22,7 @@ from twin.control_fields import choice, text
 from twin.p3.gprs.controller import SENDERS, GprsController, GprsModem, NoModem
 from twin.p3.gprs.modem_service import MAX_NUMBER, ModemUnavailableError, open_modem_service
 from twin.p3.keys import KeyStore
+from twin.p3.objects.fast_forward import CalendarFastForward
 from twin.p3.objects.ports import PushRelay
 from twin.p3.service import DEFAULT_PORT, P3Service
 from twin.supervisor import Service
@@ -69,6 +70,7 @@ def build_gprs(twin: Twin, modem: GprsModem) -> GprsController:
         push=relay,
     )
     twin.display_lists = objects.display_lists
+    twin.fast_forward.waypoints.append(CalendarFastForward(objects.calendar))
     # Network timers (inactivity, repetition_delay) run in real time whatever the meter
     # clock's speed; push schedules and windows run on the meter clock.
     p3 = P3Service(

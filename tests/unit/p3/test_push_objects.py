@@ -23,6 +23,7 @@ from tests.unit.p3.objects.conftest import (
     run,
 )
 from twin.clock import ManualClock
+from twin.fast_forward import FastForward
 from twin.metering import Meter
 from twin.p3.dlms.cosem import ActionResult, DataAccessResult
 from twin.p3.gprs.push import (
@@ -251,10 +252,9 @@ def test_register_monitor_fires_when_an_alarm_is_raised(twin: PushTwin) -> None:
     assert len(triggers.poll(twin.meter.now())) == 1
 
 
-def test_push_scheduler_fires_when_the_meter_clock_passes_the_execution_time(
-    twin: PushTwin,
-) -> None:
-    # START is 21:00 local; the scheduler runs daily at 21:30 local (date wildcards)
+def daily_at_2130(twin: PushTwin) -> PushTriggers:
+    """The push scheduler set to run daily at 21:30 local (date wildcards), its triggers
+    powered up now."""
     setting(
         twin,
         22,
@@ -264,6 +264,13 @@ def test_push_scheduler_fires_when_the_meter_clock_passes_the_execution_time(
     )
     triggers = PushTriggers(twin.objects)
     triggers.power_up(twin.meter.now())
+    return triggers
+
+
+def test_push_scheduler_fires_when_the_meter_clock_passes_the_execution_time(
+    twin: PushTwin,
+) -> None:
+    triggers = daily_at_2130(twin)  # START is 21:00 local
     execution = START + timedelta(minutes=30)
     assert triggers.next_execution(twin.meter.now()) == execution
     run(twin.clock.advance(29 * 60))
@@ -280,6 +287,20 @@ def test_push_scheduler_fires_when_the_meter_clock_passes_the_execution_time(
     assert triggers.poll(twin.meter.now()) == []
     run(twin.clock.advance(31 * 60))
     assert len(triggers.poll(twin.meter.now())) == 1
+
+
+def test_after_ctl_advance_the_scheduler_runs_its_latest_missed_execution_once(
+    twin: PushTwin,
+) -> None:
+    # P3 §9.1.1 and the rule for any gap (twin/p3/gprs/push_triggers.py): three daily
+    # executions fall inside the span; only the latest runs, once, as after downtime.
+    triggers = daily_at_2130(twin)
+    run(FastForward(twin.meter).advance(START + timedelta(days=3)))
+    latest = START + timedelta(days=2, minutes=30)
+    assert triggers.poll(twin.meter.now()) == [
+        Firing(Script(obis_bytes(SCRIPTS), 1), latest, SCHEDULER)
+    ]
+    assert triggers.poll(twin.meter.now()) == []
 
 
 def test_bad_execution_time_is_refused_and_empty_never_fires(twin: PushTwin) -> None:

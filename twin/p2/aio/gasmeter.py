@@ -111,6 +111,10 @@ class GasMeterTwin:
         self._monotonic = monotonic
         self._sleep = sleep
         self.attached = True
+        # While `ctl advance` runs, the span's hours are captured by the fast-forward alone
+        # (`capture_span`): a capture at the clock's time, behind them, would move the stamp
+        # back and draw those hours again.
+        self.held = False
         self.litres = start_litres
         self.slave = GasMeterSlave(identity, self._load(start_litres, address))
         self.opened = False  # the link was opened at least once
@@ -225,6 +229,11 @@ class GasMeterTwin:
 
     def capture(self, now: datetime) -> None:
         """Bring the hourly value up to the last whole UTC hour of the meter's clock."""
+        if not self.held:
+            self.capture_span(now)
+
+    def capture_span(self, now: datetime) -> None:
+        """`capture`, also while held (twin/p2/aio/fast_forward.py)."""
         # Its own clock stands still at TIME_MAX like the E meter's: a type I date (EN 13757-3
         # annex A) ends with 2099, so no later capture time could go on the bus.
         hour = floor_to(clamp_carryable(self.slave.clock(now)), 3600)

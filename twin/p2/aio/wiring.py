@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 from hardware.mbus_link import MbusLink
 from hardware.mbus_sim import SimulatedBus
 from hardware.registry import open_mbus_link
+from twin.clock import OffsetClock
 from twin.control import ControlError
 from twin.control_fields import FieldError, choice, integer, text
+from twin.p2.aio.fast_forward import GasFastForward
 from twin.p2.aio.gas_control import GAS_FIELDS, gas_command
 from twin.p2.aio.gasmeter import GasMeterTwin, default_key, ident_from_equipment_id
 from twin.p2.aio.service import P2Service
@@ -54,6 +56,9 @@ def p2_services(twin: Twin) -> list[Service]:
 
     p2 = twin.config.p2
     gas: GasMeterTwin | None = None
+    # The gas meter has its own clock, not the E meter's (P3 clock sets do not move it); time
+    # passing (`ctl advance`) moves it as it moves the E meter's.
+    gas_clock = OffsetClock(twin.meter.clock.base)
     link: MbusLink
     if p2.bus == "simulated":
         bus = SimulatedBus(realtime=p2.realtime)
@@ -62,7 +67,7 @@ def p2_services(twin: Twin) -> list[Service]:
             gas = GasMeterTwin(
                 gas_identity(twin),
                 bus.slave_end("gas meter"),
-                twin.meter.clock.base,  # the gas meter has its own clock, not the E meter's
+                gas_clock,
                 twin.store,
                 rng=random.Random(twin.config.meter.seed),
                 start_litres=twin.config.gas.start_m3 * 1000,
@@ -91,6 +96,7 @@ def p2_services(twin: Twin) -> list[Service]:
     twin.control.add_command("gas", _gas_command(gas), GAS_FIELDS)
     services = [Service("p2", service.run)]
     if gas is not None:
+        twin.fast_forward.waypoints.append(GasFastForward(gas, gas_clock, service, twin.meter))
         twin.control.ports["gasmeter"] = gas.status
         services.append(Service("gasmeter", gas.run))
     return services

@@ -80,6 +80,9 @@ class Clock(CosemObject):
         4 (old time) and 5 (new time), CAD in the profile status (P3 §4.2.1, §4.2.5, §5.3).
         Up to the limit the clock moves without an event ("maximum allowed time shift without
         registration of a time shift event")."""
+        if self.env.meter.advancing:
+            # `ctl advance` is metering a span ahead of the clock; set it once that is done.
+            raise ObjectError(DataAccessResult.TEMPORARY_FAILURE, "the meter is advancing")
         beyond_limit = abs((new - now).total_seconds()) > self.limit.get().integer()
         self.env.meter.set_time(new, event=beyond_limit)
 

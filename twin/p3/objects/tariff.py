@@ -186,27 +186,43 @@ class ActivityCalendar(CosemObject):
         self.activate(request.now)  # activate_passive_calendar (data: integer 0)
         return None
 
+    def activation_due(self) -> datetime | None:
+        """activate_passive_calendar_time (UTC), or None while it is not specified."""
+        raw = self.passive[10].get().octets()
+        return parse_date_time(raw) if raw != NOT_SPECIFIED else None
+
     def activate_if_due(self, now: datetime) -> None:
         """P3 §5.4: activation at activate_passive_calendar_time ("immediate activation can be
         done by setting the activation date to the current date")."""
-        raw = self.passive[10].get().octets()
-        due = parse_date_time(raw) if raw != NOT_SPECIFIED else None
+        due = self.activation_due()
         if due is not None and due <= now.astimezone(UTC):
             self.activate(now)
 
     def activate(self, now: datetime) -> None:
-        meter = self.env.meter
+        program = self._passive_program()
+        self.env.meter.act(lambda m, at: m.set_tariff_program(at, program))  # logs event 9
+        self._activated(program)
+
+    def activate_at(self, when: datetime) -> None:
+        """Activate at meter time `when` while `ctl advance` integrates the model ahead of
+        the clock (twin/fast_forward.py): event 9 and the new program at `when` itself."""
+        program = self._passive_program()
+        self.env.meter.model.set_tariff_program(when, program)
+        self._activated(program)
+
+    def _passive_program(self) -> TariffProgram:
         try:
-            program = program_of(
+            return program_of(
                 self.passive[8].get(),
                 self.passive[9].get(),
                 self.special_days.get(),
-                meter.model.program,
+                self.env.meter.model.program,
             )
         except ValueTypeError as err:
             raise ObjectError(DataAccessResult.OTHER_REASON, str(err)) from err
-        meter.act(lambda m, at: m.set_tariff_program(at, program))  # logs event 9
-        meter.store.put_setting(TARIFF_SETTING, program_to_setting(program))
+
+    def _activated(self, program: TariffProgram) -> None:
+        self.env.meter.store.put_setting(TARIFF_SETTING, program_to_setting(program))
         self.active_name.set(self.passive[6].get())
         self.passive[10].set(octets(NOT_SPECIFIED))
 

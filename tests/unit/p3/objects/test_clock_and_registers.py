@@ -192,3 +192,16 @@ def _values() -> st.SearchStrategy[v.Data]:
 def test_direct_encoding_equals_gurux(value: v.Data) -> None:
     assert v.encode(value) == gurux_encode(value)
     assert v.decode(v.encode(value)) == value
+
+
+def test_a_clock_set_while_ctl_advance_runs_is_a_temporary_failure(twin: Twin) -> None:
+    client = twin.management()
+    before = twin.meter.now()
+    twin.meter.advancing = True  # what twin/fast_forward.py sets for the span
+    new = before + timedelta(minutes=7)
+    result = twin.objects.set(1, ref(8, "0-0:1.0.0", 2), None, v.encode(v.date_time(new)))
+    assert result is DataAccessResult.TEMPORARY_FAILURE
+    assert twin.meter.now() == before
+    assert twin.meter.clock.steps == 0
+    twin.meter.advancing = False
+    assert write(client, 8, "0-0:1.0.0", 2, v.encode(v.date_time(new))) == 0

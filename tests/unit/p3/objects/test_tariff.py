@@ -3,9 +3,12 @@ passive switch times changes the tariff on P1 and survives a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+
+import pytest
 
 from tests.support import steady_config
 from tests.unit.p3.objects.conftest import (
@@ -19,10 +22,12 @@ from tests.unit.p3.objects.conftest import (
     write,
 )
 from twin.clock import ManualClock
+from twin.fast_forward import FastForward
 from twin.meter.events import EventCode, EventLog
 from twin.metering import TARIFF_SETTING, Meter
 from twin.p1.telegram import TelegramEncoder
 from twin.p3.objects import values as v
+from twin.p3.objects.fast_forward import CalendarFastForward
 from twin.p3.objects.tariff import switch
 
 CALENDAR = "0-0:13.0.0"
@@ -130,18 +135,15 @@ def test_a_special_day_that_is_no_date_is_refused(twin: Twin) -> None:
     assert twin.meter.model.program.special_days == frozenset()
 
 
+def two_windows() -> v.Data:
+    """A day table with two normal-tariff windows a day: no `TariffProgram` expresses it."""
+    twice = [switch(time(0, 0), 1), switch(time(6, 0), 2), switch(time(9, 0), 1)]
+    return v.array([v.struct(v.u8(1), v.array([*twice, switch(time(17, 0), 2)]))])
+
+
 def test_unexpressible_calendars_are_refused(twin: Twin) -> None:
     client = twin.management()
-    twice = v.array(
-        [
-            switch(time(0, 0), 1),
-            switch(time(6, 0), 2),
-            switch(time(9, 0), 1),
-            switch(time(17, 0), 2),
-        ]
-    )
-    table = v.array([v.struct(v.u8(1), twice)])
-    assert big_set(client, 20, CALENDAR, 9, v.encode(table)) == 0
+    assert big_set(client, 20, CALENDAR, 9, v.encode(two_windows())) == 0
     outcome = twin.objects.action(1, ref(20, CALENDAR, 1), v.encode(v.i8(0)))
     assert outcome.result.name == "OTHER_REASON"
     assert write(client, 20, CALENDAR, 9, v.encode(v.u8(1))) == 12  # type-unmatched
@@ -172,3 +174,36 @@ def test_an_activation_time_beyond_any_datetime_is_refused(twin: Twin) -> None:
         assert write(client, 20, CALENDAR, 10, v.encode(v.octets(bytes.fromhex(raw)))) == 12
     twin.objects.tick()
     assert bytes(read(client, 20, CALENDAR, 10)).hex() == "ffffffffffffffffff8000ff"
+
+
+def test_an_activation_due_during_ctl_advance_happens_at_its_time(twin: Twin) -> None:
+    client = twin.management()
+    big_set(client, 20, CALENDAR, 9, v.encode(day_table(time(6, 0), time(22, 0))))
+    due = (twin.meter.now() + timedelta(days=1)).replace(microsecond=0)
+    assert write(client, 20, CALENDAR, 10, v.encode(v.date_time(due))) == 0
+    fast = FastForward(twin.meter)
+    fast.waypoints.append(CalendarFastForward(twin.objects.calendar))
+    asyncio.run(fast.advance(twin.meter.now() + timedelta(days=3)))
+    assert twin.meter.model.program.normal_start == time(6, 0)
+    activated = [
+        e.when
+        for e in twin.meter.store.events(EventLog.STANDARD)
+        if e.code == EventCode.TARIFF_TIMES_ACTIVATED
+    ]
+    assert activated == [due]  # at the activation time, not when the clock got there
+    assert bytes(read(twin.management(), 20, CALENDAR, 10)).hex() == "ffffffffffffffffff8000ff"
+
+
+def test_an_unusable_calendar_due_during_ctl_advance_is_tried_once(
+    twin: Twin, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = twin.management()
+    assert big_set(client, 20, CALENDAR, 9, v.encode(two_windows())) == 0
+    due = (twin.meter.now() + timedelta(hours=2)).replace(microsecond=0)
+    assert write(client, 20, CALENDAR, 10, v.encode(v.date_time(due))) == 0
+    fast = FastForward(twin.meter)
+    fast.waypoints.append(CalendarFastForward(twin.objects.calendar))
+    asyncio.run(fast.advance(twin.meter.now() + timedelta(days=2)))
+    assert twin.meter.model.program.normal_start == time(7, 0)  # the twin keeps its program
+    refused = [r for r in caplog.records if "passive calendar not activated" in r.message]
+    assert len(refused) == 1
