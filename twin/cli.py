@@ -25,7 +25,14 @@ from twin.store import StoreError
 #   add_ctl_commands(ctl_sub)   sub-commands of "ctl"
 #   ctl_request(args)           the JSON request for one of its ctl commands, or None
 #   run(args)                   run one of its top-level commands (exit code), or None
-EXTENSIONS = ("twin.p2.cli", "twin.p3.cli", "twin.display.cli", "twin.store_cli", "twin.probe")
+EXTENSIONS = (
+    "twin.p2.cli",
+    "twin.p3.cli",
+    "twin.display.cli",
+    "twin.store_cli",
+    "twin.probe",
+    "twin.fleet.cli",
+)
 
 
 def _extensions() -> list[Any]:
