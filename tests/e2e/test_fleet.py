@@ -39,8 +39,15 @@ class Fleet:
         command += ["--count", str(COUNT), "--workers", str(WORKERS), "--seed", "e2e lab"]
         command += ["--state-dir", str(state_dir), "--speed", "60", "--p3", first_p3]
         self.process = subprocess.Popen(command, stderr=self.log)
+        try:
+            self._wait_started()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_started(self) -> None:
         deadline = time.monotonic() + STARTUP_S
-        while not (state_dir / SPEC_FILE).exists():  # written by the head before any worker
+        while not (self.state_dir / SPEC_FILE).exists():  # written by the head before any worker
             assert self.process.poll() is None, "the fleet's head exited"
             assert time.monotonic() < deadline, "no fleet.json"
             time.sleep(0.05)
@@ -228,3 +235,14 @@ def test_kill_9_of_a_worker_restarts_its_meters_alone_and_loses_nothing(fleet: F
         assert read(client, 3, "1-0:1.8.1") >= round(
             published[victim["meters"][0]]["1-0:1.8.1"] * 1000
         )
+
+
+def test_the_workers_stop_when_the_head_dies(fleet: Fleet) -> None:
+    """No orphan keeps its meters' locks and addresses from the head that replaces it."""
+    workers = [w["pid"] for w in fleet.status()["worker_states"]]
+    fleet.process.kill()
+    fleet.process.wait(10)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its head"
+        time.sleep(0.1)

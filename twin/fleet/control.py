@@ -84,6 +84,7 @@ def _meter_summary(index: int, spec: FleetSpec, worker: int | None, answer: Any)
         "export_w": answer.get("export_w"),
         "1-0:1.8.1": answer.get("1-0:1.8.1"),
         "1-0:1.8.2": answer.get("1-0:1.8.2"),
+        "p3_listening": bool(p3.get("listening")),
         "associations": p3.get("associations", 0),
         "p3_errors": p3.get("errors", 0),
         "pushes_sent": p3.get("pushes_sent", 0),

@@ -74,7 +74,11 @@ class FleetHead:
 
     def write_status(self) -> None:
         record = {"head_pid": os.getpid(), "workers": [w.record() for w in self.workers]}
-        write_json_atomically(self.fleet_dir / STATUS_FILE, record)
+        try:
+            write_json_atomically(self.fleet_dir / STATUS_FILE, record)
+        except OSError as exc:
+            # Only `fleet ctl status` reads it: a full disk must not stop the supervision.
+            log.error("cannot write %s: %s", STATUS_FILE, exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:

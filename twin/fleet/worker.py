@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
 import os
 import resource
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,8 @@ from twin.state_lock import StateLock
 from twin.store import Store, StoreError
 
 log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass(slots=True)
@@ -109,7 +113,20 @@ def close_meter(hosted: HostedMeter) -> None:
         hosted.lock.release()
 
 
+def stop_with_the_head() -> None:
+    """SIGTERM this worker when its head process dies (Linux PR_SET_PDEATHSIG), so no orphan
+    keeps its meters' locks and addresses from the head that replaces it."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() == 1:  # the head died before prctl: nobody would stop us
+        raise SystemExit("the fleet's head is gone")
+
+
 def run_worker(fleet_dir: Path, worker: int, workers: int, base: Config) -> int:
+    stop_with_the_head()
     spec = FleetSpec.load(fleet_dir)
     os.chdir(fleet_dir)  # meters' state directories are relative to it (sockaddr_un)
     raise_open_file_limit()
