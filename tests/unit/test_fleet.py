@@ -4,8 +4,10 @@ choice of meters for an outage, and a worker opening its meters (real stores, no
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,7 @@ from twin.app import build
 from twin.config import Config, ConfigError, FleetConfig, config_from_mapping
 from twin.fleet.control import choose_meters
 from twin.fleet.identity import meter_identity
+from twin.fleet.inventory import as_csv, inventory
 from twin.fleet.spec import SPEC_FILE, FleetSpec, meter_dir, nth_endpoint, resolve_spec
 from twin.fleet.worker import open_meters
 from twin.p3.keys import read_keys
@@ -121,7 +124,7 @@ def test_fleet_distributions_are_validated_naming_the_key() -> None:
 
 
 def test_the_fleet_description_is_kept_and_options_must_agree_with_it(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--count is needed"):
+    with pytest.raises(ConfigError, match=r"--count \(or --inventory\) is needed"):
         resolve_spec(tmp_path, None, None, None, None)
     made = resolve_spec(tmp_path, 4, "lab", None, None)
     assert (tmp_path / SPEC_FILE).stat().st_mode & 0o777 == 0o600  # the seed opens every key
@@ -195,3 +198,61 @@ def test_p1_none_runs_no_p1_service(tmp_path: Path) -> None:
         assert "p1" not in twin.control.ports
     finally:
         twin.store.close()
+
+
+def test_a_fleet_takes_the_identities_of_a_head_end_inventory(tmp_path: Path) -> None:
+    source = resolve_spec(tmp_path / "a", 5, "source", "tcp://127.9.0.1:4059", None)
+    rows = inventory(tmp_path / "a")  # no meter ran: the derived keys
+    for form, text in (("json", json.dumps(rows)), ("csv", as_csv(rows))):
+        path = tmp_path / f"inventory.{form}"
+        path.write_text(text)
+        taken = resolve_spec(tmp_path / form, None, None, None, None, inventory=path)
+        assert taken.count == 5
+        assert taken.seed != source.seed
+        for i in source.indices:
+            mine, theirs = taken.identity(i), source.identity(i)
+            assert (mine.equipment_id, mine.system_title, mine.guek, mine.gak) == (
+                theirs.equipment_id,
+                theirs.system_title,
+                theirs.guek,
+                theirs.gak,
+            )
+            assert (mine.master_key, mine.hls_secret) == (theirs.master_key, theirs.hls_secret)
+            assert taken.p3_endpoint(i) == source.p3_endpoint(i)
+        # Kept in fleet.json: a later run needs no file, another file is refused.
+        assert FleetSpec.load(tmp_path / form).identity(3).guek == source.identity(3).guek
+        other = tmp_path / "other.json"
+        other.write_text(json.dumps(rows[:4]))
+        with pytest.raises(ConfigError, match="made with other meters"):
+            resolve_spec(tmp_path / form, None, None, None, None, inventory=other)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"guek": "00ff"}, r"row 2: 'guek' = '00ff': expected 32 hex digits"),
+        ({"equipment_id": "E/1"}, r"row 2: 'meter.equipment_id'"),
+        ({"system_title": None}, r"row 2: 'system_title' is missing"),
+        ({"p3": "udp://x"}, r"row 2: 'p3' = 'udp://x'"),
+        ({"gas_equipment_id": "G1"}, r"row 2: 'gas.equipment_id'"),
+    ],
+)
+def test_a_bad_inventory_row_is_named(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    resolve_spec(tmp_path / "a", 3, "source", None, None)
+    rows = inventory(tmp_path / "a")
+    rows[1] = {k: v for k, v in {**rows[1], **change}.items() if v is not None}
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps(rows))
+    with pytest.raises(ConfigError, match=message):
+        resolve_spec(tmp_path / "b", None, None, None, None, inventory=path)
+    assert not (tmp_path / "b" / SPEC_FILE).exists()
+
+
+def test_an_inventory_repeating_a_system_title_is_refused(tmp_path: Path) -> None:
+    resolve_spec(tmp_path / "a", 3, "source", None, None)
+    rows = inventory(tmp_path / "a")
+    rows[2]["system_title"] = rows[0]["system_title"]
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps(rows))
+    with pytest.raises(ConfigError, match=r"row 3 repeats system_title .* of row 1"):
+        resolve_spec(tmp_path / "b", None, None, None, None, inventory=path)

@@ -32,6 +32,9 @@ def add_commands(commands: Any) -> None:
     )
     run.add_argument("--p1", help="meter 1's P1 TCP endpoint (tcp://HOST:PORT, then PORT+1...)")
     run.add_argument("--seed", help="derive every key from this (labs only); default random")
+    run.add_argument(
+        "--inventory", type=Path, help="take identities and keys from this JSON/CSV inventory"
+    )
     worker = sub.add_parser("worker", help="(internal) one worker of a running fleet")
     worker.add_argument("--state-dir", type=Path, required=True)
     worker.add_argument("--worker", type=int, required=True)
@@ -100,7 +103,9 @@ def _run(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir.absolute()
     lock = StateLock.acquire(state_dir, purpose="fleet run")  # one head per fleet
     try:
-        spec = resolve_spec(state_dir, args.count, args.seed, args.p3, args.p1)
+        spec = resolve_spec(
+            state_dir, args.count, args.seed, args.p3, args.p1, inventory=args.inventory
+        )
         workers = args.workers if args.workers is not None else os.cpu_count() or 1
         if not 1 <= workers <= 1024:
             raise ConfigError(f"--workers {workers}: expected 1 to 1024")

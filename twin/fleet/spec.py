@@ -24,6 +24,7 @@ from typing import Any
 from twin.config import P3_DEFAULT_PORT, Config, ConfigError, tcp_host_port
 from twin.fleet.household import draw_household
 from twin.fleet.identity import MAX_METERS, MeterIdentity, meter_identity
+from twin.fleet.imported import read_inventory
 from twin.store import DATABASE_MODE, STATE_DIR_MODE
 
 SPEC_FILE = "fleet.json"
@@ -80,10 +81,17 @@ class FleetSpec:
     p3: str  # meter 1's P3 endpoint
     p1: str  # meter 1's P1 TCP endpoint, or "none"
     seeded: bool  # the seed was given (a lab fleet whose keys anyone with the seed knows)
+    # Identities taken from a head-end's inventory (twin/fleet/imported.py), row n = meter n;
+    # what a row leaves out is derived from the seed.
+    imported: tuple[dict[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.count <= MAX_METERS:
             raise ConfigError(f"--count {self.count}: expected 1 to {MAX_METERS}")
+        if self.imported and len(self.imported) != self.count:
+            raise ConfigError(
+                f"--count {self.count}: the inventory has {len(self.imported)} meters"
+            )
         # Every meter's address must exist: checking the last one checks the range.
         self.p3_endpoint(self.count)
         self.p1_endpoint(self.count)
@@ -96,6 +104,8 @@ class FleetSpec:
         return range(1, self.count + 1)
 
     def p3_endpoint(self, index: int) -> str:
+        if self.imported and "p3" in self.imported[index - 1]:
+            return self.imported[index - 1]["p3"]
         return nth_endpoint(self.p3, index, "--p3", by_address=True, default_port=P3_DEFAULT_PORT)
 
     def p1_endpoint(self, index: int) -> str:
@@ -104,7 +114,25 @@ class FleetSpec:
         return nth_endpoint(self.p1, index, "--p1", by_address=False)
 
     def identity(self, index: int) -> MeterIdentity:
-        return meter_identity(self.seed, index)
+        derived = meter_identity(self.seed, index)
+        if not self.imported:
+            return derived
+        row = self.imported[index - 1]
+
+        def key(name: str, derived_key: bytes) -> bytes:
+            return bytes.fromhex(row[name]) if name in row else derived_key
+
+        return dataclasses.replace(
+            derived,
+            equipment_id=row["equipment_id"],
+            system_title=key("system_title", derived.system_title),
+            guek=key("guek", derived.guek),
+            gak=key("gak", derived.gak),
+            master_key=key("master_key", derived.master_key),
+            hls_secret=key("hls_secret", derived.hls_secret),
+            gas_equipment_id=row.get("gas_equipment_id", derived.gas_equipment_id),
+            gas_default_key=key("gas_default_key", derived.gas_default_key),
+        )
 
     def worker_meters(self, worker: int, workers: int) -> list[int]:
         """Worker `worker` (0-based) of `workers` hosts every `workers`-th meter."""
@@ -152,6 +180,7 @@ class FleetSpec:
             "seeded": self.seeded,
             "p3": self.p3,
             "p1": self.p1,
+            "imported": list(self.imported),
         }
 
     @classmethod
@@ -163,6 +192,7 @@ class FleetSpec:
                 str(record["p3"]),
                 str(record["p1"]),
                 bool(record["seeded"]),
+                tuple(dict(row) for row in record.get("imported", [])),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{SPEC_FILE} is unusable: {exc!r}") from exc
@@ -199,7 +229,13 @@ def write_json_atomically(path: Path, record: object, mode: int = 0o640) -> None
 
 
 def resolve_spec(
-    fleet_dir: Path, count: int | None, seed: str | None, p3: str | None, p1: str | None
+    fleet_dir: Path,
+    count: int | None,
+    seed: str | None,
+    p3: str | None,
+    p1: str | None,
+    *,
+    inventory: Path | None = None,
 ) -> FleetSpec:
     """The fleet in `fleet_dir`, created from the options on first run; on a later run an
     option given must agree with it (a meter's address and keys never move)."""
@@ -215,9 +251,16 @@ def resolve_spec(
                 )
         if seed is not None and seed.encode() != spec.seed:
             raise ConfigError(f"--seed: the fleet in {fleet_dir} was made with another seed")
+        if inventory is not None and tuple(read_inventory(inventory)) != spec.imported:
+            raise ConfigError(
+                f"--inventory {inventory}: the fleet in {fleet_dir} was made with other meters"
+            )
         return spec
+    imported = tuple(read_inventory(inventory)) if inventory is not None else ()
+    if count is None and imported:
+        count = len(imported)
     if count is None:
-        raise ConfigError(f"--count is needed to create a fleet in {fleet_dir}")
+        raise ConfigError(f"--count (or --inventory) is needed to create a fleet in {fleet_dir}")
     if seed == "":
         raise ConfigError("--seed '': give a non-empty seed, or none for random keys")
     spec = FleetSpec(
@@ -226,6 +269,7 @@ def resolve_spec(
         p3 or "tcp://127.1.0.1:4059",
         p1 or "none",
         seed is not None,
+        imported,
     )
     spec.save(fleet_dir)
     return spec
