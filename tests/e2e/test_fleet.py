@@ -22,7 +22,7 @@ from dlms_cosem import utils
 
 from tests.unit.p3 import tcp_peers
 from twin.config import tcp_host_port
-from twin.fleet.control import fleet_status
+from twin.fleet.control import fleet_status, meter_call
 from twin.fleet.spec import SPEC_FILE
 
 logging.getLogger("dlms_cosem").setLevel(logging.ERROR)  # 21.3.2 logs every APDU
@@ -204,6 +204,37 @@ def test_an_outage_of_a_fraction_fails_the_power_of_those_meters_only(fleet: Fle
     status = json.loads(fleet.cli("ctl", "--state-dir", str(fleet.state_dir), "status", "--json"))
     assert status["meters_up"] == COUNT
     assert status["workers_up"] == WORKERS
+
+
+def test_a_request_goes_to_the_chosen_meters_only_and_each_checks_it(fleet: Fleet) -> None:
+    message = {"cmd": "message", "code": "", "text": "fleet notice"}
+    sent = json.loads(
+        fleet.cli(
+            *("ctl", "--state-dir", str(fleet.state_dir), "send", "--meters", "3,5"),
+            *("--request", json.dumps(message)),
+        )
+    )
+    assert sent["meters"] == [3, 5]
+    assert sent["failed"] == {}
+    for index in range(1, COUNT + 1):
+        shown = asyncio.run(meter_call(fleet.state_dir, index, {"cmd": "status"}))
+        assert shown["message"]["text"] == ("fleet notice" if index in (3, 5) else ""), index
+    # A request a meter refuses: refused by each, named per meter, exit status 1.
+    command = [sys.executable, "-m", "twin", "fleet", "ctl", "--state-dir", str(fleet.state_dir)]
+    refused = subprocess.run(
+        [*command, "send", "--meters", "1,2", "--request", '{"cmd": "tamper", "code": 99}'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert sorted(json.loads(refused.stdout)["failed"]) == ["1", "2"]
+    one = json.loads(
+        fleet.cli("ctl", "--state-dir", str(fleet.state_dir), "status", "--meter", "4", "--json")
+    )
+    assert one["meters"] == 1
+    assert [m["meter"] for m in one["meter_states"]] == [4]
 
 
 def test_kill_9_of_a_worker_restarts_its_meters_alone_and_loses_nothing(fleet: Fleet) -> None:

@@ -52,11 +52,26 @@ def add_commands(commands: Any) -> None:
     status.add_argument("--meter", type=int, help="one meter only (its index, 1..count)")
     status.add_argument("--json", action="store_true", help="per meter and aggregated, as JSON")
     outage = ctl_sub.add_parser("outage", help="a grid outage: power failures on many meters")
-    which = outage.add_mutually_exclusive_group(required=True)
+    _choice_options(outage)
+    outage.add_argument("--seconds", type=float, required=True, help="meter seconds without power")
+    send = ctl_sub.add_parser(
+        "send", help="one control request to many meters (what `dsmr-twin ctl` sends one)"
+    )
+    _choice_options(send, everyone=True)
+    send.add_argument(
+        "--request",
+        required=True,
+        help='the JSON request, e.g. \'{"cmd": "tamper", "code": 40}\' (each meter checks it)',
+    )
+
+
+def _choice_options(parser: argparse.ArgumentParser, *, everyone: bool = False) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--fraction", type=float, help="this share of the meters (seeded choice)")
     which.add_argument("--meters", help="these meters: ID,ID,...")
-    outage.add_argument("--seconds", type=float, required=True, help="meter seconds without power")
-    outage.add_argument("--seed", type=int, default=0, help="the choice of meters (default 0)")
+    if everyone:
+        which.add_argument("--all", action="store_true", help="every meter")
+    parser.add_argument("--seed", type=int, default=0, help="the choice of meters (default 0)")
 
 
 def _meter_options(parser: argparse.ArgumentParser) -> None:
@@ -131,7 +146,7 @@ def _inventory(args: argparse.Namespace) -> int:
 
 
 def _ctl(args: argparse.Namespace) -> int:
-    from twin.fleet.control import choose_meters, fleet_outage, fleet_status
+    from twin.fleet.control import choose_meters, fleet_outage, fleet_send, fleet_status
     from twin.fleet.spec import FleetSpec
 
     if args.fleet_ctl == "status":
@@ -144,11 +159,26 @@ def _ctl(args: argparse.Namespace) -> int:
     spec = FleetSpec.load(args.state_dir)
     if args.meters is not None:
         meters = _meter_list(spec, args.meters)
-    else:
+    elif args.fraction is not None:
         meters = choose_meters(spec, args.fraction, args.seed)
-    result = asyncio.run(fleet_outage(args.state_dir, meters, args.seconds))
+    else:
+        meters = list(spec.indices)
+    if args.fleet_ctl == "outage":
+        result = asyncio.run(fleet_outage(args.state_dir, meters, args.seconds))
+    else:
+        result = asyncio.run(fleet_send(args.state_dir, meters, _request(args.request)))
     print(json.dumps(result))
     return 1 if result["failed"] else 0
+
+
+def _request(text: str) -> dict[str, Any]:
+    try:
+        request = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"--request: not JSON: {exc}") from exc
+    if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+        raise ConfigError('--request: expected a JSON object with "cmd", e.g. {"cmd": "status"}')
+    return request
 
 
 def _meter_list(spec: Any, text: str) -> list[int]:

@@ -131,11 +131,19 @@ def choose_meters(spec: FleetSpec, fraction: float, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(list(spec.indices), count))
 
 
+async def fleet_send(
+    fleet_dir: Path, meters: list[int], request: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`request` to each of `meters` (each meter's control server validates it): the answers
+    of those that took it, the errors of those that did not."""
+    answers = await call_meters(fleet_dir, meters, request, 10.0)
+    failed = {str(i): str(a) for i, a in answers.items() if isinstance(a, ControlError)}
+    results = {str(i): a for i, a in answers.items() if not isinstance(a, ControlError)}
+    return {"meters": meters, "request": dict(request), "results": results, "failed": failed}
+
+
 async def fleet_outage(fleet_dir: Path, meters: list[int], seconds: float) -> dict[str, Any]:
     """A grid outage: a power failure of `seconds` (meter time) on each of `meters`, through
     each meter's own control command (the meter validates `seconds`)."""
-    answers = await call_meters(
-        fleet_dir, meters, {"cmd": "power-failure", "seconds": seconds}, 10.0
-    )
-    failed = {str(i): str(a) for i, a in answers.items() if isinstance(a, ControlError)}
-    return {"meters": meters, "seconds": seconds, "failed": failed}
+    sent = await fleet_send(fleet_dir, meters, {"cmd": "power-failure", "seconds": seconds})
+    return {"meters": meters, "seconds": seconds, "failed": sent["failed"]}
