@@ -10,8 +10,10 @@ import logging
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from tests.unit.p3 import tcp_peers
 from twin.config import tcp_host_port
 from twin.fleet.control import fleet_status, meter_call
 from twin.fleet.spec import SPEC_FILE
+from twin.p3.objects import values as v
 
 logging.getLogger("dlms_cosem").setLevel(logging.ERROR)  # 21.3.2 logs every APDU
 
@@ -172,7 +175,67 @@ def test_each_meter_opens_with_its_inventory_keys_and_no_other(fleet: Fleet) -> 
     assert fleet.meters()[2]["up"]
 
 
+class PushListener:
+    """The head-end's TCP listener for pushes (GPRS CS §3: the meter connects, sends one
+    message, closes); collects every message on a thread."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.messages: list[bytes] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def destination(self) -> bytes:
+        return f"127.0.0.1:{self.sock.getsockname()[1]}".encode()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # closed: done
+            while True:
+                pushed, _ = self.sock.accept()
+                with pushed:
+                    pushed.settimeout(10)
+                    out = b""
+                    while chunk := pushed.recv(4096):
+                        out += chunk
+                self.messages.append(out)
+
+    def senders(self) -> set[str]:
+        """The equipment ids of the alarm pushes (P3 §9.3: equipment id ',' alarm register)."""
+        return {m.partition(b",")[0].decode() for m in self.messages}
+
+    def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def commission_alarm_pushes(fleet: Fleet, listener: PushListener) -> None:
+    """What a head-end does per meter: the alarm push setup's destination, then the alarm
+    register acknowledged (the gas meter's installation set "new M-Bus device")."""
+    destination = v.struct(v.enum_(0), v.octets(listener.destination), v.enum_(128))
+    for row in fleet.inventory().values():
+        with session(row) as client:
+            set_ok(client, 40, "0-1:25.9.0", 3, destination)  # send_destination_and_method
+            set_ok(client, 1, "0-0:97.98.0", 2, v.u32(0))
+
+
+def set_ok(client: Any, interface: int, obis: str, index: int, data: v.Data) -> None:
+    result = client.set(tcp_peers.attribute(interface, obis, index), v.encode(data))
+    assert result.result.value == 0, obis
+
+
 def test_an_outage_of_a_fraction_fails_the_power_of_those_meters_only(fleet: Fleet) -> None:
+    listener = PushListener()
+    try:
+        _outage(fleet, listener)
+    finally:
+        listener.close()
+
+
+def _outage(fleet: Fleet, listener: PushListener) -> None:
+    commission_alarm_pushes(fleet, listener)
+    time.sleep(1.0)  # an alarm raised before the acknowledgement would be pushed by now
+    assert listener.messages == []
     before = fleet.meters()
     result = json.loads(
         fleet.cli(
@@ -201,9 +264,20 @@ def test_an_outage_of_a_fraction_fails_the_power_of_those_meters_only(fleet: Fle
     for index in (hit[0], min(set(before) - set(hit))):
         with session(rows[index]) as client:
             assert read(client, 1, "0-0:96.7.21") == after[index]["power_failures"]
+    # P3 §9.1.2: at power-up the alarm register (power up, §4.2.4 bit 2) is compared again: the
+    # alarm push comes from each meter that lost power, and from no other.
+    hit_ids = {rows[i]["equipment_id"] for i in hit}
+    deadline = time.monotonic() + STARTUP_S
+    while listener.senders() != hit_ids:
+        assert listener.senders() <= hit_ids, listener.messages
+        assert time.monotonic() < deadline, listener.messages
+        time.sleep(0.1)
+    time.sleep(1.0)  # a minute of meter time: nothing from the others
+    assert listener.senders() == hit_ids
     status = json.loads(fleet.cli("ctl", "--state-dir", str(fleet.state_dir), "status", "--json"))
     assert status["meters_up"] == COUNT
     assert status["workers_up"] == WORKERS
+    assert status["pushes_sent"] >= len(hit)
 
 
 def test_a_request_goes_to_the_chosen_meters_only_and_each_checks_it(fleet: Fleet) -> None:
