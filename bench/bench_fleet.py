@@ -27,12 +27,14 @@ import os
 import random
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +44,10 @@ from tests.unit.p3 import tcp_peers
 from tests.unit.p3.lean_client import LeanSession
 from twin.app import build
 from twin.config import Config, ConfigError, tcp_host_port
-from twin.fleet.control import fleet_status
+from twin.fleet.control import choose_meters, fleet_outage, fleet_status
 from twin.fleet.spec import FleetSpec
 from twin.p3.dlms.cosem import AttributeRef
+from twin.p3.objects import values as v
 from twin.p3.objects.base import obis_bytes
 
 logging.getLogger("dlms_cosem").setLevel(logging.ERROR)  # 21.3.2 logs every APDU
@@ -132,16 +135,7 @@ def head_end(rows: list[dict[str, Any]], gets: int, until: float, load: Load) ->
     while time.monotonic() < until:
         row = rows[index % len(rows)]
         index += 1
-        found = tcp_host_port(row["p3"])
-        assert found is not None
-        counter = 1_000_000 + random.randrange(1_000_000) * 100
-        client = tcp_peers.management_client(
-            found[1],
-            bytes.fromhex(row["guek"]),
-            bytes.fromhex(row["gak"]),
-            host=found[0],
-            invocation_counter=counter,
-        )
+        client = management(row)
         try:
             client.connect()
             client.associate()
@@ -164,12 +158,123 @@ def head_end(rows: list[dict[str, Any]], gets: int, until: float, load: Load) ->
                 client.disconnect()
 
 
-def run_load(state: Path, clients: int, gets: int, seconds: float) -> None:
-    rows = json.loads(
-        subprocess.check_output(
-            [sys.executable, "-m", "twin", "fleet", "inventory", "--state-dir", str(state)]
-        )
+class PushListener:
+    """The head-end's push listener (GPRS CS §3: connect, one message, close), on a thread."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
+        self.received: list[tuple[float, bytes]] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def destination(self) -> bytes:
+        return f"127.0.0.1:{self.sock.getsockname()[1]}".encode()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                pushed, _ = self.sock.accept()
+                with pushed:
+                    pushed.settimeout(10)
+                    out = b""
+                    while chunk := pushed.recv(4096):
+                        out += chunk
+                self.received.append((time.monotonic(), out))
+
+    def senders(self) -> list[str]:
+        return [m.partition(b",")[0].decode() for _, m in self.received]
+
+
+def commission(rows: list[dict[str, Any]], listener: PushListener, randomisation_s: int) -> int:
+    """Per meter, as a head-end commissions it: the alarm push destination, its randomisation
+    window (P3 §9.3, push setup attribute 5), the alarm register acknowledged. Failures."""
+    destination = v.struct(v.enum_(0), v.octets(listener.destination), v.enum_(128))
+    writes = (
+        (40, "0-1:25.9.0", 3, destination),
+        (40, "0-1:25.9.0", 5, v.u16(randomisation_s)),
+        (1, "0-0:97.98.0", 2, v.u32(0)),
     )
+    failures = []
+
+    def each(share: list[dict[str, Any]]) -> None:
+        for row in share:
+            client = management(row)
+            try:
+                client.connect()
+                client.associate()
+                for interface, obis, index, data in writes:
+                    attribute = tcp_peers.attribute(interface, obis, index)
+                    if client.set(attribute, v.encode(data)).result.value != 0:
+                        failures.append(row["meter"])
+                client.release_association()
+            except Exception:  # noqa: BLE001 - counted and printed
+                failures.append(row["meter"])
+            finally:
+                with contextlib.suppress(Exception):
+                    client.disconnect()
+
+    threads = [threading.Thread(target=each, args=(rows[i::10],)) for i in range(10)]
+    with contextlib.redirect_stdout(io.StringIO()):  # once for all threads (see run_load)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return len(failures)
+
+
+def management(row: dict[str, Any]) -> Any:
+    found = tcp_host_port(row["p3"])
+    assert found is not None
+    return tcp_peers.management_client(
+        found[1],
+        bytes.fromhex(row["guek"]),
+        bytes.fromhex(row["gak"]),
+        host=found[0],
+        invocation_counter=1_000_000 + random.randrange(1_000_000) * 100,
+    )
+
+
+def fleet_rows(state: Path) -> list[dict[str, Any]]:
+    command = [sys.executable, "-m", "twin", "fleet", "inventory", "--state-dir", str(state)]
+    return json.loads(subprocess.check_output(command))  # type: ignore[no-any-return]
+
+
+def outage_with_pushes(
+    state: Path, rows: list[dict[str, Any]], listener: PushListener, fraction: float
+) -> Callable[[], None]:
+    """An outage of `fraction` of the fleet (5 s), then every alarm push it must produce."""
+
+    def run() -> None:
+        spec = FleetSpec.load(state)
+        hit = choose_meters(spec, fraction, seed=1)
+        expected = {rows[i - 1]["equipment_id"] for i in hit}
+        start = time.monotonic()
+        result = asyncio.run(fleet_outage(state, hit, 5.0))
+        deadline = time.monotonic() + 90
+        while not expected <= set(listener.senders()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # late or repeated pushes
+        senders = listener.senders()
+        times = [t - start for t, _ in listener.received]
+        print(
+            f"  outage of {len(hit)} meters ({fraction:.0%}, 5 s, during the load):"
+            f" {len(set(senders) & expected)}/{len(expected)} expected alarm pushes received,"
+            f" {len(senders) - len(set(senders))} repeated, {len(set(senders) - expected)} from"
+            f" other meters, {len(result['failed'])} meters failed the command; pushes from"
+            f" {min(times, default=0):.1f} s to {max(times, default=0):.1f} s after the command"
+        )
+
+    return run
+
+
+def run_load(
+    state: Path,
+    clients: int,
+    gets: int,
+    seconds: float,
+    during: Callable[[], None] | None = None,
+) -> None:
+    rows = fleet_rows(state)
     load = Load()
     until = time.monotonic() + seconds
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -183,6 +288,9 @@ def run_load(state: Path, clients: int, gets: int, seconds: float) -> None:
     with contextlib.redirect_stdout(io.StringIO()):
         for thread in threads:
             thread.start()
+        if during is not None:
+            with contextlib.redirect_stdout(sys.__stdout__):
+                during()
         for thread in threads:
             thread.join()
     elapsed = time.monotonic() - t0
@@ -199,7 +307,9 @@ def run_load(state: Path, clients: int, gets: int, seconds: float) -> None:
     )
 
 
-def bench(count: int, workers: int | None, idle_s: float, clients: int, gets: int) -> None:
+def bench(  # noqa: PLR0917 - the command line's options
+    count: int, workers: int | None, idle_s: float, clients: int, gets: int, outage: float
+) -> None:
     state = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     first = f"tcp://127.{random.randint(2, 250)}.{random.randint(0, 250)}.1:4059"
     command = [sys.executable, "-m", "twin", "--log-level", "WARNING", "fleet", "run"]
@@ -225,8 +335,19 @@ def bench(count: int, workers: int | None, idle_s: float, clients: int, gets: in
             f" {open_fds(pids) / count:.1f} fds/meter,"
             f" {disk_bytes(state / 'meters') / count / 1024:.0f} KiB disk/meter"
         )
-        if clients:
-            run_load(state, clients, gets, seconds=20)
+        during = None
+        if outage:
+            listener = PushListener()
+            rows = fleet_rows(state)
+            t1 = time.monotonic()
+            failed = commission(rows, listener, randomisation_s=20)
+            print(
+                f"  commissioned alarm pushes (destination, 20 s randomisation) on {count}"
+                f" meters in {time.monotonic() - t1:.1f} s, {failed} failed"
+            )
+            during = outage_with_pushes(state, rows, listener, outage)
+        if clients or during:
+            run_load(state, clients, gets, seconds=20, during=during)
     finally:
         process.terminate()
         process.wait(120)
@@ -240,11 +361,14 @@ def main() -> None:
     parser.add_argument("--idle-s", type=float, default=20.0, help="idle CPU window")
     parser.add_argument("--clients", type=int, default=0, help="concurrent head-end clients")
     parser.add_argument("--gets", type=int, default=20, help="GETs per session")
+    parser.add_argument(
+        "--outage", type=float, default=0.0, help="share of meters in an outage under load"
+    )
     args = parser.parse_args()
     tick = tick_cost_us()
     print(f"MeterLoop tick (in-process, one fleet meter): {tick:.0f} µs, 2 per second per meter")
     for count in (int(c) for c in args.counts.split(",")):
-        bench(count, args.workers, args.idle_s, args.clients, args.gets)
+        bench(count, args.workers, args.idle_s, args.clients, args.gets, args.outage)
         print(f"  of which MeterLoop ticks alone: {count * 2 * tick / 1e4:.1f} % of one core")
 
 
