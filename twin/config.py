@@ -292,6 +292,7 @@ class P1Config:
     def serves(self) -> bool:
         """True when P1 telegrams go somewhere (an endpoint other than "none")."""
         return self.endpoint != "none"
+
     # "always" (request held high, as most cables do), "simulated" (toggled by ctl) or
     # "gpio:N" (BCM pin N through the request-line opto, RPi.GPIO API).
     request: str = field(

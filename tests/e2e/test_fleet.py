@@ -351,3 +351,8 @@ def test_the_workers_stop_when_the_head_dies(fleet: Fleet) -> None:
     while any(Path(f"/proc/{pid}").exists() for pid in workers):
         assert time.monotonic() < deadline, "a worker outlived its head"
         time.sleep(0.1)
+    # The head's last status file still says "running": status knows better.
+    status = fleet.status()
+    assert status["workers_up"] == 0
+    assert {w["state"] for w in status["worker_states"]} == {"gone"}
+    assert status["meters_up"] == 0

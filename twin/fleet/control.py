@@ -64,7 +64,25 @@ def read_worker_status(fleet_dir: Path) -> list[dict[str, Any]]:
     except (OSError, ValueError) as exc:
         raise ControlError(f"{fleet_dir / STATUS_FILE} cannot be read: {exc}") from exc
     workers = record.get("workers") if isinstance(record, dict) else None
-    return [w for w in workers or [] if isinstance(w, dict)]
+    head_up = isinstance(record, dict) and _alive(record.get("head_pid"))
+    listed = [w for w in workers or [] if isinstance(w, dict)]
+    # The file is the head's last word: a head or worker killed since then is not running.
+    for worker in listed:
+        if worker.get("state") == "running" and not (head_up and _alive(worker.get("pid"))):
+            worker["state"] = "gone"
+    return listed
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
 
 
 def _meter_summary(index: int, spec: FleetSpec, worker: int | None, answer: Any) -> dict[str, Any]:
