@@ -13,7 +13,7 @@ import pytest
 
 from twin.app import build
 from twin.config import Config, ConfigError, FleetConfig, config_from_mapping
-from twin.fleet.control import choose_meters
+from twin.fleet.control import check_meter, choose_meters
 from twin.fleet.identity import meter_identity
 from twin.fleet.inventory import as_csv, inventory
 from twin.fleet.spec import SPEC_FILE, FleetSpec, meter_dir, nth_endpoint, resolve_spec
@@ -256,3 +256,24 @@ def test_an_inventory_repeating_a_system_title_is_refused(tmp_path: Path) -> Non
     path.write_text(json.dumps(rows))
     with pytest.raises(ConfigError, match=r"row 3 repeats system_title .* of row 1"):
         resolve_spec(tmp_path / "b", None, None, None, None, inventory=path)
+
+
+def test_shards_on_several_hosts_take_non_overlapping_index_ranges(tmp_path: Path) -> None:
+    whole = resolve_spec(tmp_path / "whole", 6, "shared", None, None)
+    one = resolve_spec(tmp_path / "one", 3, "shared", None, None)
+    two = resolve_spec(tmp_path / "two", 3, "shared", "tcp://127.2.0.1:4059", None, first=4)
+    assert list(two.indices) == [4, 5, 6]
+    assert two.p3_endpoint(4) == "tcp://127.2.0.1:4059"  # --p3 is the shard's first meter
+    assert two.worker_meters(0, 2) == [4, 6]
+    merged = inventory(tmp_path / "one") + inventory(tmp_path / "two")
+    keys = ("meter", "equipment_id", "system_title", "guek", "gak", "master_key")
+    assert [{k: r[k] for k in keys} for r in merged] == [
+        {k: r[k] for k in keys} for r in inventory(tmp_path / "whole")
+    ]
+    assert one.identity(3).guek == whole.identity(3).guek
+    with pytest.raises(ConfigError, match=r"--first 5: the fleet .* has 4"):
+        resolve_spec(tmp_path / "two", None, None, None, None, first=5)
+    with pytest.raises(ConfigError, match="--first 0"):
+        FleetSpec(3, b"s", "tcp://127.1.0.1:4059", "none", seeded=True, first=0)
+    with pytest.raises(ConfigError, match="--meter 2: the fleet has meters 4 to 6"):
+        check_meter(two, 2)

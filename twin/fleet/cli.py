@@ -33,6 +33,12 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--p1", help="meter 1's P1 TCP endpoint (tcp://HOST:PORT, then PORT+1...)")
     run.add_argument("--seed", help="derive every key from this (labs only); default random")
     run.add_argument(
+        "--first",
+        type=int,
+        help="index of the first meter (default 1): shards on several hosts share a --seed"
+        " and take non-overlapping ranges",
+    )
+    run.add_argument(
         "--inventory", type=Path, help="take identities and keys from this JSON/CSV inventory"
     )
     worker = sub.add_parser("worker", help="(internal) one worker of a running fleet")
@@ -119,7 +125,13 @@ def _run(args: argparse.Namespace) -> int:
     lock = StateLock.acquire(state_dir, purpose="fleet run")  # one head per fleet
     try:
         spec = resolve_spec(
-            state_dir, args.count, args.seed, args.p3, args.p1, inventory=args.inventory
+            state_dir,
+            args.count,
+            args.seed,
+            args.p3,
+            args.p1,
+            inventory=args.inventory,
+            first=args.first,
         )
         workers = args.workers if args.workers is not None else os.cpu_count() or 1
         if not 1 <= workers <= 1024:
@@ -188,7 +200,9 @@ def _meter_list(spec: Any, text: str) -> list[int]:
         raise ConfigError(f"--meters {text!r}: expected meter numbers ID,ID,...") from None
     bad = [m for m in meters if m not in spec.indices]
     if bad:
-        raise ConfigError(f"--meters: no meter {bad[0]} (the fleet has 1 to {spec.count})")
+        raise ConfigError(
+            f"--meters: no meter {bad[0]} (the fleet has {spec.first} to {spec.indices[-1]})"
+        )
     return meters
 
 

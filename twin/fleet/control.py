@@ -137,7 +137,9 @@ async def fleet_status(fleet_dir: Path, meter: int | None = None) -> dict[str, A
 
 def check_meter(spec: FleetSpec, meter: int) -> int:
     if meter not in spec.indices:
-        raise ConfigError(f"--meter {meter}: the fleet has meters 1 to {spec.count}")
+        raise ConfigError(
+            f"--meter {meter}: the fleet has meters {spec.first} to {spec.indices[-1]}"
+        )
     return meter
 
 

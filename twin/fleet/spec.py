@@ -84,40 +84,54 @@ class FleetSpec:
     # Identities taken from a head-end's inventory (twin/fleet/imported.py), row n = meter n;
     # what a row leaves out is derived from the seed.
     imported: tuple[dict[str, str], ...] = ()
+    # The index of this fleet's first meter: shards of one fleet on several hosts share the
+    # seed and take non-overlapping index ranges (so no two meters share an identity).
+    first: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.count <= MAX_METERS:
             raise ConfigError(f"--count {self.count}: expected 1 to {MAX_METERS}")
+        if not 1 <= self.first <= MAX_METERS - self.count + 1:
+            raise ConfigError(
+                f"--first {self.first}: expected 1 to {MAX_METERS - self.count + 1} for"
+                f" {self.count} meters"
+            )
         if self.imported and len(self.imported) != self.count:
             raise ConfigError(
                 f"--count {self.count}: the inventory has {len(self.imported)} meters"
             )
         # Every meter's address must exist: checking the last one checks the range.
-        self.p3_endpoint(self.count)
-        self.p1_endpoint(self.count)
+        self.p3_endpoint(self.indices[-1])
+        self.p1_endpoint(self.indices[-1])
 
     def __repr__(self) -> str:
-        return f"FleetSpec(count={self.count}, p3={self.p3!r}, p1={self.p1!r})"
+        return f"FleetSpec(first={self.first}, count={self.count}, p3={self.p3!r}, p1={self.p1!r})"
 
     @property
     def indices(self) -> range:
-        return range(1, self.count + 1)
+        return range(self.first, self.first + self.count)
+
+    def position(self, index: int) -> int:
+        """1 for this fleet's first meter, 2 for the next, ... (its place in the ranges)."""
+        return index - self.first + 1
 
     def p3_endpoint(self, index: int) -> str:
-        if self.imported and "p3" in self.imported[index - 1]:
-            return self.imported[index - 1]["p3"]
-        return nth_endpoint(self.p3, index, "--p3", by_address=True, default_port=P3_DEFAULT_PORT)
+        if self.imported and "p3" in self.imported[self.position(index) - 1]:
+            return self.imported[self.position(index) - 1]["p3"]
+        return nth_endpoint(
+            self.p3, self.position(index), "--p3", by_address=True, default_port=P3_DEFAULT_PORT
+        )
 
     def p1_endpoint(self, index: int) -> str:
         if self.p1 == "none":
             return "none"
-        return nth_endpoint(self.p1, index, "--p1", by_address=False)
+        return nth_endpoint(self.p1, self.position(index), "--p1", by_address=False)
 
     def identity(self, index: int) -> MeterIdentity:
         derived = meter_identity(self.seed, index)
         if not self.imported:
             return derived
-        row = self.imported[index - 1]
+        row = self.imported[self.position(index) - 1]
 
         def key(name: str, derived_key: bytes) -> bytes:
             return bytes.fromhex(row[name]) if name in row else derived_key
@@ -136,7 +150,7 @@ class FleetSpec:
 
     def worker_meters(self, worker: int, workers: int) -> list[int]:
         """Worker `worker` (0-based) of `workers` hosts every `workers`-th meter."""
-        return [i for i in self.indices if (i - 1) % workers == worker]
+        return [i for i in self.indices if (self.position(i) - 1) % workers == worker]
 
     def meter_config(self, base: Config, index: int) -> Config:
         """Meter `index`'s configuration: the fleet's base with its identity, household and
@@ -176,6 +190,7 @@ class FleetSpec:
     def to_record(self) -> dict[str, Any]:
         return {
             "count": self.count,
+            "first": self.first,
             "seed": self.seed.hex(),
             "seeded": self.seeded,
             "p3": self.p3,
@@ -193,6 +208,7 @@ class FleetSpec:
                 str(record["p1"]),
                 bool(record["seeded"]),
                 tuple(dict(row) for row in record.get("imported", [])),
+                int(record.get("first", 1)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{SPEC_FILE} is unusable: {exc!r}") from exc
@@ -236,13 +252,14 @@ def resolve_spec(
     p1: str | None,
     *,
     inventory: Path | None = None,
+    first: int | None = None,
 ) -> FleetSpec:
     """The fleet in `fleet_dir`, created from the options on first run; on a later run an
     option given must agree with it (a meter's address and keys never move)."""
     if (fleet_dir / SPEC_FILE).exists():
         spec = FleetSpec.load(fleet_dir)
-        given = {"--count": count, "--p3": p3, "--p1": p1}
-        stored = {"--count": spec.count, "--p3": spec.p3, "--p1": spec.p1}
+        given = {"--count": count, "--p3": p3, "--p1": p1, "--first": first}
+        stored = {"--count": spec.count, "--p3": spec.p3, "--p1": spec.p1, "--first": spec.first}
         for option, value in given.items():
             if value is not None and value != stored[option]:
                 raise ConfigError(
@@ -270,6 +287,7 @@ def resolve_spec(
         p1 or "none",
         seed is not None,
         imported,
+        first or 1,
     )
     spec.save(fleet_dir)
     return spec
