@@ -23,9 +23,9 @@ import pytest
 from dlms_cosem import utils
 
 from tests.unit.p3 import tcp_peers
-from twin.config import tcp_host_port
+from twin.config import Config, tcp_host_port
 from twin.fleet.control import fleet_status, meter_call
-from twin.fleet.spec import SPEC_FILE
+from twin.fleet.spec import SPEC_FILE, FleetSpec
 from twin.p3.objects import values as v
 
 logging.getLogger("dlms_cosem").setLevel(logging.ERROR)  # 21.3.2 logs every APDU
@@ -209,9 +209,23 @@ class PushListener:
         self.sock.close()
 
 
+def gas_meters_installed(fleet: Fleet) -> None:
+    """Wait until every meter with a gas meter has installed it (P2 §8.3: its "new M-Bus
+    device" alarm is raised then; acknowledged after it, no alarm is left to push)."""
+    spec = FleetSpec.load(fleet.state_dir)
+    with_gas = [i for i in spec.indices if spec.meter_config(Config(), i).gas.enabled]
+    assert with_gas
+    deadline = time.monotonic() + STARTUP_S
+    for index in with_gas:
+        while not asyncio.run(meter_call(fleet.state_dir, index, {"cmd": "status"}))["mbus"]:
+            assert time.monotonic() < deadline, f"meter {index} installed no gas meter"
+            time.sleep(0.1)
+
+
 def commission_alarm_pushes(fleet: Fleet, listener: PushListener) -> None:
     """What a head-end does per meter: the alarm push setup's destination, then the alarm
     register acknowledged (the gas meter's installation set "new M-Bus device")."""
+    gas_meters_installed(fleet)
     destination = v.struct(v.enum_(0), v.octets(listener.destination), v.enum_(128))
     for row in fleet.inventory().values():
         with session(row) as client:
