@@ -102,12 +102,12 @@ def wait_up(state: Path, count: int, process: subprocess.Popen[bytes], limit_s: 
         time.sleep(0.5)
 
 
-def tick_cost_us() -> float:
-    """One MeterLoop tick of a fleet meter, in-process (µs)."""
+def tick_and_checkpoint_cost() -> tuple[float, float]:
+    """One MeterLoop tick and one checkpoint (Meter.commit: one SQLite transaction,
+    synchronous=FULL, in the meter's own database) of a fleet meter, in-process (µs, ms)."""
     with tempfile.TemporaryDirectory(prefix="bench-tick-") as path:
         spec = FleetSpec(1, b"bench", "tcp://127.0.0.1:4059", "none", seeded=True)
-        config = dataclasses.replace(spec.meter_config(Config(), 1))
-        twin = build(config, Path(path))
+        twin = build(spec.meter_config(Config(), 1), Path(path))
         try:
             for _ in range(50):
                 twin.meter.tick()
@@ -115,7 +115,14 @@ def tick_cost_us() -> float:
             n = 2000
             for _ in range(n):
                 twin.meter.tick()
-            return (time.perf_counter() - t0) / n * 1e6
+            tick = (time.perf_counter() - t0) / n * 1e6
+            commits = []
+            for _ in range(100):
+                twin.meter.tick()
+                t = time.perf_counter()
+                twin.meter.commit()
+                commits.append(time.perf_counter() - t)
+            return tick, statistics.median(commits) * 1000
         finally:
             twin.store.close()
 
@@ -365,11 +372,20 @@ def main() -> None:
         "--outage", type=float, default=0.0, help="share of meters in an outage under load"
     )
     args = parser.parse_args()
-    tick = tick_cost_us()
-    print(f"MeterLoop tick (in-process, one fleet meter): {tick:.0f} µs, 2 per second per meter")
+    tick, commit_ms = tick_and_checkpoint_cost()
+    interval = Config().store.checkpoint_interval_s
+    print(
+        f"MeterLoop tick (in-process, one fleet meter): {tick:.0f} µs, 2 per second per meter;"
+        f" checkpoint (one commit in its own database) median {commit_ms:.2f} ms,"
+        f" one per meter every {interval:g} s"
+    )
     for count in (int(c) for c in args.counts.split(",")):
         bench(count, args.workers, args.idle_s, args.clients, args.gets, args.outage)
-        print(f"  of which MeterLoop ticks alone: {count * 2 * tick / 1e4:.1f} % of one core")
+        print(
+            f"  of which MeterLoop ticks alone: {count * 2 * tick / 1e4:.1f} % of one core;"
+            f" checkpoints: {count / interval:.0f} commits/s,"
+            f" {count / interval * commit_ms / 10:.1f} % of one core's time spent in them"
+        )
 
 
 if __name__ == "__main__":
