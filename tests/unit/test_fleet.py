@@ -277,3 +277,25 @@ def test_shards_on_several_hosts_take_non_overlapping_index_ranges(tmp_path: Pat
         FleetSpec(3, b"s", "tcp://127.1.0.1:4059", "none", seeded=True, first=0)
     with pytest.raises(ConfigError, match="--meter 2: the fleet has meters 4 to 6"):
         check_meter(two, 2)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--count", "0"], "--count 0: expected 1 to"),
+        (["--count", "3", "--workers", "0"], "--workers 0: expected 1 to 1024"),
+        (["--count", "3", "--p3", "udp://x"], "--p3 'udp://x': expected tcp://HOST:PORT"),
+        (["--count", "3", "--seed", ""], "--seed '': give a non-empty seed"),
+        (["--count", "3", "--speed", "0"], "'clock.speed' = 0.0 is not allowed"),
+    ],
+)
+def test_fleet_run_refuses_bad_options_before_it_makes_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    from twin.cli import main
+    from twin.cli_common import EXIT_CONFIG
+
+    code = main(["fleet", "run", "--state-dir", str(tmp_path / "fleet"), *options])
+    assert code == EXIT_CONFIG
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "fleet" / SPEC_FILE).exists()

@@ -16,6 +16,8 @@ from twin.state_lock import StateLock
 
 log = logging.getLogger(__name__)
 
+MAX_WORKERS = 1024
+
 
 def add_commands(commands: Any) -> None:
     fleet = commands.add_parser("fleet", help="many meters on one host, for head-end load tests")
@@ -121,6 +123,9 @@ def _run(args: argparse.Namespace) -> int:
     from twin.fleet.spec import resolve_spec
 
     _base_config(args)  # refuse a bad configuration here, once, not in every worker
+    workers = args.workers if args.workers is not None else os.cpu_count() or 1
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers {workers}: expected 1 to {MAX_WORKERS}")
     state_dir: Path = args.state_dir.absolute()
     lock = StateLock.acquire(state_dir, purpose="fleet run")  # one head per fleet
     try:
@@ -133,9 +138,6 @@ def _run(args: argparse.Namespace) -> int:
             inventory=args.inventory,
             first=args.first,
         )
-        workers = args.workers if args.workers is not None else os.cpu_count() or 1
-        if not 1 <= workers <= 1024:
-            raise ConfigError(f"--workers {workers}: expected 1 to 1024")
         workers = min(workers, spec.count)
         if spec.seeded:
             log.warning("keys derived from --seed: a lab fleet (whoever has the seed has them)")
