@@ -3,6 +3,7 @@ head-end load (prints them; not a timed test).
 
     python bench/bench_fleet.py --counts 100,300            # fleets of 100, then 300 meters
     python bench/bench_fleet.py --counts 100 --clients 10   # with 10 concurrent head-end clients
+    python bench/bench_fleet.py --counts 1000 --async-clients 50 --outage 0.1
 
 Each fleet is a `dsmr-twin fleet run` in a temporary directory at speed 1 (one worker per
 core unless --workers). Start-up: from the command to every meter answering its control
@@ -12,6 +13,10 @@ nobody talking to them, in % of one core. The MeterLoop tick (every 0.5 s per me
 in-process to show its share. The load generator runs C threads, each a head-end session after
 another on the next meter: associate (HLS-GMAC, dlms-cosem), G ciphered GETs of 1-0:1.8.1
 (`LeanSession`), release; its own CPU is printed apart, so a saturated client shows.
+--async-clients C runs bench/lean_headend.py in a process of its own instead: C sessions at
+once in one asyncio loop, the same session shape with its own lean association. --outage F
+commissions alarm pushes on every meter over P3, then cuts F of the fleet during the load and
+counts the pushes a listener receives.
 """
 
 from __future__ import annotations
@@ -314,8 +319,32 @@ def run_load(
     )
 
 
+def run_async_load(state: Path, clients: int, gets: int, seconds: float) -> None:
+    """bench/lean_headend.py in its own process: its CPU is its own, apart from the fleet's."""
+    inventory = state / "inventory.json"
+    inventory.write_text(json.dumps(fleet_rows(state)))
+    script = Path(__file__).with_name("lean_headend.py")
+    command = [sys.executable, str(script), "--inventory", str(inventory)]
+    command += ["--clients", str(clients), "--gets", str(gets), "--seconds", str(seconds)]
+    result = json.loads(subprocess.check_output(command).decode().strip().splitlines()[-1])
+    print(
+        f"  lean asyncio load: {clients} sessions at once x (associate, {gets} GETs, release)"
+        f" for {result['seconds']} s: {result['gets_per_s']} ciphered GET/s,"
+        f" {result['sessions_per_s']} sessions/s, GET median {result['get_median_ms']} ms"
+        f" p99 {result['get_p99_ms']} ms, {result['errors']} failed sessions"
+        f" {result['first_errors']}; load generator CPU {result['client_cpu_percent']} %"
+        " of one core"
+    )
+
+
 def bench(  # noqa: PLR0917 - the command line's options
-    count: int, workers: int | None, idle_s: float, clients: int, gets: int, outage: float
+    count: int,
+    workers: int | None,
+    idle_s: float,
+    clients: int,
+    gets: int,
+    outage: float,
+    async_clients: int = 0,
 ) -> None:
     state = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     first = f"tcp://127.{random.randint(2, 250)}.{random.randint(0, 250)}.1:4059"
@@ -355,6 +384,8 @@ def bench(  # noqa: PLR0917 - the command line's options
             during = outage_with_pushes(state, rows, listener, outage)
         if clients or during:
             run_load(state, clients, gets, seconds=20, during=during)
+        if async_clients:
+            run_async_load(state, async_clients, gets, seconds=20)
     finally:
         process.terminate()
         process.wait(120)
@@ -371,6 +402,9 @@ def main() -> None:
     parser.add_argument(
         "--outage", type=float, default=0.0, help="share of meters in an outage under load"
     )
+    parser.add_argument(
+        "--async-clients", type=int, default=0, help="concurrent sessions of the lean head-end"
+    )
     args = parser.parse_args()
     tick, commit_ms = tick_and_checkpoint_cost()
     interval = Config().store.checkpoint_interval_s
@@ -380,7 +414,15 @@ def main() -> None:
         f" one per meter every {interval:g} s"
     )
     for count in (int(c) for c in args.counts.split(",")):
-        bench(count, args.workers, args.idle_s, args.clients, args.gets, args.outage)
+        bench(
+            count,
+            args.workers,
+            args.idle_s,
+            args.clients,
+            args.gets,
+            args.outage,
+            args.async_clients,
+        )
         print(
             f"  of which MeterLoop ticks alone: {count * 2 * tick / 1e4:.1f} % of one core;"
             f" checkpoints: {count / interval:.0f} commits/s,"
