@@ -299,3 +299,18 @@ def test_fleet_run_refuses_bad_options_before_it_makes_anything(
     assert code == EXIT_CONFIG
     assert message in capsys.readouterr().err
     assert not (tmp_path / "fleet" / SPEC_FILE).exists()
+
+
+def test_a_seed_file_gives_the_seed_without_the_process_list_showing_it(tmp_path: Path) -> None:
+    from twin.cli import _parser
+    from twin.fleet.cli import _seed
+
+    seed_file = tmp_path / "seed"
+    seed_file.write_text("lab seed\n")
+    base = ["fleet", "run", "--count", "2", "--state-dir", str(tmp_path / "f")]
+    assert _seed(_parser().parse_args([*base, "--seed-file", str(seed_file)])) == "lab seed"
+    assert _seed(_parser().parse_args([*base, "--seed", "lab seed"])) == "lab seed"
+    assert _seed(_parser().parse_args(base)) is None
+    missing = _parser().parse_args([*base, "--seed-file", str(tmp_path / "missing")])
+    with pytest.raises(ConfigError, match=r"--seed-file .*missing: cannot read"):
+        _seed(missing)

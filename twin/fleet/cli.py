@@ -33,7 +33,11 @@ def add_commands(commands: Any) -> None:
         " takes the n-th loopback address (or port, off 127/8)",
     )
     run.add_argument("--p1", help="meter 1's P1 TCP endpoint (tcp://HOST:PORT, then PORT+1...)")
-    run.add_argument("--seed", help="derive every key from this (labs only); default random")
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", help="derive every key from this (labs only); default random")
+    seeds.add_argument(
+        "--seed-file", type=Path, help="the seed from this file (kept out of the process list)"
+    )
     run.add_argument(
         "--first",
         type=int,
@@ -132,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         spec = resolve_spec(
             state_dir,
             args.count,
-            args.seed,
+            _seed(args),
             args.p3,
             args.p1,
             inventory=args.inventory,
@@ -149,6 +153,19 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         lock.release()
     return 0
+
+
+def _seed(args: argparse.Namespace) -> str | None:
+    """--seed, or the first line of --seed-file (a seed on the command line is visible to
+    every user of the host in the process list)."""
+    if args.seed_file is None:
+        seed: str | None = args.seed
+        return seed
+    try:
+        lines = args.seed_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--seed-file {args.seed_file}: cannot read: {exc}") from exc
+    return lines[0].strip() if lines else ""
 
 
 def _inventory(args: argparse.Namespace) -> int:
