@@ -84,6 +84,8 @@ def _ctl_commands(sub: Any) -> None:
     tamper.add_argument("--code", type=int, default=40)
     admin = sub.add_parser("admin", help="administrative state 0-1:94.31.0 (0, 1 off, 2 on)")
     admin.add_argument("--state", type=int, required=True)
+    drift = sub.add_parser("clock-drift", help="the meter clock runs off by S seconds (no event)")
+    drift.add_argument("--seconds", type=float, required=True, help="-604800 to 604800")
     request = sub.add_parser("request", help="raise or drop a simulated P1 request line")
     request.add_argument("level", choices=["on", "off"])
 
@@ -95,7 +97,7 @@ def _ctl_request(args: argparse.Namespace) -> dict[str, Any]:
             return request
     command = args.ctl_command
     fields: dict[str, Any] = {"cmd": command}
-    if command == "power-failure":
+    if command in ("power-failure", "clock-drift"):
         fields["seconds"] = args.seconds
     elif command in ("sag", "swell"):
         fields.update(phase=args.phase, seconds=args.seconds)

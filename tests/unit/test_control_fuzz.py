@@ -19,6 +19,7 @@ from tests.control_fuzz import FuzzTwin, fuzz_twin, lines, requests
 COMMANDS = (
     "admin",
     "button",
+    "clock-drift",
     "gas",
     "load",
     "mbus",
