@@ -163,6 +163,8 @@ def _p1_services(twin: Twin) -> list[Service]:
     from twin.p1.telegram import TelegramEncoder
 
     p1 = twin.config.p1
+    if not p1.serves:  # p1.endpoint = "none" (a fleet's meters): no telegrams, no service
+        return []
     request = open_request_line(p1.request, p1.request_active_high)
     sink = open_p1_sink(p1.endpoint, twin.state_dir, baudrate=p1.baudrate, pace=p1.pace)
     service = P1Service(
@@ -190,7 +192,9 @@ def where_to_reach(twin: Twin) -> list[str]:
     """A few lines for the start-up log: where each port is and how to reach it."""
     state, p1, p3 = twin.state_dir, twin.config.p1, twin.config.p3
     scheme, _, rest = p1.endpoint.partition("://")
-    if scheme == "pty":
+    if not p1.serves:
+        p1_line = "P1 telegrams: off (p1.endpoint = 'none')"
+    elif scheme == "pty":
         link = Path(rest) if Path(rest).is_absolute() else state / rest
         reach = (
             f"open it as a serial port, e.g. python -m serial.tools.miniterm {link} {p1.baudrate}"

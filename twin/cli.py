@@ -32,6 +32,7 @@ EXTENSIONS = (
     "twin.display.cli",
     "twin.store_cli",
     "twin.probe",
+    "twin.fleet.cli",
 )
 # `ctl advance` waits for the whole span: 400 days (its bound) even at 1 day/s.
 ADVANCE_TIMEOUT_S = 900.0
@@ -101,6 +102,8 @@ def _ctl_commands(sub: Any) -> None:
     span.add_argument("--days", type=float)
     span.add_argument("--hours", type=float)
     span.add_argument("--until", help="ISO time with its offset, e.g. 2027-01-01T00:00:00+01:00")
+    drift = sub.add_parser("clock-drift", help="the meter clock runs off by S seconds (no event)")
+    drift.add_argument("--seconds", type=float, required=True, help="-604800 to 604800")
     request = sub.add_parser("request", help="raise or drop a simulated P1 request line")
     request.add_argument("level", choices=["on", "off"])
 
@@ -112,7 +115,7 @@ def _ctl_request(args: argparse.Namespace) -> dict[str, Any]:
             return request
     command = args.ctl_command
     fields: dict[str, Any] = {"cmd": command}
-    if command == "power-failure":
+    if command in ("power-failure", "clock-drift"):
         fields["seconds"] = args.seconds
     elif command in ("sag", "swell"):
         fields.update(phase=args.phase, seconds=args.seconds)

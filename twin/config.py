@@ -274,17 +274,25 @@ class P2Config:
 
 @dataclass(frozen=True, slots=True)
 class P1Config:
-    # pty://LINK, tcp://HOST:PORT or uart:///dev/ttyAMA0 (hardware/registry.py).
+    # pty://LINK, tcp://HOST:PORT or uart:///dev/ttyAMA0 (hardware/registry.py); "none" sends
+    # no telegrams (a fleet's meters, unless a P1 port range is given).
     endpoint: str = field(
         default="pty://p1",
         metadata=_rule(
             lambda v: (
-                re.fullmatch(r"pty://.+|uart:///.+", v)
+                v == "none"
+                or re.fullmatch(r"pty://.+|uart:///.+", v)
                 or (v.startswith("tcp://") and tcp_host_port(v))
             ),
-            "pty://LINK, tcp://HOST:PORT (PORT 0..65535) or uart:///dev/DEVICE",
+            "'none', pty://LINK, tcp://HOST:PORT (PORT 0..65535) or uart:///dev/DEVICE",
         ),
     )
+
+    @property
+    def serves(self) -> bool:
+        """True when P1 telegrams go somewhere (an endpoint other than "none")."""
+        return self.endpoint != "none"
+
     # "always" (request held high, as most cables do), "simulated" (toggled by ctl) or
     # "gpio:N" (BCM pin N through the request-line opto, RPi.GPIO API).
     request: str = field(
@@ -419,6 +427,39 @@ class DisplayConfig:
     refresh_s: float = field(default=5.0, metadata=_between(0.2, 20))  # real s
 
 
+def _share() -> dict[str, Any]:
+    return _between(0, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    """The households of a fleet (`dsmr-twin fleet run`): each meter draws its own from these
+    distributions with its own seeded random.Random (twin/fleet/household.py), so no two load
+    curves match. A share is the fraction of households that have the thing; a `_min`/`_max`
+    pair is a uniform range. A single `dsmr-twin run` ignores this section."""
+
+    single_phase_share: float = field(default=0.3, metadata=_share())
+    base_w_min: float = field(default=80.0, metadata=_between(0, 20_000))
+    base_w_max: float = field(default=400.0, metadata=_between(0, 20_000))
+    pv_share: float = field(default=0.45, metadata=_share())
+    pv_peak_w_min: float = field(default=1500.0, metadata=_between(0, 50_000))
+    pv_peak_w_max: float = field(default=7000.0, metadata=_between(0, 50_000))
+    cloudiness_min: float = field(default=0.1, metadata=_share())
+    cloudiness_max: float = field(default=0.8, metadata=_share())
+    ev_share: float = field(default=0.15, metadata=_share())
+    heat_pump_share: float = field(default=0.2, metadata=_share())
+    # Households with a gas meter on P2 (the rest, e.g. all-electric homes, have none).
+    gas_share: float = field(default=0.85, metadata=_share())
+
+    def __post_init__(self) -> None:
+        for name in ("base_w", "pv_peak_w", "cloudiness"):
+            low, high = getattr(self, f"{name}_min"), getattr(self, f"{name}_max")
+            if low > high:
+                raise ConfigError(
+                    f"'fleet.{name}_min' = {low!r} is above 'fleet.{name}_max' = {high!r}"
+                )
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     meter: MeterConfig = MeterConfig()
@@ -433,6 +474,7 @@ class Config:
     p3: P3Config = P3Config()
     store: StoreConfig = StoreConfig()
     display: DisplayConfig = DisplayConfig()
+    fleet: FleetConfig = FleetConfig()
 
 
 def read_toml(path: Path, error: type[ConfigError] = ConfigError) -> dict[str, Any]:

@@ -18,11 +18,11 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from twin.clock import is_dst, local
+from twin.clock import TimeRangeError, is_dst, local
 from twin.control_fields import (
     ControlError,
     EncodingError,
@@ -62,6 +62,9 @@ MAX_REQUEST = 64 * 1024  # bytes in one request line; the longest real one (a me
 # An operator's request arrives within moments of connecting; a connection idle longer only
 # holds a descriptor (and a client that never reads holds its answer), so it is closed.
 IDLE_TIMEOUT_S = 5.0
+# A drifting meter clock, as a lab injects it: a week either way is far beyond a real RTC's
+# drift between two synchronisations.
+CLOCK_DRIFT_MAX_S = 7 * 86400
 POWER_FAILURE_MAX_S = 365 * 86400  # a year: far beyond any real outage, within P1 F10 and P3
 SAG_SWELL_MAX_S = 86400.0  # a day; a longer excursion is a supply fault, not a sag or swell
 # How long `status` waits for the reading it takes to be committed (docs/operations.md).
@@ -241,6 +244,8 @@ class ControlServer(ControlSocket):
         self.add_command("tamper", self._tamper, [integer("code", 40, 47, default=40)])
         self.add_command("admin", self._admin, [integer("state", 0, 2)])
         self.add_command("weather", self._weather, [number("cloudiness", 0, 1)])
+        drift = number("seconds", -CLOCK_DRIFT_MAX_S, CLOCK_DRIFT_MAX_S)
+        self.add_command("clock-drift", self._clock_drift, [drift])
 
     # ------------------------------------------------------------------ commands
 
@@ -263,6 +268,20 @@ class ControlServer(ControlSocket):
         seconds = request["seconds"]
         self._act(lambda m, now: m.power_failure(now, seconds))
         return {"seconds": seconds}
+
+    async def _clock_drift(self, request: Mapping[str, Any]) -> object:
+        """The meter's clock runs off by `seconds`, as a real meter's RTC drifts: no event is
+        logged (the meter does not know), so the head-end's clock synchronisation (P3 §5.3)
+        has something to correct."""
+        if self.meter.advancing:
+            raise ControlError("the meter is advancing (ctl advance); send this when it is done")
+        seconds = request["seconds"]
+        new = self.meter.now() + timedelta(seconds=seconds)
+        try:
+            self.meter.set_time(new, event=False)
+        except TimeRangeError as exc:
+            raise RequestError(f"a drift of {seconds:g} s: {exc}") from exc
+        return {"seconds": seconds, "meter_time": new.isoformat()}
 
     async def _sag(self, request: Mapping[str, Any]) -> object:
         phase, seconds = request["phase"], request["seconds"]

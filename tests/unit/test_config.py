@@ -51,7 +51,7 @@ baudrate = 9600
     ("table", "message"),
     [
         ({"meter": {"phase": 3}}, "unknown key 'meter.phase' (meter allows: "),
-        ({"meterr": {}}, "unknown key 'meterr' (top level allows: clock, display, gas,"),
+        ({"meterr": {}}, "unknown key 'meterr' (top level allows: clock, display, fleet, gas,"),
         ({"meter": {"phases": 2}}, "'meter.phases' = 2 is not allowed: expected one of 1, 3"),
         ({"clock": {"speed": -1}}, "'clock.speed' = -1 is not allowed: expected a number from"),
         ({"clock": {"speed": "fast"}}, "'clock.speed' must be of type float"),

@@ -20,6 +20,7 @@ COMMANDS = (
     "admin",
     "advance",
     "button",
+    "clock-drift",
     "gas",
     "load",
     "mbus",

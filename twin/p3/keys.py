@@ -156,6 +156,17 @@ def load_or_create(store: Store, config: P3Config) -> tuple[KeyMaterial, dict[st
     return material, seen
 
 
+def install_initial(store: Store, material: KeyMaterial) -> bool:
+    """Give a meter that has no keys yet `material` (a fleet's derived keys); True if it did.
+
+    A meter with keys keeps them: after the first start the store is the authority (a
+    head-end may have replaced them with global_key_transfer)."""
+    if store.setting(KEYS_SETTING) is not None:
+        return False
+    _save(store, material, {})
+    return True
+
+
 def _with(material: KeyMaterial, keys: dict[str, bytes]) -> KeyMaterial:
     """A copy with some of system_title / guek / gak / master_key replaced."""
     return KeyMaterial(

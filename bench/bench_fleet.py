@@ -1,0 +1,434 @@
+"""Fleet figures: start-up, memory and idle CPU per meter as the fleet grows, and a lean
+head-end load (prints them; not a timed test).
+
+    python bench/bench_fleet.py --counts 100,300            # fleets of 100, then 300 meters
+    python bench/bench_fleet.py --counts 100 --clients 10   # with 10 concurrent head-end clients
+    python bench/bench_fleet.py --counts 1000 --async-clients 50 --outage 0.1
+
+Each fleet is a `dsmr-twin fleet run` in a temporary directory at speed 1 (one worker per
+core unless --workers). Start-up: from the command to every meter answering its control
+socket with P3 listening. Memory: RSS and PSS (shared pages split between the processes) of the
+head and the workers. Idle CPU: the fleet's processes' CPU time over --idle-s seconds with
+nobody talking to them, in % of one core. The MeterLoop tick (every 0.5 s per meter) is timed
+in-process to show its share. The load generator runs C threads, each a head-end session after
+another on the next meter: associate (HLS-GMAC, dlms-cosem), G ciphered GETs of 1-0:1.8.1
+(`LeanSession`), release; its own CPU is printed apart, so a saturated client shows.
+--async-clients C runs bench/lean_headend.py in a process of its own instead: C sessions at
+once in one asyncio loop, the same session shape with its own lean association. --outage F
+commissions alarm pushes on every meter over P3, then cuts F of the fleet during the load and
+counts the pushes a listener receives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import io
+import json
+import logging
+import os
+import random
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.unit.p3 import tcp_peers
+from tests.unit.p3.lean_client import LeanSession
+from twin.app import build
+from twin.config import Config, ConfigError, tcp_host_port
+from twin.fleet.control import choose_meters, fleet_outage, fleet_status
+from twin.fleet.spec import FleetSpec
+from twin.p3.dlms.cosem import AttributeRef
+from twin.p3.objects import values as v
+from twin.p3.objects.base import obis_bytes
+
+logging.getLogger("dlms_cosem").setLevel(logging.ERROR)  # 21.3.2 logs every APDU
+
+ENERGY = AttributeRef(3, obis_bytes("1-0:1.8.1"), 2)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def fleet_pids(head: int) -> list[int]:
+    """The head and its workers (its children)."""
+    children = Path(f"/proc/{head}/task/{head}/children").read_text().split()
+    return [head, *(int(c) for c in children)]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def memory_kb(pids: list[int]) -> tuple[int, int]:
+    rss = pss = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss += int(line.split()[1])
+            elif line.startswith("Pss:"):
+                pss += int(line.split()[1])
+    return rss, pss
+
+
+def open_fds(pids: list[int]) -> int:
+    return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def wait_up(state: Path, count: int, process: subprocess.Popen[bytes], limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while True:
+        assert process.poll() is None, "the fleet exited"
+        with contextlib.suppress(ConfigError):
+            status = asyncio.run(fleet_status(state))
+            listening = sum(1 for m in status["meter_states"] if m.get("p3_listening"))
+            if listening == count:
+                return
+        assert time.monotonic() < deadline, "the fleet did not come up"
+        time.sleep(0.5)
+
+
+def tick_and_checkpoint_cost() -> tuple[float, float]:
+    """One MeterLoop tick and one checkpoint (Meter.commit: one SQLite transaction,
+    synchronous=FULL, in the meter's own database) of a fleet meter, in-process (µs, ms)."""
+    with tempfile.TemporaryDirectory(prefix="bench-tick-") as path:
+        spec = FleetSpec(1, b"bench", "tcp://127.0.0.1:4059", "none", seeded=True)
+        twin = build(spec.meter_config(Config(), 1), Path(path))
+        try:
+            for _ in range(50):
+                twin.meter.tick()
+            t0 = time.perf_counter()
+            n = 2000
+            for _ in range(n):
+                twin.meter.tick()
+            tick = (time.perf_counter() - t0) / n * 1e6
+            commits = []
+            for _ in range(100):
+                twin.meter.tick()
+                t = time.perf_counter()
+                twin.meter.commit()
+                commits.append(time.perf_counter() - t)
+            return tick, statistics.median(commits) * 1000
+        finally:
+            twin.store.close()
+
+
+@dataclasses.dataclass
+class Load:
+    latencies: list[float] = dataclasses.field(default_factory=list)
+    sessions: int = 0
+    errors: int = 0
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+def head_end(rows: list[dict[str, Any]], gets: int, until: float, load: Load) -> None:
+    """Sessions one after another over `rows` (no other client has these meters: a meter
+    serves one connection at a time, and dlms-cosem 21.3.2 spins on a refused one)."""
+    index = 0
+    while time.monotonic() < until:
+        row = rows[index % len(rows)]
+        index += 1
+        client = management(row)
+        try:
+            client.connect()
+            client.associate()
+            lean = LeanSession(client, bytes.fromhex(row["guek"]), bytes.fromhex(row["gak"]))
+            times = []
+            for _ in range(gets):
+                t = time.perf_counter()
+                lean.get(ENERGY)
+                times.append(time.perf_counter() - t)
+            lean.hand_back()
+            client.release_association()
+            with load.lock:
+                load.latencies.extend(times)
+                load.sessions += 1
+        except Exception:  # noqa: BLE001 - counted: a busy meter refuses a second session
+            with load.lock:
+                load.errors += 1
+        finally:
+            with contextlib.suppress(Exception):
+                client.disconnect()
+
+
+class PushListener:
+    """The head-end's push listener (GPRS CS §3: connect, one message, close), on a thread."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
+        self.received: list[tuple[float, bytes]] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def destination(self) -> bytes:
+        return f"127.0.0.1:{self.sock.getsockname()[1]}".encode()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                pushed, _ = self.sock.accept()
+                with pushed:
+                    pushed.settimeout(10)
+                    out = b""
+                    while chunk := pushed.recv(4096):
+                        out += chunk
+                self.received.append((time.monotonic(), out))
+
+    def senders(self) -> list[str]:
+        return [m.partition(b",")[0].decode() for _, m in self.received]
+
+
+def commission(rows: list[dict[str, Any]], listener: PushListener, randomisation_s: int) -> int:
+    """Per meter, as a head-end commissions it: the alarm push destination, its randomisation
+    window (P3 §9.3, push setup attribute 5), the alarm register acknowledged. Failures."""
+    destination = v.struct(v.enum_(0), v.octets(listener.destination), v.enum_(128))
+    writes = (
+        (40, "0-1:25.9.0", 3, destination),
+        (40, "0-1:25.9.0", 5, v.u16(randomisation_s)),
+        (1, "0-0:97.98.0", 2, v.u32(0)),
+    )
+    failures = []
+
+    def each(share: list[dict[str, Any]]) -> None:
+        for row in share:
+            client = management(row)
+            try:
+                client.connect()
+                client.associate()
+                for interface, obis, index, data in writes:
+                    attribute = tcp_peers.attribute(interface, obis, index)
+                    if client.set(attribute, v.encode(data)).result.value != 0:
+                        failures.append(row["meter"])
+                client.release_association()
+            except Exception:  # noqa: BLE001 - counted and printed
+                failures.append(row["meter"])
+            finally:
+                with contextlib.suppress(Exception):
+                    client.disconnect()
+
+    threads = [threading.Thread(target=each, args=(rows[i::10],)) for i in range(10)]
+    with contextlib.redirect_stdout(io.StringIO()):  # once for all threads (see run_load)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return len(failures)
+
+
+def management(row: dict[str, Any]) -> Any:
+    found = tcp_host_port(row["p3"])
+    assert found is not None
+    return tcp_peers.management_client(
+        found[1],
+        bytes.fromhex(row["guek"]),
+        bytes.fromhex(row["gak"]),
+        host=found[0],
+        invocation_counter=1_000_000 + random.randrange(1_000_000) * 100,
+    )
+
+
+def fleet_rows(state: Path) -> list[dict[str, Any]]:
+    command = [sys.executable, "-m", "twin", "fleet", "inventory", "--state-dir", str(state)]
+    return json.loads(subprocess.check_output(command))  # type: ignore[no-any-return]
+
+
+def outage_with_pushes(
+    state: Path, rows: list[dict[str, Any]], listener: PushListener, fraction: float
+) -> Callable[[], None]:
+    """An outage of `fraction` of the fleet (5 s), then every alarm push it must produce."""
+
+    def run() -> None:
+        spec = FleetSpec.load(state)
+        hit = choose_meters(spec, fraction, seed=1)
+        expected = {rows[i - 1]["equipment_id"] for i in hit}
+        start = time.monotonic()
+        result = asyncio.run(fleet_outage(state, hit, 5.0))
+        deadline = time.monotonic() + 90
+        while not expected <= set(listener.senders()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # late or repeated pushes
+        senders = listener.senders()
+        times = [t - start for t, _ in listener.received]
+        print(
+            f"  outage of {len(hit)} meters ({fraction:.0%}, 5 s, during the load):"
+            f" {len(set(senders) & expected)}/{len(expected)} expected alarm pushes received,"
+            f" {len(senders) - len(set(senders))} repeated, {len(set(senders) - expected)} from"
+            f" other meters, {len(result['failed'])} meters failed the command; pushes from"
+            f" {min(times, default=0):.1f} s to {max(times, default=0):.1f} s after the command"
+        )
+
+    return run
+
+
+def run_load(
+    state: Path,
+    clients: int,
+    gets: int,
+    seconds: float,
+    during: Callable[[], None] | None = None,
+) -> None:
+    rows = fleet_rows(state)
+    load = Load()
+    until = time.monotonic() + seconds
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.monotonic()
+    threads = [
+        threading.Thread(target=head_end, args=(rows[i::clients], gets, until, load))
+        for i in range(clients)
+    ]
+    # dlms-cosem 21.3.2 prints APDUs; redirect_stdout swaps sys.stdout for every thread, so
+    # it is done once, here, around them all.
+    with contextlib.redirect_stdout(io.StringIO()):
+        for thread in threads:
+            thread.start()
+        if during is not None:
+            with contextlib.redirect_stdout(sys.__stdout__):
+                during()
+        for thread in threads:
+            thread.join()
+    elapsed = time.monotonic() - t0
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
+    lat = sorted(load.latencies)
+    p99 = lat[max(0, int(len(lat) * 0.99) - 1)] if lat else float("nan")
+    print(
+        f"  load: {clients} clients x (associate, {gets} GETs, release) for {elapsed:.0f} s:"
+        f" {len(lat) / elapsed:.0f} ciphered GET/s, {load.sessions / elapsed:.1f} sessions/s,"
+        f" GET median {statistics.median(lat) * 1000 if lat else float('nan'):.2f} ms"
+        f" p99 {p99 * 1000:.2f} ms, {load.errors} failed sessions;"
+        f" load generator CPU {client_cpu / elapsed * 100:.0f} % of one core"
+    )
+
+
+def run_async_load(state: Path, clients: int, gets: int, seconds: float) -> None:
+    """bench/lean_headend.py in its own process: its CPU is its own, apart from the fleet's."""
+    inventory = state / "inventory.json"
+    inventory.write_text(json.dumps(fleet_rows(state)))
+    script = Path(__file__).with_name("lean_headend.py")
+    command = [sys.executable, str(script), "--inventory", str(inventory)]
+    command += ["--clients", str(clients), "--gets", str(gets), "--seconds", str(seconds)]
+    result = json.loads(subprocess.check_output(command).decode().strip().splitlines()[-1])
+    print(
+        f"  lean asyncio load: {clients} sessions at once x (associate, {gets} GETs, release)"
+        f" for {result['seconds']} s: {result['gets_per_s']} ciphered GET/s,"
+        f" {result['sessions_per_s']} sessions/s, GET median {result['get_median_ms']} ms"
+        f" p99 {result['get_p99_ms']} ms, {result['errors']} failed sessions"
+        f" {result['first_errors']}; load generator CPU {result['client_cpu_percent']} %"
+        " of one core"
+    )
+
+
+def bench(  # noqa: PLR0917 - the command line's options
+    count: int,
+    workers: int | None,
+    idle_s: float,
+    clients: int,
+    gets: int,
+    outage: float,
+    async_clients: int = 0,
+) -> None:
+    state = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    first = f"tcp://127.{random.randint(2, 250)}.{random.randint(0, 250)}.1:4059"
+    command = [sys.executable, "-m", "twin", "--log-level", "WARNING", "fleet", "run"]
+    command += ["--count", str(count), "--state-dir", str(state), "--p3", first, "--speed", "1"]
+    command += [] if workers is None else ["--workers", str(workers)]
+    t0 = time.monotonic()
+    process = subprocess.Popen(command)
+    try:
+        wait_up(state, count, process, limit_s=600)
+        startup = time.monotonic() - t0
+        pids = fleet_pids(process.pid)
+        time.sleep(5)  # the start-up's backups and first commits settle
+        cpu0, w0 = cpu_seconds(pids), time.monotonic()
+        time.sleep(idle_s)
+        idle = (cpu_seconds(pids) - cpu0) / (time.monotonic() - w0)
+        rss, pss = memory_kb(pids)
+        print(
+            f"N={count} ({len(pids) - 1} workers): start-up {startup:.1f} s"
+            f" ({startup / count * 1000:.0f} ms/meter); RSS {rss / 1024:.0f} MB"
+            f" ({rss / 1024 / count:.2f} MB/meter), PSS {pss / 1024:.0f} MB"
+            f" ({pss / 1024 / count:.2f} MB/meter); idle CPU at speed 1 {idle * 100:.1f} %"
+            f" of one core ({idle * 100 / count * 1000:.1f} m%/meter);"
+            f" {open_fds(pids) / count:.1f} fds/meter,"
+            f" {disk_bytes(state / 'meters') / count / 1024:.0f} KiB disk/meter"
+        )
+        during = None
+        if outage:
+            listener = PushListener()
+            rows = fleet_rows(state)
+            t1 = time.monotonic()
+            failed = commission(rows, listener, randomisation_s=20)
+            print(
+                f"  commissioned alarm pushes (destination, 20 s randomisation) on {count}"
+                f" meters in {time.monotonic() - t1:.1f} s, {failed} failed"
+            )
+            during = outage_with_pushes(state, rows, listener, outage)
+        if clients or during:
+            run_load(state, clients, gets, seconds=20, during=during)
+        if async_clients:
+            run_async_load(state, async_clients, gets, seconds=20)
+    finally:
+        process.terminate()
+        process.wait(120)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--counts", default="100,300", help="fleet sizes, e.g. 100,300,1000")
+    parser.add_argument("--workers", type=int, help="worker processes (default one per core)")
+    parser.add_argument("--idle-s", type=float, default=20.0, help="idle CPU window")
+    parser.add_argument("--clients", type=int, default=0, help="concurrent head-end clients")
+    parser.add_argument("--gets", type=int, default=20, help="GETs per session")
+    parser.add_argument(
+        "--outage", type=float, default=0.0, help="share of meters in an outage under load"
+    )
+    parser.add_argument(
+        "--async-clients", type=int, default=0, help="concurrent sessions of the lean head-end"
+    )
+    args = parser.parse_args()
+    tick, commit_ms = tick_and_checkpoint_cost()
+    interval = Config().store.checkpoint_interval_s
+    print(
+        f"MeterLoop tick (in-process, one fleet meter): {tick:.0f} µs, 2 per second per meter;"
+        f" checkpoint (one commit in its own database) median {commit_ms:.2f} ms,"
+        f" one per meter every {interval:g} s"
+    )
+    for count in (int(c) for c in args.counts.split(",")):
+        bench(
+            count,
+            args.workers,
+            args.idle_s,
+            args.clients,
+            args.gets,
+            args.outage,
+            args.async_clients,
+        )
+        print(
+            f"  of which MeterLoop ticks alone: {count * 2 * tick / 1e4:.1f} % of one core;"
+            f" checkpoints: {count / interval:.0f} commits/s,"
+            f" {count / interval * commit_ms / 10:.1f} % of one core's time spent in them"
+        )
+
+
+if __name__ == "__main__":
+    main()

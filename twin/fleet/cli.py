@@ -1,0 +1,239 @@
+"""`dsmr-twin fleet run|inventory|ctl` (and the internal `fleet worker`), loaded by twin/cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from twin.config import Config, ConfigError, config_from_mapping, load_config
+from twin.state_lock import StateLock
+
+log = logging.getLogger(__name__)
+
+MAX_WORKERS = 1024
+
+
+def add_commands(commands: Any) -> None:
+    fleet = commands.add_parser("fleet", help="many meters on one host, for head-end load tests")
+    sub = fleet.add_subparsers(dest="fleet_command", required=True)
+    run = sub.add_parser("run", help="run a fleet of meters (created on the first run)")
+    run.add_argument("--count", type=int, help="number of meters (fixed once created)")
+    run.add_argument("--state-dir", type=Path, required=True, help="the fleet's state directory")
+    run.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    _meter_options(run)
+    run.add_argument(
+        "--p3",
+        help="meter 1's P3 endpoint, default tcp://127.1.0.1:4059; meter n"
+        " takes the n-th loopback address (or port, off 127/8)",
+    )
+    run.add_argument("--p1", help="meter 1's P1 TCP endpoint (tcp://HOST:PORT, then PORT+1...)")
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", help="derive every key from this (labs only); default random")
+    seeds.add_argument(
+        "--seed-file", type=Path, help="the seed from this file (kept out of the process list)"
+    )
+    run.add_argument(
+        "--first",
+        type=int,
+        help="index of the first meter (default 1): shards on several hosts share a --seed"
+        " and take non-overlapping ranges",
+    )
+    run.add_argument(
+        "--inventory", type=Path, help="take identities and keys from this JSON/CSV inventory"
+    )
+    worker = sub.add_parser("worker", help="(internal) one worker of a running fleet")
+    worker.add_argument("--state-dir", type=Path, required=True)
+    worker.add_argument("--worker", type=int, required=True)
+    worker.add_argument("--workers", type=int, required=True)
+    _meter_options(worker)
+    inventory = sub.add_parser("inventory", help="every meter's identity, keys and endpoints")
+    inventory.add_argument("--state-dir", type=Path, required=True)
+    form = inventory.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="a JSON list (the default)")
+    form.add_argument("--csv", action="store_true", help="CSV with a header line")
+    ctl = sub.add_parser("ctl", help="status and events of a running fleet")
+    ctl.add_argument("--state-dir", type=Path, required=True)
+    ctl_sub = ctl.add_subparsers(dest="fleet_ctl", required=True)
+    status = ctl_sub.add_parser("status", help="meters up, workers, restarts, sessions, pushes")
+    status.add_argument("--meter", type=int, help="one meter only (its index, 1..count)")
+    status.add_argument("--json", action="store_true", help="per meter and aggregated, as JSON")
+    outage = ctl_sub.add_parser("outage", help="a grid outage: power failures on many meters")
+    _choice_options(outage)
+    outage.add_argument("--seconds", type=float, required=True, help="meter seconds without power")
+    send = ctl_sub.add_parser(
+        "send", help="one control request to many meters (what `dsmr-twin ctl` sends one)"
+    )
+    _choice_options(send, everyone=True)
+    send.add_argument(
+        "--request",
+        required=True,
+        help='the JSON request, e.g. \'{"cmd": "tamper", "code": 40}\' (each meter checks it)',
+    )
+
+
+def _choice_options(parser: argparse.ArgumentParser, *, everyone: bool = False) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--fraction", type=float, help="this share of the meters (seeded choice)")
+    which.add_argument("--meters", help="these meters: ID,ID,...")
+    if everyone:
+        which.add_argument("--all", action="store_true", help="every meter")
+    parser.add_argument("--seed", type=int, default=0, help="the choice of meters (default 0)")
+
+
+def _meter_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML configuration every meter starts from")
+    parser.add_argument("--speed", type=float, help="meter seconds per real second")
+
+
+def add_ctl_commands(ctl_sub: Any) -> None:
+    """The fleet has its own `fleet ctl`; nothing is added to a single meter's `ctl`."""
+
+
+def ctl_request(args: argparse.Namespace) -> dict[str, Any] | None:
+    return None
+
+
+def run(args: argparse.Namespace) -> int | None:
+    if args.command != "fleet":
+        return None
+    command: str = args.fleet_command
+    if command == "run":
+        return _run(args)
+    if command == "worker":
+        from twin.fleet.worker import run_worker
+
+        return run_worker(args.state_dir, args.worker, args.workers, _base_config(args))
+    if command == "inventory":
+        return _inventory(args)
+    return _ctl(args)
+
+
+def _base_config(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    if args.speed is not None:
+        speed = config_from_mapping({"clock": {"speed": args.speed}}).clock.speed
+        config = dataclasses.replace(config, clock=dataclasses.replace(config.clock, speed=speed))
+    return config
+
+
+def _run(args: argparse.Namespace) -> int:
+    from twin.fleet.head import FleetHead, run_head
+    from twin.fleet.spec import resolve_spec
+
+    _base_config(args)  # refuse a bad configuration here, once, not in every worker
+    workers = args.workers if args.workers is not None else os.cpu_count() or 1
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers {workers}: expected 1 to {MAX_WORKERS}")
+    state_dir: Path = args.state_dir.absolute()
+    lock = StateLock.acquire(state_dir, purpose="fleet run")  # one head per fleet
+    try:
+        spec = resolve_spec(
+            state_dir,
+            args.count,
+            _seed(args),
+            args.p3,
+            args.p1,
+            inventory=args.inventory,
+            first=args.first,
+        )
+        workers = min(workers, spec.count)
+        if spec.seeded:
+            log.warning("keys derived from --seed: a lab fleet (whoever has the seed has them)")
+        assignments = [spec.worker_meters(w, workers) for w in range(workers)]
+        passed = [] if args.config is None else ["--config", str(args.config.absolute())]
+        passed += [] if args.speed is None else ["--speed", repr(args.speed)]
+        log.info("fleet of %d meters over %d workers; P3 from %s", spec.count, workers, spec.p3)
+        asyncio.run(run_head(FleetHead(state_dir, assignments, passed, args.log_level)))
+    finally:
+        lock.release()
+    return 0
+
+
+def _seed(args: argparse.Namespace) -> str | None:
+    """--seed, or the first line of --seed-file (a seed on the command line is visible to
+    every user of the host in the process list)."""
+    if args.seed_file is None:
+        seed: str | None = args.seed
+        return seed
+    try:
+        lines = args.seed_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--seed-file {args.seed_file}: cannot read: {exc}") from exc
+    return lines[0].strip() if lines else ""
+
+
+def _inventory(args: argparse.Namespace) -> int:
+    from twin.fleet.inventory import as_csv, inventory
+
+    rows = inventory(args.state_dir)
+    print(as_csv(rows) if args.csv else json.dumps(rows, indent=1), end="\n" * (not args.csv))
+    return 0
+
+
+def _ctl(args: argparse.Namespace) -> int:
+    from twin.fleet.control import choose_meters, fleet_outage, fleet_send, fleet_status
+    from twin.fleet.spec import FleetSpec
+
+    if args.fleet_ctl == "status":
+        status = asyncio.run(fleet_status(args.state_dir, args.meter))
+        if args.json:
+            print(json.dumps(status, indent=1))
+        else:
+            _print_status(status)
+        return 0
+    spec = FleetSpec.load(args.state_dir)
+    if args.meters is not None:
+        meters = _meter_list(spec, args.meters)
+    elif args.fraction is not None:
+        meters = choose_meters(spec, args.fraction, args.seed)
+    else:
+        meters = list(spec.indices)
+    if args.fleet_ctl == "outage":
+        result = asyncio.run(fleet_outage(args.state_dir, meters, args.seconds))
+    else:
+        result = asyncio.run(fleet_send(args.state_dir, meters, _request(args.request)))
+    print(json.dumps(result))
+    return 1 if result["failed"] else 0
+
+
+def _request(text: str) -> dict[str, Any]:
+    try:
+        request = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"--request: not JSON: {exc}") from exc
+    if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+        raise ConfigError('--request: expected a JSON object with "cmd", e.g. {"cmd": "status"}')
+    return request
+
+
+def _meter_list(spec: Any, text: str) -> list[int]:
+    try:
+        meters = sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        raise ConfigError(f"--meters {text!r}: expected meter numbers ID,ID,...") from None
+    bad = [m for m in meters if m not in spec.indices]
+    if bad:
+        raise ConfigError(
+            f"--meters: no meter {bad[0]} (the fleet has {spec.first} to {spec.indices[-1]})"
+        )
+    return meters
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    print(
+        f"meters {status['meters_up']}/{status['meters']} up, {status['powered']} powered;"
+        f" workers {status['workers_up']}/{status['workers']} up,"
+        f" {status['worker_restarts']} restarts; associations {status['associations']},"
+        f" pushes {status['pushes_sent']} (failed {status['push_failures']})"
+    )
+    for meter in status["meter_states"]:
+        if not meter["up"]:
+            print(f"  {meter['meter']:>5}  DOWN  {meter['error']}")
+        elif not meter["powered"]:
+            print(f"  {meter['meter']:>5}  POWER FAILURE  {meter['equipment_id']}")

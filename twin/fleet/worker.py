@@ -1,0 +1,142 @@
+"""A fleet worker: one process, one asyncio loop, hosting its share of the fleet's meters.
+
+Each meter is built by `twin.app.build` exactly as `dsmr-twin run` builds one, in its own state
+directory with its own store and state lock, and runs under its own supervisor (a failing port
+restarts alone). The worker changes into the fleet directory and gives each meter a relative
+state directory, so every control socket path fits sockaddr_un whatever the fleet's path.
+
+A meter whose state cannot be opened (a damaged database) is logged and left out; the others
+run. SIGTERM/SIGINT stop every meter, checkpoint and close its store, then the worker exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import gc
+import logging
+import os
+import resource
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from twin.app import build
+from twin.config import Config, ConfigError
+from twin.fleet.spec import FleetSpec, meter_dir
+from twin.p3.keys import KeyMaterial, install_initial
+from twin.parts import Twin
+from twin.state_lock import StateLock
+from twin.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+@dataclass(slots=True)
+class HostedMeter:
+    index: int
+    twin: Twin
+    lock: StateLock
+
+
+def raise_open_file_limit() -> None:
+    """Each meter holds a few descriptors (database and WAL, P3 listener, control socket,
+    connections): lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def seed_keys(directory: Path, spec: FleetSpec, index: int) -> None:
+    """A new meter gets its derived P3 keys and HLS secret before its P3 starts."""
+    ident = spec.identity(index)
+    material = KeyMaterial(
+        ident.system_title, ident.guek, ident.gak, ident.master_key, ident.hls_secret
+    )
+    store = Store.open(directory)
+    try:
+        install_initial(store, material)
+    finally:
+        store.close()
+
+
+def open_meter(spec: FleetSpec, base: Config, index: int) -> HostedMeter:
+    directory = meter_dir(index)
+    lock = StateLock.acquire(directory, purpose="fleet worker")
+    try:
+        config = spec.meter_config(base, index)
+        if config.p3.serves:
+            seed_keys(directory, spec, index)
+        return HostedMeter(index, build(config, directory), lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def open_meters(spec: FleetSpec, base: Config, indices: list[int]) -> list[HostedMeter]:
+    hosted: list[HostedMeter] = []
+    for index in indices:
+        try:
+            hosted.append(open_meter(spec, base, index))
+        except (StoreError, ConfigError) as exc:
+            # One meter's damaged state must not keep the others down (restore it alone).
+            log.error("meter %04d left out: %s", index, exc)
+    return hosted
+
+
+async def serve_meters(meters: list[HostedMeter]) -> None:
+    """Run every meter until SIGTERM or SIGINT, then checkpoint and close them all."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with asyncio.TaskGroup() as group:
+            for hosted in meters:
+                group.create_task(hosted.twin.supervisor.run(stop), name=f"meter-{hosted.index}")
+    finally:
+        for hosted in meters:
+            close_meter(hosted)
+
+
+def close_meter(hosted: HostedMeter) -> None:
+    try:
+        hosted.twin.meter.commit()
+    except StoreError as exc:
+        log.error("meter %04d: last checkpoint failed: %s", hosted.index, exc)
+    finally:
+        hosted.twin.store.close()
+        hosted.lock.release()
+
+
+def stop_with_the_head() -> None:
+    """SIGTERM this worker when its head process dies (Linux PR_SET_PDEATHSIG), so no orphan
+    keeps its meters' locks and addresses from the head that replaces it."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() == 1:  # the head died before prctl: nobody would stop us
+        raise SystemExit("the fleet's head is gone")
+
+
+def run_worker(fleet_dir: Path, worker: int, workers: int, base: Config) -> int:
+    stop_with_the_head()
+    spec = FleetSpec.load(fleet_dir)
+    os.chdir(fleet_dir)  # meters' state directories are relative to it (sockaddr_un)
+    raise_open_file_limit()
+    os.environ.pop("NOTIFY_SOCKET", None)  # the fleet's head speaks for the fleet to systemd
+    indices = spec.worker_meters(worker, workers)
+    meters = open_meters(spec, base, indices)
+    log.info("worker %d hosts %d of its %d meters", worker, len(meters), len(indices))
+    # Everything built lives as long as the process: keep it out of the cyclic collector.
+    gc.collect()
+    gc.freeze()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_meters(meters))
+    return 0
