@@ -5,8 +5,8 @@
     duration = "1d"                       # or end = "2026-03-29T12:00:00+02:00"
     seed = 7                              # the household's random stream
 
-    [config.p1]                           # any section of the config file but clock, p2, p3,
-    request = "simulated"                 # display (a scenario runs the meter, P1 and ctl)
+    [config.p1]                           # any section of the config file but clock, p3,
+    request = "simulated"                 # display (a scenario runs the meter, P1, P2 and ctl)
 
     [weather]                             # clouds over the PV per day, from local midnight
     "2026-03-29" = 0.9
@@ -33,15 +33,18 @@ from typing import Any
 from twin.clock import AMSTERDAM, carryable
 from twin.config import Config, ConfigError, config_from_mapping, read_toml
 
-# What a scenario run serves: the meter, P1 and the control socket. P2 and P3 run on their
-# own timing (hourly reads, pushes), which the scenario's stepped clock does not drive yet,
-# and the display is for eyes; the model's gas stand-in fills the M-Bus lines on P1.
-NOT_IN_SCENARIOS = ("clock", "p2", "p3", "display")
-RUN_ONLY = {
-    "p2": {"enabled": False},
+# What a scenario run serves: the meter, P1, P2 with the simulated gas meter on the instant
+# in-process bus (twin/scenario_p2.py) and the control socket. P3 runs on its own timing
+# (pushes, sessions), which the scenario's stepped clock does not drive yet, and the display
+# is for eyes. The clock is the scenario's (start, --speed).
+NOT_IN_SCENARIOS = ("clock", "p3", "display")
+RUN_ONLY: dict[str, dict[str, Any]] = {
     "p3": {"endpoint": "none"},
     "display": {"device": "none"},
 }
+# P2 runs on the simulated bus without line time, stepped by the runner; what is left to set.
+P2_IN_SCENARIOS = ("enabled", "read_delay_s", "install_window_s", "auto_key")
+P2_RUN_ONLY = {"bus": "simulated", "realtime": False}
 TOP_KEYS = ("name", "description", "start", "end", "duration", "seed", "config", "weather")
 EVENT_KEYS = ("at", "after", "cmd")
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?")
@@ -228,10 +231,18 @@ def _config(table: object) -> Config:
     for section in NOT_IN_SCENARIOS:
         if section in table:
             raise ScenarioError(
-                f"'config.{section}' cannot be set in a scenario: it runs the meter, P1 and the"
-                " control socket on its own clock (start, --speed)"
+                f"'config.{section}' cannot be set in a scenario: it runs the meter, P1, P2 and"
+                " the control socket on its own clock (start, --speed)"
             )
-    merged = {**table, **RUN_ONLY}
+    p2 = table.get("p2", {})
+    if not isinstance(p2, dict):
+        raise ScenarioError("'config.p2' must be a table")
+    for key in sorted(set(p2) - set(P2_IN_SCENARIOS)):
+        raise ScenarioError(
+            f"'config.p2.{key}' cannot be set in a scenario: its P2 runs the simulated gas"
+            f" meter on the in-process bus (allowed: {', '.join(P2_IN_SCENARIOS)})"
+        )
+    merged = {**table, **RUN_ONLY, "p2": {**p2, **P2_RUN_ONLY}}
     try:
         return config_from_mapping(merged)
     except ConfigError as exc:

@@ -1,11 +1,12 @@
-"""Run a scenario (twin/scenario.py): a new meter on a stepped clock, its P1 line and its
-control socket, with the timeline's events dispatched through the control socket's own
-commands at their times.
+"""Run a scenario (twin/scenario.py): a new meter on a stepped clock, its P1 line, its P2
+master with the simulated gas meter (twin/scenario_p2.py) and its control socket, with the
+timeline's events dispatched through the control socket's own commands at their times.
 
-Deterministic: the same scenario gives the same P1 telegrams and the same profile rows on
-every run and every machine. The household draws from `random.Random(seed)` and nothing reads
-the host's clock; the meter's clock is a stepped clock that this runner moves from due point
-to due point (the events, the P1 slots while Request is raised, at most an hour apart
+Deterministic: the same scenario gives the same P1 telegrams and the same profile rows (the
+M-Bus hourly rows included) on every run and every machine. The household, the gas meter and
+the keys draw from streams seeded by the scenario's seed and nothing reads the host's clock;
+the meter's clock is a stepped clock that this runner moves from due point to due point (the
+events, the P1 slots while Request is raised, the P2 master's bus work, at most an hour apart
 otherwise), so the model is advanced to the same meter times in the same order on every run,
 whatever the scheduling of the host. `--speed` only paces those steps in real time (never
 faster than `speed` meter seconds per real second); without it the steps follow each other at
@@ -37,12 +38,13 @@ from twin.p1.capture import CapturedTelegram, header_line, telegram_line
 from twin.p1.replay import send_while_requested
 from twin.p1.telegram import TelegramEncoder
 from twin.scenario import Scenario, ScenarioError, ScenarioEvent
+from twin.scenario_p2 import ScenarioBus
 from twin.store import Store
 
 log = logging.getLogger(__name__)
 
-# The longest step while no P1 slot or event is due: the registers, profiles and `ctl status`
-# follow the meter at least hourly. Fixed, so every run steps the same.
+# The longest step while no P1 slot, event or P2 bus work is due: the registers, profiles
+# and `ctl status` follow the meter at least hourly. Fixed, so every run steps the same.
 MAX_STEP = timedelta(hours=1)
 
 
@@ -97,6 +99,11 @@ class ScenarioRunner:
         self.clock = SteppedClock(scenario.start, speed or 1.0)
         self.meter = Meter(config, self.clock, self.store, random.Random(scenario.seed))
         self.control = ControlServer(self.meter, state_dir / SOCKET_NAME)
+        self.p2 = (
+            ScenarioBus(config, self.meter, self.control, state_dir, scenario.seed)
+            if config.p2.enabled
+            else None
+        )
         p1 = config.p1
         self.interval = timedelta(seconds=p1.interval_s)
         self.request = open_request_line(p1.request, p1.request_active_high)
@@ -163,6 +170,8 @@ class ScenarioRunner:
     async def run(self) -> None:
         """The timeline from start to end; the control socket serves meanwhile."""
         self.check()
+        if self.p2 is not None:
+            self.p2.start()
         await self.sink.open()
         try:
             await self.request.open()
@@ -201,6 +210,9 @@ class ScenarioRunner:
             self._meter_to_now()
             while events and events[0].at <= now:
                 await self._dispatch(events.popleft())
+            if self.p2 is not None:
+                await self.p2.step()
+                self._meter_to_now()  # what the read-out logged, committed at its time
             raised = self.request.is_raised()
             if raised and not raised_before:
                 next_slot = now  # P1 §5.2: the first telegram as Request rises
@@ -214,6 +226,8 @@ class ScenarioRunner:
             due = [scenario.end, now + MAX_STEP]
             if events:
                 due.append(events[0].at)
+            if self.p2 is not None and (bus := self.p2.next_due(now)) is not None and bus > now:
+                due.append(bus)
             if raised or not isinstance(self.request, SimulatedRequestLine):
                 # A line raised, or one only the reader moves (GPIO): every slot is due.
                 due.append(next_slot if raised else now + self.interval)

@@ -16,7 +16,7 @@ from twin.cli import main
 from twin.cli_common import EXIT_CONFIG
 from twin.clock import AMSTERDAM
 from twin.meter.events import EventLog
-from twin.meter.profiles import STATUS_CAD, STATUS_DNV
+from twin.meter.profiles import STATUS_CAD, STATUS_DNV, STATUS_PDN
 from twin.p1.capture import load_capture
 from twin.scenario import Scenario, ScenarioError, scenario_from_mapping
 from twin.scenario_run import ScenarioRunner, check_scenario
@@ -76,6 +76,22 @@ cmd = "load"
 clear = true
 
 [[event]]
+after = "3h"
+cmd = "gas"
+battery_low = true
+clock_drift_s = 120.0
+
+[[event]]
+after = "9h30m"
+cmd = "gas"
+attached = false
+
+[[event]]
+after = "12h30m"
+cmd = "gas"
+attached = true
+
+[[event]]
 after = "20h"
 cmd = "tamper"
 code = 41
@@ -100,7 +116,13 @@ async def run_once(
     runner = ScenarioRunner(chosen, state_dir, speed=speed, capture=capture)
     try:
         await runner.run()
-        rows = runner.store.load_profile(), runner.store.daily_profile()
+        store = runner.store
+        rows = (
+            store.load_profile(),
+            store.daily_profile(),
+            store.mbus_hourly(1),
+            store.events(EventLog.MBUS),
+        )
     finally:
         runner.close()
     return capture.getvalue(), rows
@@ -117,9 +139,29 @@ async def test_the_same_scenario_gives_the_same_telegrams_and_profiles(tmp_path:
     # Request raised for 30 min (less the 200.5 s power failure) and for the last 30 min.
     # 0..1800 s less the slots of the outage (440..630 s), then 23:30..24:00 inclusive.
     assert len(telegrams) == 180 - 20 + 181
-    load_profile, daily = first_rows
+    load_profile, daily, mbus_hourly, mbus_events = first_rows
     assert len(load_profile) == 96
     assert len(daily) == 1
+    # The gas meter on P2, read `read_delay_s` after every hour: off the bus from 15:30 to
+    # 18:30 (its rows hold the last value, flagged DNV), then back.
+    assert len(mbus_hourly) == 24
+    values = [row.value for row in mbus_hourly]
+    assert values == sorted(values)
+    assert values[-1] > values[0]
+    off = [row for row in mbus_hourly if row.status & STATUS_DNV and not row.status & STATUS_PDN]
+    assert [row.time.hour for row in off] == [16, 17, 18, 20]  # UTC
+    assert {row.value for row in off[:3]} == {mbus_hourly[9].value}  # the value before it left
+    # Back on the bus its clock, 120 s off, is synchronised: the next row flags the adjustment.
+    assert off[3].status & STATUS_CAD
+    # P3 §4.2.1 M-Bus events of channel 1: installed, battery low (status bit 2, at the next
+    # read-out), communication error and ok again, its clock adjusted (bit 5, P2 §6.2.1).
+    assert [(event.when.hour, event.code) for event in mbus_events] == [
+        (5, 105),
+        (8, 102),
+        (15, 100),
+        (18, 101),
+        (19, 104),
+    ]
 
 
 async def test_a_different_seed_gives_a_different_household(tmp_path: Path) -> None:
@@ -136,6 +178,8 @@ BAD = [
     ({"duration": "3 days"}, "'duration' = '3 days'"),
     ({"seed": 1.5}, "'seed' must be a whole number"),
     ({"config": {"p3": {"endpoint": "tcp://127.0.0.1:4059"}}}, "'config.p3' cannot be set"),
+    ({"config": {"p2": {"bus": "pty://mbus"}}}, "'config.p2.bus' cannot be set in a scenario"),
+    ({"config": {"p2": {"read_delay_s": 900}}}, "config: 'p2.read_delay_s' = 900 is not allow"),
     ({"config": {"p1": {"interval_s": 0}}}, "config: 'p1.interval_s' = 0 is not allowed"),
     ({"config": {"load": {"fridge": True}}}, "config: unknown key 'load.fridge'"),
     ({"weather": {"2026-13-01": 0.5}}, "'weather.2026-13-01': not a date"),
@@ -160,6 +204,8 @@ CHECKED = [
     ({"after": "1h", "cmd": "tamper", "colour": 1}, "event 2: unknown field 'colour' for 'tamper'"),
     ({"after": "1h", "cmd": "clock-set", "time": "noon"}, "event 2: 'time' must be an ISO time"),
     ({"after": "1h", "cmd": "weather", "cloudiness": 2}, "event 2: 'cloudiness' must be a num"),
+    ({"after": "1h", "cmd": "gas", "attached": "no"}, "event 2: 'attached' must be true or"),
+    ({"after": "1h", "cmd": "mbus", "action": "explode"}, "event 2: 'action' must be one of"),
 ]
 
 

@@ -18,7 +18,7 @@ import pytest
 from tests.peers.test_p1_dsmr_parser import parse
 from tests.support import amsterdam
 from twin.meter.events import EventCode, EventLog
-from twin.meter.profiles import STATUS_DST
+from twin.meter.profiles import STATUS_DNV, STATUS_DST
 from twin.p1.capture import load_capture
 from twin.scenario import load_scenario
 from twin.scenario_run import ScenarioRunner, check_scenario
@@ -32,6 +32,7 @@ class Ran:
     telegrams: list[Any]  # dsmr_parser telegrams, CRC checked
     raw: list[str]
     store: Store
+    runner: ScenarioRunner
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def run(tmp_path: Path) -> Iterator[Any]:
         runners.append(runner)
         await runner.run()
         raw = [t.data.decode("ascii") for t in load_capture(capture.getvalue())]
-        return Ran([parse(text) for text in raw], raw, runner.store)
+        return Ran([parse(text) for text in raw], raw, runner.store, runner)
 
     yield run_scenario
     for runner in runners:
@@ -68,7 +69,7 @@ def flags(ran: Ran) -> list[str]:
 
 def test_every_shipped_scenario_is_tested() -> None:
     tested = {"dst-spring-week", "dst-autumn-week", "long-failures-month", "consumer-message"}
-    tested |= {"tamper", "summer-pv-days"}
+    tested |= {"tamper", "summer-pv-days", "gas-meter-removal"}
     assert {p.stem for p in SCENARIOS.glob("*.toml")} == tested
 
 
@@ -172,3 +173,39 @@ async def test_summer_pv_days(run: Any) -> None:
     ]
     assert exported[0] > 20_000  # Wh under a clear midsummer sky
     assert exported[1] < exported[0] / 2
+
+
+async def test_gas_meter_removal(run: Any) -> None:
+    ran = await run("gas-meter-removal")
+    gas = [t.HOURLY_GAS_METER_READING for t in ran.telegrams[:6]]
+    # Read out at 5 past each hour (P2 §4.3): at 09:10 the 09:00 value, at 10:10 (after the
+    # key change) the 10:00 one, higher; off the bus from 10:30, so at 12:10 still 10:00's.
+    captured = [reading.datetime for reading in gas[::2]]
+    assert captured == [amsterdam(2026, 10, 5, h) for h in (9, 10, 10)]
+    values = [reading.value for reading in gas[::2]]
+    assert values[0] < values[1] == values[2]
+    assert {reading.unit for reading in gas} == {"m3"}
+    # The new User key is the one the gas meter now decrypts with (P2 §6.5).
+    bus = ran.runner.p2
+    assert bus is not None
+    assert bus.gas is not None
+    assert bus.gas.slave.snapshot.user_key == bytes.fromhex("F0E0D0C0B0A090807060504030201000")
+    # Deinstalled at 12:30: no M-Bus lines on P1 any more (0-1:24.1.0 .. 0-1:24.2.1).
+    assert len(ran.telegrams) == 8
+    assert all("0-1:" not in text for text in ran.raw[6:])
+    assert all("0-1:24.2.1(" in text for text in ran.raw[:6])
+    # P3 §4.2.1: installed (105) at the start, the communication error (100) at the first
+    # read-out it missed; its hourly rows (0-1:24.3.0) are DNV from then on and stop with the
+    # deinstallation.
+    events = ran.store.events(EventLog.MBUS)
+    assert [(e.when, e.code) for e in events] == [
+        (amsterdam(2026, 10, 5, 8), 105),
+        (amsterdam(2026, 10, 5, 11, 5), 100),
+    ]
+    rows = ran.store.mbus_hourly(1)
+    assert [(r.time, bool(r.status & STATUS_DNV)) for r in rows] == [
+        (amsterdam(2026, 10, 5, 9), False),
+        (amsterdam(2026, 10, 5, 10), False),
+        (amsterdam(2026, 10, 5, 11), False),
+        (amsterdam(2026, 10, 5, 12), True),
+    ]
