@@ -21,6 +21,8 @@ BUFFERS = {
     "0-0:99.98.0": "standard event log",
     "0-0:99.98.1": "fraud event log",
     "1-0:99.97.0": "power failure event log",
+    "0-1:24.3.0": "M-Bus hourly values of channel 1 (the gas meter on P2)",
+    "0-0:99.98.3": "M-Bus event log",
 }
 
 
@@ -48,3 +50,10 @@ async def test_a_scenario_gives_the_same_p3_buffers_on_every_run(tmp_path: Path)
     assert [row[1] for row in failures] == [200]  # the 200.5 s failure, in whole seconds
     fraud = utils.parse_as_dlms_data(first["0-0:99.98.1"])
     assert [row[1] for row in fraud] == [41]
+    gas = utils.parse_as_dlms_data(first["0-1:24.3.0"])
+    assert len(gas) == 24  # read out hourly by the P2 master, every hour of the day
+    values = [row[2] for row in gas]
+    assert values == sorted(values)
+    assert values[-1] > values[0]
+    mbus_events = utils.parse_as_dlms_data(first["0-0:99.98.3"])
+    assert [row[1] for row in mbus_events] == [105, 102, 100, 101, 104]
