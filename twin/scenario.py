@@ -34,9 +34,10 @@ from twin.clock import AMSTERDAM, carryable
 from twin.config import Config, ConfigError, config_from_mapping, read_toml
 
 # What a scenario run serves: the meter, P1, P2 with the simulated gas meter on the instant
-# in-process bus (twin/scenario_p2.py) and the control socket. P3 runs on its own timing
-# (pushes, sessions), which the scenario's stepped clock does not drive yet, and the display
-# is for eyes. The clock is the scenario's (start, --speed).
+# in-process bus (twin/scenario_p2.py), P3's object model (twin/scenario_p3.py) and the
+# control socket. The P3 TCP service and modem run on their own timing (pushes, sessions),
+# which the scenario's stepped clock does not drive yet, and the display is for eyes. The
+# clock is the scenario's (start, --speed).
 NOT_IN_SCENARIOS = ("clock", "p3", "display")
 RUN_ONLY: dict[str, dict[str, Any]] = {
     "p3": {"endpoint": "none"},

@@ -60,13 +60,9 @@ class ScenarioBus:
         if self.gas is not None and self.gas.attached:
             self.service.discover(self._answer)
 
-    def next_due(self, base_now: datetime) -> datetime | None:
-        """The runner's (base) clock time of the next bus work; None: at once."""
-        due = self.service.due()
-        if due is None:
-            return None
-        # The master plans on the E meter's clock, which a clock-set moves off the base.
-        return due - (self.meter.clock.now() - base_now)
+    def next_due(self) -> datetime | None:
+        """The meter time of the next bus work; None: at once (before the first step)."""
+        return self.service.due()
 
     async def step(self) -> None:
         """What is due on the bus at the clock's time (nothing at all between due points)."""

@@ -37,8 +37,10 @@ from twin.metering import Meter
 from twin.p1.capture import CapturedTelegram, header_line, telegram_line
 from twin.p1.replay import send_while_requested
 from twin.p1.telegram import TelegramEncoder
+from twin.p2.port import P2MbusPort
 from twin.scenario import Scenario, ScenarioError, ScenarioEvent
 from twin.scenario_p2 import ScenarioBus
+from twin.scenario_p3 import ScenarioHeadEnd
 from twin.store import Store
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,13 @@ class ScenarioRunner:
             ScenarioBus(config, self.meter, self.control, state_dir, scenario.seed)
             if config.p2.enabled
             else None
+        )
+        self.p3 = ScenarioHeadEnd(
+            config,
+            self.meter,
+            self.control,
+            state_dir,
+            P2MbusPort(self.p2.service) if self.p2 is not None else None,
         )
         p1 = config.p1
         self.interval = timedelta(seconds=p1.interval_s)
@@ -212,7 +221,8 @@ class ScenarioRunner:
                 await self._dispatch(events.popleft())
             if self.p2 is not None:
                 await self.p2.step()
-                self._meter_to_now()  # what the read-out logged, committed at its time
+            self.p3.tick()
+            self._meter_to_now()  # what the read-out or an activation logged, at its time
             raised = self.request.is_raised()
             if raised and not raised_before:
                 next_slot = now  # P1 §5.2: the first telegram as Request rises
@@ -226,13 +236,21 @@ class ScenarioRunner:
             due = [scenario.end, now + MAX_STEP]
             if events:
                 due.append(events[0].at)
-            if self.p2 is not None and (bus := self.p2.next_due(now)) is not None and bus > now:
-                due.append(bus)
+            due.extend(self._port_due_points(now))
             if raised or not isinstance(self.request, SimulatedRequestLine):
                 # A line raised, or one only the reader moves (GPIO): every slot is due.
                 due.append(next_slot if raised else now + self.interval)
             now = min(due)
             await self._pace(loop, real_start, now)
+
+    def _port_due_points(self, now: datetime) -> list[datetime]:
+        """The P2 master's next bus work and a scheduled calendar activation, on the runner's
+        clock (they are planned on the meter's, which a clock-set moves off it)."""
+        offset = self.meter.clock.now() - now
+        planned = [self.p3.next_due()]
+        if self.p2 is not None:
+            planned.append(self.p2.next_due())
+        return [when - offset for when in planned if when is not None and when - offset > now]
 
     def _meter_to_now(self) -> None:
         """Integrate up to the clock and commit at once what was logged (events are never held;

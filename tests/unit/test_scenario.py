@@ -18,6 +18,8 @@ from twin.clock import AMSTERDAM
 from twin.meter.events import EventLog
 from twin.meter.profiles import STATUS_CAD, STATUS_DNV, STATUS_PDN
 from twin.p1.capture import load_capture
+from twin.p3.dlms.cosem import AttributeRef
+from twin.p3.objects.base import obis_bytes
 from twin.scenario import Scenario, ScenarioError, scenario_from_mapping
 from twin.scenario_run import ScenarioRunner, check_scenario
 from twin.store import Store
@@ -196,6 +198,16 @@ def test_a_bad_scenario_is_refused_naming_the_key(changes: dict[str, Any], error
         scenario(**changes)
 
 
+# calendar_name_passive of the activity calendar (P3 §5.4) = "UC12", as the head-end sets it.
+CALENDAR_NAME = {
+    "after": "1h",
+    "cmd": "p3-set",
+    "class_id": 20,
+    "obis": "0-0:13.0.0",
+    "attribute": 6,
+    "data": "090455433132",
+}
+
 CHECKED = [
     ({"after": "1h", "cmd": "explode"}, "event 2: unknown command 'explode'; known: admin,"),
     ({"after": "1h", "cmd": "power-failure", "seconds": -5}, "event 2: 'seconds' must be a num"),
@@ -206,6 +218,12 @@ CHECKED = [
     ({"after": "1h", "cmd": "weather", "cloudiness": 2}, "event 2: 'cloudiness' must be a num"),
     ({"after": "1h", "cmd": "gas", "attached": "no"}, "event 2: 'attached' must be true or"),
     ({"after": "1h", "cmd": "mbus", "action": "explode"}, "event 2: 'action' must be one of"),
+    ({**CALENDAR_NAME, "data": "0904554331"}, "event 2: 'data' must be hex of one A-XDR Data"),
+    ({**CALENDAR_NAME, "data": "09045543313200"}, "event 2: 'data' must be hex of one A-XDR"),
+    ({**CALENDAR_NAME, "obis": "0-0:13.0"}, "event 2: 'obis' must be an OBIS code"),
+    ({**CALENDAR_NAME, "obis": "0-0:13.0.256"}, "event 2: 'obis' must be an OBIS code"),
+    ({**CALENDAR_NAME, "attribute": 0}, "event 2: 'attribute' must be a whole number from 1"),
+    ({**CALENDAR_NAME, "cmd": "p3-action"}, "event 2: unknown field 'attribute' for 'p3-act"),
 ]
 
 
@@ -216,6 +234,45 @@ def test_commands_and_fields_are_checked_before_the_start(
     chosen = scenario(event=[{"after": "0s", "cmd": "tamper"}, event])
     with pytest.raises(ScenarioError, match=error):
         check_scenario(chosen)
+
+
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [
+        # 1-0:1.8.1 is read-only for every client (P3 §2.2): the meter's answer ends the run.
+        (
+            {**CALENDAR_NAME, "class_id": 3, "obis": "1-0:1.8.1", "attribute": 2},
+            r"event 1 \('p3-set' at 2026-03-10T05:00:00\+00:00\): refused: the meter answered"
+            " the SET with READ_WRITE_DENIED",
+        ),
+        (
+            {"after": "0s", "cmd": "p3-action", "class_id": 20, "obis": "0-0:13.0.1", "method": 1},
+            "event 1 .*: refused: the meter answered the ACTION with OBJECT_UNDEFINED",
+        ),
+    ],
+)
+async def test_a_p3_request_the_meter_refuses_ends_the_run_naming_the_event(
+    tmp_path: Path, event: dict[str, Any], error: str
+) -> None:
+    chosen = scenario(event=[{**event, "after": "0s"}], duration="1h", weather={})
+    with pytest.raises(ScenarioError, match=error):
+        await run_once(tmp_path, chosen)
+
+
+async def test_a_p3_set_as_the_management_client_changes_the_object_model(
+    tmp_path: Path,
+) -> None:
+    chosen = scenario(event=[CALENDAR_NAME], duration="2h", weather={})
+    runner = ScenarioRunner(chosen, tmp_path, capture=io.StringIO())
+    try:
+        await runner.run()
+        name = runner.p3.objects.get(1, AttributeRef(20, obis_bytes("0-0:13.0.0"), 6), None)
+        sessions = runner.store.events(EventLog.COMMUNICATION)
+    finally:
+        runner.close()
+    assert name == bytes.fromhex("090455433132")
+    # One short association of the management client, in the communication log (P3 §5.10).
+    assert [e.when for e in sessions] == [datetime(2026, 3, 10, 6, 0, tzinfo=UTC)]
 
 
 def test_the_cli_refuses_a_bad_scenario_before_touching_the_state_dir(

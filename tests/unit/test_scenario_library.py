@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dlms_cosem import utils
 
 from tests.peers.test_p1_dsmr_parser import parse
 from tests.support import amsterdam
 from twin.meter.events import EventCode, EventLog
 from twin.meter.profiles import STATUS_DNV, STATUS_DST
 from twin.p1.capture import load_capture
+from twin.p3.dlms.cosem import AttributeRef
+from twin.p3.objects.base import obis_bytes
 from twin.scenario import load_scenario
 from twin.scenario_run import ScenarioRunner, check_scenario
 from twin.store import Store
@@ -69,7 +72,7 @@ def flags(ran: Ran) -> list[str]:
 
 def test_every_shipped_scenario_is_tested() -> None:
     tested = {"dst-spring-week", "dst-autumn-week", "long-failures-month", "consumer-message"}
-    tested |= {"tamper", "summer-pv-days", "gas-meter-removal"}
+    tested |= {"tamper", "summer-pv-days", "gas-meter-removal", "tariff-program-change"}
     assert {p.stem for p in SCENARIOS.glob("*.toml")} == tested
 
 
@@ -209,3 +212,31 @@ async def test_gas_meter_removal(run: Any) -> None:
         (amsterdam(2026, 10, 5, 11), False),
         (amsterdam(2026, 10, 5, 12), True),
     ]
+
+
+async def test_tariff_program_change(run: Any) -> None:
+    ran = await run("tariff-program-change")
+    shown = [
+        (t.P1_MESSAGE_TIMESTAMP.value, t.ELECTRICITY_ACTIVE_TARIFF.value) for t in ran.telegrams
+    ]
+    assert shown == [
+        (amsterdam(2026, 11, 23, 21), "0002"),  # the old program: normal until 23:00
+        (amsterdam(2026, 11, 24, 7, 30), "0001"),  # the new one: low until 08:00
+        (amsterdam(2026, 11, 24, 12), "0002"),
+        (amsterdam(2026, 11, 24, 21), "0001"),  # low from 20:00
+    ]
+    # P3 §5.4: event 9 at activate_passive_calendar_time, not at the next step after it.
+    standard = ran.store.events(EventLog.STANDARD)
+    assert [(e.when, e.code) for e in standard] == [
+        (amsterdam(2026, 11, 24), EventCode.TARIFF_TIMES_ACTIVATED)
+    ]
+    # The active calendar 0-0:13.0.0 as P3 serves it, decoded by dlms-cosem.
+    objects = ran.runner.p3.objects
+    name = objects.get(1, AttributeRef(20, obis_bytes("0-0:13.0.0"), 2), None)
+    days = objects.get(1, AttributeRef(20, obis_bytes("0-0:13.0.0"), 5), None)
+    assert isinstance(name, bytes)
+    assert isinstance(days, bytes)
+    assert bytes(utils.parse_as_dlms_data(name)) == b"UC12"
+    working = utils.parse_as_dlms_data(days)[0]
+    switches = [(bytes(entry[0]).hex(), entry[2]) for entry in working[1]]
+    assert switches == [("000000ff", 1), ("080000ff", 2), ("140000ff", 1)]
