@@ -108,9 +108,9 @@ class ScenarioHeadEnd:
         mbus: MbusPort | None,
     ) -> None:
         self.meter = meter
-        keys = KeyStore(meter.store, config.p3)
+        self.keys = KeyStore(meter.store, config.p3)  # what a P3 association would use
         self.objects: DsmrObjects = build_objects(
-            meter, keys=keys, mbus=mbus, modem=None, state_dir=state_dir
+            meter, keys=self.keys, mbus=mbus, modem=None, state_dir=state_dir
         )
         self.applied = 0
         control.add_command("p3-set", self._set, P3_SET_FIELDS)

@@ -14,15 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dlms_cosem import utils
+from dlms_cosem import cosem, enumerations, utils
+from dlms_cosem.exceptions import DlmsClientException
 
 from tests.peers.test_p1_dsmr_parser import parse
 from tests.support import amsterdam
+from tests.unit.p3.helpers import Challenges, MemoryLink, management_client
 from twin.meter.events import EventCode, EventLog
 from twin.meter.profiles import STATUS_DNV, STATUS_DST
 from twin.p1.capture import load_capture
 from twin.p3.dlms.cosem import AttributeRef
 from twin.p3.objects.base import obis_bytes
+from twin.p3.server.association import ServerConfig
+from twin.p3.server.connection import DlmsServer
 from twin.scenario import load_scenario
 from twin.scenario_run import ScenarioRunner, check_scenario
 from twin.store import Store
@@ -73,6 +77,7 @@ def flags(ran: Ran) -> list[str]:
 def test_every_shipped_scenario_is_tested() -> None:
     tested = {"dst-spring-week", "dst-autumn-week", "long-failures-month", "consumer-message"}
     tested |= {"tamper", "summer-pv-days", "gas-meter-removal", "tariff-program-change"}
+    tested |= {"firmware-and-keys"}
     assert {p.stem for p in SCENARIOS.glob("*.toml")} == tested
 
 
@@ -240,3 +245,43 @@ async def test_tariff_program_change(run: Any) -> None:
     working = utils.parse_as_dlms_data(days)[0]
     switches = [(bytes(entry[0]).hex(), entry[2]) for entry in working[1]]
     assert switches == [("000000ff", 1), ("080000ff", 2), ("140000ff", 1)]
+
+
+def management(ran: Ran, guek: str, gak: str) -> Any:
+    """A dlms-cosem management client (HLS-GMAC, P3 §3.2) associated with the scenario's meter
+    through the DLMS server core, with the meter's own key store."""
+    head_end = ran.runner.p3
+    keys = head_end.keys
+    server = DlmsServer(
+        ServerConfig(keys.material.system_title),
+        head_end.objects.session(),
+        keys=keys,
+        counters=keys.counters,
+        challenges=Challenges(),
+    )
+    client = management_client(
+        MemoryLink(server, 1), guek=bytes.fromhex(guek), gak=bytes.fromhex(gak)
+    )
+    client.associate()
+    return client
+
+
+async def test_firmware_and_keys(run: Any) -> None:
+    ran = await run("firmware-and-keys")
+    # P3 §5.12: verified after the last block (17), activated when the association of the
+    # activation ended (18, then the self check 20).
+    standard = ran.store.events(EventLog.STANDARD)
+    assert [(e.when, e.code) for e in standard] == [
+        (amsterdam(2026, 4, 7, 10, 16), EventCode.FIRMWARE_READY),
+        (amsterdam(2026, 4, 7, 10, 20), EventCode.FIRMWARE_ACTIVATED),
+        (amsterdam(2026, 4, 7, 10, 20), EventCode.SELFCHECK_AFTER_FIRMWARE_OK),
+    ]
+    # The head-end's next association needs the transferred keys; the old ones are refused.
+    new = management(ran, "00112233445566778899AABBCCDDEEFF", "C0C1C2C3C4C5C6C7C8C9CACBCCCDCECF")
+    firmware = new.get(
+        cosem.CosemAttribute(enumerations.CosemInterface.DATA, cosem.Obis(1, 0, 0, 2, 0), 2)
+    )
+    assert bytes(utils.parse_as_dlms_data(firmware)) == b"TWN-FW-5.1"
+    with pytest.raises(DlmsClientException, match="REJECTED_PERMANENT"):
+        management(ran, "000102030405060708090A0B0C0D0E0F", "D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
+    assert len(ran.telegrams) == 6  # P1 sends on: 11:55:00 to 11:55:50
