@@ -1,5 +1,7 @@
 """P3 in a scenario run (twin/scenario_run.py): the meter's COSEM object model, with the
-head-end's SET and ACTION as timeline events.
+head-end's SET and ACTION as timeline events, and with `--p3 tcp://HOST:PORT` the P3 TCP
+service (P3 §3; no GPRS modem: always listening), so a head-end or dlms-cosem can read the
+scenario's meter while it runs (paced with `--speed`).
 
 The object model is the running twin's (`build_objects`, bound live to the meter and, with P2,
 to the M-Bus master as its class 72 port). Its ticker (passive calendar activation, P3 §5.4;
@@ -38,6 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from twin.clock import SystemClock
 from twin.config import Config
 from twin.control import ControlError, ControlServer
 from twin.control_fields import Field, integer
@@ -50,6 +53,8 @@ from twin.p3.objects import values as v
 from twin.p3.objects.base import ObjectError, obis_bytes
 from twin.p3.objects.factory import DsmrObjects
 from twin.p3.server.association import MANAGEMENT_CLIENT
+from twin.p3.service import P3Service
+from twin.p3.wiring import parse_endpoint
 from twin.ports import MbusPort
 from twin.scenario import ScenarioError
 
@@ -113,8 +118,27 @@ class ScenarioHeadEnd:
             meter, keys=self.keys, mbus=mbus, modem=None, state_dir=state_dir
         )
         self.applied = 0
+        # `--p3 tcp://HOST:PORT`: the TCP service (P3 §3), so a head-end can read the running
+        # scenario's meter; what it does is of course not part of the reproducible timeline.
+        self.service: P3Service | None = None
+        if config.p3.serves:
+            host, port = parse_endpoint(config.p3.endpoint)
+            self.service = P3Service(
+                meter,
+                self.keys,
+                self.objects,
+                host,
+                port,
+                net_clock=SystemClock(),  # network timers run in real time, as in a twin
+                association_timeout_s=config.p3.association_timeout_s,
+            )
         control.add_command("p3-set", self._set, P3_SET_FIELDS)
         control.add_command("p3-action", self._action, P3_ACTION_FIELDS)
+
+    async def serve(self) -> None:
+        """Serve P3 over TCP until cancelled (at once done without `--p3`)."""
+        if self.service is not None:
+            await self.service.run()
 
     def next_due(self) -> datetime | None:
         """The meter time of a scheduled passive calendar activation (P3 §5.4), if any."""

@@ -184,12 +184,17 @@ class ScenarioRunner:
         await self.sink.open()
         try:
             await self.request.open()
-            server = asyncio.create_task(self.control.run())
+            # Windows on the run, not part of it: the control socket and (--p3) P3 over TCP.
+            windows = [
+                asyncio.create_task(self.control.run(), name="the control socket"),
+                asyncio.create_task(self.p3.serve(), name="P3 over TCP"),
+            ]
             try:
                 await self._timeline()
             finally:
-                server.cancel()
-                await self._stopped(server)
+                for window in windows:
+                    window.cancel()
+                    await self._stopped(window)
                 await self.request.close()
         finally:
             await self.sink.close()
@@ -197,15 +202,15 @@ class ScenarioRunner:
         log.info("scenario %s done: %s", self.scenario.name, self.status())
 
     @staticmethod
-    async def _stopped(server: asyncio.Task[None]) -> None:
-        """The control socket is a window on the run, not part of it: a socket that could not
-        be served (e.g. a path too long for a Unix socket) is reported, the run stands."""
+    async def _stopped(window: asyncio.Task[None]) -> None:
+        """A window on the run that could not be served (e.g. a path too long for a Unix
+        socket, a P3 port in use) is reported; the run stands."""
         try:
-            await server
+            await window
         except asyncio.CancelledError:
             pass
         except OSError as exc:
-            log.warning("the control socket could not be served: %s", exc)
+            log.warning("%s could not be served: %s", window.get_name(), exc)
 
     async def _timeline(self) -> None:
         scenario, loop = self.scenario, asyncio.get_running_loop()

@@ -370,4 +370,7 @@ def test_record_goes_with_a_scenario(tmp_path: Path, capsys: pytest.CaptureFixtu
     path.write_text(BUSY_DAY, encoding="utf-8")
     argv = ["run", "--scenario", str(path), "--config", str(path)]
     assert main(argv) == EXIT_CONFIG
-    assert "no --config or --p3" in capsys.readouterr().err
+    assert "no --config with it" in capsys.readouterr().err
+    argv = ["run", "--scenario", str(path), "--p3", "udp://127.0.0.1:4059", "--check"]
+    assert main(argv) == EXIT_CONFIG
+    assert "'p3.endpoint' = 'udp://127.0.0.1:4059' is not allowed" in (capsys.readouterr().err)
