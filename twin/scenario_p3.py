@@ -6,8 +6,8 @@ scenario's meter while it runs (paced with `--speed`).
 The object model is the running twin's (`build_objects`, bound live to the meter and, with P2,
 to the M-Bus master as its class 72 port). Its ticker (passive calendar activation, P3 §5.4;
 the definable load profile's captures, §8.6) runs at every due point of the runner, and the
-calendar's activate_passive_calendar_time is one of them, so an activation happens at its
-meter time on every run.
+calendar's activate_passive_calendar_time and the definable profile's capture boundaries are
+due points, so each happens at its meter time on every run.
 
 Two event kinds (control commands of the run) apply what a head-end's management client
 (client SAP 1, P3 §2.1) would, each as one short association: the access rights of the
@@ -141,8 +141,13 @@ class ScenarioHeadEnd:
             await self.service.run()
 
     def next_due(self) -> datetime | None:
-        """The meter time of a scheduled passive calendar activation (P3 §5.4), if any."""
-        return self.objects.calendar.activation_due()
+        """The meter time of the object model's next scheduled work: a passive calendar's
+        activation (P3 §5.4) or a capture of the definable load profile (§8.6)."""
+        planned = [
+            self.objects.calendar.activation_due(),
+            self.objects.definable.next_capture(self.meter.now()),
+        ]
+        return min((when for when in planned if when is not None), default=None)
 
     def tick(self) -> None:
         """What the object model runs on the meter clock, at the step's time."""
