@@ -34,6 +34,7 @@ take (the object model's answer is not success) ends the run with an error namin
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -58,6 +59,7 @@ from twin.p3.wiring import parse_endpoint
 from twin.ports import MbusPort
 from twin.scenario import ScenarioError
 
+KEY_STREAM = "p3 keys"  # its own stream of the scenario's seed (twin/scenario_p2.py has others)
 HLS_GMAC = 5  # the management client's authentication (P3 §8.3: HLS 5, GMAC)
 _OBIS = re.compile(r"\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3}(\.\d{1,3})?")
 MAX_DATA_BYTES = 65535  # more than any attribute of the DSMR object model holds
@@ -110,10 +112,15 @@ class ScenarioHeadEnd:
         meter: Meter,
         control: ControlServer,
         state_dir: Path,
+        *,
         mbus: MbusPort | None,
+        seed: int,
     ) -> None:
         self.meter = meter
-        self.keys = KeyStore(meter.store, config.p3)  # what a P3 association would use
+        # What a P3 association uses; the keys the scenario does not set come from its seed,
+        # so a head-end set up for one run reaches the meter of every run.
+        keys = random.Random(f"{KEY_STREAM} {seed}")
+        self.keys = KeyStore(meter.store, config.p3, urandom=keys.randbytes)
         self.objects: DsmrObjects = build_objects(
             meter, keys=self.keys, mbus=mbus, modem=None, state_dir=state_dir
         )

@@ -111,7 +111,8 @@ class ScenarioRunner:
             self.meter,
             self.control,
             state_dir,
-            P2MbusPort(self.p2.service) if self.p2 is not None else None,
+            mbus=P2MbusPort(self.p2.service) if self.p2 is not None else None,
+            seed=scenario.seed,
         )
         p1 = config.p1
         self.interval = timedelta(seconds=p1.interval_s)

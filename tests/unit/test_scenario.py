@@ -374,3 +374,23 @@ def test_record_goes_with_a_scenario(tmp_path: Path, capsys: pytest.CaptureFixtu
     argv = ["run", "--scenario", str(path), "--p3", "udp://127.0.0.1:4059", "--check"]
     assert main(argv) == EXIT_CONFIG
     assert "'p3.endpoint' = 'udp://127.0.0.1:4059' is not allowed" in (capsys.readouterr().err)
+
+
+def test_the_p3_keys_a_scenario_does_not_set_come_from_its_seed(tmp_path: Path) -> None:
+    """A head-end set up for a scenario's meter (system title, GUEK, AK, master key, HLS
+    secret; `dsmr-twin keys show`) reaches the same meter on every run."""
+
+    def material(state_dir: Path, chosen: Scenario) -> Any:
+        runner = ScenarioRunner(chosen, state_dir)
+        try:
+            return runner.p3.keys.material
+        finally:
+            runner.close()
+
+    first = material(tmp_path / "a", scenario())
+    assert material(tmp_path / "b", scenario()) == first
+    other = material(tmp_path / "c", scenario(seed=12))
+    assert other.system_title != first.system_title
+    assert other.guek != first.guek
+    given = scenario(config={"p3": {"guek": "000102030405060708090A0B0C0D0E0F"}})
+    assert material(tmp_path / "d", given).guek == bytes(range(16))
