@@ -52,7 +52,7 @@ from twin.p3.keys import KeyStore
 from twin.p3.objects import build_objects
 from twin.p3.objects import values as v
 from twin.p3.objects.base import ObjectError, obis_bytes
-from twin.p3.objects.factory import DsmrObjects
+from twin.p3.objects.factory import DsmrObjects, Session
 from twin.p3.server.association import MANAGEMENT_CLIENT
 from twin.p3.service import P3Service
 from twin.p3.wiring import parse_endpoint
@@ -60,7 +60,7 @@ from twin.ports import MbusPort
 from twin.scenario import ScenarioError
 
 KEY_STREAM = "p3 keys"  # its own stream of the scenario's seed (twin/scenario_p2.py has others)
-HLS_GMAC = 5  # the management client's authentication (P3 §8.3: HLS 5, GMAC)
+HLS_GMAC = 5  # the management client's authentication (P3 §3.2.2: HLS 5, GMAC)
 _OBIS = re.compile(r"\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3}(\.\d{1,3})?")
 MAX_DATA_BYTES = 65535  # more than any attribute of the DSMR object model holds
 
@@ -124,7 +124,6 @@ class ScenarioHeadEnd:
         self.objects: DsmrObjects = build_objects(
             meter, keys=self.keys, mbus=mbus, modem=None, state_dir=state_dir
         )
-        self.applied = 0
         # `--p3 tcp://HOST:PORT`: the TCP service (P3 §3), so a head-end can read the running
         # scenario's meter; what it does is of course not part of the reproducible timeline.
         self.service: P3Service | None = None
@@ -173,7 +172,6 @@ class ScenarioHeadEnd:
             session.released()
         if result is not DataAccessResult.SUCCESS:
             raise ControlError(f"the meter answered the SET with {result.name}")
-        self.applied += 1
         return {"result": result.name}
 
     async def _action(self, request: Mapping[str, Any]) -> object:
@@ -188,11 +186,10 @@ class ScenarioHeadEnd:
             session.released()
         if outcome.result is not ActionResult.SUCCESS:
             raise ControlError(f"the meter answered the ACTION with {outcome.result.name}")
-        self.applied += 1
         returned = outcome.return_value
         return {"result": outcome.result.name, "return": returned.hex() if returned else None}
 
-    def _associated(self) -> Any:
+    def _associated(self) -> Session:
         session = self.objects.session()
         session.associated(HLS_GMAC)
         return session

@@ -394,3 +394,25 @@ def test_the_p3_keys_a_scenario_does_not_set_come_from_its_seed(tmp_path: Path) 
     assert other.guek != first.guek
     given = scenario(config={"p3": {"guek": "000102030405060708090A0B0C0D0E0F"}})
     assert material(tmp_path / "d", given).guek == bytes(range(16))
+
+
+async def test_a_passive_calendar_the_twin_cannot_run_ends_the_run_at_its_activation(
+    tmp_path: Path,
+) -> None:
+    """Two normal-tariff windows a day are a valid calendar the twin's tariff program cannot
+    express: the SET is taken, the activation at 08:00 (P3 §5.4) cannot happen."""
+    calendar = {"cmd": "p3-set", "class_id": 20, "obis": "0-0:13.0.0", "after": "0s"}
+    two_windows = (
+        "010402021101010502030904000000FF090600000A0064FF12000102030904070000FF090600000A0064FF"
+        "120002020309040C0000FF090600000A0064FF120001020309040D0000FF090600000A0064FF1200020203"
+        "0904140000FF090600000A0064FF12000102021102010102030904000000FF090600000A0064FF12000102"
+        "021103010102030904000000FF090600000A0064FF12000102021104010102030904000000FF090600000A"
+        "0064FF120001"
+    )
+    events = [
+        {**calendar, "attribute": 9, "data": two_windows},
+        {**calendar, "attribute": 10, "data": "090C07EA030A0208000000FFC400"},  # 08:00 local
+    ]
+    chosen = scenario(event=events, duration="3h", weather={})
+    with pytest.raises(ScenarioError, match=r"tick at 2026-03-10 07:00:00\+00:00: .*tariff 2 once"):
+        await run_once(tmp_path, chosen)
