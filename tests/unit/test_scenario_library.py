@@ -77,7 +77,7 @@ def flags(ran: Ran) -> list[str]:
 def test_every_shipped_scenario_is_tested() -> None:
     tested = {"dst-spring-week", "dst-autumn-week", "long-failures-month", "consumer-message"}
     tested |= {"tamper", "summer-pv-days", "gas-meter-removal", "tariff-program-change"}
-    tested |= {"firmware-and-keys"}
+    tested |= {"firmware-and-keys", "gas-meter-alarms"}
     assert {p.stem for p in SCENARIOS.glob("*.toml")} == tested
 
 
@@ -285,3 +285,23 @@ async def test_firmware_and_keys(run: Any) -> None:
     with pytest.raises(DlmsClientException, match="REJECTED_PERMANENT"):
         management(ran, "000102030405060708090A0B0C0D0E0F", "D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
     assert len(ran.telegrams) == 6  # P1 sends on: 11:55:00 to 11:55:50
+
+
+async def test_gas_meter_alarms(run: Any) -> None:
+    ran = await run("gas-meter-alarms")
+    gas = [t.HOURLY_GAS_METER_READING for t in ran.telegrams]
+    assert len(gas) == 2  # Request raised 07:10:00 to 07:10:20
+    assert {(g.datetime, g.unit) for g in gas} == {(amsterdam(2026, 2, 3, 7), "m3")}
+    # The M-Bus event log 0-0:99.98.3 as P3 serves it, decoded by dlms-cosem: {time, code}.
+    log = ran.runner.p3.objects.get(1, AttributeRef(7, obis_bytes("0-0:99.98.3"), 2), None)
+    assert isinstance(log, bytes)
+    rows = utils.parse_as_dlms_data(log)
+    assert [row[1] for row in rows] == [105, 102, 103, 104]  # installed, battery, fraud, clock
+    # Each at the first read-out after it happened (5 past the hour, P2 §4.3); the clock one
+    # after the daily synchronisation at 06:05 found the clock off (P2 §6.2.1).
+    assert [bytes(row[0])[5:7] for row in rows] == [
+        bytes([6, 0]),
+        bytes([9, 5]),
+        bytes([12, 5]),
+        bytes([7, 5]),
+    ]
