@@ -5,8 +5,8 @@
     duration = "1d"                       # or end = "2026-03-29T12:00:00+02:00"
     seed = 7                              # the household's random stream
 
-    [config.p1]                           # any section of the config file but clock, p2, p3,
-    request = "simulated"                 # display (a scenario runs the meter, P1 and ctl)
+    [config.p1]                           # any section of the config file but clock and
+    request = "simulated"                 # display; p2 and p3 in part
 
     [weather]                             # clouds over the PV per day, from local midnight
     "2026-03-29" = 0.9
@@ -33,14 +33,23 @@ from typing import Any
 from twin.clock import AMSTERDAM, carryable
 from twin.config import Config, ConfigError, config_from_mapping, read_toml
 
-# What a scenario run serves: the meter, P1 and the control socket. P2 and P3 run on their
-# own timing (hourly reads, pushes), which the scenario's stepped clock does not drive yet,
-# and the display is for eyes; the model's gas stand-in fills the M-Bus lines on P1.
-NOT_IN_SCENARIOS = ("clock", "p2", "p3", "display")
-RUN_ONLY = {
-    "p2": {"enabled": False},
-    "p3": {"endpoint": "none"},
-    "display": {"device": "none"},
+# What a scenario run serves: the meter, P1, P2 with the simulated gas meter on the instant
+# in-process bus (twin/scenario_p2.py), P3's object model (twin/scenario_p3.py) and the
+# control socket. The P3 TCP service and modem run on their own timing (pushes, sessions),
+# which the scenario's stepped clock does not drive yet, and the display is for eyes. The
+# clock is the scenario's (start, --speed).
+NOT_IN_SCENARIOS = ("clock", "display")
+RUN_ONLY: dict[str, dict[str, Any]] = {"display": {"device": "none"}}
+# Sections a scenario may set in part: what it may set, and what its run always has.
+PARTLY_IN_SCENARIOS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    # P2 runs on the simulated bus without line time, stepped by the runner.
+    "p2": (
+        ("enabled", "read_delay_s", "install_window_s", "auto_key"),
+        {"bus": "simulated", "realtime": False},
+    ),
+    # The meter's P3 identity and keys (P3 §3.2), so a scenario can wrap new keys with the
+    # master key (a key change over P3); the object model runs without a TCP service or modem.
+    "p3": (("system_title", "guek", "gak", "master_key"), {"endpoint": "none", "modem": "none"}),
 }
 TOP_KEYS = ("name", "description", "start", "end", "duration", "seed", "config", "weather")
 EVENT_KEYS = ("at", "after", "cmd")
@@ -228,10 +237,21 @@ def _config(table: object) -> Config:
     for section in NOT_IN_SCENARIOS:
         if section in table:
             raise ScenarioError(
-                f"'config.{section}' cannot be set in a scenario: it runs the meter, P1 and the"
-                " control socket on its own clock (start, --speed)"
+                f"'config.{section}' cannot be set in a scenario: its clock is the scenario's"
+                " (start, --speed) and it runs no display"
             )
     merged = {**table, **RUN_ONLY}
+    for section, (allowed, forced) in PARTLY_IN_SCENARIOS.items():
+        given = table.get(section, {})
+        if not isinstance(given, dict):
+            raise ScenarioError(f"'config.{section}' must be a table")
+        extra = sorted(set(given) - set(allowed))
+        if extra:
+            raise ScenarioError(
+                f"'config.{section}.{extra[0]}' cannot be set in a scenario (allowed:"
+                f" {', '.join(allowed)}): it runs {section.upper()} on its own clock"
+            )
+        merged[section] = {**given, **forced}
     try:
         return config_from_mapping(merged)
     except ConfigError as exc:

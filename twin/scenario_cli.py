@@ -17,18 +17,23 @@ from twin.state_lock import StateLock
 
 
 def _scenario(args: argparse.Namespace) -> Scenario:
-    if args.config is not None or args.p3 is not None:
-        raise ConfigError("--scenario brings its own configuration: no --config or --p3 with it")
+    if args.config is not None:
+        raise ConfigError("--scenario brings its own configuration: no --config with it")
     if args.speed is not None and not 0 < args.speed <= 1e9:
         raise ConfigError("--speed is from 0 to 1e9 meter seconds per real second")
     scenario = load_scenario(args.scenario)
-    if args.p1 is not None:  # where the telegrams go is the operator's, not the scenario's
-        p1 = config_from_mapping({"p1": {"endpoint": args.p1}}).p1
-        updated = dataclasses.replace(scenario.config.p1, endpoint=p1.endpoint)
-        scenario = dataclasses.replace(
-            scenario, config=dataclasses.replace(scenario.config, p1=updated)
-        )
+    # Where the telegrams go and where a head-end reaches P3 (P3 §3: TCP) are the operator's.
+    for section, endpoint in (("p1", args.p1), ("p3", args.p3)):
+        if endpoint is not None:
+            scenario = _with_endpoint(scenario, section, endpoint)
     return scenario
+
+
+def _with_endpoint(scenario: Scenario, section: str, endpoint: str) -> Scenario:
+    checked = getattr(config_from_mapping({section: {"endpoint": endpoint}}), section)
+    updated = dataclasses.replace(getattr(scenario.config, section), endpoint=checked.endpoint)
+    config = dataclasses.replace(scenario.config, **{section: updated})
+    return dataclasses.replace(scenario, config=config)
 
 
 def run_scenario(args: argparse.Namespace) -> int:

@@ -1,11 +1,12 @@
-"""Run a scenario (twin/scenario.py): a new meter on a stepped clock, its P1 line and its
-control socket, with the timeline's events dispatched through the control socket's own
-commands at their times.
+"""Run a scenario (twin/scenario.py): a new meter on a stepped clock, its P1 line, its P2
+master with the simulated gas meter (twin/scenario_p2.py) and its control socket, with the
+timeline's events dispatched through the control socket's own commands at their times.
 
-Deterministic: the same scenario gives the same P1 telegrams and the same profile rows on
-every run and every machine. The household draws from `random.Random(seed)` and nothing reads
-the host's clock; the meter's clock is a stepped clock that this runner moves from due point
-to due point (the events, the P1 slots while Request is raised, at most an hour apart
+Deterministic: the same scenario gives the same P1 telegrams and the same profile rows (the
+M-Bus hourly rows included) on every run and every machine. The household, the gas meter and
+the keys draw from streams seeded by the scenario's seed and nothing reads the host's clock;
+the meter's clock is a stepped clock that this runner moves from due point to due point (the
+events, the P1 slots while Request is raised, the P2 master's bus work, at most an hour apart
 otherwise), so the model is advanced to the same meter times in the same order on every run,
 whatever the scheduling of the host. `--speed` only paces those steps in real time (never
 faster than `speed` meter seconds per real second); without it the steps follow each other at
@@ -36,13 +37,16 @@ from twin.metering import Meter
 from twin.p1.capture import CapturedTelegram, header_line, telegram_line
 from twin.p1.replay import send_while_requested
 from twin.p1.telegram import TelegramEncoder
+from twin.p2.port import P2MbusPort
 from twin.scenario import Scenario, ScenarioError, ScenarioEvent
+from twin.scenario_p2 import ScenarioBus
+from twin.scenario_p3 import ScenarioHeadEnd
 from twin.store import Store
 
 log = logging.getLogger(__name__)
 
-# The longest step while no P1 slot or event is due: the registers, profiles and `ctl status`
-# follow the meter at least hourly. Fixed, so every run steps the same.
+# The longest step while no P1 slot, event or P2 bus work is due: the registers, profiles
+# and `ctl status` follow the meter at least hourly. Fixed, so every run steps the same.
 MAX_STEP = timedelta(hours=1)
 
 
@@ -97,6 +101,19 @@ class ScenarioRunner:
         self.clock = SteppedClock(scenario.start, speed or 1.0)
         self.meter = Meter(config, self.clock, self.store, random.Random(scenario.seed))
         self.control = ControlServer(self.meter, state_dir / SOCKET_NAME)
+        self.p2 = (
+            ScenarioBus(config, self.meter, self.control, state_dir, scenario.seed)
+            if config.p2.enabled
+            else None
+        )
+        self.p3 = ScenarioHeadEnd(
+            config,
+            self.meter,
+            self.control,
+            state_dir,
+            mbus=P2MbusPort(self.p2.service) if self.p2 is not None else None,
+            seed=scenario.seed,
+        )
         p1 = config.p1
         self.interval = timedelta(seconds=p1.interval_s)
         self.request = open_request_line(p1.request, p1.request_active_high)
@@ -163,15 +180,22 @@ class ScenarioRunner:
     async def run(self) -> None:
         """The timeline from start to end; the control socket serves meanwhile."""
         self.check()
+        if self.p2 is not None:
+            self.p2.start()
         await self.sink.open()
         try:
             await self.request.open()
-            server = asyncio.create_task(self.control.run())
+            # Windows on the run, not part of it: the control socket and (--p3) P3 over TCP.
+            windows = [
+                asyncio.create_task(self.control.run(), name="the control socket"),
+                asyncio.create_task(self.p3.serve(), name="P3 over TCP"),
+            ]
             try:
                 await self._timeline()
             finally:
-                server.cancel()
-                await self._stopped(server)
+                for window in windows:
+                    window.cancel()
+                    await self._stopped(window)
                 await self.request.close()
         finally:
             await self.sink.close()
@@ -179,15 +203,15 @@ class ScenarioRunner:
         log.info("scenario %s done: %s", self.scenario.name, self.status())
 
     @staticmethod
-    async def _stopped(server: asyncio.Task[None]) -> None:
-        """The control socket is a window on the run, not part of it: a socket that could not
-        be served (e.g. a path too long for a Unix socket) is reported, the run stands."""
+    async def _stopped(window: asyncio.Task[None]) -> None:
+        """A window on the run that could not be served (e.g. a path too long for a Unix
+        socket, a P3 port in use) is reported; the run stands."""
         try:
-            await server
+            await window
         except asyncio.CancelledError:
             pass
         except OSError as exc:
-            log.warning("the control socket could not be served: %s", exc)
+            log.warning("%s could not be served: %s", window.get_name(), exc)
 
     async def _timeline(self) -> None:
         scenario, loop = self.scenario, asyncio.get_running_loop()
@@ -201,6 +225,10 @@ class ScenarioRunner:
             self._meter_to_now()
             while events and events[0].at <= now:
                 await self._dispatch(events.popleft())
+            if self.p2 is not None:
+                await self.p2.step()
+            self.p3.tick()
+            self._meter_to_now()  # what the read-out or an activation logged, at its time
             raised = self.request.is_raised()
             if raised and not raised_before:
                 next_slot = now  # P1 §5.2: the first telegram as Request rises
@@ -214,11 +242,21 @@ class ScenarioRunner:
             due = [scenario.end, now + MAX_STEP]
             if events:
                 due.append(events[0].at)
+            due.extend(self._port_due_points(now))
             if raised or not isinstance(self.request, SimulatedRequestLine):
                 # A line raised, or one only the reader moves (GPIO): every slot is due.
                 due.append(next_slot if raised else now + self.interval)
             now = min(due)
             await self._pace(loop, real_start, now)
+
+    def _port_due_points(self, now: datetime) -> list[datetime]:
+        """The P2 master's next bus work and a scheduled calendar activation, on the runner's
+        clock (they are planned on the meter's, which a clock-set moves off it)."""
+        offset = self.meter.clock.now() - now
+        planned = [self.p3.next_due()]
+        if self.p2 is not None:
+            planned.append(self.p2.next_due())
+        return [when - offset for when in planned if when is not None and when - offset > now]
 
     def _meter_to_now(self) -> None:
         """Integrate up to the clock and commit at once what was logged (events are never held;

@@ -16,8 +16,10 @@ from twin.cli import main
 from twin.cli_common import EXIT_CONFIG
 from twin.clock import AMSTERDAM
 from twin.meter.events import EventLog
-from twin.meter.profiles import STATUS_CAD, STATUS_DNV
+from twin.meter.profiles import STATUS_CAD, STATUS_DNV, STATUS_PDN
 from twin.p1.capture import load_capture
+from twin.p3.dlms.cosem import AttributeRef
+from twin.p3.objects.base import obis_bytes
 from twin.scenario import Scenario, ScenarioError, scenario_from_mapping
 from twin.scenario_run import ScenarioRunner, check_scenario
 from twin.store import Store
@@ -76,6 +78,22 @@ cmd = "load"
 clear = true
 
 [[event]]
+after = "3h"
+cmd = "gas"
+battery_low = true
+clock_drift_s = 120.0
+
+[[event]]
+after = "9h30m"
+cmd = "gas"
+attached = false
+
+[[event]]
+after = "12h30m"
+cmd = "gas"
+attached = true
+
+[[event]]
 after = "20h"
 cmd = "tamper"
 code = 41
@@ -100,7 +118,13 @@ async def run_once(
     runner = ScenarioRunner(chosen, state_dir, speed=speed, capture=capture)
     try:
         await runner.run()
-        rows = runner.store.load_profile(), runner.store.daily_profile()
+        store = runner.store
+        rows = (
+            store.load_profile(),
+            store.daily_profile(),
+            store.mbus_hourly(1),
+            store.events(EventLog.MBUS),
+        )
     finally:
         runner.close()
     return capture.getvalue(), rows
@@ -117,9 +141,29 @@ async def test_the_same_scenario_gives_the_same_telegrams_and_profiles(tmp_path:
     # Request raised for 30 min (less the 200.5 s power failure) and for the last 30 min.
     # 0..1800 s less the slots of the outage (440..630 s), then 23:30..24:00 inclusive.
     assert len(telegrams) == 180 - 20 + 181
-    load_profile, daily = first_rows
+    load_profile, daily, mbus_hourly, mbus_events = first_rows
     assert len(load_profile) == 96
     assert len(daily) == 1
+    # The gas meter on P2, read `read_delay_s` after every hour: off the bus from 15:30 to
+    # 18:30 (its rows hold the last value, flagged DNV), then back.
+    assert len(mbus_hourly) == 24
+    values = [row.value for row in mbus_hourly]
+    assert values == sorted(values)
+    assert values[-1] > values[0]
+    off = [row for row in mbus_hourly if row.status & STATUS_DNV and not row.status & STATUS_PDN]
+    assert [row.time.hour for row in off] == [16, 17, 18, 20]  # UTC
+    assert {row.value for row in off[:3]} == {mbus_hourly[9].value}  # the value before it left
+    # Back on the bus its clock, 120 s off, is synchronised: the next row flags the adjustment.
+    assert off[3].status & STATUS_CAD
+    # P3 §4.2.1 M-Bus events of channel 1: installed, battery low (status bit 2, at the next
+    # read-out), communication error and ok again, its clock adjusted (bit 5, P2 §6.2.1).
+    assert [(event.when.hour, event.code) for event in mbus_events] == [
+        (5, 105),
+        (8, 102),
+        (15, 100),
+        (18, 101),
+        (19, 104),
+    ]
 
 
 async def test_a_different_seed_gives_a_different_household(tmp_path: Path) -> None:
@@ -135,7 +179,11 @@ BAD = [
     ({"end": "2026-03-11T06:00:00+01:00"}, "either 'end'"),
     ({"duration": "3 days"}, "'duration' = '3 days'"),
     ({"seed": 1.5}, "'seed' must be a whole number"),
-    ({"config": {"p3": {"endpoint": "tcp://127.0.0.1:4059"}}}, "'config.p3' cannot be set"),
+    ({"config": {"p3": {"endpoint": "tcp://127.0.0.1:4059"}}}, "'config.p3.endpoint' cannot"),
+    ({"config": {"p3": {"master_key": "00"}}}, "config: 'p3.master_key' = '00' is not allowed"),
+    ({"config": {"display": {"device": "none"}}}, "'config.display' cannot be set"),
+    ({"config": {"p2": {"bus": "pty://mbus"}}}, "'config.p2.bus' cannot be set in a scenario"),
+    ({"config": {"p2": {"read_delay_s": 900}}}, "config: 'p2.read_delay_s' = 900 is not allow"),
     ({"config": {"p1": {"interval_s": 0}}}, "config: 'p1.interval_s' = 0 is not allowed"),
     ({"config": {"load": {"fridge": True}}}, "config: unknown key 'load.fridge'"),
     ({"weather": {"2026-13-01": 0.5}}, "'weather.2026-13-01': not a date"),
@@ -152,6 +200,16 @@ def test_a_bad_scenario_is_refused_naming_the_key(changes: dict[str, Any], error
         scenario(**changes)
 
 
+# calendar_name_passive of the activity calendar (P3 §5.4) = "UC12", as the head-end sets it.
+CALENDAR_NAME = {
+    "after": "1h",
+    "cmd": "p3-set",
+    "class_id": 20,
+    "obis": "0-0:13.0.0",
+    "attribute": 6,
+    "data": "090455433132",
+}
+
 CHECKED = [
     ({"after": "1h", "cmd": "explode"}, "event 2: unknown command 'explode'; known: admin,"),
     ({"after": "1h", "cmd": "power-failure", "seconds": -5}, "event 2: 'seconds' must be a num"),
@@ -160,6 +218,14 @@ CHECKED = [
     ({"after": "1h", "cmd": "tamper", "colour": 1}, "event 2: unknown field 'colour' for 'tamper'"),
     ({"after": "1h", "cmd": "clock-set", "time": "noon"}, "event 2: 'time' must be an ISO time"),
     ({"after": "1h", "cmd": "weather", "cloudiness": 2}, "event 2: 'cloudiness' must be a num"),
+    ({"after": "1h", "cmd": "gas", "attached": "no"}, "event 2: 'attached' must be true or"),
+    ({"after": "1h", "cmd": "mbus", "action": "explode"}, "event 2: 'action' must be one of"),
+    ({**CALENDAR_NAME, "data": "0904554331"}, "event 2: 'data' must be hex of one A-XDR Data"),
+    ({**CALENDAR_NAME, "data": "09045543313200"}, "event 2: 'data' must be hex of one A-XDR"),
+    ({**CALENDAR_NAME, "obis": "0-0:13.0"}, "event 2: 'obis' must be an OBIS code"),
+    ({**CALENDAR_NAME, "obis": "0-0:13.0.256"}, "event 2: 'obis' must be an OBIS code"),
+    ({**CALENDAR_NAME, "attribute": 0}, "event 2: 'attribute' must be a whole number from 1"),
+    ({**CALENDAR_NAME, "cmd": "p3-action"}, "event 2: unknown field 'attribute' for 'p3-act"),
 ]
 
 
@@ -170,6 +236,45 @@ def test_commands_and_fields_are_checked_before_the_start(
     chosen = scenario(event=[{"after": "0s", "cmd": "tamper"}, event])
     with pytest.raises(ScenarioError, match=error):
         check_scenario(chosen)
+
+
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [
+        # 1-0:1.8.1 is read-only for every client (P3 §2.2): the meter's answer ends the run.
+        (
+            {**CALENDAR_NAME, "class_id": 3, "obis": "1-0:1.8.1", "attribute": 2},
+            r"event 1 \('p3-set' at 2026-03-10T05:00:00\+00:00\): refused: the meter answered"
+            " the SET with READ_WRITE_DENIED",
+        ),
+        (
+            {"after": "0s", "cmd": "p3-action", "class_id": 20, "obis": "0-0:13.0.1", "method": 1},
+            "event 1 .*: refused: the meter answered the ACTION with OBJECT_UNDEFINED",
+        ),
+    ],
+)
+async def test_a_p3_request_the_meter_refuses_ends_the_run_naming_the_event(
+    tmp_path: Path, event: dict[str, Any], error: str
+) -> None:
+    chosen = scenario(event=[{**event, "after": "0s"}], duration="1h", weather={})
+    with pytest.raises(ScenarioError, match=error):
+        await run_once(tmp_path, chosen)
+
+
+async def test_a_p3_set_as_the_management_client_changes_the_object_model(
+    tmp_path: Path,
+) -> None:
+    chosen = scenario(event=[CALENDAR_NAME], duration="2h", weather={})
+    runner = ScenarioRunner(chosen, tmp_path, capture=io.StringIO())
+    try:
+        await runner.run()
+        name = runner.p3.objects.get(1, AttributeRef(20, obis_bytes("0-0:13.0.0"), 6), None)
+        sessions = runner.store.events(EventLog.COMMUNICATION)
+    finally:
+        runner.close()
+    assert name == bytes.fromhex("090455433132")
+    # One short association of the management client, in the communication log (P3 §5.10).
+    assert [e.when for e in sessions] == [datetime(2026, 3, 10, 6, 0, tzinfo=UTC)]
 
 
 def test_the_cli_refuses_a_bad_scenario_before_touching_the_state_dir(
@@ -265,4 +370,49 @@ def test_record_goes_with_a_scenario(tmp_path: Path, capsys: pytest.CaptureFixtu
     path.write_text(BUSY_DAY, encoding="utf-8")
     argv = ["run", "--scenario", str(path), "--config", str(path)]
     assert main(argv) == EXIT_CONFIG
-    assert "no --config or --p3" in capsys.readouterr().err
+    assert "no --config with it" in capsys.readouterr().err
+    argv = ["run", "--scenario", str(path), "--p3", "udp://127.0.0.1:4059", "--check"]
+    assert main(argv) == EXIT_CONFIG
+    assert "'p3.endpoint' = 'udp://127.0.0.1:4059' is not allowed" in (capsys.readouterr().err)
+
+
+def test_the_p3_keys_a_scenario_does_not_set_come_from_its_seed(tmp_path: Path) -> None:
+    """A head-end set up for a scenario's meter (system title, GUEK, AK, master key, HLS
+    secret; `dsmr-twin keys show`) reaches the same meter on every run."""
+
+    def material(state_dir: Path, chosen: Scenario) -> Any:
+        runner = ScenarioRunner(chosen, state_dir)
+        try:
+            return runner.p3.keys.material
+        finally:
+            runner.close()
+
+    first = material(tmp_path / "a", scenario())
+    assert material(tmp_path / "b", scenario()) == first
+    other = material(tmp_path / "c", scenario(seed=12))
+    assert other.system_title != first.system_title
+    assert other.guek != first.guek
+    given = scenario(config={"p3": {"guek": "000102030405060708090A0B0C0D0E0F"}})
+    assert material(tmp_path / "d", given).guek == bytes(range(16))
+
+
+async def test_a_passive_calendar_the_twin_cannot_run_ends_the_run_at_its_activation(
+    tmp_path: Path,
+) -> None:
+    """Two normal-tariff windows a day are a valid calendar the twin's tariff program cannot
+    express: the SET is taken, the activation at 08:00 (P3 §5.4) cannot happen."""
+    calendar = {"cmd": "p3-set", "class_id": 20, "obis": "0-0:13.0.0", "after": "0s"}
+    two_windows = (
+        "010402021101010502030904000000FF090600000A0064FF12000102030904070000FF090600000A0064FF"
+        "120002020309040C0000FF090600000A0064FF120001020309040D0000FF090600000A0064FF1200020203"
+        "0904140000FF090600000A0064FF12000102021102010102030904000000FF090600000A0064FF12000102"
+        "021103010102030904000000FF090600000A0064FF12000102021104010102030904000000FF090600000A"
+        "0064FF120001"
+    )
+    events = [
+        {**calendar, "attribute": 9, "data": two_windows},
+        {**calendar, "attribute": 10, "data": "090C07EA030A0208000000FFC400"},  # 08:00 local
+    ]
+    chosen = scenario(event=events, duration="3h", weather={})
+    with pytest.raises(ScenarioError, match=r"tick at 2026-03-10 07:00:00\+00:00: .*tariff 2 once"):
+        await run_once(tmp_path, chosen)

@@ -14,12 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dlms_cosem import cosem, enumerations, utils
+from dlms_cosem.exceptions import DlmsClientException
 
 from tests.peers.test_p1_dsmr_parser import parse
 from tests.support import amsterdam
+from tests.unit.p3.helpers import Challenges, MemoryLink, management_client
 from twin.meter.events import EventCode, EventLog
-from twin.meter.profiles import STATUS_DST
+from twin.meter.profiles import STATUS_DNV, STATUS_DST
 from twin.p1.capture import load_capture
+from twin.p3.dlms.cosem import AttributeRef
+from twin.p3.objects.base import obis_bytes
+from twin.p3.server.association import ServerConfig
+from twin.p3.server.connection import DlmsServer
 from twin.scenario import load_scenario
 from twin.scenario_run import ScenarioRunner, check_scenario
 from twin.store import Store
@@ -32,6 +39,7 @@ class Ran:
     telegrams: list[Any]  # dsmr_parser telegrams, CRC checked
     raw: list[str]
     store: Store
+    runner: ScenarioRunner
 
 
 @pytest.fixture
@@ -51,7 +59,7 @@ def run(tmp_path: Path) -> Iterator[Any]:
         runners.append(runner)
         await runner.run()
         raw = [t.data.decode("ascii") for t in load_capture(capture.getvalue())]
-        return Ran([parse(text) for text in raw], raw, runner.store)
+        return Ran([parse(text) for text in raw], raw, runner.store, runner)
 
     yield run_scenario
     for runner in runners:
@@ -68,7 +76,8 @@ def flags(ran: Ran) -> list[str]:
 
 def test_every_shipped_scenario_is_tested() -> None:
     tested = {"dst-spring-week", "dst-autumn-week", "long-failures-month", "consumer-message"}
-    tested |= {"tamper", "summer-pv-days"}
+    tested |= {"tamper", "summer-pv-days", "gas-meter-removal", "tariff-program-change"}
+    tested |= {"firmware-and-keys", "gas-meter-alarms"}
     assert {p.stem for p in SCENARIOS.glob("*.toml")} == tested
 
 
@@ -172,3 +181,127 @@ async def test_summer_pv_days(run: Any) -> None:
     ]
     assert exported[0] > 20_000  # Wh under a clear midsummer sky
     assert exported[1] < exported[0] / 2
+
+
+async def test_gas_meter_removal(run: Any) -> None:
+    ran = await run("gas-meter-removal")
+    gas = [t.HOURLY_GAS_METER_READING for t in ran.telegrams[:6]]
+    # Read out at 5 past each hour (P2 §4.3): at 09:10 the 09:00 value, at 10:10 (after the
+    # key change) the 10:00 one, higher; off the bus from 10:30, so at 12:10 still 10:00's.
+    captured = [reading.datetime for reading in gas[::2]]
+    assert captured == [amsterdam(2026, 10, 5, h) for h in (9, 10, 10)]
+    values = [reading.value for reading in gas[::2]]
+    assert values[0] < values[1] == values[2]
+    assert {reading.unit for reading in gas} == {"m3"}
+    # The new User key is the one the gas meter now decrypts with (P2 §6.5).
+    bus = ran.runner.p2
+    assert bus is not None
+    assert bus.gas is not None
+    assert bus.gas.slave.snapshot.user_key == bytes.fromhex("F0E0D0C0B0A090807060504030201000")
+    # Deinstalled at 12:30: no M-Bus lines on P1 any more (0-1:24.1.0 .. 0-1:24.2.1).
+    assert len(ran.telegrams) == 8
+    assert all("0-1:" not in text for text in ran.raw[6:])
+    assert all("0-1:24.2.1(" in text for text in ran.raw[:6])
+    # P3 §4.2.1: installed (105) at the start, the communication error (100) at the first
+    # read-out it missed; its hourly rows (0-1:24.3.0) are DNV from then on and stop with the
+    # deinstallation.
+    events = ran.store.events(EventLog.MBUS)
+    assert [(e.when, e.code) for e in events] == [
+        (amsterdam(2026, 10, 5, 8), 105),
+        (amsterdam(2026, 10, 5, 11, 5), 100),
+    ]
+    rows = ran.store.mbus_hourly(1)
+    assert [(r.time, bool(r.status & STATUS_DNV)) for r in rows] == [
+        (amsterdam(2026, 10, 5, 9), False),
+        (amsterdam(2026, 10, 5, 10), False),
+        (amsterdam(2026, 10, 5, 11), False),
+        (amsterdam(2026, 10, 5, 12), True),
+    ]
+
+
+async def test_tariff_program_change(run: Any) -> None:
+    ran = await run("tariff-program-change")
+    shown = [
+        (t.P1_MESSAGE_TIMESTAMP.value, t.ELECTRICITY_ACTIVE_TARIFF.value) for t in ran.telegrams
+    ]
+    assert shown == [
+        (amsterdam(2026, 11, 23, 21), "0002"),  # the old program: normal until 23:00
+        (amsterdam(2026, 11, 24, 7, 30), "0001"),  # the new one: low until 08:00
+        (amsterdam(2026, 11, 24, 12), "0002"),
+        (amsterdam(2026, 11, 24, 21), "0001"),  # low from 20:00
+    ]
+    # P3 §5.4: event 9 at activate_passive_calendar_time, not at the next step after it.
+    standard = ran.store.events(EventLog.STANDARD)
+    assert [(e.when, e.code) for e in standard] == [
+        (amsterdam(2026, 11, 24), EventCode.TARIFF_TIMES_ACTIVATED)
+    ]
+    # The active calendar 0-0:13.0.0 as P3 serves it, decoded by dlms-cosem.
+    objects = ran.runner.p3.objects
+    name = objects.get(1, AttributeRef(20, obis_bytes("0-0:13.0.0"), 2), None)
+    days = objects.get(1, AttributeRef(20, obis_bytes("0-0:13.0.0"), 5), None)
+    assert isinstance(name, bytes)
+    assert isinstance(days, bytes)
+    assert bytes(utils.parse_as_dlms_data(name)) == b"UC12"
+    working = utils.parse_as_dlms_data(days)[0]
+    switches = [(bytes(entry[0]).hex(), entry[2]) for entry in working[1]]
+    assert switches == [("000000ff", 1), ("080000ff", 2), ("140000ff", 1)]
+
+
+def management(ran: Ran, guek: str, gak: str) -> Any:
+    """A dlms-cosem management client (HLS-GMAC, P3 §3.2) associated with the scenario's meter
+    through the DLMS server core, with the meter's own key store."""
+    head_end = ran.runner.p3
+    keys = head_end.keys
+    server = DlmsServer(
+        ServerConfig(keys.material.system_title),
+        head_end.objects.session(),
+        keys=keys,
+        counters=keys.counters,
+        challenges=Challenges(),
+    )
+    client = management_client(
+        MemoryLink(server, 1), guek=bytes.fromhex(guek), gak=bytes.fromhex(gak)
+    )
+    client.associate()
+    return client
+
+
+async def test_firmware_and_keys(run: Any) -> None:
+    ran = await run("firmware-and-keys")
+    # P3 §5.12: verified after the last block (17), activated when the association of the
+    # activation ended (18, then the self check 20).
+    standard = ran.store.events(EventLog.STANDARD)
+    assert [(e.when, e.code) for e in standard] == [
+        (amsterdam(2026, 4, 7, 10, 16), EventCode.FIRMWARE_READY),
+        (amsterdam(2026, 4, 7, 10, 20), EventCode.FIRMWARE_ACTIVATED),
+        (amsterdam(2026, 4, 7, 10, 20), EventCode.SELFCHECK_AFTER_FIRMWARE_OK),
+    ]
+    # The head-end's next association needs the transferred keys; the old ones are refused.
+    new = management(ran, "00112233445566778899AABBCCDDEEFF", "C0C1C2C3C4C5C6C7C8C9CACBCCCDCECF")
+    firmware = new.get(
+        cosem.CosemAttribute(enumerations.CosemInterface.DATA, cosem.Obis(1, 0, 0, 2, 0), 2)
+    )
+    assert bytes(utils.parse_as_dlms_data(firmware)) == b"TWN-FW-5.1"
+    with pytest.raises(DlmsClientException, match="REJECTED_PERMANENT"):
+        management(ran, "000102030405060708090A0B0C0D0E0F", "D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
+    assert len(ran.telegrams) == 6  # P1 sends on: 11:55:00 to 11:55:50
+
+
+async def test_gas_meter_alarms(run: Any) -> None:
+    ran = await run("gas-meter-alarms")
+    gas = [t.HOURLY_GAS_METER_READING for t in ran.telegrams]
+    assert len(gas) == 2  # Request raised 07:10:00 to 07:10:20
+    assert {(g.datetime, g.unit) for g in gas} == {(amsterdam(2026, 2, 3, 7), "m3")}
+    # The M-Bus event log 0-0:99.98.3 as P3 serves it, decoded by dlms-cosem: {time, code}.
+    log = ran.runner.p3.objects.get(1, AttributeRef(7, obis_bytes("0-0:99.98.3"), 2), None)
+    assert isinstance(log, bytes)
+    rows = utils.parse_as_dlms_data(log)
+    assert [row[1] for row in rows] == [105, 102, 103, 104]  # installed, battery, fraud, clock
+    # Each at the first read-out after it happened (5 past the hour, P2 §4.3); the clock one
+    # after the daily synchronisation at 06:05 found the clock off (P2 §6.2.1).
+    assert [bytes(row[0])[5:7] for row in rows] == [
+        bytes([6, 0]),
+        bytes([9, 5]),
+        bytes([12, 5]),
+        bytes([7, 5]),
+    ]

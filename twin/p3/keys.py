@@ -119,9 +119,12 @@ _CONFIGURABLE = ("system_title", "guek", "gak", "master_key")
 _LENGTHS = {"system_title": SYSTEM_TITLE_LENGTH, "guek": KEY_LENGTH, "gak": KEY_LENGTH}
 
 
-def load_or_create(store: Store, config: P3Config) -> tuple[KeyMaterial, dict[str, str]]:
-    """The current key material (stored, else from config or generated; persisted) and the
-    configured values last applied (to recognise a deliberate configuration change).
+def load_or_create(
+    store: Store, config: P3Config, urandom: Callable[[int], bytes] = os.urandom
+) -> tuple[KeyMaterial, dict[str, str]]:
+    """The current key material (stored, else from config or generated from `urandom`;
+    persisted) and the configured values last applied (to recognise a deliberate
+    configuration change).
 
     The store keeps them in a database only the service user can read (twin/store.py)."""
     saved = store.setting(KEYS_SETTING)
@@ -130,14 +133,14 @@ def load_or_create(store: Store, config: P3Config) -> tuple[KeyMaterial, dict[st
 
         def value(name: str) -> bytes:
             text = configured[name]
-            return bytes.fromhex(text) if text else os.urandom(_LENGTHS.get(name, KEY_LENGTH))
+            return bytes.fromhex(text) if text else urandom(_LENGTHS.get(name, KEY_LENGTH))
 
         material = KeyMaterial(
             value("system_title"),
             value("guek"),
             value("gak"),
             value("master_key"),
-            os.urandom(MIN_HLS_SECRET),
+            urandom(MIN_HLS_SECRET),
         )
         seen = {name: value for name, value in configured.items() if value}
         _save(store, material, seen)
@@ -234,9 +237,16 @@ class KeyCounters:
 class KeyStore:
     """`KeyProvider` for the DLMS core and `KeyService` for security setup 0-0:43.0.0."""
 
-    def __init__(self, store: Store, config: P3Config, *, block: int = COUNTER_BLOCK) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: P3Config,
+        *,
+        block: int = COUNTER_BLOCK,
+        urandom: Callable[[int], bytes] = os.urandom,  # a scenario's seeded stream
+    ) -> None:
         self._store = store
-        self._material, self._configured = load_or_create(store, config)
+        self._material, self._configured = load_or_create(store, config, urandom)
         self._client_title = b""
         self.counters = KeyCounters(store, lambda: self._material.guek, block)
 

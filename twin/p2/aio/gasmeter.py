@@ -70,14 +70,16 @@ def ident_from_equipment_id(equipment_id: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def default_key(settings: Settings, configured: str) -> bytes:
+def default_key(
+    settings: Settings, configured: str, urandom: Callable[[int], bytes] = os.urandom
+) -> bytes:
     """The configured Default key, or one generated once and kept in the store (P2 §6.5)."""
     if configured:
         return bytes.fromhex(configured)
     stored = settings.setting(DEFAULT_KEY_SETTING)
     if stored:
         return bytes.fromhex(str(stored))
-    key = os.urandom(16)
+    key = urandom(16)
     settings.put_setting(DEFAULT_KEY_SETTING, key.hex())
     return key
 
@@ -99,8 +101,10 @@ class GasMeterTwin:
         answer_delay_s: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        urandom: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.identity = identity
+        self._urandom = urandom  # a scenario's seeded stream keeps its runs identical
         self.link = link
         self.clock = clock
         self.settings = settings
@@ -143,7 +147,7 @@ class GasMeterTwin:
         hour = floor_to(clamp_carryable(self.clock.now()), 3600)
         return SlaveSnapshot(
             address=address or 0,
-            access_number=os.urandom(1)[0],  # P2 §4.2.4: initialised to a random value
+            access_number=self._urandom(1)[0],  # P2 §4.2.4: initialised to a random value
             reading=(int(start_litres), hour),
         )
 

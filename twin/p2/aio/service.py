@@ -92,6 +92,7 @@ class P2Service(BusRequests):
         self.bus = BusExchange(link, timeout, self._now, self.events.handle)
         self._due: datetime | None = None
         self._discovered = False  # set by discover(): the first run() needs no restart sync
+        self._peer: Callable[[bytes], bytes] | None = None  # use_instant_peer
 
     def _now(self) -> datetime:
         return self.meter.now()
@@ -136,13 +137,7 @@ class P2Service(BusRequests):
         """Serve the bus until cancelled; a `PortError` ends it for the supervisor."""
         await self.link.open()
         try:
-            self.schedule.start(self._now())
-            self._discovered, discovered = False, self._discovered
-            # A (re)start is a communication restart: read every device, then sync its clock
-            # (not right after discovery, which just did both).
-            for channel in () if discovered else self.channels:
-                self._requests.append(read_job(channel.number))
-                self.syncs.want(channel.number)
+            self._start()
             while True:
                 if self.meter.advancing:
                     # The span's reads are the fast-forward's (twin/p2/aio/fast_forward.py):
@@ -154,6 +149,45 @@ class P2Service(BusRequests):
         finally:
             self._due = None
             await self.link.close()
+
+    def _start(self) -> None:
+        self.schedule.start(self._now())
+        self._discovered, discovered = False, self._discovered
+        # A (re)start is a communication restart: read every device, then sync its clock
+        # (not right after discovery, which just did both).
+        for channel in () if discovered else self.channels:
+            self._requests.append(read_job(channel.number))
+            self.syncs.want(channel.number)
+
+    # ------------------------------------------------------------------ stepped (scenarios)
+
+    def use_instant_peer(self, answer: Callable[[bytes], bytes]) -> None:
+        """Exchange with `answer`, a peer that replies at once (b"" for silence), instead of
+        over the link; `step` then drives the loop. For a runner that moves the meter clock
+        itself (twin/scenario_p2.py): every exchange happens at the step's meter time."""
+        self._peer = answer
+
+    def due(self) -> datetime | None:
+        """The meter time of the next bus work (None before the first step: at once)."""
+        if self.schedule.next_read is None:
+            return None
+        return self.schedule.next_due(self._now())
+
+    def has_work(self) -> bool:
+        """Bus work at the clock's time: queued requests, a clock change, a due read or scan."""
+        due = self.due()
+        return (
+            due is None
+            or bool(self._requests)
+            or self.schedule.clock_moved()
+            or (self._now() >= due)
+        )
+
+    async def step(self) -> None:
+        """One pass of the loop at the clock's time, without waiting (see use_instant_peer)."""
+        if self.schedule.next_read is None:
+            self._start()
+        await self._cycle()
 
     async def _sleep(self, due: datetime) -> None:
         self._due = due
@@ -198,7 +232,10 @@ class P2Service(BusRequests):
         await self._save_async()  # durable, without holding the loop while it is written
 
     async def _run(self, send: bytes) -> None:
-        await self.bus.run(self.master, send)
+        if self._peer is not None:
+            self.bus.run_at_once(self.master, send, self._peer)
+        else:
+            await self.bus.run(self.master, send)
 
     async def _requested(self) -> None:
         while self._requests:

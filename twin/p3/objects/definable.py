@@ -244,6 +244,19 @@ class DefinableProfile(Profile):
         # by one hour at most.
         self._quiet = (period, boundary + timedelta(seconds=max(1, period - 3600)))
 
+    def next_capture(self, now: datetime) -> datetime | None:
+        """The next capture_period boundary after `now` (None while not capturing), for a
+        caller that moves the clock itself: a scenario ticks there, so the entry's values are
+        read at the boundary (twin/scenario_p3.py)."""
+        period = self.capture_period.get().integer()
+        if period == 0:
+            return None
+        # Counted in wall-clock time: a DST change moves the next boundary by an hour at most.
+        after = latest_boundary(now + timedelta(seconds=period + 3600), period)
+        while (before := latest_boundary(after - timedelta(seconds=1), period)) > now:
+            after = before
+        return after if after > now else None
+
     def capture(self, when: datetime) -> None:
         """One entry stamped `when`, values read now; a full buffer drops one entry."""
         values = [date_time(when), *(self._value(c) for c in self.buffer_columns()[1:])]

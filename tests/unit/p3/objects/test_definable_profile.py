@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from dlms_cosem import time as dlms_time
 from dlms_cosem import utils
 from dlms_cosem.cosem.capture_object import CaptureObject
@@ -264,3 +265,31 @@ def test_boundaries_in_local_time_across_dst() -> None:
     # a two-hour boundary at 02:00 in the skipped March hour falls on the switch
     switch = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
     assert latest_boundary(switch + timedelta(minutes=5), 7200) == switch
+
+
+@pytest.mark.parametrize(
+    ("now", "period", "expected"),
+    [
+        (datetime(2026, 3, 10, 22, 10, 7, tzinfo=UTC), 86400, amsterdam(2026, 3, 11)),
+        (datetime(2026, 3, 10, 22, 10, 7, tzinfo=UTC), 900, amsterdam(2026, 3, 10, 23, 15)),
+        # Spring: 02:00 local does not exist; the boundary falls on the switch (03:00 CEST).
+        (datetime(2026, 3, 29, 0, 30, tzinfo=UTC), 3600, datetime(2026, 3, 29, 1, tzinfo=UTC)),
+        # Autumn: both 02:00s are boundaries (00:00 and 01:00 UTC), then 03:00 CET.
+        (datetime(2026, 10, 24, 23, 30, tzinfo=UTC), 3600, datetime(2026, 10, 25, 0, tzinfo=UTC)),
+        (datetime(2026, 10, 25, 0, 0, tzinfo=UTC), 3600, datetime(2026, 10, 25, 1, tzinfo=UTC)),
+        (datetime(2026, 10, 25, 1, 0, tzinfo=UTC), 3600, datetime(2026, 10, 25, 2, tzinfo=UTC)),
+    ],
+)
+def test_next_capture_is_the_next_wall_clock_boundary(
+    twin: Twin, now: datetime, period: int, expected: datetime
+) -> None:
+    definable = twin.objects.definable
+    assert write(twin.management(), 7, DEF, 4, v.encode(v.u32(period))) == 0
+    assert definable.next_capture(now) == expected
+    assert latest_boundary(expected, period) == expected  # it is a boundary
+    assert latest_boundary(expected - timedelta(seconds=1), period) <= now  # the first after
+
+
+def test_no_next_capture_while_capture_period_is_zero(twin: Twin) -> None:
+    assert write(twin.management(), 7, DEF, 4, v.encode(v.u32(0))) == 0
+    assert twin.objects.definable.next_capture(datetime(2026, 3, 10, tzinfo=UTC)) is None
