@@ -371,4 +371,7 @@ async def test_a_fast_clock_sends_no_more_than_the_line_carries(tmp_path: Path) 
     line_s = len(await next_telegram(sink)) * 10 / 115200  # P1 §5.1: 115200 baud, 8N1
     assert 1 <= service.sent <= 1.0 / line_s + 2
     assert service.missed > 1000  # the latest due slot goes out, never a burst
-    assert max(lags) < 0.1
+    # A starved loop (the old cadence sent all 8640 slots a second) lags by seconds; a busy
+    # shared host adds tens of milliseconds now and then, which is not starvation.
+    assert max(lags) < 0.5
+    assert sorted(lags)[len(lags) // 2] < 0.05
