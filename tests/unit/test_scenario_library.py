@@ -79,6 +79,7 @@ def test_every_shipped_scenario_is_tested() -> None:
     tested = {"dst-spring-week", "dst-autumn-week", "long-failures-month", "consumer-message"}
     tested |= {"tamper", "summer-pv-days", "gas-meter-removal", "tariff-program-change"}
     tested |= {"firmware-and-keys", "gas-meter-alarms"}
+    tested |= {"gprs-pushes"}  # tests/unit/test_scenario_gprs.py
     assert {p.stem for p in SCENARIOS.glob("*.toml")} == tested
 
 
