@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--record", type=Path, help="with --scenario: write its P1 telegrams to a capture file"
     )
+    run.add_argument(
+        "--pushes", type=Path, help="with --scenario: write its P3 pushes to a JSON lines file"
+    )
 
     ctl = commands.add_parser("ctl", help="control a running meter")
     ctl.add_argument("--state-dir", type=Path, default=None)
@@ -160,6 +163,8 @@ def _run(args: argparse.Namespace) -> int:
         return run_scenario(args)
     if args.record is not None:
         raise ConfigError("--record goes with --scenario (or use dsmr-twin p1 record)")
+    if args.pushes is not None:
+        raise ConfigError("--pushes goes with --scenario")
     from twin.app import build, serve
 
     # `--check` and the start below share this one validation (twin/config.py).

@@ -48,8 +48,21 @@ PARTLY_IN_SCENARIOS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         {"bus": "simulated", "realtime": False},
     ),
     # The meter's P3 identity and keys (P3 §3.2), so a scenario can wrap new keys with the
-    # master key (a key change over P3); the object model runs without a TCP service or modem.
-    "p3": (("system_title", "guek", "gak", "master_key"), {"endpoint": "none", "modem": "none"}),
+    # master key (a key change over P3), and its GPRS behaviour (wake-ups, pushes: P3 §8.3,
+    # §9); the object model runs without a TCP service (unless --p3) and the modem is the
+    # simulated one a `wakeup` event starts (twin/scenario_gprs.py).
+    "p3": (
+        (
+            "system_title",
+            "guek",
+            "gak",
+            "master_key",
+            "gprs_mode",
+            "push_destination",
+            "wakeup_any_sender",
+        ),
+        {"endpoint": "none", "modem": "none"},
+    ),
 }
 TOP_KEYS = ("name", "description", "start", "end", "duration", "seed", "config", "weather")
 EVENT_KEYS = ("at", "after", "cmd")

@@ -1,4 +1,5 @@
-"""`dsmr-twin run --scenario FILE [--speed F] [--record CAPTURE]` (twin/scenario_run.py)."""
+"""`dsmr-twin run --scenario FILE [--speed F] [--record CAPTURE] [--pushes FILE]`
+(twin/scenario_run.py)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,14 @@ def run_scenario(args: argparse.Namespace) -> int:
                 if args.record
                 else None
             )
-            runner = ScenarioRunner(scenario, state_dir, speed=args.speed, capture=capture)
+            pushes = (
+                stack.enter_context(args.pushes.open("w", encoding="utf-8"))
+                if args.pushes
+                else None
+            )
+            runner = ScenarioRunner(
+                scenario, state_dir, speed=args.speed, capture=capture, pushes=pushes
+            )
             try:
                 asyncio.run(_until_signalled(runner))
             finally:

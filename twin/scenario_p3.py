@@ -53,6 +53,7 @@ from twin.p3.objects import build_objects
 from twin.p3.objects import values as v
 from twin.p3.objects.base import ObjectError, obis_bytes
 from twin.p3.objects.factory import DsmrObjects, Session
+from twin.p3.objects.ports import PushRelay
 from twin.p3.server.association import MANAGEMENT_CLIENT
 from twin.p3.service import P3Service
 from twin.p3.wiring import parse_endpoint
@@ -121,8 +122,11 @@ class ScenarioHeadEnd:
         # so a head-end set up for one run reaches the meter of every run.
         keys = random.Random(f"{KEY_STREAM} {seed}")
         self.keys = KeyStore(meter.store, config.p3, urandom=keys.randbytes)
+        # The push setups' method 1 (P3 §9.3) reaches the scenario's GPRS controller
+        # (twin/scenario_gprs.py), which attaches itself here.
+        self.relay = PushRelay()
         self.objects: DsmrObjects = build_objects(
-            meter, keys=self.keys, mbus=mbus, modem=None, state_dir=state_dir
+            meter, keys=self.keys, mbus=mbus, modem=None, state_dir=state_dir, push=self.relay
         )
         # `--p3 tcp://HOST:PORT`: the TCP service (P3 §3), so a head-end can read the running
         # scenario's meter; what it does is of course not part of the reproducible timeline.

@@ -39,6 +39,7 @@ from twin.p1.replay import send_while_requested
 from twin.p1.telegram import TelegramEncoder
 from twin.p2.port import P2MbusPort
 from twin.scenario import Scenario, ScenarioError, ScenarioEvent
+from twin.scenario_gprs import ScenarioGprs
 from twin.scenario_p2 import ScenarioBus
 from twin.scenario_p3 import ScenarioHeadEnd
 from twin.store import Store
@@ -86,6 +87,7 @@ class ScenarioRunner:
         *,
         speed: float | None = None,
         capture: TextIO | None = None,
+        pushes: TextIO | None = None,
     ) -> None:
         self.scenario = scenario
         self.speed = speed
@@ -113,6 +115,15 @@ class ScenarioRunner:
             state_dir,
             mbus=P2MbusPort(self.p2.service) if self.p2 is not None else None,
             seed=scenario.seed,
+        )
+        self.gprs = ScenarioGprs(
+            config,
+            self.meter,
+            self.p3,
+            self.control,
+            state_dir,
+            seed=scenario.seed,
+            record=pushes,
         )
         p1 = config.p1
         self.interval = timedelta(seconds=p1.interval_s)
@@ -144,6 +155,7 @@ class ScenarioRunner:
             "telegrams_sent": self.sent,
             "telegrams_cut": self.cut,
             "slots_unpowered": self.unpowered,
+            "pushes": len(self.gprs.records),
         }
 
     async def _clock_set(self, request: Mapping[str, Any]) -> object:
@@ -197,6 +209,7 @@ class ScenarioRunner:
                     window.cancel()
                     await self._stopped(window)
                 await self.request.close()
+                await self.gprs.close()
         finally:
             await self.sink.close()
             self.meter.commit()
@@ -229,6 +242,7 @@ class ScenarioRunner:
                 await self.p2.step()
             self.p3.tick()
             self._meter_to_now()  # what the read-out or an activation logged, at its time
+            await self.gprs.step()
             raised = self.request.is_raised()
             if raised and not raised_before:
                 next_slot = now  # P1 §5.2: the first telegram as Request rises
@@ -253,7 +267,7 @@ class ScenarioRunner:
         """The P2 master's next bus work and a scheduled calendar activation, on the runner's
         clock (they are planned on the meter's, which a clock-set moves off it)."""
         offset = self.meter.clock.now() - now
-        planned = [self.p3.next_due()]
+        planned = [self.p3.next_due(), self.gprs.next_due()]
         if self.p2 is not None:
             planned.append(self.p2.next_due())
         return [when - offset for when in planned if when is not None and when - offset > now]

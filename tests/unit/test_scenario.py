@@ -366,6 +366,9 @@ def test_record_goes_with_a_scenario(tmp_path: Path, capsys: pytest.CaptureFixtu
     argv = ["run", "--state-dir", str(tmp_path), "--record", str(tmp_path / "c.jsonl")]
     assert main(argv) == EXIT_CONFIG
     assert "--record goes with --scenario" in capsys.readouterr().err
+    argv = ["run", "--state-dir", str(tmp_path), "--pushes", str(tmp_path / "p.jsonl")]
+    assert main(argv) == EXIT_CONFIG
+    assert "--pushes goes with --scenario" in capsys.readouterr().err
     path = tmp_path / "s.toml"
     path.write_text(BUSY_DAY, encoding="utf-8")
     argv = ["run", "--scenario", str(path), "--config", str(path)]

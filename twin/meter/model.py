@@ -312,6 +312,10 @@ class MeterModel:
     def is_powered(self, now: datetime) -> bool:
         return not self._in_outage(now.timestamp())
 
+    def power_returns(self) -> datetime | None:
+        """When the supply of the power failure in progress comes back; None if there is none."""
+        return None if self._outage is None else datetime.fromtimestamp(self._outage[1], UTC)
+
     def power_failure(self, now: datetime, seconds: float) -> None:
         """Cut the supply for `seconds` of meter time from `now` (ctl power-failure)."""
         if seconds <= 0:

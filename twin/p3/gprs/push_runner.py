@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -106,6 +106,16 @@ async def send_message(address: tuple[str, int], message: bytes) -> None:
                 await writer.wait_closed()
 
 
+async def send_over_tcp(_setup: bytes, address: tuple[str, int], message: bytes) -> None:
+    """The push message's delivery in a twin: over TCP to send_destination."""
+    await send_message(address, message)
+
+
+# Delivers one push message (setup logical name, destination address, message); raises
+# OSError or TimeoutError when it could not.
+Deliver = Callable[[bytes, tuple[str, int], bytes], Awaitable[None]]
+
+
 class PushRunner:
     def __init__(
         self,
@@ -135,6 +145,9 @@ class PushRunner:
         self._context: tuple[datetime, bytes] | None = None
         self._was_powered = False
         self._ups_seen: int | None = None
+        # GPRS CS §3 steps 2a-2c; a scenario run records the message instead
+        # (twin/scenario_gprs.py), so its pushes are part of its reproducible result.
+        self.deliver: Deliver = send_over_tcp
 
     # ---- triggers ---------------------------------------------------------------------------
     def push(self, setup_logical_name: bytes) -> PortResult:
@@ -274,7 +287,7 @@ class PushRunner:
         if not message:
             return  # empty push_object_list: no TCP message (P3 §9.3)
         try:
-            await send_message(address, message)
+            await self.deliver(job.setup, address, message)
         except (OSError, TimeoutError) as exc:
             raise PushStepError(f"push to {destination}: {exc or 'timeout'}") from exc
         log.info("GPRS push %s to %s: %r", ln_text(job.setup), destination, message)
