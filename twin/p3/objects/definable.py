@@ -244,6 +244,20 @@ class DefinableProfile(Profile):
         # by one hour at most.
         self._quiet = (period, boundary + timedelta(seconds=max(1, period - 3600)))
 
+    def next_capture(self, now: datetime) -> datetime | None:
+        """The first capture_period boundary after `now` (UTC); None while the period is 0.
+
+        In a DST change the result may lie before the real boundary (never after it): `tick`
+        then finds nothing due and the caller asks again.
+        """
+        period = self.capture_period.get().integer()
+        if period == 0:
+            return None
+        wall = int((local(now).replace(tzinfo=None) - _WALL_EPOCH).total_seconds())
+        start = _WALL_EPOCH + timedelta(seconds=wall - wall % period + period)
+        instants = [start.replace(tzinfo=AMSTERDAM, fold=f).astimezone(UTC) for f in (0, 1)]
+        return min((t for t in instants if t > now), default=now + timedelta(seconds=1))
+
     def capture(self, when: datetime) -> None:
         """One entry stamped `when`, values read now; a full buffer drops one entry."""
         values = [date_time(when), *(self._value(c) for c in self.buffer_columns()[1:])]
