@@ -13,7 +13,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from twin.clock import TIME_MAX, Clock, SimulatedClock, SystemClock, carryable, clamp_carryable
+from twin.clock import (
+    TIME_MAX,
+    Clock,
+    SimulatedClock,
+    SystemClock,
+    carryable,
+    clamp_carryable,
+    floor_to,
+)
 from twin.config import Config
 from twin.control import SOCKET_NAME, ControlServer
 from twin.control_fields import flag
@@ -28,6 +36,9 @@ from twin.supervisor import Service, Supervisor
 log = logging.getLogger(__name__)
 
 TICK_S = 0.5  # real seconds between metering ticks (events are committed within one tick)
+# Longest idle wait of the metering loop at speed 1: its liveness beat for the watchdog
+# (`MeterLoop.alive` allows 10 s). The model itself has nothing to do between minutes.
+IDLE_BEAT_S = 5.0
 # Meter time integrated between two yields of the metering loop (well under 1 ms of CPU).
 CATCH_UP_STEP = timedelta(minutes=15)
 
@@ -64,6 +75,12 @@ class MeterLoop:
     each, so a fast clock never starves the event loop. Commits are grouped in real time: one
     per TICK_S at most, at once when an event was logged (events are never held), and a
     checkpoint of the registers on the configured interval. None of them waits for the disk.
+
+    At speed 1 (or slower) an idle meter costs almost nothing: everything the model logs or
+    captures on its own (profile captures, the DST event, the end of a power failure) happens
+    at a whole minute of meter time, and readers and actions integrate and commit themselves
+    (`Meter.publish`, `Meter.act`), so the loop sleeps until the next minute, a clock set, the
+    checkpoint or IDLE_BEAT_S, whichever comes first.
     """
 
     def __init__(
@@ -93,7 +110,19 @@ class MeterLoop:
                 last_commit = now
                 if now - last_checkpoint >= self.checkpoint_interval_s:
                     last_checkpoint = now
-            await asyncio.sleep(self._pause(caught_up))
+            if caught_up and self.meter.clock.speed <= 1:
+                checkpoint_in = last_checkpoint + self.checkpoint_interval_s - now
+                await self._idle(min(IDLE_BEAT_S, checkpoint_in, TICK_S if outbox else IDLE_BEAT_S))
+            else:
+                await asyncio.sleep(self._pause(caught_up))
+
+    async def _idle(self, at_most_s: float) -> None:
+        """Sleep until the model's next whole minute of meter time (on the meter clock, so a
+        clock set or a test clock wakes it too), but at most `at_most_s` real seconds."""
+        minute = floor_to(self.meter.model.time, 60) + timedelta(minutes=1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, at_most_s)):
+                await self.meter.clock.sleep_until(minute)
 
     def _pause(self, caught_up: bool) -> float:
         """Behind: just yield. Else wait a tick, or one step of meter time if that is sooner
