@@ -159,9 +159,8 @@ def notifier(address: Path) -> Notifier:
 async def test_watchdog_stops_while_metering_is_stuck_or_a_port_hangs(short_tmp: Path) -> None:
     clock = Monotonic()
     store = Store.open(short_tmp)
-    meter = Meter(
-        steady_config(), ManualClock(amsterdam(2026, 12, 7, 12, 0)), store, random.Random(1)
-    )
+    meter_clock = ManualClock(amsterdam(2026, 12, 7, 12, 0))
+    meter = Meter(steady_config(), meter_clock, store, random.Random(1))
     metering = MeterLoop(meter, checkpoint_interval_s=3600, monotonic=clock)
     meter_service, port = Stallable(metering.run), Port(clock)
     port_service = Stallable(port.run)
@@ -190,6 +189,8 @@ async def test_watchdog_stops_while_metering_is_stuck_or_a_port_hangs(short_tmp:
         # A port hangs: its heartbeat ages past HUNG_AFTER_S while metering ticks on.
         await port_service.stall()
         clock.now += HUNG_AFTER_S + 1
+        # Meter time passes too: metering wakes at its next whole minute and stamps progress.
+        await meter_clock.advance(60)
         while metering.last_tick != clock.now:  # metering catches up with the moved clock
             await asyncio.sleep(0.01)
             pings.drain()
