@@ -9,7 +9,7 @@ Each fleet is a `dsmr-twin fleet run` in a temporary directory at speed 1 (one w
 core unless --workers). Start-up: from the command to every meter answering its control
 socket with P3 listening. Memory: RSS and PSS (shared pages split between the processes) of the
 head and the workers. Idle CPU: the fleet's processes' CPU time over --idle-s seconds with
-nobody talking to them, in % of one core. A MeterLoop wake-up (at most every 5 s per idle
+nobody talking to them, in % of one core. A MeterLoop wake-up (about twice a minute per idle
 meter) is timed in-process to show its share. The load generator runs C threads, each a
 head-end session after another on the next meter: associate (HLS-GMAC, dlms-cosem), G
 ciphered GETs of 1-0:1.8.1 (`LeanSession`), release; its own CPU is printed apart, so a
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.unit.p3 import tcp_peers
 from tests.unit.p3.lean_client import LeanSession
-from twin.app import CATCH_UP_STEP, IDLE_BEAT_S, build
+from twin.app import CATCH_UP_STEP, IDLE_MAX_S, build
 from twin.config import Config, ConfigError, tcp_host_port
 from twin.fleet.control import choose_meters, fleet_outage, fleet_status
 from twin.fleet.spec import FleetSpec
@@ -59,7 +59,8 @@ from twin.parts import Twin
 
 logging.getLogger("dlms_cosem").setLevel(logging.ERROR)  # 21.3.2 logs every APDU
 
-WAKES_PER_S = 1 / IDLE_BEAT_S  # an idle MeterLoop at speed 1 (twin/app.py)
+# An idle MeterLoop at speed 1 (twin/app.py): each minute of meter time and each checkpoint.
+WAKES_PER_S = 1 / IDLE_MAX_S + 1 / Config().store.checkpoint_interval_s
 ENERGY = AttributeRef(3, obis_bytes("1-0:1.8.1"), 2)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
