@@ -13,7 +13,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from twin.clock import TIME_MAX, Clock, SimulatedClock, SystemClock, carryable, clamp_carryable
+from twin.clock import (
+    TIME_MAX,
+    Clock,
+    SimulatedClock,
+    SystemClock,
+    carryable,
+    clamp_carryable,
+    floor_to,
+)
 from twin.config import Config
 from twin.control import SOCKET_NAME, ControlServer
 from twin.control_fields import flag
@@ -28,6 +36,12 @@ from twin.supervisor import Service, Supervisor
 log = logging.getLogger(__name__)
 
 TICK_S = 0.5  # real seconds between metering ticks (events are committed within one tick)
+# Longest idle wait of the metering loop at speed 1 (the next minute or the checkpoint
+# usually ends it sooner): the model has nothing to do between whole minutes of meter time.
+IDLE_MAX_S = 60.0
+# The metering loop is alive while it woke less than this long ago, or waits in an idle
+# sleep that is not overdue by this long (`MeterLoop.alive`, the systemd watchdog).
+LIVENESS_S = 10 * TICK_S + 5
 # Meter time integrated between two yields of the metering loop (well under 1 ms of CPU).
 CATCH_UP_STEP = timedelta(minutes=15)
 
@@ -64,6 +78,12 @@ class MeterLoop:
     each, so a fast clock never starves the event loop. Commits are grouped in real time: one
     per TICK_S at most, at once when an event was logged (events are never held), and a
     checkpoint of the registers on the configured interval. None of them waits for the disk.
+
+    At speed 1 (or slower) an idle meter costs almost nothing: everything the model logs or
+    captures on its own (profile captures, the DST event, the end of a power failure) happens
+    at a whole minute of meter time, and readers and actions integrate and commit themselves
+    (`Meter.publish`, `Meter.act`), so the loop sleeps until the next minute, a clock set or
+    the checkpoint, whichever comes first.
     """
 
     def __init__(
@@ -76,6 +96,7 @@ class MeterLoop:
         self.checkpoint_interval_s = checkpoint_interval_s
         self._monotonic = monotonic  # the supervisor's clock: a test drives a stall with its own
         self.last_tick = monotonic()
+        self._wake_due: float | None = None  # while idle: when the wait ends at the latest
 
     async def run(self) -> None:
         last_commit = last_checkpoint = self._monotonic()
@@ -93,7 +114,23 @@ class MeterLoop:
                 last_commit = now
                 if now - last_checkpoint >= self.checkpoint_interval_s:
                     last_checkpoint = now
-            await asyncio.sleep(self._pause(caught_up))
+            if caught_up and self.meter.clock.speed <= 1:
+                checkpoint_in = last_checkpoint + self.checkpoint_interval_s - now
+                await self._idle(min(IDLE_MAX_S, checkpoint_in, TICK_S if outbox else IDLE_MAX_S))
+            else:
+                await asyncio.sleep(self._pause(caught_up))
+
+    async def _idle(self, at_most_s: float) -> None:
+        """Sleep until the model's next whole minute of meter time (on the meter clock, so a
+        clock set or a test clock wakes it too), but at most `at_most_s` real seconds."""
+        minute = floor_to(self.meter.model.time, 60) + timedelta(minutes=1)
+        self._wake_due = self._monotonic() + at_most_s
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, at_most_s)):
+                    await self.meter.clock.sleep_until(minute)
+        finally:
+            self._wake_due = None
 
     def _pause(self, caught_up: bool) -> float:
         """Behind: just yield. Else wait a tick, or one step of meter time if that is sooner
@@ -103,8 +140,10 @@ class MeterLoop:
         return min(TICK_S, CATCH_UP_STEP.total_seconds() / self.meter.clock.speed)
 
     def alive(self) -> bool:
-        """The systemd watchdog is fed only while metering ticks."""
-        return self._monotonic() - self.last_tick < 10 * TICK_S + 5
+        """The systemd watchdog is fed only while metering is not stuck: it woke less than
+        LIVENESS_S ago, or it sleeps idle and its wake-up is not overdue by LIVENESS_S."""
+        due = self.last_tick if self._wake_due is None else max(self.last_tick, self._wake_due)
+        return self._monotonic() - due < LIVENESS_S
 
 
 def build(config: Config, state_dir: Path, rng: random.Random | None = None) -> Twin:

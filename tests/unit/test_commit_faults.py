@@ -118,6 +118,9 @@ async def test_a_stuck_write_holds_neither_status_nor_metering(tmp_path: Path) -
         before = (await call(socket_dir / "control.sock", {"cmd": "status"}))["1-0:1.8.2"]
         await clock.advance(3600)
         await _until(lambda: meter.model.time >= start + timedelta(hours=1))  # it meters on
+        # The write has hung for longer than a healthy one takes (the metering loop wakes at
+        # once when the test clock moves, so this may take it a moment more).
+        await _until(meter.store.writer.stalled)
 
         began = time.monotonic()
         status = await call(socket_dir / "control.sock", {"cmd": "status"})

@@ -159,9 +159,8 @@ def notifier(address: Path) -> Notifier:
 async def test_watchdog_stops_while_metering_is_stuck_or_a_port_hangs(short_tmp: Path) -> None:
     clock = Monotonic()
     store = Store.open(short_tmp)
-    meter = Meter(
-        steady_config(), ManualClock(amsterdam(2026, 12, 7, 12, 0)), store, random.Random(1)
-    )
+    meter_clock = ManualClock(amsterdam(2026, 12, 7, 12, 0))
+    meter = Meter(steady_config(), meter_clock, store, random.Random(1))
     metering = MeterLoop(meter, checkpoint_interval_s=3600, monotonic=clock)
     meter_service, port = Stallable(metering.run), Port(clock)
     port_service = Stallable(port.run)
@@ -190,6 +189,8 @@ async def test_watchdog_stops_while_metering_is_stuck_or_a_port_hangs(short_tmp:
         # A port hangs: its heartbeat ages past HUNG_AFTER_S while metering ticks on.
         await port_service.stall()
         clock.now += HUNG_AFTER_S + 1
+        # Meter time passes too: metering wakes at its next whole minute and stamps progress.
+        await meter_clock.advance(60)
         while metering.last_tick != clock.now:  # metering catches up with the moved clock
             await asyncio.sleep(0.01)
             pings.drain()
@@ -203,4 +204,30 @@ async def test_watchdog_stops_while_metering_is_stuck_or_a_port_hangs(short_tmp:
         stop.set()
         await asyncio.wait_for(running, 5)
         pings.sock.close()
+        store.close()
+
+
+async def test_an_idle_metering_loop_is_alive_until_its_wake_up_is_overdue(
+    short_tmp: Path,
+) -> None:
+    """An idle meter sleeps until its next whole minute (or checkpoint): that wait is no stall.
+    Only a wake-up that does not come in time withholds the watchdog."""
+    clock = Monotonic()
+    store = Store.open(short_tmp)
+    meter = Meter(
+        steady_config(), ManualClock(amsterdam(2026, 12, 7, 12, 0)), store, random.Random(1)
+    )
+    metering = MeterLoop(meter, checkpoint_interval_s=3600, monotonic=clock)
+    running = asyncio.create_task(metering.run())
+    try:
+        while metering.last_tick != clock.now:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # it sleeps now, until the meter's next minute
+        clock.now += 30  # longer than any tick interval: still waiting, as planned
+        assert metering.alive()
+        clock.now += 60  # the wait should have ended (IDLE_MAX_S) long ago: stuck
+        assert not metering.alive()
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
         store.close()

@@ -119,6 +119,11 @@ class GasMeterSlave:
         valve_status_record(state)
         self._s = replace(self._s, valve_state=state)
 
+    @property
+    def mid_frame(self) -> bool:
+        """Part of a frame was received: the line going idle now would drop it."""
+        return bool(self._framer.pending)
+
     def timeout(self) -> None:
         """The line went idle mid-frame: drop the partial frame."""
         self._framer.reset()

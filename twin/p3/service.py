@@ -24,8 +24,9 @@
   connection) the session is told, so the object model writes the communication session log
   entries with their counters (P3 §5.10, §8.7) and completes what waits for the release (a
   firmware activation, P3 §5.12; a meter reset, §8.5).
-- The object model is ticked once a second (real time) even when no client is connected, so
-  what it schedules on the meter clock (calendar activation, profile captures) happens on time.
+- The object model is ticked when what it schedules on the meter clock (calendar activation,
+  definable profile captures) is due, even when no client is connected, and after every SET or
+  ACTION and clock set that may move it; an idle meter's object model does not wake otherwise.
 - Bad bytes never crash anything: the core answers or releases silently; a core error closes
   only that connection; the meter keeps metering.
 """
@@ -82,7 +83,9 @@ _HLS_BY_FLAG = dict(
 )
 
 
-TICK_S = 1.0  # real seconds between object model ticks
+# Longest real time between two object model ticks: the ticker wakes when the next capture
+# or activation is due, at a clock set or a SET; this beat only bounds a missed wake-up.
+TICK_BEAT_S = 60.0
 
 
 class ObjectSession(CosemObjects, Protocol):
@@ -104,6 +107,15 @@ class ObjectModel(CosemObjects, Protocol):
 
     def tick(self) -> None:
         """Run what is due on the meter clock; cheap when nothing is."""
+        ...
+
+    def next_due(self) -> datetime | None:
+        """When `tick` next has work on the meter clock; None: nothing scheduled."""
+        ...
+
+    @property
+    def on_change(self) -> list[Callable[[], None]]:
+        """Called after a SET or ACTION (what `next_due` answers may have moved)."""
         ...
 
 
@@ -368,11 +380,32 @@ class P3Service:
         self.objects.tick()
 
     async def run_ticks(self) -> None:
-        """Tick the object model once a second of real time while the service runs; the
-        controller that owns this service runs it beside its own loop."""
-        while True:
-            self.tick()
-            await asyncio.sleep(TICK_S)
+        """Tick the object model whenever it has work due on the meter clock (a definable
+        profile capture, a passive calendar activation), after a SET or ACTION that may move
+        that time, and after a clock set; the controller that owns this service runs it
+        beside its own loop. An idle meter's object model sleeps."""
+        changed = asyncio.Event()
+        self.objects.on_change.append(changed.set)
+        try:
+            while True:
+                changed.clear()
+                self.tick()
+                await self._until_due(changed)
+        finally:
+            self.objects.on_change.remove(changed.set)
+
+    async def _until_due(self, changed: asyncio.Event) -> None:
+        due = self.objects.next_due()
+        waits: list[asyncio.Future[object]] = [asyncio.ensure_future(changed.wait())]
+        if due is not None:
+            # The meter clock's wait also ends at a clock set (twin/clock.py OffsetClock).
+            waits.append(asyncio.ensure_future(self.meter.clock.sleep_until(due)))
+        try:
+            await asyncio.wait(waits, timeout=TICK_BEAT_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
 
     # ---- connections -----------------------------------------------------------------------
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

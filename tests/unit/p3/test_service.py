@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -59,6 +59,7 @@ class Objects(FakeObjects):
     releases: int = 0  # association ends the service reported
     mechanisms: list[int] = field(default_factory=list)  # of the associations reported
     ticks: int = 0
+    listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def session(self) -> Objects:
         return self
@@ -71,6 +72,13 @@ class Objects(FakeObjects):
 
     def tick(self) -> None:
         self.ticks += 1
+
+    def next_due(self) -> datetime | None:
+        return None
+
+    @property
+    def on_change(self) -> list[Callable[[], None]]:
+        return self.listeners
 
     def get(
         self, client: int, ref: AttributeRef, access: SelectiveAccess | None

@@ -23,9 +23,11 @@ from twin.clock import ManualClock
 from twin.config import P3Config
 from twin.meter.events import EventLog
 from twin.metering import Meter
+from twin.p3.dlms.cosem import AttributeRef, DataAccessResult
 from twin.p3.keys import KeyStore
 from twin.p3.objects import build_objects
 from twin.p3.objects import values as v
+from twin.p3.objects.base import MANAGEMENT_SAP, obis_bytes
 from twin.p3.service import P3Service
 from twin.store import Store
 
@@ -137,3 +139,33 @@ async def test_hls_md5_only_once_the_configuration_object_enables_it(rig: Rig) -
     await asyncio.to_thread(enable_md5)
     await rig.service.wait_idle()
     assert await asyncio.to_thread(md5_login) == rig.meter.publish().energy_wh["1-0:1.8.1"]
+
+
+async def test_the_object_model_ticker_sleeps_until_a_capture_and_replans_after_a_set(
+    tmp_path: Path,
+) -> None:
+    """The "p3-objects" service wakes when a definable profile capture is due (P3 §8.6), not
+    on a timer: a SET of capture_period moves that time, and the ticker follows it."""
+    store = Store.open(tmp_path)
+    clock = ManualClock(START)
+    meter = Meter(steady_config(), clock, store, random.Random(1))
+    keys = KeyStore(store, KEYS)
+    objects = build_objects(meter, keys=keys, mbus=None, modem=None, state_dir=tmp_path)
+    service = P3Service(meter, keys, objects, "127.0.0.1", 0, net_clock=ManualClock(START))
+    ticker = asyncio.create_task(service.run_ticks())
+    try:
+        await clock.advance(0)  # the ticker plans: the daily capture at local midnight
+        assert objects.next_due() == amsterdam(2026, 11, 24, 0, 0)
+        period = AttributeRef(7, obis_bytes("0-1:94.31.6"), 4)
+        assert objects.set(MANAGEMENT_SAP, period, None, v.encode(v.u32(900))) is (
+            DataAccessResult.SUCCESS
+        )
+        await clock.advance(15 * 60)  # to 12:15, long before midnight
+        async with asyncio.timeout(5):
+            while not store.definable_entries():
+                await asyncio.sleep(0.01)
+        assert [e.time for e in store.definable_entries()] == [amsterdam(2026, 11, 23, 12, 15)]
+    finally:
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
+        store.close()

@@ -176,7 +176,9 @@ class GasMeterTwin:
         log.info("gas meter %s on %s", self.identity.equipment_id, self.link.description)
         try:
             while True:
-                data = await self.link.receive(self.timeout_s)
+                # Only a partial frame needs the line idle time-out (hardware/mbus_link.py);
+                # between frames the meter sleeps until bytes come, as a real one does.
+                data = await self.link.receive(self.timeout_s if self.slave.mid_frame else None)
                 received = self._monotonic()  # the end of these bytes (of a request's last)
                 self.heartbeat = time.monotonic()
                 if not data:

@@ -39,6 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hardware.mbus_link import MbusLink, response_timeout_s
+from twin.clock import floor_to
 from twin.metering import Meter
 from twin.p2.aio.bus_requests import BusRequests, read_job
 from twin.p2.aio.clock_sync import ClockSyncs
@@ -59,7 +60,7 @@ __all__ = ["STATE_SETTING", "P2Service"]
 
 log = logging.getLogger(__name__)
 
-POLL_REAL_S = 1.0  # real seconds between checks for an E-meter clock change while idle
+HOUR = timedelta(hours=1)
 
 
 class P2Service(BusRequests):
@@ -190,6 +191,9 @@ class P2Service(BusRequests):
         await self._cycle()
 
     async def _sleep(self, due: datetime) -> None:
+        """Wait for `due`, a request (`_wake`), an E-meter clock set (the meter clock's wait
+        ends at one) or a DST change, without polling: a DST change happens only at a whole
+        UTC hour (01:00 UTC, EU rule), so the wait also ends at the next one."""
         self._due = due
         try:
             while (
@@ -200,14 +204,13 @@ class P2Service(BusRequests):
             ):
                 self.bus.heartbeat = time.monotonic()
                 self._wake.clear()
+                wake_at = min(due, floor_to(self._now(), 3600) + HOUR)
                 waits = [
-                    asyncio.ensure_future(self.meter.clock.sleep_until(due)),
+                    asyncio.ensure_future(self.meter.clock.sleep_until(wake_at)),
                     asyncio.ensure_future(self._wake.wait()),
                 ]
                 try:
-                    await asyncio.wait(
-                        waits, timeout=POLL_REAL_S, return_when=asyncio.FIRST_COMPLETED
-                    )
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     for task in waits:
                         task.cancel()

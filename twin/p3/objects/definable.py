@@ -93,6 +93,25 @@ def latest_boundary(now: datetime, period: int) -> datetime:
     return max((t for t in instants if t <= now), default=min(instants))
 
 
+def next_boundary(now: datetime, period: int) -> datetime:
+    """A time after `now` with no capture time of `period` seconds (local wall-clock time,
+    the boundaries of `latest_boundary`) between the two: the next boundary, or a little
+    before it around a DST change (the caller then finds nothing due and asks again).
+
+    In the repeated October hour the wall clock goes back an hour, so the wall boundaries of
+    the hour before the current one come again: they are candidates too, in both instants.
+    """
+    wall = int((local(now).replace(tzinfo=None) - _WALL_EPOCH).total_seconds())
+    start = _WALL_EPOCH + timedelta(seconds=wall - wall % period)
+    back = -(-3600 // period)  # whole periods in the repeated hour, rounded up
+    instants = [
+        (start + timedelta(seconds=k * period)).replace(tzinfo=AMSTERDAM, fold=f).astimezone(UTC)
+        for k in range(-back, 2)
+        for f in (0, 1)
+    ]
+    return min(t for t in instants if t > now)
+
+
 class DefinableProfile(Profile):
     """0-1:94.31.6; its settings are persisted attributes, its buffer a store table."""
 
@@ -245,17 +264,11 @@ class DefinableProfile(Profile):
         self._quiet = (period, boundary + timedelta(seconds=max(1, period - 3600)))
 
     def next_capture(self, now: datetime) -> datetime | None:
-        """The next capture_period boundary after `now` (None while not capturing), for a
-        caller that moves the clock itself: a scenario ticks there, so the entry's values are
-        read at the boundary (twin/scenario_p3.py)."""
+        """The first capture_period boundary after `now` (UTC), or a little before it around
+        a DST change (see `next_boundary`); None while the period is 0. The object model's
+        ticker sleeps until then, and a scenario (twin/scenario_p3.py) steps its clock there."""
         period = self.capture_period.get().integer()
-        if period == 0:
-            return None
-        # Counted in wall-clock time: a DST change moves the next boundary by an hour at most.
-        after = latest_boundary(now + timedelta(seconds=period + 3600), period)
-        while (before := latest_boundary(after - timedelta(seconds=1), period)) > now:
-            after = before
-        return after if after > now else None
+        return None if period == 0 else next_boundary(now, period)
 
     def capture(self, when: datetime) -> None:
         """One entry stamped `when`, values read now; a full buffer drops one entry."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 from twin.meter.events import EventLog
@@ -46,6 +47,8 @@ class DsmrObjects:
         self.env = env
         # Of the current association (one at a time, P3 Table 3-1): association LN attr 6.
         self.mechanism: int | None = None
+        # Called after every SET and ACTION: what `next_due` answers may have moved.
+        self.on_change: list[Callable[[], None]] = []
         self.registry = ObjectRegistry([], env.meter.now)
         firmware = abstract.firmware_id(env)
         self.calendar, tariff = tariff_objects(env)
@@ -74,16 +77,31 @@ class DsmrObjects:
         self, client: int, ref: AttributeRef, access: SelectiveAccess | None, value: bytes
     ) -> DataAccessResult:
         self.tick()
-        return self.registry.set(client, ref, access, value)
+        result = self.registry.set(client, ref, access, value)
+        self._changed()  # a new activation time or capture period: the ticker re-plans
+        return result
 
     def action(self, client: int, ref: AttributeRef, parameters: bytes | None) -> ActionOutcome:
         self.tick()
-        return self.registry.action(client, ref, parameters)
+        outcome = self.registry.action(client, ref, parameters)
+        self._changed()
+        return outcome
+
+    def _changed(self) -> None:
+        for listener in self.on_change:
+            listener()
 
     def session(self) -> Session:
         """The `CosemObjects` for one connection's DlmsServer: it records the management
         client's calls for the communication session log (P3 §5.10)."""
         return Session(self)
+
+    def next_due(self) -> datetime | None:
+        """When `tick` next has work on the meter clock (UTC): the passive calendar's
+        activation (P3 §5.4) or the definable profile's next capture (P3 §8.6); None: none."""
+        now = self.env.meter.now()
+        dues = (self.calendar.activation_due(), self.definable.next_capture(now))
+        return min((d for d in dues if d is not None), default=None)
 
     def tick(self) -> None:
         now = self.env.meter.now()

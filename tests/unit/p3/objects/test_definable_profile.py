@@ -14,6 +14,8 @@ from dlms_cosem import time as dlms_time
 from dlms_cosem import utils
 from dlms_cosem.cosem.capture_object import CaptureObject
 from dlms_cosem.cosem.selective_access import RangeDescriptor
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support import amsterdam, steady_config
 from tests.unit.p3.objects.conftest import (
@@ -37,7 +39,7 @@ from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects import build_objects
 from twin.p3.objects import values as v
 from twin.p3.objects.base import obis_bytes
-from twin.p3.objects.definable import latest_boundary
+from twin.p3.objects.definable import latest_boundary, next_boundary
 from twin.store import Store
 
 DEF = "0-1:94.31.6"
@@ -293,3 +295,32 @@ def test_next_capture_is_the_next_wall_clock_boundary(
 def test_no_next_capture_while_capture_period_is_zero(twin: Twin) -> None:
     assert write(twin.management(), 7, DEF, 4, v.encode(v.u32(0))) == 0
     assert twin.objects.definable.next_capture(datetime(2026, 3, 10, tzinfo=UTC)) is None
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(2026, 3, 28), max_value=datetime(2026, 10, 26), timezones=st.just(UTC)
+    ).map(lambda t: t.replace(microsecond=0)),
+    st.sampled_from([60, 900, 1800, 3600, 7200, 10800, 86400]),
+)
+def test_the_object_model_sleeps_until_no_later_than_the_next_boundary(
+    now: datetime, period: int
+) -> None:
+    """The P3 ticker sleeps until `next_boundary`: it lies ahead, and no boundary is skipped,
+    also in the repeated October hour (both 02:00 of an hourly period) and the skipped March
+    one."""
+    due = next_boundary(now, period)
+    assert due > now
+    assert latest_boundary(max(now, due - timedelta(seconds=1)), period) == latest_boundary(
+        now, period
+    )
+
+
+def test_the_object_model_is_next_due_at_the_capture_period_boundary(twin: Twin) -> None:
+    client = twin.management()
+    assert twin.objects.next_due() == datetime(2026, 11, 23, 23, 0, tzinfo=UTC)  # midnight
+    configure(client, ENERGY, period=900)
+    assert twin.objects.next_due() == datetime(2026, 11, 23, 20, 15, tzinfo=UTC)
+    configure(client, ENERGY, period=0)
+    assert twin.objects.next_due() is None
