@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -501,3 +502,43 @@ def test_overlapping_fleet_ranges_fail_the_play_naming_the_shards(
     assert result.returncode != 0, output
     assert "fleet-01 (meters 5-14) and fleet-02 (meters 5-14) overlap" in output, output
     assert not (converged.base / "overlap-fleet-01").exists()
+
+
+def test_shards_the_head_end_cannot_tell_apart_fail_the_merge(
+    ansible_env: dict[str, str], converged: Converged
+) -> None:
+    """Both shards on 127.1.0.1 (loopback: the same string on every host): the merge names the
+    repeated endpoint and writes no inventory. Run on copies of the converged roots."""
+    for host in FLEET_HOSTS:
+        shutil.copytree(converged.root(host), converged.base / f"loopback-{host}", symlinks=True)
+    merged = converged.base / "loopback-inventory.json"
+    extra_vars = converged.base / "loopback.json"
+    extra_vars.write_text(
+        json.dumps(
+            {
+                **json.loads((converged.base / "extra-vars.json").read_text()),
+                "dsmr_twin_root": f"{converged.base}/loopback-{{{{ inventory_hostname }}}}",
+                "dsmr_twin_fleet": {"count": 10, "p3": "tcp://127.1.0.1:4059"},
+                "dsmr_twin_fleet_inventory_file": str(merged),
+            }
+        )
+    )
+    result = run(
+        [
+            ansible_tool("ansible-playbook"),
+            "-i",
+            str(INVENTORY),
+            "--vault-password-file",
+            str(VAULT_PASSWORD),
+            "-e",
+            f"@{extra_vars}",
+            "--limit",
+            ",".join(FLEET_HOSTS),
+            "site.yml",
+        ],
+        ansible_env,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "p3 tcp://127.1.0.1:4059 is both meter 1 and meter 11" in output, output
+    assert not merged.exists()
