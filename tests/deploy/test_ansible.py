@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -31,14 +33,19 @@ from tests.deploy.conftest import (
     verify_units,
 )
 from twin.config import load_config
+from twin.fleet.spec import resolve_spec
 
 INVENTORY = ANSIBLE_DIR / "inventory" / "example" / "hosts.yml"
 VAULT_PASSWORD = ANSIBLE_DIR / "inventory" / "example" / "vault-password.example.txt"
 INVENTORY_HOSTS = ("meter-01", "meter-02", "rack-01")
-# Converged here: a Pi 4 with the M-Bus HAT (single twin, pre-Bookworm /boot layout) and a Pi 5
-# with the HAT running three instances. meter-02 (a Pi 5 like rack-01) is left out to keep the
-# run short; syntax-check, lint and the vault test still cover it.
-HOSTS = ("meter-01", "rack-01")
+# Converged here: a Pi 4 with the M-Bus HAT (single twin, pre-Bookworm /boot layout), a Pi 5
+# with the HAT running three instances, and two load-test hosts each running a shard of one
+# fleet (10 + 15 meters). meter-02 (a Pi 5 like rack-01) is left out to keep the run short;
+# syntax-check, lint and the vault test still cover it.
+PI_HOSTS = ("meter-01", "rack-01")
+FLEET_HOSTS = ("fleet-01", "fleet-02")
+HOSTS = (*PI_HOSTS, *FLEET_HOSTS)
+FLEET_SEED = "example fleet seed 0001"  # inventory/example/group_vars/fleet/vault.yml
 
 CONFIG_TXT = """\
 # Raspberry Pi OS Bookworm default (shortened)
@@ -169,8 +176,11 @@ class PlaybookRun:
         return found
 
 
-def _playbook(env: dict[str, str], extra_vars: Path) -> PlaybookRun:
-    result = run(
+def run_site(
+    env: dict[str, str], extra_vars: Path, hosts: tuple[str, ...]
+) -> subprocess.CompletedProcess[str]:
+    """site.yml with the example inventory, its vault and `extra_vars`, on `hosts` only."""
+    return run(
         [
             ansible_tool("ansible-playbook"),
             "-i",
@@ -180,13 +190,18 @@ def _playbook(env: dict[str, str], extra_vars: Path) -> PlaybookRun:
             "-e",
             f"@{extra_vars}",
             "--limit",
-            ",".join(HOSTS),
+            ",".join(hosts),
             "site.yml",
         ],
-        # "free": each scratch host goes at its own pace (the role has no cross-host steps).
-        {**env, "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default", "ANSIBLE_STRATEGY": "free"},
+        env,
         timeout=300,
     )
+
+
+def _playbook(env: dict[str, str], extra_vars: Path) -> PlaybookRun:
+    # "free": each scratch host goes at its own pace (the fleet merge is a play of its own).
+    free = {**env, "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default", "ANSIBLE_STRATEGY": "free"}
+    result = run_site(free, extra_vars, HOSTS)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     return PlaybookRun(output)
@@ -207,14 +222,15 @@ def converged(ansible_env: dict[str, str], tmp_path_factory: pytest.TempPathFact
     base = tmp_path_factory.mktemp("roots")
     wheel = build_wheel(tmp_path_factory.mktemp("wheel"))
     for host in HOSTS:
+        # Directories every Debian / Raspberry Pi OS root has (the role writes into them).
+        for directory in ("etc/systemd/system", "etc/modules-load.d"):
+            (base / host / directory).mkdir(parents=True)
+    for host in PI_HOSTS:
         # meter-01 has the pre-Bookworm layout (/boot/config.txt): the role must find either.
         boot = base / host / ("boot" if host == "meter-01" else "boot/firmware")
         boot.mkdir(parents=True)
         (boot / "config.txt").write_text(CONFIG_TXT)
         (boot / "cmdline.txt").write_text(CMDLINE_TXT)
-        # Directories every Raspberry Pi OS root has (the role writes into them).
-        for directory in ("etc/systemd/system", "etc/modules-load.d"):
-            (base / host / directory).mkdir(parents=True)
     extra_vars = base / "extra-vars.json"
     extra_vars.write_text(
         json.dumps(
@@ -224,11 +240,15 @@ def converged(ansible_env: dict[str, str], tmp_path_factory: pytest.TempPathFact
                 "ansible_become": False,
                 "dsmr_twin_root": f"{base}/{{{{ inventory_hostname }}}}",
                 "dsmr_twin_manage_system": False,
-                "dsmr_twin_manage_boot": True,
+                # Load-test hosts have no meter hardware (group_vars/fleet/vars.yml).
+                "dsmr_twin_manage_boot": "{{ inventory_hostname not in groups['fleet'] }}",
+                "dsmr_twin_fleet_inventory_file": str(base / "fleet_inventory.json"),
                 "dsmr_twin_python": sys.executable,
                 "dsmr_twin_package_src": str(wheel),
-                # Offline: the scratch venv gets the twin itself, not its dependencies.
+                # Offline: the scratch venv gets the twin itself, not its dependencies; the
+                # twin's commands the role runs (fleet inventory) find them in this venv's.
                 "dsmr_twin_pip_extra_args": "--no-deps --no-index",
+                "dsmr_twin_command_environment": {"PYTHONPATH": sysconfig.get_path("purelib")},
             }
         )
     )
@@ -254,6 +274,8 @@ def test_converge_changes_every_host_then_is_idempotent(converged: Converged) ->
 def test_each_host_reports_the_units_it_manages(converged: Converged) -> None:
     units = re.findall(r"dsmr-twin units: ([^\"]+)", converged.first.output)
     assert sorted(units) == [
+        "dsmr-twin-fleet.service",
+        "dsmr-twin-fleet.service",
         "dsmr-twin.service",
         "dsmr-twin@lab1.service dsmr-twin@lab2.service dsmr-twin@lab3.service",
     ]
@@ -271,6 +293,8 @@ def _configs(converged: Converged) -> dict[tuple[str, str], Path]:
 def test_rendered_configs_pass_the_twins_validator(converged: Converged) -> None:
     configs = _configs(converged)
     assert sorted(configs) == [
+        ("fleet-01", "fleet"),
+        ("fleet-02", "fleet"),
         ("meter-01", "config"),
         ("rack-01", "lab1"),
         ("rack-01", "lab2"),
@@ -351,12 +375,14 @@ def test_rendered_units_match_the_repository_and_verify(converged: Converged) ->
     for host in HOSTS:
         root = converged.root(host)
         units = root / "etc" / "systemd" / "system"
-        for name in ("dsmr-twin.service", "dsmr-twin@.service"):
+        for name in ("dsmr-twin.service", "dsmr-twin@.service", "dsmr-twin-fleet.service"):
             assert (units / name).read_text() == (SYSTEMD_DIR / name).read_text(), name
         make_systemd_root(root)
         # ExecStart=/opt/dsmr-twin/venv/bin/dsmr-twin resolves inside the root: the role's venv.
         assert os.access(root / "opt/dsmr-twin/venv/bin/dsmr-twin", os.X_OK)
-        instance = "dsmr-twin@lab1.service" if host == "rack-01" else "dsmr-twin.service"
+        instance = {"rack-01": "dsmr-twin@lab1.service", "meter-01": "dsmr-twin.service"}.get(
+            host, "dsmr-twin-fleet.service"
+        )
         result = verify_units(root, "/etc/systemd/system/dsmr-twin.service", instance)
         assert result.returncode == 0, problems(result)
         assert problems(result) == []
@@ -394,10 +420,105 @@ def test_firmware_config_per_pi_model(converged: Converged) -> None:
         "dtparam=i2c_arm=on",
         end,
     ]
-    for host in HOSTS:
+    for host in PI_HOSTS:
         cmdline = _boot(converged, host)[1]
         assert cmdline == (
             "console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait\n"
         )
         modules = converged.root(host) / "etc" / "modules-load.d" / "dsmr-twin.conf"
         assert "i2c-dev" in modules.read_text().split()
+
+
+# --- a fleet across hosts -----------------------------------------------------------------
+
+
+def test_fleet_shards_take_consecutive_ranges_with_the_vault_seed(converged: Converged) -> None:
+    options = {}
+    for host in FLEET_HOSTS:
+        etc = converged.root(host) / "etc" / "dsmr-twin"
+        seed = etc / "fleet.seed"
+        assert seed.read_text() == FLEET_SEED + "\n"
+        assert stat.S_IMODE(seed.stat().st_mode) == 0o600
+        (line,) = [x for x in (etc / "fleet.env").read_text().splitlines() if x[:1] != "#"]
+        key, _, value = line.partition("=")
+        assert key == "DSMR_TWIN_FLEET_ARGS"
+        options[host] = " ".join(value.split())
+    # fleet-01 takes meters 1-10, fleet-02 the next 15 (inventory order), each on its address.
+    assert options == {
+        "fleet-01": "--count 10 --first 1 --p3 tcp://192.0.2.31:4059 --workers 2",
+        "fleet-02": "--count 15 --first 11 --p3 tcp://192.0.2.32:4059 --workers 2",
+    }
+    log = converged.first.output + converged.second.output
+    assert FLEET_SEED not in log
+
+
+def test_the_merged_inventory_has_every_meter_of_every_shard_once(converged: Converged) -> None:
+    path = converged.base / "fleet_inventory.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # keys inside
+    rows = json.loads(path.read_text())
+    assert [row["meter"] for row in rows] == list(range(1, 26))
+    for column in ("equipment_id", "system_title", "guek", "gak", "master_key", "p3"):
+        assert len({row[column] for row in rows}) == 25, column
+    assert [row["p3"] for row in rows[:10]] == [f"tcp://192.0.2.31:{p}" for p in range(4059, 4069)]
+    assert [row["p3"] for row in rows[10:]] == [f"tcp://192.0.2.32:{p}" for p in range(4059, 4074)]
+    # Exactly the meters (and keys) the shards' services will make from the seed and range.
+    for first, count, p3 in ((1, 10, "tcp://192.0.2.31:4059"), (11, 15, "tcp://192.0.2.32:4059")):
+        spec = resolve_spec(
+            converged.base / "nothing", count, FLEET_SEED, p3, None, first=first, create=False
+        )
+        for index in spec.indices:
+            ident = spec.identity(index)
+            row = rows[index - 1]
+            assert (row["equipment_id"], row["system_title"], row["guek"]) == (
+                ident.equipment_id,
+                ident.system_title.hex(),
+                ident.guek.hex(),
+            )
+    assert "example fleet seed" not in converged.first.output
+
+
+def test_overlapping_fleet_ranges_fail_the_play_naming_the_shards(
+    ansible_env: dict[str, str], converged: Converged
+) -> None:
+    """Both shards told to start at meter 5: refused before anything is installed."""
+    extra_vars = converged.base / "overlap.json"
+    extra_vars.write_text(
+        json.dumps(
+            {
+                **json.loads((converged.base / "extra-vars.json").read_text()),
+                "dsmr_twin_root": f"{converged.base}/overlap-{{{{ inventory_hostname }}}}",
+                "dsmr_twin_fleet": {"count": 10, "first": 5},
+            }
+        )
+    )
+    result = run_site(ansible_env, extra_vars, FLEET_HOSTS)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "fleet-01 (meters 5-14) and fleet-02 (meters 5-14) overlap" in output, output
+    assert not (converged.base / "overlap-fleet-01").exists()
+
+
+def test_shards_the_head_end_cannot_tell_apart_fail_the_merge(
+    ansible_env: dict[str, str], converged: Converged
+) -> None:
+    """Both shards on 127.1.0.1 (loopback: the same string on every host): the merge names the
+    repeated endpoint and writes no inventory. Run on copies of the converged roots."""
+    for host in FLEET_HOSTS:
+        shutil.copytree(converged.root(host), converged.base / f"loopback-{host}", symlinks=True)
+    merged = converged.base / "loopback-inventory.json"
+    extra_vars = converged.base / "loopback.json"
+    extra_vars.write_text(
+        json.dumps(
+            {
+                **json.loads((converged.base / "extra-vars.json").read_text()),
+                "dsmr_twin_root": f"{converged.base}/loopback-{{{{ inventory_hostname }}}}",
+                "dsmr_twin_fleet": {"count": 10, "p3": "tcp://127.1.0.1:4059"},
+                "dsmr_twin_fleet_inventory_file": str(merged),
+            }
+        )
+    )
+    result = run_site(ansible_env, extra_vars, FLEET_HOSTS)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "p3 tcp://127.1.0.1:4059 is both meter 1 and meter 11" in output, output
+    assert not merged.exists()

@@ -30,8 +30,11 @@ from tests.deploy.conftest import (
 )
 from twin.app import TICK_S
 from twin.cli_common import EXIT_CONFIG, EXIT_STATE_DIR_BUSY, EXIT_STORAGE
+from twin.fleet.head import STOP_GRACE_S
+from twin.fleet.spec import resolve_spec
 
 UNITS = ("dsmr-twin.service", "dsmr-twin@.service")
+FLEET_UNIT = "dsmr-twin-fleet.service"
 HARDWARE_GROUPS = {"dialout", "gpio", "i2c"}
 # twin/app.py MeterLoop.alive(): the core counts as alive while it ticked in this window.
 LIVENESS_WINDOW_S = 10 * TICK_S + 5
@@ -59,7 +62,7 @@ def root(tmp_path: Path) -> Path:
     """A throwaway root with the units installed and a scratch executable at ExecStart."""
     systemd_analyze()
     root = make_systemd_root(tmp_path / "root")
-    for name in UNITS:
+    for name in (*UNITS, FLEET_UNIT):
         text = (SYSTEMD_DIR / name).read_text()
         (root / "etc/systemd/system" / name).write_text(text)
         binary = root / exec_start_binary(text).lstrip("/")
@@ -80,6 +83,12 @@ def test_both_units_verify_clean(root: Path) -> None:
     assert problems(result) == []
 
 
+def test_fleet_unit_verifies_clean(root: Path) -> None:
+    result = verify_units(root, f"/etc/systemd/system/{FLEET_UNIT}")
+    assert result.returncode == 0, problems(result)
+    assert problems(result) == []
+
+
 def test_verify_is_not_vacuous(root: Path) -> None:
     """The harness sees what it must: a bad key (rc 0, a warning) and a missing binary."""
     units = root / "etc/systemd/system"
@@ -95,7 +104,7 @@ def test_verify_is_not_vacuous(root: Path) -> None:
     assert any("is not executable" in line for line in problems(result)), problems(result)
 
 
-@pytest.mark.parametrize("name", ["dsmr-twin.service", "dsmr-twin@lab-1.service"])
+@pytest.mark.parametrize("name", ["dsmr-twin.service", "dsmr-twin@lab-1.service", FLEET_UNIT])
 def test_hardening_exposure_stays_low(root: Path, name: str) -> None:
     """systemd's own score (0 best .. 10 worst): the units stay 'OK' (below 3.0)."""
     result = subprocess.run(
@@ -243,3 +252,78 @@ def test_bad_config_exits_with_the_status_the_unit_does_not_restart(tmp_path: Pa
     prevent = settings("dsmr-twin.service")["RestartPreventExitStatus"][0]
     assert result.returncode == int(prevent), result.stderr
     assert "meter.phases" in result.stderr
+
+
+# --- the fleet's unit -----------------------------------------------------------------------
+
+
+def test_fleet_unit_contract() -> None:
+    unit = settings(FLEET_UNIT)
+    # The fleet's head sends no sd_notify messages: exec (a start fails when the program cannot
+    # be run), and no watchdog it would never feed.
+    assert unit["Type"] == ["exec"]
+    assert "WatchdogSec" not in unit
+    assert "NotifyAccess" not in unit
+    assert unit["Restart"] == ["on-failure"]
+    assert unit["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]
+    assert unit["StartLimitIntervalSec"] == ["0"]
+    # The head gives its workers 60 s to checkpoint their meters before it kills one.
+    assert seconds(unit["TimeoutStopSec"][0]) > STOP_GRACE_S
+    assert (unit["User"], unit["Group"]) == (["dsmr-twin"], ["dsmr-twin"])
+    assert unit["StateDirectory"] == ["dsmr-twin/fleet"]
+    assert unit["EnvironmentFile"] == ["/etc/dsmr-twin/fleet.env"]
+    # Simulated meters only: no device at all.
+    assert unit["PrivateDevices"] == ["yes"]
+    assert unit["ProtectSystem"] == ["strict"]
+    text = (SYSTEMD_DIR / FLEET_UNIT).read_text()
+    assert exec_start_binary(text) == "/opt/dsmr-twin/venv/bin/dsmr-twin"
+    # The seed from a file, never on the command line (the process list shows that).
+    command = unit["ExecStart"][0].split()
+    assert "--seed" not in command
+    assert command[-1] == "$DSMR_TWIN_FLEET_ARGS"
+
+
+def _fleet_command(tmp_path: Path, fleet_args: str) -> list[str]:
+    """ExecStart as systemd runs it, its paths moved into tmp_path and $DSMR_TWIN_FLEET_ARGS
+    split into words (systemd's rule for an unbraced $VAR)."""
+    moved = {
+        "/var/lib/dsmr-twin/fleet": str(tmp_path / "fleet"),
+        "/etc/dsmr-twin/fleet.toml": str(tmp_path / "fleet.toml"),
+        "/etc/dsmr-twin/fleet.seed": str(tmp_path / "fleet.seed"),
+    }
+    command = settings(FLEET_UNIT)["ExecStart"][0].split()
+    assert command[-1] == "$DSMR_TWIN_FLEET_ARGS"
+    return [
+        sys.executable,
+        "-m",
+        "twin",
+        *(moved.get(word, word) for word in command[1:-1]),
+        *fleet_args.split(),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fleet_args", "message"),
+    [
+        ("--count 3 --first 1 --workers 0", "--workers 0: expected 1 to"),
+        # Options that disagree with the fleet made by the first run: a meter's address and
+        # keys never move, so a restart cannot help either.
+        ("--count 3 --first 5", "--first 5: the fleet"),
+    ],
+)
+def test_fleet_options_the_unit_cannot_run_exit_with_the_status_it_does_not_restart(
+    tmp_path: Path, fleet_args: str, message: str
+) -> None:
+    (tmp_path / "fleet.toml").write_text("[store]\nbackup_interval_s = 0\n")
+    (tmp_path / "fleet.seed").write_text("unit seed\n")
+    resolve_spec(tmp_path / "fleet", 3, "unit seed", None, None, first=1)
+    result = subprocess.run(
+        _fleet_command(tmp_path, fleet_args),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    prevent = settings(FLEET_UNIT)["RestartPreventExitStatus"][0]
+    assert result.returncode == int(prevent), result.stderr
+    assert message in result.stderr

@@ -314,3 +314,35 @@ def test_a_seed_file_gives_the_seed_without_the_process_list_showing_it(tmp_path
     missing = _parser().parse_args([*base, "--seed-file", str(tmp_path / "missing")])
     with pytest.raises(ConfigError, match=r"--seed-file .*missing: cannot read"):
         _seed(missing)
+
+
+def test_fleet_inventory_before_the_first_run_derives_from_the_run_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A deployment exports a shard's inventory before its service ever started: the same
+    options as `fleet run` (seed, count, first, addresses) give the same meters, and nothing is
+    written (the service's first run creates the fleet)."""
+    from twin.cli import main
+    from twin.cli_common import EXIT_CONFIG
+
+    seed = tmp_path / "fleet.seed"
+    seed.write_text("shared\n")
+    options = ["--count", "3", "--first", "4", "--p3", "tcp://127.2.0.1:4059"]
+    fresh = tmp_path / "fresh"
+    assert (
+        main(["fleet", "inventory", "--state-dir", str(fresh), "--seed-file", str(seed), *options])
+        == 0
+    )
+    before = json.loads(capsys.readouterr().out)
+    assert not fresh.exists()
+    ran = resolve_spec(tmp_path / "ran", 3, "shared", "tcp://127.2.0.1:4059", None, first=4)
+    assert before == inventory(tmp_path / "ran")
+    assert [row["p3"] for row in before] == [ran.p3_endpoint(i) for i in (4, 5, 6)]
+    # Options given for an existing fleet must agree with it, as for `fleet run`.
+    code = main(["fleet", "inventory", "--state-dir", str(tmp_path / "ran"), "--first", "5"])
+    assert code == EXIT_CONFIG
+    assert "--first 5: the fleet" in capsys.readouterr().err
+    # A random seed exists only once the fleet ran: no inventory can be promised before.
+    assert main(["fleet", "inventory", "--state-dir", str(fresh), "--count", "3"]) == EXIT_CONFIG
+    assert "--seed" in capsys.readouterr().err
+    assert not fresh.exists()

@@ -23,30 +23,10 @@ def add_commands(commands: Any) -> None:
     fleet = commands.add_parser("fleet", help="many meters on one host, for head-end load tests")
     sub = fleet.add_subparsers(dest="fleet_command", required=True)
     run = sub.add_parser("run", help="run a fleet of meters (created on the first run)")
-    run.add_argument("--count", type=int, help="number of meters (fixed once created)")
     run.add_argument("--state-dir", type=Path, required=True, help="the fleet's state directory")
     run.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     _meter_options(run)
-    run.add_argument(
-        "--p3",
-        help="meter 1's P3 endpoint, default tcp://127.1.0.1:4059; meter n"
-        " takes the n-th loopback address (or port, off 127/8)",
-    )
-    run.add_argument("--p1", help="meter 1's P1 TCP endpoint (tcp://HOST:PORT, then PORT+1...)")
-    seeds = run.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", help="derive every key from this (labs only); default random")
-    seeds.add_argument(
-        "--seed-file", type=Path, help="the seed from this file (kept out of the process list)"
-    )
-    run.add_argument(
-        "--first",
-        type=int,
-        help="index of the first meter (default 1): shards on several hosts share a --seed"
-        " and take non-overlapping ranges",
-    )
-    run.add_argument(
-        "--inventory", type=Path, help="take identities and keys from this JSON/CSV inventory"
-    )
+    _fleet_options(run)
     worker = sub.add_parser("worker", help="(internal) one worker of a running fleet")
     worker.add_argument("--state-dir", type=Path, required=True)
     worker.add_argument("--worker", type=int, required=True)
@@ -54,6 +34,8 @@ def add_commands(commands: Any) -> None:
     _meter_options(worker)
     inventory = sub.add_parser("inventory", help="every meter's identity, keys and endpoints")
     inventory.add_argument("--state-dir", type=Path, required=True)
+    # The options of `fleet run`: before the first run they say which meters it will make.
+    _fleet_options(inventory)
     form = inventory.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="a JSON list (the default)")
     form.add_argument("--csv", action="store_true", help="CSV with a header line")
@@ -74,6 +56,31 @@ def add_commands(commands: Any) -> None:
         "--request",
         required=True,
         help='the JSON request, e.g. \'{"cmd": "tamper", "code": 40}\' (each meter checks it)',
+    )
+
+
+def _fleet_options(parser: argparse.ArgumentParser) -> None:
+    """What a fleet is: given to `fleet run` (fixed once created) and to `fleet inventory`."""
+    parser.add_argument("--count", type=int, help="number of meters (fixed once created)")
+    parser.add_argument(
+        "--p3",
+        help="meter 1's P3 endpoint, default tcp://127.1.0.1:4059; meter n"
+        " takes the n-th loopback address (or port, off 127/8)",
+    )
+    parser.add_argument("--p1", help="meter 1's P1 TCP endpoint (tcp://HOST:PORT, then PORT+1...)")
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", help="derive every key from this (labs only); default random")
+    seeds.add_argument(
+        "--seed-file", type=Path, help="the seed from this file (kept out of the process list)"
+    )
+    parser.add_argument(
+        "--first",
+        type=int,
+        help="index of the first meter (default 1): shards on several hosts share a --seed"
+        " and take non-overlapping ranges",
+    )
+    parser.add_argument(
+        "--inventory", type=Path, help="take identities and keys from this JSON/CSV inventory"
     )
 
 
@@ -170,8 +177,19 @@ def _seed(args: argparse.Namespace) -> str | None:
 
 def _inventory(args: argparse.Namespace) -> int:
     from twin.fleet.inventory import as_csv, inventory
+    from twin.fleet.spec import resolve_spec
 
-    rows = inventory(args.state_dir)
+    spec = resolve_spec(
+        args.state_dir,
+        args.count,
+        _seed(args),
+        args.p3,
+        args.p1,
+        inventory=args.inventory,
+        first=args.first,
+        create=False,
+    )
+    rows = inventory(args.state_dir, spec)
     print(as_csv(rows) if args.csv else json.dumps(rows, indent=1), end="\n" * (not args.csv))
     return 0
 

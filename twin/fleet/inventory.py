@@ -42,8 +42,9 @@ def stored_keys(fleet_dir: Path, index: int) -> KeyMaterial | None:
         store.close()
 
 
-def inventory(fleet_dir: Path) -> list[dict[str, Any]]:
-    spec = FleetSpec.load(fleet_dir)
+def inventory(fleet_dir: Path, spec: FleetSpec | None = None) -> list[dict[str, Any]]:
+    """The fleet in `fleet_dir`, or `spec` when given (a fleet that has not run yet)."""
+    spec = spec or FleetSpec.load(fleet_dir)
     rows = []
     for index in spec.indices:
         ident = spec.identity(index)

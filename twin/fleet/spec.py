@@ -253,9 +253,12 @@ def resolve_spec(
     *,
     inventory: Path | None = None,
     first: int | None = None,
+    create: bool = True,
 ) -> FleetSpec:
     """The fleet in `fleet_dir`, created from the options on first run; on a later run an
-    option given must agree with it (a meter's address and keys never move)."""
+    option given must agree with it (a meter's address and keys never move). With `create`
+    false nothing is written: the fleet the options would make (`fleet inventory` before the
+    first run, e.g. a deployment exporting a shard's meters before its service starts)."""
     if (fleet_dir / SPEC_FILE).exists():
         spec = FleetSpec.load(fleet_dir)
         given = {"--count": count, "--p3": p3, "--p1": p1, "--first": first}
@@ -280,6 +283,11 @@ def resolve_spec(
         raise ConfigError(f"--count (or --inventory) is needed to create a fleet in {fleet_dir}")
     if seed == "":
         raise ConfigError("--seed '': give a non-empty seed, or none for random keys")
+    if seed is None and not create:
+        raise ConfigError(
+            f"{fleet_dir} holds no fleet yet: give the --seed or --seed-file it will run with"
+            " (random keys exist only once `fleet run` made them)"
+        )
     spec = FleetSpec(
         count,
         seed.encode() if seed is not None else os.urandom(32),
@@ -289,5 +297,6 @@ def resolve_spec(
         imported,
         first or 1,
     )
-    spec.save(fleet_dir)
+    if create:
+        spec.save(fleet_dir)
     return spec
