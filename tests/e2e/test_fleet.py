@@ -370,3 +370,69 @@ def test_the_workers_stop_when_the_head_dies(fleet: Fleet) -> None:
     assert status["workers_up"] == 0
     assert {w["state"] for w in status["worker_states"]} == {"gone"}
     assert status["meters_up"] == 0
+
+
+def _notes(systemd: socket.socket, until: Callable[[bytes], bool], within: float) -> list[bytes]:
+    """The datagrams systemd gets until one satisfies `until` (the last one listed)."""
+    deadline, got = time.monotonic() + within, []
+    while not got or not until(got[-1]):
+        systemd.settimeout(max(0.01, deadline - time.monotonic()))
+        got.append(systemd.recv(64))
+    return got
+
+
+def test_systemd_gets_ready_when_the_workers_are_up_pings_while_they_live_and_stopping(
+    tmp_path: Path,
+) -> None:
+    """Type=notify with WatchdogSec for the fleet: READY=1 once every worker reports its meters
+    up, WATCHDOG=1 only while every worker beats (none while one is SIGSTOPped), STOPPING=1."""
+    address, state_dir = tmp_path / "notify", tmp_path / "fleet"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(str(address))
+        environment = {**os.environ, "NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "400000"}
+        command = [sys.executable, "-m", "twin", "--log-level", "WARNING", "fleet", "run"]
+        command += ["--count", "3", "--workers", "2", "--seed", "notify lab"]
+        # 127.251.x: the module's fleet draws its second octet from 2..250.
+        command += [
+            "--state-dir",
+            str(state_dir),
+            "--speed",
+            "60",
+            "--p3",
+            "tcp://127.251.0.1:4059",
+        ]
+        process = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=environment)
+        try:
+            assert _notes(systemd, lambda n: n == b"READY=1", STARTUP_S)[-1] == b"READY=1"
+            # Every meter answers once READY=1 is sent.
+            assert asyncio.run(fleet_status(state_dir))["meters_up"] == 3
+            systemd.settimeout(2.0)
+            started = time.monotonic()
+            pings = [systemd.recv(64) for _ in range(4)]
+            assert pings == [b"WATCHDOG=1"] * 4
+            assert time.monotonic() - started < 4 * 0.5  # every WatchdogSec / 2, load allowed
+            worker = json.loads((state_dir / "fleet-status.json").read_text())["workers"][0]
+            os.kill(worker["pid"], signal.SIGSTOP)
+            try:
+                # Within the head's staleness window the pings stop: 1.5 s (3 intervals) pass
+                # without one.
+                deadline, silent = time.monotonic() + 8.0, False
+                systemd.settimeout(1.5)
+                while not silent and time.monotonic() < deadline:
+                    try:
+                        systemd.recv(64)
+                    except TimeoutError:
+                        silent = True
+                assert silent, "the head kept pinging with a worker stopped"
+            finally:
+                os.kill(worker["pid"], signal.SIGCONT)
+            assert _notes(systemd, lambda n: n == b"WATCHDOG=1", 8.0)[-1] == b"WATCHDOG=1"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(60) == 0
+        systemd.settimeout(0.2)
+        messages = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                messages.append(systemd.recv(64))
+        assert b"STOPPING=1" in messages
