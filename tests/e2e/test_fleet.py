@@ -24,7 +24,7 @@ from dlms_cosem import utils
 
 from tests.unit.p3 import tcp_peers
 from twin.config import Config, tcp_host_port
-from twin.fleet.control import fleet_status, meter_call
+from twin.fleet.control import choose_meters, fleet_status, meter_call
 from twin.fleet.spec import SPEC_FILE, FleetSpec
 from twin.p3.objects import values as v
 
@@ -323,6 +323,54 @@ def test_a_request_goes_to_the_chosen_meters_only_and_each_checks_it(fleet: Flee
     )
     assert one["meters"] == 1
     assert [m["meter"] for m in one["meter_states"]] == [4]
+
+
+def test_a_tamper_on_a_fraction_logs_event_40_in_the_fraud_log_of_those_meters_only(
+    fleet: Fleet,
+) -> None:
+    ctl = ("ctl", "--state-dir", str(fleet.state_dir))
+    sent = json.loads(fleet.cli(*ctl, "tamper", "--fraction", "0.25", "--seed", "7"))
+    chosen = choose_meters(FleetSpec.load(fleet.state_dir), 0.25, 7)
+    assert sent["meters"] == chosen
+    assert len(chosen) == 2
+    assert sent["failed"] == {}
+    for index, row in fleet.inventory().items():
+        with session(row) as client:
+            codes = [entry[1] for entry in read(client, 7, "0-0:99.98.1")]
+        # DSMR P3 §4.2.1 event codes: 40 "Terminal cover removed", in the Fraud Detection Log.
+        assert (40 in codes) == (index in chosen), (index, codes)
+    # Another code, on a list; a code the meters do not have is refused by each of them.
+    again = json.loads(fleet.cli(*ctl, "tamper", "--code", "44", "--meters", "2"))
+    assert again["meters"] == [2]
+    assert again["failed"] == {}
+    with session(fleet.inventory()[2]) as client:
+        assert [entry[1] for entry in read(client, 7, "0-0:99.98.1")][-1:] == [44]
+    refused = subprocess.run(
+        [sys.executable, "-m", "twin", "fleet", *ctl, "tamper", "--code", "48", "--meters", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # Each meter checks the request itself: refused, named per meter, exit status 1.
+    assert refused.returncode == 1
+    assert list(json.loads(refused.stdout)["failed"]) == ["1"]
+
+
+def test_a_gas_meter_removal_on_chosen_meters_takes_their_gas_meters_off_the_bus(
+    fleet: Fleet,
+) -> None:
+    spec = FleetSpec.load(fleet.state_dir)
+    with_gas = [i for i in spec.indices if spec.meter_config(Config(), i).gas.enabled][:2]
+    assert with_gas
+    listed = ",".join(map(str, with_gas))
+    ctl = ("ctl", "--state-dir", str(fleet.state_dir), "gas")
+    detached = json.loads(fleet.cli(*ctl, "--detach", "--meters", listed))
+    assert detached["meters"] == with_gas
+    assert detached["failed"] == {}
+    assert [detached["results"][str(i)]["attached"] for i in with_gas] == [False] * len(with_gas)
+    attached = json.loads(fleet.cli(*ctl, "--attach", "--meters", listed))
+    assert [attached["results"][str(i)]["attached"] for i in with_gas] == [True] * len(with_gas)
 
 
 def test_kill_9_of_a_worker_restarts_its_meters_alone_and_loses_nothing(fleet: Fleet) -> None:
