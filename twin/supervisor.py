@@ -133,14 +133,24 @@ class Supervisor:
                     )
                 await asyncio.sleep(delay)
 
+    def started(self) -> bool:
+        """Every service has been started at least once (none still "starting")."""
+        return all(s.state != "starting" for s in self.services)
+
+    def stuck(self) -> str | None:
+        """Why the watchdog must not be fed now (the core or a service made no progress)."""
+        hung = [s.name for s in self.services if s.hung(self._monotonic())]
+        if not self._alive():
+            return "metering core made no progress"
+        if hung:
+            return f"services {hung} made no progress"
+        return None
+
     async def _watchdog(self) -> None:
         interval = self._notifier.watchdog_interval_s or 1.0
         while True:
-            hung = [s.name for s in self.services if s.hung(self._monotonic())]
-            if not self._alive():
-                log.warning("metering core made no progress; withholding the watchdog ping")
-            elif hung:
-                log.warning("services %s made no progress; withholding the watchdog ping", hung)
+            if (reason := self.stuck()) is not None:
+                log.warning("%s; withholding the watchdog ping", reason)
             else:
                 self._notifier.notify("WATCHDOG=1")
             await asyncio.sleep(interval)

@@ -30,8 +30,9 @@ from tests.deploy.conftest import (
 )
 from twin.app import TICK_S
 from twin.cli_common import EXIT_CONFIG, EXIT_STATE_DIR_BUSY, EXIT_STORAGE
-from twin.fleet.head import STOP_GRACE_S
+from twin.fleet.head import STOP_GRACE_S, WORKER_STALE_S
 from twin.fleet.spec import resolve_spec
+from twin.fleet.worker import BEAT_S
 
 UNITS = ("dsmr-twin.service", "dsmr-twin@.service")
 FLEET_UNIT = "dsmr-twin-fleet.service"
@@ -259,11 +260,15 @@ def test_bad_config_exits_with_the_status_the_unit_does_not_restart(tmp_path: Pa
 
 def test_fleet_unit_contract() -> None:
     unit = settings(FLEET_UNIT)
-    # The fleet's head sends no sd_notify messages: exec (a start fails when the program cannot
-    # be run), and no watchdog it would never feed.
-    assert unit["Type"] == ["exec"]
-    assert "WatchdogSec" not in unit
-    assert "NotifyAccess" not in unit
+    # The head speaks sd_notify for the fleet (twin/fleet/head.py); its workers report to the
+    # head, never to systemd.
+    assert unit["Type"] == ["notify"]
+    assert unit["NotifyAccess"] == ["main"]
+    # The watchdog outlasts a worker's staleness window (a few of its beats), and the ping
+    # (every WatchdogSec/2) comes often enough that one late loop turn does not kill the fleet.
+    assert BEAT_S < WORKER_STALE_S < seconds(unit["WatchdogSec"][0]) <= 120
+    # Every meter's store opened before READY=1: a thousand take their time.
+    assert seconds(unit["TimeoutStartSec"][0]) >= 120
     assert unit["Restart"] == ["on-failure"]
     assert unit["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]
     assert unit["StartLimitIntervalSec"] == ["0"]

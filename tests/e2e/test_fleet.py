@@ -24,7 +24,7 @@ from dlms_cosem import utils
 
 from tests.unit.p3 import tcp_peers
 from twin.config import Config, tcp_host_port
-from twin.fleet.control import fleet_status, meter_call
+from twin.fleet.control import choose_meters, fleet_status, meter_call
 from twin.fleet.spec import SPEC_FILE, FleetSpec
 from twin.p3.objects import values as v
 
@@ -325,6 +325,54 @@ def test_a_request_goes_to_the_chosen_meters_only_and_each_checks_it(fleet: Flee
     assert [m["meter"] for m in one["meter_states"]] == [4]
 
 
+def test_a_tamper_on_a_fraction_logs_event_40_in_the_fraud_log_of_those_meters_only(
+    fleet: Fleet,
+) -> None:
+    ctl = ("ctl", "--state-dir", str(fleet.state_dir))
+    sent = json.loads(fleet.cli(*ctl, "tamper", "--fraction", "0.25", "--seed", "7"))
+    chosen = choose_meters(FleetSpec.load(fleet.state_dir), 0.25, 7)
+    assert sent["meters"] == chosen
+    assert len(chosen) == 2
+    assert sent["failed"] == {}
+    for index, row in fleet.inventory().items():
+        with session(row) as client:
+            codes = [entry[1] for entry in read(client, 7, "0-0:99.98.1")]
+        # DSMR P3 §4.2.1 event codes: 40 "Terminal cover removed", in the Fraud Detection Log.
+        assert (40 in codes) == (index in chosen), (index, codes)
+    # Another code, on a list; a code the meters do not have is refused by each of them.
+    again = json.loads(fleet.cli(*ctl, "tamper", "--code", "44", "--meters", "2"))
+    assert again["meters"] == [2]
+    assert again["failed"] == {}
+    with session(fleet.inventory()[2]) as client:
+        assert [entry[1] for entry in read(client, 7, "0-0:99.98.1")][-1:] == [44]
+    refused = subprocess.run(
+        [sys.executable, "-m", "twin", "fleet", *ctl, "tamper", "--code", "48", "--meters", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # Each meter checks the request itself: refused, named per meter, exit status 1.
+    assert refused.returncode == 1
+    assert list(json.loads(refused.stdout)["failed"]) == ["1"]
+
+
+def test_a_gas_meter_removal_on_chosen_meters_takes_their_gas_meters_off_the_bus(
+    fleet: Fleet,
+) -> None:
+    spec = FleetSpec.load(fleet.state_dir)
+    with_gas = [i for i in spec.indices if spec.meter_config(Config(), i).gas.enabled][:2]
+    assert with_gas
+    listed = ",".join(map(str, with_gas))
+    ctl = ("ctl", "--state-dir", str(fleet.state_dir), "gas")
+    detached = json.loads(fleet.cli(*ctl, "--detach", "--meters", listed))
+    assert detached["meters"] == with_gas
+    assert detached["failed"] == {}
+    assert [detached["results"][str(i)]["attached"] for i in with_gas] == [False] * len(with_gas)
+    attached = json.loads(fleet.cli(*ctl, "--attach", "--meters", listed))
+    assert [attached["results"][str(i)]["attached"] for i in with_gas] == [True] * len(with_gas)
+
+
 def test_kill_9_of_a_worker_restarts_its_meters_alone_and_loses_nothing(fleet: Fleet) -> None:
     workers = fleet.status()["worker_states"]
     victim, survivor = workers[0], workers[1]
@@ -370,3 +418,69 @@ def test_the_workers_stop_when_the_head_dies(fleet: Fleet) -> None:
     assert status["workers_up"] == 0
     assert {w["state"] for w in status["worker_states"]} == {"gone"}
     assert status["meters_up"] == 0
+
+
+def _notes(systemd: socket.socket, until: Callable[[bytes], bool], within: float) -> list[bytes]:
+    """The datagrams systemd gets until one satisfies `until` (the last one listed)."""
+    deadline, got = time.monotonic() + within, []
+    while not got or not until(got[-1]):
+        systemd.settimeout(max(0.01, deadline - time.monotonic()))
+        got.append(systemd.recv(64))
+    return got
+
+
+def test_systemd_gets_ready_when_the_workers_are_up_pings_while_they_live_and_stopping(
+    tmp_path: Path,
+) -> None:
+    """Type=notify with WatchdogSec for the fleet: READY=1 once every worker reports its meters
+    up, WATCHDOG=1 only while every worker beats (none while one is SIGSTOPped), STOPPING=1."""
+    address, state_dir = tmp_path / "notify", tmp_path / "fleet"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(str(address))
+        environment = {**os.environ, "NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "400000"}
+        command = [sys.executable, "-m", "twin", "--log-level", "WARNING", "fleet", "run"]
+        command += ["--count", "3", "--workers", "2", "--seed", "notify lab"]
+        # 127.251.x: the module's fleet draws its second octet from 2..250.
+        command += [
+            "--state-dir",
+            str(state_dir),
+            "--speed",
+            "60",
+            "--p3",
+            "tcp://127.251.0.1:4059",
+        ]
+        process = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=environment)
+        try:
+            assert _notes(systemd, lambda n: n == b"READY=1", STARTUP_S)[-1] == b"READY=1"
+            # Every meter answers once READY=1 is sent.
+            assert asyncio.run(fleet_status(state_dir))["meters_up"] == 3
+            systemd.settimeout(2.0)
+            started = time.monotonic()
+            pings = [systemd.recv(64) for _ in range(4)]
+            assert pings == [b"WATCHDOG=1"] * 4
+            assert time.monotonic() - started < 4 * 0.5  # every WatchdogSec / 2, load allowed
+            worker = json.loads((state_dir / "fleet-status.json").read_text())["workers"][0]
+            os.kill(worker["pid"], signal.SIGSTOP)
+            try:
+                # Within the head's staleness window the pings stop: 1.5 s (3 intervals) pass
+                # without one.
+                deadline, silent = time.monotonic() + 8.0, False
+                systemd.settimeout(1.5)
+                while not silent and time.monotonic() < deadline:
+                    try:
+                        systemd.recv(64)
+                    except TimeoutError:
+                        silent = True
+                assert silent, "the head kept pinging with a worker stopped"
+            finally:
+                os.kill(worker["pid"], signal.SIGCONT)
+            assert _notes(systemd, lambda n: n == b"WATCHDOG=1", 8.0)[-1] == b"WATCHDOG=1"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(60) == 0
+        systemd.settimeout(0.2)
+        messages = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                messages.append(systemd.recv(64))
+        assert b"STOPPING=1" in messages

@@ -14,11 +14,13 @@ import pytest
 from twin.app import build
 from twin.config import Config, ConfigError, FleetConfig, config_from_mapping
 from twin.fleet.control import check_meter, choose_meters
+from twin.fleet.head import WORKER_STALE_S, FleetHead
 from twin.fleet.identity import meter_identity
 from twin.fleet.inventory import as_csv, inventory
 from twin.fleet.spec import SPEC_FILE, FleetSpec, meter_dir, nth_endpoint, resolve_spec
 from twin.fleet.worker import open_meters
 from twin.p3.keys import read_keys
+from twin.sdnotify import Notifier
 from twin.store import DATABASE
 
 
@@ -346,3 +348,37 @@ def test_fleet_inventory_before_the_first_run_derives_from_the_run_options(
     assert main(["fleet", "inventory", "--state-dir", str(fresh), "--count", "3"]) == EXIT_CONFIG
     assert "--seed" in capsys.readouterr().err
     assert not fresh.exists()
+
+
+class RecordingNotifier(Notifier):
+    def __init__(self) -> None:
+        super().__init__(address="")
+        self.sent: list[str] = []
+
+    def notify(self, message: str) -> None:
+        self.sent.append(message)
+
+
+def test_the_head_is_ready_once_every_worker_is_and_a_silent_ready_worker_is_stale(
+    tmp_path: Path,
+) -> None:
+    systemd = RecordingNotifier()
+    head = FleetHead(tmp_path, [[0, 2], [1]], [], systemd=systemd)
+    for worker in head.workers:
+        worker.state = "running"
+    head.take_report(b"READY=1\nWORKER=1", now=10.0)
+    assert systemd.sent == []  # worker 0 has not started its meters yet
+    head.take_report(b"WORKER=7\nREADY=1", now=10.5)  # no such worker: ignored
+    assert systemd.sent == []
+    head.take_report(b"READY=1\nWORKER=0", now=11.0)
+    assert systemd.sent == ["READY=1"]
+    head.take_report(b"READY=1\nWORKER=0", now=11.5)  # a restarted worker's READY: no repeat
+    assert systemd.sent == ["READY=1"]
+    head.take_report(b"WATCHDOG=1\nWORKER=0", now=20.0)
+    now = 10.0 + WORKER_STALE_S + 0.1
+    assert [w.number for w in head.workers if w.stale(now)] == [1]
+    # A worker restarting (not ready, or in backoff) does not count as stuck.
+    head.workers[1].ready = False
+    assert not head.workers[1].stale(now)
+    head.workers[1].ready, head.workers[1].state = True, "backoff"
+    assert not head.workers[1].stale(now)

@@ -48,6 +48,21 @@ def add_commands(commands: Any) -> None:
     outage = ctl_sub.add_parser("outage", help="a grid outage: power failures on many meters")
     _choice_options(outage)
     outage.add_argument("--seconds", type=float, required=True, help="meter seconds without power")
+    tamper = ctl_sub.add_parser("tamper", help="a fraud event (40..47) on many meters")
+    _choice_options(tamper)
+    # Each meter checks the code (twin/control.py `tamper`): DSMR P3 §4.2.1, 40..47.
+    tamper.add_argument(
+        "--code", type=int, default=40, help="the fraud event code (default 40, cover removed)"
+    )
+    gas = ctl_sub.add_parser("gas", help="gas meters taken off (or put back on) the M-Bus")
+    _choice_options(gas)
+    on_bus = gas.add_mutually_exclusive_group(required=True)
+    on_bus.add_argument(
+        "--detach", dest="attached", action="store_false", help="remove each chosen gas meter"
+    )
+    on_bus.add_argument(
+        "--attach", dest="attached", action="store_true", help="put each one back on the bus"
+    )
     send = ctl_sub.add_parser(
         "send", help="one control request to many meters (what `dsmr-twin ctl` sends one)"
     )
@@ -215,9 +230,19 @@ def _ctl(args: argparse.Namespace) -> int:
     if args.fleet_ctl == "outage":
         result = asyncio.run(fleet_outage(args.state_dir, meters, args.seconds))
     else:
-        result = asyncio.run(fleet_send(args.state_dir, meters, _request(args.request)))
+        result = asyncio.run(fleet_send(args.state_dir, meters, _lever_request(args)))
     print(json.dumps(result))
     return 1 if result["failed"] else 0
+
+
+def _lever_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The control request `fleet ctl tamper|gas|send` sends each chosen meter: the same that
+    `dsmr-twin ctl tamper` / `ctl gas --detach|--attach` send one meter."""
+    if args.fleet_ctl == "tamper":
+        return {"cmd": "tamper", "code": args.code}
+    if args.fleet_ctl == "gas":
+        return {"cmd": "gas", "attached": args.attached}
+    return _request(args.request)
 
 
 def _request(text: str) -> dict[str, Any]:

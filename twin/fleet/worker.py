@@ -7,6 +7,11 @@ state directory, so every control socket path fits sockaddr_un whatever the flee
 
 A meter whose state cannot be opened (a damaged database) is logged and left out; the others
 run. SIGTERM/SIGINT stop every meter, checkpoint and close its store, then the worker exits.
+
+The worker reports to its head over the head's datagram socket (sd_notify's message format, the
+address in $NOTIFY_SOCKET): `READY=1` once every hosted meter's services are started, then
+`WATCHDOG=1` every BEAT_S while no meter's core or service is stuck (twin/supervisor.py). The
+head feeds systemd's watchdog only while every ready worker beats (twin/fleet/head.py).
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ from twin.config import Config, ConfigError
 from twin.fleet.spec import FleetSpec, meter_dir
 from twin.p3.keys import KeyMaterial, install_initial
 from twin.parts import Twin
+from twin.sdnotify import Notifier
 from twin.state_lock import StateLock
 from twin.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+BEAT_S = 1.0  # a worker's heartbeat to its head (the head's staleness window is a few beats)
 
 
 @dataclass(slots=True)
@@ -88,7 +95,22 @@ def open_meters(spec: FleetSpec, base: Config, indices: list[int]) -> list[Hoste
     return hosted
 
 
-async def serve_meters(meters: list[HostedMeter]) -> None:
+async def report_to_head(head: Notifier, worker: int, meters: list[HostedMeter]) -> None:
+    """READY=1 once every meter's services are started, then a WATCHDOG=1 beat every BEAT_S
+    while none is stuck. Each message names the worker (WORKER=n)."""
+    while not all(hosted.twin.supervisor.started() for hosted in meters):
+        await asyncio.sleep(0.05)
+    head.notify(f"READY=1\nWORKER={worker}")
+    while True:
+        stuck = [(h.index, r) for h in meters if (r := h.twin.supervisor.stuck()) is not None]
+        if stuck:
+            log.warning("meters stuck, no heartbeat to the head: %s", stuck)
+        else:
+            head.notify(f"WATCHDOG=1\nWORKER={worker}")
+        await asyncio.sleep(BEAT_S)
+
+
+async def serve_meters(meters: list[HostedMeter], head: Notifier, worker: int) -> None:
     """Run every meter until SIGTERM or SIGINT, then checkpoint and close them all."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -98,6 +120,9 @@ async def serve_meters(meters: list[HostedMeter]) -> None:
         async with asyncio.TaskGroup() as group:
             for hosted in meters:
                 group.create_task(hosted.twin.supervisor.run(stop), name=f"meter-{hosted.index}")
+            beats = group.create_task(report_to_head(head, worker, meters), name="head-beat")
+            await stop.wait()
+            beats.cancel()
     finally:
         for hosted in meters:
             close_meter(hosted)
@@ -130,7 +155,10 @@ def run_worker(fleet_dir: Path, worker: int, workers: int, base: Config) -> int:
     spec = FleetSpec.load(fleet_dir)
     os.chdir(fleet_dir)  # meters' state directories are relative to it (sockaddr_un)
     raise_open_file_limit()
-    os.environ.pop("NOTIFY_SOCKET", None)  # the fleet's head speaks for the fleet to systemd
+    head = Notifier()  # $NOTIFY_SOCKET: the head's socket, set by the head for its workers
+    # The meters report to the worker (their supervisors), not each to the head or to systemd.
+    os.environ.pop("NOTIFY_SOCKET", None)
+    os.environ.pop("WATCHDOG_USEC", None)
     indices = spec.worker_meters(worker, workers)
     meters = open_meters(spec, base, indices)
     log.info("worker %d hosts %d of its %d meters", worker, len(meters), len(indices))
@@ -138,5 +166,5 @@ def run_worker(fleet_dir: Path, worker: int, workers: int, base: Config) -> int:
     gc.collect()
     gc.freeze()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_meters(meters))
+        asyncio.run(serve_meters(meters, head, worker))
     return 0
