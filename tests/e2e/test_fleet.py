@@ -102,7 +102,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     running.stop()
 
 
-class Session:
+class Session(tcp_peers.AssociatedSession):
     """A dlms-cosem management client (1, HLS-GMAC) with keys from the inventory."""
 
     counter = 1
@@ -115,16 +115,6 @@ class Session:
         self.client = tcp_peers.management_client(
             port, guek, gak, host=host, invocation_counter=Session.counter
         )
-
-    def __enter__(self) -> Any:
-        self.client.connect()
-        self.client.associate()
-        return self.client
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            self.client.release_association()
-        self.client.disconnect()
 
 
 def session(row: dict[str, str], keys_of: dict[str, str] | None = None) -> Session:

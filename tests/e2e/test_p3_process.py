@@ -161,7 +161,7 @@ def _meter_time(state_dir: Path) -> datetime:
     return datetime.fromisoformat(status["meter_time"])
 
 
-class Session:
+class Session(tcp_peers.AssociatedSession):
     """A dlms-cosem management (client 1) session with the twin's current keys."""
 
     counter = 1  # client frame counters only need +1 within an AA (P3 §3.2.3)
@@ -173,16 +173,6 @@ class Session:
         self.client = tcp_peers.management_client(
             twin.port, self.guek, self.gak, invocation_counter=Session.counter
         )
-
-    def __enter__(self) -> Any:
-        self.client.connect()
-        self.client.associate()
-        return self.client
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            self.client.release_association()
-        self.client.disconnect()
 
 
 def value(client: Any, interface: int, obis: str, index: int, access: Any = None) -> Any:

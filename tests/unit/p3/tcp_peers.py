@@ -6,6 +6,7 @@ service unit tests, the end-to-end tests and the benchmark.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 from typing import Any
@@ -39,6 +40,23 @@ def method(interface: int, obis: str, index: int) -> Any:
 
 def public_client(port: int, host: str = "127.0.0.1", **kwargs: Any) -> Any:
     return DlmsClient.with_tcp_transport(host, port, 16, 1, timeout=5, **kwargs)
+
+
+class AssociatedSession:
+    """`with` a dlms-cosem client (set as `self.client` by a subclass): connected and
+    associated inside, released (if the association still stands) and disconnected after."""
+
+    client: DlmsClient
+
+    def __enter__(self) -> Any:
+        self.client.connect()
+        self.client.associate()
+        return self.client
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.client.release_association()
+        self.client.disconnect()
 
 
 def management_client(
