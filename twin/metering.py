@@ -126,7 +126,8 @@ class Meter:
         self._inflight: deque[_Inflight] = deque()
         self._durable: dict[str, int] = {}  # registers of the last commit known durable
         self._published: MeterReading | None = None  # the last reading known durable
-        # Called after events were committed (e.g. GPRS re-checks the alarm register at once);
+        # Called after events were committed or an operator action changed the alarm register
+        # (GPRS re-checks the alarm register at once);
         # listeners must be quick and must not call back into the meter.
         self.on_events: list[Callable[[], None]] = []
         # True while `ctl advance` lives through a span (twin/fast_forward.py): the model is
@@ -282,8 +283,14 @@ class Meter:
 
     def act(self, action: Callable[[MeterModel, datetime], T]) -> T:
         """Run an operator action at the current meter time and commit what it logged."""
+        alarms = self.model.state.alarm_register
         result = self._apply(action)
         self.commit()  # an acknowledged change is durable (unless the store is stuck)
+        if self.model.state.alarm_register != alarms:
+            # Alarm bits raised or cleared without an event (P3 §4.2.4): the register monitor
+            # (P3 §9.1.2) compares afresh, as after committed events; nothing polls for it.
+            for listener in self.on_events:
+                listener()
         return result
 
     def act_soon(self, action: Callable[[MeterModel, datetime], T]) -> T:

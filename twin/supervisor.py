@@ -31,7 +31,8 @@ class Service:
 
     name: str
     run: Callable[[], Awaitable[None]]
-    # time.monotonic() of the service's last progress, if it reports one.
+    # time.monotonic() of the service's last progress, if it reports one; math.inf while it
+    # waits for a clock or an event with nothing to do (idle is not hung, and costs no beat).
     heartbeat: Callable[[], float] | None = None
     restarts: int = 0
     last_error: str | None = None

@@ -21,7 +21,7 @@ import pytest
 from twin.app import build
 from twin.config import ClockConfig, Config, DisplayConfig, P1Config, P3Config
 
-IDLE_CALLBACKS_PER_S = 8  # a few liveness beats (every 5 s per service), never a poll
+IDLE_CALLBACKS_PER_S = 4  # the test's own 2 wake-ups and slack: no beat in the second
 
 
 @pytest.fixture

@@ -99,7 +99,7 @@ def p3_services(twin: Twin) -> list[Service]:
     modem = open_modem_service(twin.config.p3, twin.state_dir, SystemClock())
     gprs = build_gprs(twin, modem or NoModem())
     services = [
-        Service("p3", gprs.run, heartbeat=lambda: max(gprs.heartbeat, gprs.p3.heartbeat)),
+        Service("p3", gprs.run, heartbeat=lambda: max(gprs.liveness(), gprs.p3.heartbeat)),
         # The object model's meter-clock schedules (calendar activation, profile captures).
         Service("p3-objects", gprs.p3.run_ticks),
     ]

@@ -7,6 +7,7 @@ import asyncio
 import errno
 import random
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from twin.p3.objects.factory import DsmrObjects
 from twin.p3.objects.ports import PushRelay
 from twin.p3.service import P3Service
 from twin.store import Store
+from twin.supervisor import HUNG_AFTER_S, Service
 
 KEYS = P3Config(
     system_title=SERVER_TITLE.hex(), guek=GUEK.hex(), gak=GAK.hex(), master_key="00" * 16
@@ -48,6 +50,11 @@ class Rig:
 
     def set(self, class_id: int, code: str, index: int, value: v.Data) -> None:
         assert self.objects.set(1, ref(class_id, code, index), None, v.encode(value)) == 0
+
+    def released(self) -> None:
+        """The CS's association ends, its writes done (what wakes the controller for them)."""
+        for callback in self.service.on_release:
+            callback()
 
     def destination(self, code: str, port: int) -> None:
         address = v.octets(f"127.0.0.1:{port}".encode())
@@ -225,11 +232,10 @@ async def test_bad_settings_are_skipped_and_the_controller_goes_on(
     # a scheduler whose script names no valid script table fires into nothing
     rig.set(22, "0-0:15.0.4", 2, v.struct(v.octets(b"\x00"), v.u16(1)))
     rig.set(22, "0-0:15.0.4", 4, AT_22)
-    await rig.meter_clock.advance(3600)
-    heartbeat = gprs.heartbeat
-    await rig.net.advance(5)
-    await eventually(lambda: gprs.heartbeat > heartbeat)
-    assert gprs.status()["pushes"]["0-0:25.9.0"]["triggered"] == 1
+    rig.released()  # the controller plans the new execution time at the association's end
+    await asyncio.sleep(0.05)
+    await rig.meter_clock.advance(3600)  # no network-clock heartbeat: the meter clock wakes it
+    await eventually(lambda: gprs.status()["pushes"]["0-0:25.9.0"]["triggered"] == 1)
 
 
 def test_wakeup_sender_list_and_listening_window(rig: Rig) -> None:
@@ -288,3 +294,27 @@ async def test_an_alarm_still_active_after_a_short_power_failure_is_pushed_again
     await eventually(lambda: len(head_end.messages) == 2)
     fraud = EQUIPMENT.encode() + b"," + (1 << 13).to_bytes(4, "big")
     assert head_end.messages == [fraud, fraud]
+
+
+async def test_an_idle_controller_sleeps_until_woken_and_is_not_hung(
+    rig: Rig, running: Callable[[GprsController], None]
+) -> None:
+    """Cost follows work (issue 12): no network-clock poll while nothing is due; an alarm
+    raised by an operator action (no event logged) wakes it; the supervisor sees it waiting."""
+    gprs = rig.controller("always-on")
+    polls: list[int] = []
+    poll = gprs.pushes.poll
+    gprs.pushes.poll = lambda: (polls.append(1), poll())[1]  # type: ignore[method-assign]
+    running(gprs)
+    await eventually(lambda: rig.service.listening)
+    await asyncio.sleep(0.05)
+    idle_polls = len(polls)
+    await rig.net.advance(60)  # a minute of network time: twelve heartbeats before
+    await asyncio.sleep(0.05)
+    assert len(polls) == idle_polls
+    service = Service("p3", gprs.run, heartbeat=gprs.liveness)
+    service.state = "running"
+    assert not service.hung(time.monotonic() + 10 * HUNG_AFTER_S)
+    rig.meter.act(lambda m, _now: m.set_alarms(0b10))
+    await eventually(lambda: "0-1:25.9.0" in gprs.status()["pushes"])
+    assert len(polls) > idle_polls

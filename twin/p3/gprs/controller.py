@@ -6,10 +6,12 @@
 - Pushes (P3 §9): every trigger ends in the push method of a push setup (class 40), which
   reaches this controller as the object model's `PushPort` (`push`, through the wiring's
   relay): invoked by the CS, by the push script table 0-0:10.0.108, or by a trigger's script.
-  Triggers (twin/p3/gprs/push_triggers.py, push_wakeup.py), polled at every heartbeat and when the
-  meter clock reaches the next execution time: the push scheduler 0-0:15.0.4 (script 1 ->
-  0-0:25.9.0); the register monitor 0-0:16.1.0 on the alarm register (script 2 -> 0-1:25.9.0),
-  compared afresh at start and after every simulated power failure (P3 §9.1.2); an SMS from
+  Triggers (twin/p3/gprs/push_triggers.py, push_wakeup.py), looked at when something they read
+  may have changed (an invoked push, committed events, a change of the alarm register, the end of
+  an association, a clock set) and when the meter clock reaches the next execution time: the
+  push scheduler 0-0:15.0.4 (script 1 -> 0-0:25.9.0); the register monitor 0-0:16.1.0 on the
+  alarm register (script 2 -> 0-1:25.9.0), compared afresh at start and after every simulated
+  power failure (P3 §9.1.2); an SMS from
   a listed sender (message handler 0-0:2.3.0, §9.1.4) or a CSD call from a listed caller
   (auto answer 0-0:2.2.0, mode 200: rejected, not answered; DSMR-G 4.3.4) runs the sender's
   script (default script 3 -> 0-2:25.9.0). Planning and attempts: twin/p3/gprs/push_runner.py.
@@ -28,9 +30,9 @@
   modem (PDP context and listener re-established). Measured on the meter clock.
 - The modem's signal and network feed GPRS network information 0-1:94.31.4 (`ModemStatus`).
 
-Bad settings never stop the controller: they are logged and the push is skipped. The object
-model is ticked once per heartbeat before the triggers are read (the "p3-objects" service
-ticks it every second besides).
+Bad settings never stop the controller: they are logged and the push is skipped. Idle, the
+controller sleeps until one of those wake-ups or the connection watchdog's deadline: no poll
+(issue 12, cost follows work); the supervisor sees it waiting, not hung (`liveness`).
 
 The modem is a `GprsModem`: twin/p3/gprs/modem_service.py's `ModemService` (the AT driver on a real
 modem or on the simulator; wake-ups reach `wakeup()` from its SMS and call indications), or
@@ -42,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
 import random
 import time
 from collections.abc import Coroutine
@@ -149,6 +152,7 @@ class GprsController:
         )
         self.sessions = 0
         self.heartbeat = time.monotonic()
+        self._waiting = False  # asleep until a wake-up: nothing to do, so not hung
         self._offline_mode: Mode | None = None
         self._contact_epoch: datetime | None = None
         self._accepted = asyncio.Event()
@@ -212,7 +216,8 @@ class GprsController:
                 self.heartbeat = time.monotonic()
                 self.pushes.poll()
                 await self._settle(self.mode())
-                await self._check_watchdog()
+                if await self._check_watchdog():
+                    continue  # the modem was reset: back online at once (always-on)
                 job = self.pushes.queue.due(self.meter_clock.now())
                 if job is not None:
                     await self.pushes.execute(job, self)
@@ -231,27 +236,47 @@ class GprsController:
             await self.offline()
 
     async def _pause(self) -> None:
-        """Wait one heartbeat (network clock), for a push to be invoked, or until the next
-        planned push or scheduler execution (meter clock)."""
-        beat = self.net_clock.now() + timedelta(seconds=HEARTBEAT_S)
-        waits = [self.net_clock.sleep_until(beat), self.pushes.arrived.wait()]
-        wake = self.pushes.next_wake()
-        if wake is not None:
-            waits.append(self.meter_clock.sleep_until(wake))
-        await _first(waits)
+        """Sleep until a push is invoked or something the triggers read changed (`arrived`),
+        or the next planned push, scheduler execution or connection watchdog deadline (meter
+        clock; a clock set ends those waits early, so they are planned again). No poll: an
+        idle meter costs nothing (issue 12)."""
+        waits: list[Coroutine[Any, Any, object]] = [self.pushes.arrived.wait()]
+        wakes = [w for w in (self.pushes.next_wake(), self.watchdog_due()) if w is not None]
+        if wakes:
+            waits.append(self.meter_clock.sleep_until(min(wakes)))
+        self._waiting = True
+        try:
+            await _first(waits)
+        finally:
+            self._waiting = False
+            self.heartbeat = time.monotonic()
 
-    async def _check_watchdog(self) -> None:
+    def liveness(self) -> float:
+        """The supervisor's heartbeat (time.monotonic()): infinite while the controller waits
+        for a wake-up, since an idle controller is not hung; else its last progress."""
+        return math.inf if self._waiting else self.heartbeat
+
+    def watchdog_due(self) -> datetime | None:
+        """When the connection watchdog resets the modem without CS contact (meter clock)."""
         hours = self.watchdog_hours()
         last = self.p3.last_contact or self._contact_epoch
         if hours <= 0 or last is None:
-            return
-        if self.meter_clock.now() - last >= timedelta(hours=hours):
-            # P3 §8.2: "the modem is reset after a defined period of no contact with the CS".
-            log.warning("GPRS connection watchdog: no CS contact for %d h, modem reset", hours)
-            self.modem.reset()
-            await self.offline()
-            self._contact_epoch = self.meter_clock.now()
-            self.p3.last_contact = None
+            return None
+        return last + timedelta(hours=hours)
+
+    async def _check_watchdog(self) -> bool:
+        """Reset the modem if the watchdog's deadline passed; True if it did."""
+        due = self.watchdog_due()
+        if due is None or self.meter_clock.now() < due:
+            return False
+        # P3 §8.2: "the modem is reset after a defined period of no contact with the CS".
+        hours = self.watchdog_hours()
+        log.warning("GPRS connection watchdog: no CS contact for %d h, modem reset", hours)
+        self.modem.reset()
+        await self.offline()
+        self._contact_epoch = self.meter_clock.now()
+        self.p3.last_contact = None
+        return True
 
     # ---- `Link` for the push attempts -------------------------------------------------------
     def triggered(self) -> bool:
