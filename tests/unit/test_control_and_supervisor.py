@@ -7,6 +7,7 @@ import os
 import random
 import socket
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,18 @@ def test_backoff_is_capped_and_jittered() -> None:
     assert delays[-1] >= BACKOFF_CAP_S * 0.8
 
 
+async def _supervise_until(supervisor: Supervisor, done: Callable[[], bool]) -> None:
+    """Run `supervisor` until `done()` (at most about 2 s of polling), then stop it."""
+    stop = asyncio.Event()
+    run = asyncio.create_task(supervisor.run(stop))
+    for _ in range(2000):
+        if done():
+            break
+        await asyncio.sleep(0.001)
+    stop.set()
+    await asyncio.wait_for(run, 5)
+
+
 async def test_a_crashing_service_restarts_without_stopping_the_others() -> None:
     attempts = 0
     ticks = 0
@@ -121,14 +134,7 @@ async def test_a_crashing_service_restarts_without_stopping_the_others() -> None
 
     services = [Service("flaky", flaky), Service("steady", steady)]
     supervisor = Supervisor(services, Notifier(""), lambda: True, random.Random(1), 0.001)
-    stop = asyncio.Event()
-    run = asyncio.create_task(supervisor.run(stop))
-    for _ in range(1000):
-        if attempts >= 3:
-            break
-        await asyncio.sleep(0.001)
-    stop.set()
-    await asyncio.wait_for(run, 5)
+    await _supervise_until(supervisor, lambda: attempts >= 3)
     assert attempts == 3
     assert services[0].restarts == 2
     assert services[0].last_error == "OSError: port vanished (2)"
@@ -153,14 +159,7 @@ async def test_a_service_failing_again_the_same_way_is_logged_once(
 
     supervisor = Supervisor([Service("p2", failing)], Notifier(""), lambda: True, None, 0.001)
     caplog.set_level("DEBUG", logger="twin.supervisor")
-    stop = asyncio.Event()
-    run = asyncio.create_task(supervisor.run(stop))
-    for _ in range(2000):
-        if attempts >= 6:
-            break
-        await asyncio.sleep(0.001)
-    stop.set()
-    await asyncio.wait_for(run, 5)
+    await _supervise_until(supervisor, lambda: attempts >= 6)
     loud = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(loud) == 2
     assert "database or disk is full" in loud[0].getMessage()
