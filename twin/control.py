@@ -252,9 +252,12 @@ class ControlServer(ControlSocket):
     def _act(self, action: Callable[[MeterModel, datetime], T]) -> T:
         """`Meter.act`, refused while `ctl advance` runs: the clock still shows the span's
         start, so an injection would land in time the model has already metered."""
+        self._refuse_while_advancing()
+        return self.meter.act(action)
+
+    def _refuse_while_advancing(self) -> None:
         if self.meter.advancing:
             raise ControlError("the meter is advancing (ctl advance); send this when it is done")
-        return self.meter.act(action)
 
     async def _status(self, request: Mapping[str, Any]) -> object:
         # Answers while the store is stuck: then with the last committed reading (and why).
@@ -273,8 +276,7 @@ class ControlServer(ControlSocket):
         """The meter's clock runs off by `seconds`, as a real meter's RTC drifts: no event is
         logged (the meter does not know), so the head-end's clock synchronisation (P3 §5.3)
         has something to correct."""
-        if self.meter.advancing:
-            raise ControlError("the meter is advancing (ctl advance); send this when it is done")
+        self._refuse_while_advancing()  # a clock set during the span, like P3's
         seconds = request["seconds"]
         new = self.meter.now() + timedelta(seconds=seconds)
         try:
