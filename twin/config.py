@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
+
+from twin.clock import carryable
 
 log = logging.getLogger(__name__)
 
@@ -71,23 +72,11 @@ def _iso_time(text: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-# The meter's calendar: P2 type-I dates (EN 13757-3 Annex A, two-digit years) and the display
-# end in 2099, and DSMR's timestamps (P1 YYMMDDhhmmssX) carry two-digit years from 2000 on.
-METER_FIRST_DAY = date(2000, 1, 1)
-METER_LAST_DAY = date(2099, 12, 31)
-_AMSTERDAM = ZoneInfo("Europe/Amsterdam")  # the meter's local time (twin/clock.py)
-
-
 def _meter_time(text: str) -> datetime | None:
-    """An ISO time with offset whose Dutch local date the meter can carry, else None."""
+    """An ISO time with offset that the meter clock can carry (twin/clock.py TIME_MIN..TIME_MAX:
+    P2 type-I dates and P1 timestamps have two-digit years), else None."""
     parsed = _iso_time(text)
-    if parsed is None:
-        return None
-    try:
-        local = parsed.astimezone(_AMSTERDAM).date()
-    except (OverflowError, ValueError):  # 0001-01-01 or 9999-12-31 shifted out of range
-        return None
-    return parsed if METER_FIRST_DAY <= local <= METER_LAST_DAY else None
+    return parsed if parsed is not None and carryable(parsed) else None
 
 
 def tcp_host_port(endpoint: str, default_port: int | None = None) -> tuple[str, int] | None:
@@ -151,7 +140,7 @@ class MeterConfig:
 class ClockConfig:
     speed: float = field(default=1.0, metadata=_between(0.001, 1_000_000))
     # "now", or an ISO 8601 time with offset at which a new meter's clock starts, inside the
-    # meter's calendar (METER_FIRST_DAY..METER_LAST_DAY, Dutch local date).
+    # meter clock's range (TIME_MIN..TIME_MAX in twin/clock.py).
     start: str = field(
         default="now",
         metadata=_rule(

@@ -168,8 +168,18 @@ def test_run_check_refuses_what_run_refuses_with_the_same_message(
 
 
 def test_clock_start_inside_the_meters_range_is_accepted() -> None:
-    for start in ("2000-01-01T00:00:00+01:00", "2099-12-31T23:59:59+01:00"):
+    # The range of the meter clock itself (twin/clock.py TIME_MIN..TIME_MAX, both in UTC and
+    # in Dutch local time): local 2000-01-01 01:00 is its first instant, 2099-12-31 23:59:59 its
+    # last.
+    for start in ("2000-01-01T01:00:00+01:00", "2099-12-31T23:59:59+01:00"):
         assert config_from_mapping({"clock": {"start": start}}).clock.start == start
+
+
+def test_clock_start_the_meter_clock_cannot_carry_is_refused() -> None:
+    # Local 2000-01-01 00:30 is 1999-12-31 23:30 UTC: P2 type-I dates (UTC) cannot carry it.
+    for start in ("2000-01-01T00:30:00+01:00", "2100-01-01T00:00:00+01:00"):
+        with pytest.raises(ConfigError, match="'clock.start'"):
+            config_from_mapping({"clock": {"start": start}})
 
 
 def test_a_config_with_keys_readable_by_others_is_reported(
