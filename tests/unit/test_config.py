@@ -178,7 +178,7 @@ def test_clock_start_inside_the_meters_range_is_accepted() -> None:
 def test_clock_start_the_meter_clock_cannot_carry_is_refused() -> None:
     # Local 2000-01-01 00:30 is 1999-12-31 23:30 UTC: P2 type-I dates (UTC) cannot carry it.
     for start in ("2000-01-01T00:30:00+01:00", "2100-01-01T00:00:00+01:00"):
-        with pytest.raises(ConfigError, match="'clock.start'"):
+        with pytest.raises(ConfigError, match=r"'clock\.start'"):
             config_from_mapping({"clock": {"start": start}})
 
 
