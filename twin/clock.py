@@ -46,6 +46,31 @@ def check_carryable(when: datetime) -> datetime:
     return when
 
 
+def parse_aware_time(value: object) -> datetime | None:
+    """An ISO 8601 time with its UTC offset (a string, or an aware datetime), in UTC; None for
+    anything else, never an exception (0001-01-01 or 9999-12-31 with an offset overflow in
+    UTC: None too). Without an offset a time is ambiguous in the repeated October hour."""
+    if isinstance(value, str):
+        if len(value) > 64:
+            return None
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        return None
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return None
+
+
+def parse_meter_time(value: object) -> datetime | None:
+    """`parse_aware_time`, if the meter clock can carry it (`carryable`), else None."""
+    parsed = parse_aware_time(value)
+    return parsed if parsed is not None and carryable(parsed) else None
+
+
 def clamp_carryable(when: datetime) -> datetime:
     """The nearest time the meter can carry."""
     return min(max(when, TIME_MIN), TIME_MAX)

@@ -20,7 +20,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
 
-from twin.clock import carryable
+from twin.clock import parse_meter_time
 
 log = logging.getLogger(__name__)
 
@@ -62,21 +62,6 @@ def _hhmm(text: str) -> time | None:
         return time.fromisoformat(text)
     except ValueError:
         return None
-
-
-def _iso_time(text: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
-
-
-def _meter_time(text: str) -> datetime | None:
-    """An ISO time with offset that the meter clock can carry (twin/clock.py TIME_MIN..TIME_MAX:
-    P2 type-I dates and P1 timestamps have two-digit years), else None."""
-    parsed = _iso_time(text)
-    return parsed if parsed is not None and carryable(parsed) else None
 
 
 def tcp_host_port(endpoint: str, default_port: int | None = None) -> tuple[str, int] | None:
@@ -144,7 +129,7 @@ class ClockConfig:
     start: str = field(
         default="now",
         metadata=_rule(
-            lambda v: v == "now" or _meter_time(v),
+            lambda v: v == "now" or parse_meter_time(v),
             "'now' or an ISO time with offset from 2000-01-01 to 2099-12-31 (Dutch local date)",
         ),
     )
@@ -153,7 +138,7 @@ class ClockConfig:
     resync: bool = False
 
     def start_time(self) -> datetime | None:
-        return None if self.start == "now" else _meter_time(self.start)
+        return None if self.start == "now" else parse_meter_time(self.start)
 
 
 @dataclass(frozen=True, slots=True)

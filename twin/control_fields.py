@@ -14,8 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
+
+from twin.clock import parse_aware_time
 
 
 class ControlError(ValueError):
@@ -168,22 +169,13 @@ def parse_fields(request: Mapping[str, Any], fields: Sequence[Field]) -> dict[st
     return {"cmd": request["cmd"], **{f.name: f.take(request) for f in fields}}
 
 
-def _aware_time(value: object) -> bool:
-    if not isinstance(value, str) or len(value) > 64:
-        return False
-    try:
-        return datetime.fromisoformat(value).tzinfo is not None
-    except ValueError:
-        return False
-
-
 def moment(name: str, *, default: object = REQUIRED) -> Field:
     """An ISO 8601 date and time with its UTC offset ("2026-12-31T00:00:00+01:00"), as an
     aware datetime: a time without an offset is ambiguous in the repeated October hour."""
     return Field(
         name,
         "an ISO 8601 time with its UTC offset, e.g. 2026-12-31T00:00:00+01:00",
-        _aware_time,
+        lambda value: isinstance(value, str) and parse_aware_time(value) is not None,
         default,
-        convert=lambda value: datetime.fromisoformat(value).astimezone(UTC),
+        convert=parse_aware_time,
     )

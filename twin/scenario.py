@@ -26,11 +26,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from twin.clock import AMSTERDAM, carryable
+from twin.clock import AMSTERDAM, carryable, parse_meter_time
 from twin.config import Config, ConfigError, config_from_mapping, read_toml
 
 # What a scenario run serves: the meter, P1, P2 with the simulated gas meter on the instant
@@ -144,18 +144,10 @@ def _time(table: Mapping[str, Any], key: str, *, required: bool = False) -> date
     allowed = (
         "an ISO time with offset from 2000-01-01 to 2099-12-31, e.g. 2026-03-29T01:59:00+01:00"
     )
-    if isinstance(value, datetime):  # a TOML offset date-time
-        parsed: datetime | None = value
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            parsed = None
-    else:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None or not carryable(parsed.astimezone(UTC)):
+    parsed = parse_meter_time(value)  # a string, or a TOML offset date-time
+    if parsed is None:
         raise ScenarioError(f"'{key}' = {value!r} is not allowed: expected {allowed}")
-    return parsed.astimezone(UTC)
+    return parsed
 
 
 def parse_duration(text: object, shortest: timedelta = timedelta(seconds=1)) -> timedelta | None:
@@ -167,7 +159,10 @@ def parse_duration(text: object, shortest: timedelta = timedelta(seconds=1)) -> 
     if match is None:
         return None
     days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    span = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        span = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:  # beyond any timedelta, and so beyond LONGEST
+        return None
     return span if shortest <= span <= LONGEST else None
 
 
@@ -236,7 +231,10 @@ def _weather(days: object, start: datetime, end: datetime, first_index: int) -> 
             midnight = datetime.combine(date.fromisoformat(day), time(), AMSTERDAM)
         except ValueError as exc:
             raise ScenarioError(f"'weather.{day}': not a date YYYY-MM-DD") from exc
-        at = max(midnight.astimezone(UTC), start)
+        day_start = parse_meter_time(midnight)
+        if day_start is None:
+            raise ScenarioError(f"'weather.{day}': not a day the meter clock can carry")
+        at = max(day_start, start)
         if at > end:
             raise ScenarioError(f"'weather.{day}' lies after the scenario's end")
         request = {"cmd": "weather", "cloudiness": cloudiness}

@@ -24,13 +24,13 @@ import random
 import tempfile
 from collections import deque
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 from hardware.registry import open_p1_sink, open_request_line
 from hardware.request_line import SimulatedRequestLine
-from twin.clock import TIME_SHIFT_LIMIT_S, ManualClock, carryable
+from twin.clock import TIME_SHIFT_LIMIT_S, ManualClock, parse_meter_time
 from twin.control import SOCKET_NAME, ControlServer
 from twin.control_fields import Field, flag, parse_fields
 from twin.metering import Meter
@@ -59,21 +59,11 @@ class SteppedClock(ManualClock):
         self.speed = speed
 
 
-def _meter_time(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return parsed.tzinfo is not None and carryable(parsed.astimezone(UTC))
-
-
 CLOCK_SET_TIME = Field(
     "time",
     "an ISO time with offset from 2000-01-01 to 2099-12-31 (Dutch local date)",
-    _meter_time,
-    convert=lambda value: datetime.fromisoformat(value).astimezone(UTC),
+    lambda value: isinstance(value, str) and parse_meter_time(value) is not None,
+    convert=parse_meter_time,
 )
 
 

@@ -46,6 +46,8 @@ NOW = amsterdam(2026, 11, 23, 12, 0)
         ({"days": True}, "days"),
         ({"until": "2026-12-01T00:00:00"}, "until"),  # no offset: ambiguous in October
         ({"until": "next week"}, "until"),
+        ({"until": "0001-01-01T00:10:00+01:00"}, "until"),  # overflows in UTC
+        ({"until": "9999-12-31T23:50:00-01:00"}, "until"),  # overflows in UTC
         ({"until": "2026-11-01T00:00:00+01:00"}, "until"),  # before the meter time
         ({"days": 1, "hours": 2}, "exactly one"),
         ({}, "exactly one"),

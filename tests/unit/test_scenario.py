@@ -176,6 +176,9 @@ BAD = [
     ({"colour": "red"}, "unknown key 'colour'"),
     ({"start": "2026-03-10T06:00:00"}, "'start' = '2026-03-10T06:00:00' is not allowed"),
     ({"start": "2100-01-02T00:00:00+01:00"}, "'start'"),
+    ({"start": "0001-01-01T00:10:00+01:00"}, "'start'"),  # overflows in UTC
+    ({"duration": "9999999999d"}, "'duration' = '9999999999d'"),  # beyond any timedelta
+    ({"weather": {"0001-01-01": 0.5}}, "'weather.0001-01-01'"),
     ({"end": "2026-03-11T06:00:00+01:00"}, "either 'end'"),
     ({"duration": "3 days"}, "'duration' = '3 days'"),
     ({"seed": 1.5}, "'seed' must be a whole number"),
@@ -217,6 +220,10 @@ CHECKED = [
     ({"after": "1h", "cmd": "sag", "phase": 4}, "event 2: 'phase' must be a whole number from 1"),
     ({"after": "1h", "cmd": "tamper", "colour": 1}, "event 2: unknown field 'colour' for 'tamper'"),
     ({"after": "1h", "cmd": "clock-set", "time": "noon"}, "event 2: 'time' must be an ISO time"),
+    (
+        {"after": "1h", "cmd": "clock-set", "time": "0001-01-01T00:10:00+01:00"},
+        "event 2: 'time' must be an ISO time",
+    ),
     ({"after": "1h", "cmd": "weather", "cloudiness": 2}, "event 2: 'cloudiness' must be a num"),
     ({"after": "1h", "cmd": "gas", "attached": "no"}, "event 2: 'attached' must be true or"),
     ({"after": "1h", "cmd": "mbus", "action": "explode"}, "event 2: 'action' must be one of"),
