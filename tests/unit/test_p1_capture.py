@@ -56,6 +56,7 @@ def test_a_bad_crc_in_a_plain_telegram_file_is_refused() -> None:
     ("line", "error"),
     [
         ('{"t": -1, "telegram": "x"}', r"telegram 1 \(line 2\): 't' = -1"),
+        ('{"t": 1e300, "telegram": "x"}', r"telegram 1 \(line 2\): 't' = 1e\+300"),
         ('{"t": "0", "telegram": "x"}', r"telegram 1 \(line 2\): 't' must be a number"),
         ('{"t": 0}', r"telegram 1 \(line 2\): expected exactly 't' and 'telegram'"),
         ("[1]", r"line 2: not a JSON object"),
@@ -126,6 +127,17 @@ def test_the_cli_replays_a_public_capture(capsys: pytest.CaptureFixture[str]) ->
     code = main(["p1", "replay", str(fixture), "--p1", "tcp://127.0.0.1:0", "--speed", "100"])
     assert code == 0
     assert "1 telegrams sent, 0 skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("speed", ["nan", "inf", "1e30", "0", "-2", "1e-300"])
+def test_the_cli_refuses_a_speed_a_replay_cannot_keep(
+    speed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # inf or 1e30 with --loop would send without pause; 1e-300 would never send.
+    fixture = FIXTURES / "p1" / "tv1-kaifa-4.2.txt"
+    code = main(["p1", "replay", str(fixture), "--p1", "tcp://127.0.0.1:0", "--speed", speed])
+    assert code == EXIT_CONFIG
+    assert "--speed" in capsys.readouterr().err
 
 
 def test_the_cli_refuses_a_bad_p1_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,6 +34,7 @@ PLAIN_INTERVAL_S = 10.0
 # Longer than any telegram (P1 §5.2 puts no limit, but 1-0:99.97.0 and 0-0:96.13.0 bound a
 # DSMR 4.2.2 telegram at a few KiB): what a framer holds before it gives up on a frame.
 MAX_TELEGRAM = 16 * 1024
+MAX_OFFSET_S = 366 * 86400.0  # a capture spans at most a year
 _END = re.compile(rb"!([0-9A-Fa-f]{4})\r\n")
 
 
@@ -177,8 +178,10 @@ def _load_json_lines(text: str) -> list[CapturedTelegram]:
         if isinstance(offset, bool) or not isinstance(offset, int | float):
             raise CaptureError(f"{where}: 't' must be a number of seconds")
         previous = telegrams[-1].offset_s if telegrams else 0.0
-        if not math.isfinite(offset) or offset < previous:
-            raise CaptureError(f"{where}: 't' = {offset!r} is not a time at or after {previous}")
+        if not math.isfinite(offset) or not previous <= offset <= MAX_OFFSET_S:
+            raise CaptureError(
+                f"{where}: 't' = {offset!r} is not a time from {previous} to {MAX_OFFSET_S:g} s"
+            )
         try:
             raw = data.encode("latin-1")
         except UnicodeEncodeError as exc:

@@ -111,11 +111,13 @@ def _record(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     from hardware.registry import open_p1_sink, open_request_line
-    from twin.p1.replay import ReplayService
+    from twin.p1.replay import ReplayService, check_speed
 
     _check_line(args.baudrate, args.p1)
-    if not args.speed > 0:
-        raise ConfigError("--speed must be positive")
+    try:
+        check_speed(args.speed)
+    except ValueError as exc:
+        raise ConfigError(f"--speed: {exc}") from exc
     if args.request == "simulated":
         raise ConfigError("--request is 'always' or 'gpio:N' (nothing toggles a simulated line)")
     try:

@@ -56,6 +56,18 @@ def loop_period(telegrams: Sequence[CapturedTelegram]) -> float:
     return telegrams[-1].offset_s + (last_gap if last_gap > 0 else PLAIN_INTERVAL_S)
 
 
+# A replay keeps the capture's cadence faster or slower, within what a line and a reader can
+# follow: at 1000 a 10 s cadence is 100 telegrams a second; far faster (or infinite) a looped
+# replay would send without pause, far slower it would never send.
+MIN_SPEED, MAX_SPEED = 0.001, 1000.0
+
+
+def check_speed(speed: float) -> None:
+    """ValueError unless MIN_SPEED <= `speed` <= MAX_SPEED (NaN and infinities included)."""
+    if not MIN_SPEED <= speed <= MAX_SPEED:
+        raise ValueError(f"speed must be from {MIN_SPEED:g} to {MAX_SPEED:g}; got {speed!r}")
+
+
 class ReplayService:
     """Plays `telegrams` on `sink` while `request` is raised; `run` returns when done."""
 
@@ -70,8 +82,7 @@ class ReplayService:
     ) -> None:
         if not telegrams:
             raise ValueError("a replay needs at least one telegram")
-        if not speed > 0:
-            raise ValueError("speed must be positive")
+        check_speed(speed)
         self.telegrams = tuple(telegrams)
         self.sink = sink
         self.request = request
