@@ -174,18 +174,21 @@ class Store(ProfileTables):
         started, so the event loop never waits long on storage.
         """
         if self.writer.stalled():
-            raise StoreError(f"storage unavailable: {self.writer.fault or 'a write is stuck'}")
+            raise self._unavailable()
         future = self.writer.submit(write)
         deadline = time.monotonic() + WRITE_WAIT_S
         while not future.done():
             wait([future], STALL_POLL_S)
             if not future.done() and (self.writer.stalled() or time.monotonic() > deadline):
                 self.writer.withdraw(future)
-                raise StoreError(f"storage unavailable: {self.writer.fault or 'a write is stuck'}")
+                raise self._unavailable()
         try:
             future.result()
         except StoreWriteError as exc:
             raise StoreError(str(exc)) from exc
+
+    def _unavailable(self) -> StoreError:
+        return StoreError(f"storage unavailable: {self.writer.fault or 'a write is stuck'}")
 
     # ------------------------------------------------------------------ meta and settings
 
@@ -204,20 +207,19 @@ class Store(ProfileTables):
         )
 
     def setting(self, key: str) -> Any:
-        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        return read_setting(self._db, key)
 
     def put_setting(self, key: str, value: Any) -> None:
         """Durable when it returns (the P3 invocation counter reservation relies on it)."""
-        self._write(_setting_write(key, value))
+        self._write(setting_write(key, value))
 
     async def put_setting_async(self, key: str, value: Any) -> None:
         """Durable when it returns, awaited without holding the event loop (a port that must
         persist before it answers, and does so often: the P2 master and gas meter). A
         stalled or faulted store refuses at once with StoreError, as `put_setting` does."""
         if self.writer.stalled():
-            raise StoreError(f"storage unavailable: {self.writer.fault or 'a write is stuck'}")
-        future = self.writer.submit(_setting_write(key, value))
+            raise self._unavailable()
+        future = self.writer.submit(setting_write(key, value))
         try:
             # Shielded: a cancelled caller leaves the queued write in order, not half-known.
             await asyncio.shield(asyncio.wrap_future(future))
@@ -249,7 +251,14 @@ class Store(ProfileTables):
         self.submit_commit(state, outbox).result()
 
 
-def _setting_write(key: str, value: Any) -> Callable[[sqlite3.Connection], object]:
+def read_setting(db: sqlite3.Connection, key: str) -> Any:
+    """A setting as stored (JSON), None if there is none."""
+    row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
+def setting_write(key: str, value: Any) -> Callable[[sqlite3.Connection], object]:
+    """The write that stores a setting (for the writer thread, or a connection of one's own)."""
     text = json.dumps(value)
     return lambda db: db.execute(
         "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, text)
@@ -316,9 +325,14 @@ def check_database_file(path: Path) -> None:
 def _check_integrity(db: sqlite3.Connection, path: Path) -> None:
     """SQLite's quick_check (every page and index, not the cross-checks of integrity_check):
     a damaged page is found at start, not at the first write that reaches it."""
+    if problems := quick_check(db):
+        raise StoreError(f"{path} is damaged ({problems}); {RESTORE_HINT}")
+
+
+def quick_check(db: sqlite3.Connection) -> str:
+    """'' for a sound database, else what SQLite's quick_check found."""
     rows = [str(row[0]) for row in db.execute("PRAGMA quick_check").fetchall()]
-    if rows != ["ok"]:
-        raise StoreError(f"{path} is damaged ({'; '.join(rows[:3])}); {RESTORE_HINT}")
+    return "" if rows == ["ok"] else "; ".join(rows[:3])
 
 
 def _refuse_to_start_anew(path: Path, state_dir: Path) -> None:

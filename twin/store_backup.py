@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
@@ -44,7 +43,10 @@ from twin.store import (
     SIDE_FILES,
     StoreError,
     owned_like_state_dir,
+    quick_check,
+    read_setting,
     replace_durably,
+    setting_write,
 )
 
 log = logging.getLogger(__name__)
@@ -117,12 +119,6 @@ def take_backup(state_dir: Path, keep: int, now: datetime) -> Backup:
     for old in list_backups(state_dir)[:-keep]:
         old.path.unlink(missing_ok=True)
     return Backup(target, now)
-
-
-def quick_check(db: sqlite3.Connection) -> str:
-    """'' for a sound database, else what SQLite's quick_check found."""
-    rows = [str(row[0]) for row in db.execute("PRAGMA quick_check").fetchall()]
-    return "" if rows == ["ok"] else "; ".join(rows[:3])
 
 
 def check_file(path: Path) -> str:
@@ -258,22 +254,23 @@ def advance_counters(path: Path, tail_s: float) -> dict[str, tuple[int, int]]:
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("BEGIN IMMEDIATE")
-        limit = _setting(db, COUNTER_SETTING)
+        limit = read_setting(db, COUNTER_SETTING)
         if limit is not None:
-            _put(db, COUNTER_SETTING, advance("p3 invocation counter", limit, p3_margin))
-        slave = _setting(db, P2_SLAVE_SETTING)
+            advanced = advance("p3 invocation counter", limit, p3_margin)
+            setting_write(COUNTER_SETTING, advanced)(db)
+        slave = read_setting(db, P2_SLAVE_SETTING)
         if isinstance(slave, dict) and isinstance(slave.get("slave"), dict):
             state = slave["slave"]
             state["frame_counter"] = advance(
                 "gas meter frame counter", state.get("frame_counter", 0), p2_margin
             )
-            _put(db, P2_SLAVE_SETTING, slave)
-        master = _setting(db, P2_MASTER_SETTING)
+            setting_write(P2_SLAVE_SETTING, slave)(db)
+        master = read_setting(db, P2_MASTER_SETTING)
         if isinstance(master, dict) and isinstance(master.get("master"), dict):
             for channel in master["master"].get("channels", []):
                 name = f"M-Bus channel {channel.get('number')} frame counter"
                 channel["frame_counter"] = advance(name, channel["frame_counter"], p2_margin)
-            _put(db, P2_MASTER_SETTING, master)
+            setting_write(P2_MASTER_SETTING, master)(db)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -295,17 +292,6 @@ def _advanced(changes: dict[str, tuple[int, int]], name: str, value: int, margin
         )
     changes[name] = (value, new)
     return new
-
-
-def _setting(db: sqlite3.Connection, key: str) -> Any:
-    row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-    return None if row is None else json.loads(row[0])
-
-
-def _put(db: sqlite3.Connection, key: str, value: Any) -> None:
-    db.execute(
-        "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, json.dumps(value))
-    )
 
 
 # ------------------------------------------------------------------------- periodic backups
