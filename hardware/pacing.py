@@ -24,6 +24,11 @@ CHUNK = 32
 Send = Callable[[memoryview], Awaitable[None]]
 
 
+def wire_time(size: int, baudrate: int = P1_BAUDRATE) -> float:
+    """Real seconds that `size` bytes take on a line of `baudrate` 8N1."""
+    return size * BITS_PER_BYTE_8N1 / baudrate
+
+
 class PacedLine:
     """Hands bytes to `send` at the line speed (or at once when not `paced`); counts cuts."""
 
@@ -37,7 +42,7 @@ class PacedLine:
 
     def wire_time(self, size: int) -> float:
         """Real seconds that `size` bytes take on the line."""
-        return size * BITS_PER_BYTE_8N1 / self.baudrate
+        return wire_time(size, self.baudrate)
 
     def status(self) -> dict[str, object]:
         return {

@@ -213,6 +213,7 @@ def _p1_services(twin: Twin) -> list[Service]:
         request,
         twin.clock,
         interval_s=p1.interval_s,
+        baudrate=p1.baudrate,
     )
     twin.control.ports["p1"] = service.status
     twin.control.ports["p1_line"] = sink.status

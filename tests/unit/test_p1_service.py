@@ -375,3 +375,21 @@ async def test_a_fast_clock_sends_no_more_than_the_line_carries(tmp_path: Path) 
     # shared host adds tens of milliseconds now and then, which is not starvation.
     assert max(lags) < 0.5
     assert sorted(lags)[len(lags) // 2] < 0.05
+
+
+async def test_a_fast_clock_on_a_slower_line_sends_no_more_than_that_line_carries(
+    tmp_path: Path,
+) -> None:
+    # [p1] baudrate = 9600 (P1 §5.1 allows the meter to be set slower): a telegram takes 12
+    # times longer on the line than at 115200, so at most that many go out a second.
+    fast = SimulatedClock(START, 1_000_000)
+    store = Store.open(tmp_path / "slow-line")
+    meter = Meter(Config(), fast, store, random.Random(1))
+    sink = FakeSink()
+    encoder = TelegramEncoder("TWN", "DSMR-TWIN-422")
+    service = P1Service(meter, encoder, sink, AlwaysRequested(), meter.clock, baudrate=9600)
+    async with running(service):
+        await asyncio.sleep(1.0)
+    store.close()
+    line_s = len(await next_telegram(sink)) * 10 / 9600
+    assert 1 <= service.sent <= 1.0 / line_s + 2

@@ -19,6 +19,7 @@ from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from hardware.pacing import P1_BAUDRATE, wire_time
 from hardware.ports import ByteSink, RequestLine
 from twin.clock import Clock
 from twin.meter.state import MeterReading
@@ -33,8 +34,6 @@ HEARTBEAT_S = 5.0
 # Real seconds before a slot at which its reading is taken and committed, so the commit's fsync
 # never sits between the slot and the first byte on the wire (bench/bench_p1_cadence.py).
 PREPARE_AHEAD_S = 0.05
-# P1 §5.1: 115200 baud, 8N1 - ten bits on the line per byte.
-LINE_BYTES_PER_S = 115200 / 10
 
 
 class MeterSource(Protocol):
@@ -57,9 +56,11 @@ class P1Service:
         clock: Clock,
         *,
         interval_s: float = 10,
+        baudrate: int = P1_BAUDRATE,
     ) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
+        self.baudrate = baudrate  # the line's speed ([p1] baudrate; P1 §5.1: 115200 8N1)
         self.meter = meter
         self.encoder = encoder
         self.sink = sink
@@ -157,7 +158,7 @@ class P1Service:
         clock) the service waits out the telegram's time on the line, then sends the latest
         due slot. So it never sends more than the wire carries, and never spins the loop.
         """
-        line_s = size / LINE_BYTES_PER_S
+        line_s = wire_time(size, self.baudrate)
         if self.interval.total_seconds() / self.clock.speed >= line_s:
             return 0.0  # the slots themselves are further apart than a telegram's time
         return max(0.0, line_s - took_s)
