@@ -96,13 +96,16 @@ class TcpSink:
     async def write(self, data: bytes) -> None:
         if self._server is None:
             raise PortError(f"{self.description} is not open")
-        for client in list(self.clients):
-            client.keeps_up(len(data))
-        await self.line.write(data, self._send)
+        # The telegram goes to the clients there are when it starts (and keep up): one that
+        # connects while it is on the line gets the next one whole, never a headless tail.
+        receivers = [client for client in list(self.clients) if client.keeps_up(len(data))]
 
-    async def _send(self, view: memoryview) -> None:
-        for client in list(self.clients):
-            client.send(view)
+        async def send(view: memoryview) -> None:
+            for client in receivers:
+                if client in self.clients:  # not gone (or dropped) meanwhile
+                    client.send(view)
+
+        await self.line.write(data, send)
 
     def abort_output(self) -> None:
         # Bytes already in the kernel cannot be recalled; a client with a user-space backlog

@@ -313,6 +313,27 @@ async def test_tcp_every_client_gets_every_telegram_and_a_dead_one_is_dropped() 
         await sink.close()
 
 
+async def test_tcp_a_client_joining_mid_telegram_gets_whole_telegrams_only() -> None:
+    # A dongle that connects while a telegram is on the (paced) line starts with the next
+    # telegram, as a reader joining a real line at a telegram's start would: never a headless
+    # tail of the one in flight.
+    sink = TcpSink("127.0.0.1", 0, baudrate=9600, pace=True)  # 44 bytes: ~46 ms on the line
+    await sink.open()
+    try:
+        writing = asyncio.create_task(sink.write(TELEGRAM))
+        await asyncio.sleep(0.015)  # mid-telegram
+        reader, writer = await asyncio.open_connection("127.0.0.1", sink.port)
+        await asyncio.wait_for(clients(sink, 1), SAFETY_S)
+        await writing
+        second = TELEGRAM.replace(b"ABCD", b"1234")
+        await sink.write(second)
+        got = await asyncio.wait_for(reader.readexactly(len(second)), SAFETY_S)
+        assert got == second
+        writer.close()
+    finally:
+        await sink.close()
+
+
 async def test_tcp_port_in_use_is_a_port_error() -> None:
     first = TcpSink("127.0.0.1", 0)
     await first.open()
