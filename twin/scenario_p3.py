@@ -51,7 +51,7 @@ from twin.p3.dlms.errors import P3Error
 from twin.p3.keys import KeyStore
 from twin.p3.objects import build_objects
 from twin.p3.objects import values as v
-from twin.p3.objects.base import ObjectError, obis_bytes
+from twin.p3.objects.base import obis_bytes
 from twin.p3.objects.factory import DsmrObjects, Session
 from twin.p3.objects.ports import PushRelay
 from twin.p3.server.association import MANAGEMENT_CLIENT
@@ -161,11 +161,10 @@ class ScenarioHeadEnd:
 
     def tick(self) -> None:
         """What the object model runs on the meter clock, at the step's time."""
-        try:
-            self.objects.tick()
-        except ObjectError as exc:
+        self.objects.tick()
+        if (refused := self.objects.calendar.refused) is not None:
             # A passive calendar the twin cannot run, due now: the scenario is wrong.
-            raise ScenarioError(f"the object model's tick at {self.meter.now()}: {exc}") from exc
+            raise ScenarioError(f"the object model's tick at {self.meter.now()}: {refused[1]}")
 
     async def _set(self, request: Mapping[str, Any]) -> object:
         ref = AttributeRef(request["class_id"], obis_bytes(request["obis"]), request["attribute"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from twin.p3.objects.base import ObjectError
 from twin.p3.objects.tariff import ActivityCalendar
 
 log = logging.getLogger(__name__)
@@ -22,22 +21,14 @@ class CalendarFastForward:
 
     def __init__(self, calendar: ActivityCalendar) -> None:
         self.calendar = calendar
-        # An activation time whose calendar the twin cannot run: not tried again every step.
-        self._refused: datetime | None = None
 
     def next_due(self, after: datetime) -> datetime | None:
-        due = self.calendar.activation_due()
-        if due is None or due == self._refused:
-            return None
-        return max(due, after)  # already due (no tick since): at once
+        due = self.calendar.activation_due()  # None too for one it could not run
+        return None if due is None else max(due, after)  # already due (no tick since): at once
 
     def reach(self, when: datetime, passed: timedelta) -> None:
-        try:
-            self.calendar.activate_at(when)
-        except ObjectError as err:
-            # As at a tick: the CS wrote a calendar the twin cannot run; it keeps its program.
-            log.warning("passive calendar not activated at %s: %s", when.isoformat(), err)
-            self._refused = self.calendar.activation_due()
+        # As at a tick: a calendar the twin cannot run is refused once and logged.
+        self.calendar.activate_at(when)
 
     def finish(self, passed: timedelta) -> None:
         """Nothing of its own to move: the calendar runs on the meter clock."""

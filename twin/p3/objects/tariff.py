@@ -16,6 +16,8 @@ with a wildcard year (0xFFFF) recur every year.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from typing import ClassVar
 
@@ -38,6 +40,8 @@ from twin.p3.objects.values import (
     u8,
     u16,
 )
+
+log = logging.getLogger(__name__)
 
 SCRIPT_TABLE = "0-0:10.0.100"
 WORKING, SATURDAY, SUNDAY, SPECIAL = 1, 2, 3, 4
@@ -161,6 +165,9 @@ class ActivityCalendar(CosemObject):
             9: Stored(a, "calendar.passive_days", active[2]),
             10: Stored(a, "calendar.activate_time", octets(NOT_SPECIFIED), 12),
         }
+        # A scheduled activation the twin could not run (its time, and why): not tried again
+        # until the CS writes the passive calendar anew. The meter keeps its program.
+        self.refused: tuple[datetime, str] | None = None
 
     def read(self, index: int, request: Request) -> Data:
         self.activate_if_due(request.now)
@@ -180,7 +187,9 @@ class ActivityCalendar(CosemObject):
         if index == 10:
             parse_date_time(value.octets())  # a date-time octet-string[12], wildcards allowed
         self.passive[index].set(value)
-        self.activate_if_due(request.now)
+        self.refused = None
+        if self._due(request.now):
+            self.activate(request.now)  # refused: the SET's answer says so (other-reason)
 
     def invoke(self, index: int, parameters: Data | None, request: Request) -> Data | None:
         self.activate(request.now)  # activate_passive_calendar (data: integer 0)
@@ -189,14 +198,21 @@ class ActivityCalendar(CosemObject):
     def activation_due(self) -> datetime | None:
         """activate_passive_calendar_time (UTC), or None while it is not specified."""
         raw = self.passive[10].get().octets()
-        return parse_date_time(raw) if raw != NOT_SPECIFIED else None
+        if raw == NOT_SPECIFIED:
+            return None
+        due = parse_date_time(raw)
+        return None if self.refused is not None and self.refused[0] == due else due
+
+    def _due(self, now: datetime) -> bool:
+        due = self.activation_due()
+        return due is not None and due <= now.astimezone(UTC)
 
     def activate_if_due(self, now: datetime) -> None:
         """P3 §5.4: activation at activate_passive_calendar_time ("immediate activation can be
-        done by setting the activation date to the current date")."""
-        due = self.activation_due()
-        if due is not None and due <= now.astimezone(UTC):
-            self.activate(now)
+        done by setting the activation date to the current date"). Scheduled: a calendar the
+        twin cannot run is refused once (logged), never raised into every request's tick."""
+        if self._due(now):
+            self._scheduled(lambda: self.activate(now))
 
     def activate(self, now: datetime) -> None:
         program = self._passive_program()
@@ -206,9 +222,22 @@ class ActivityCalendar(CosemObject):
     def activate_at(self, when: datetime) -> None:
         """Activate at meter time `when` while `ctl advance` integrates the model ahead of
         the clock (twin/fast_forward.py): event 9 and the new program at `when` itself."""
-        program = self._passive_program()
-        self.env.meter.model.set_tariff_program(when, program)
-        self._activated(program)
+
+        def activate() -> None:
+            program = self._passive_program()
+            self.env.meter.model.set_tariff_program(when, program)
+            self._activated(program)
+
+        self._scheduled(activate)
+
+    def _scheduled(self, activate: Callable[[], None]) -> None:
+        due = self.activation_due()
+        try:
+            activate()
+        except ObjectError as err:
+            assert due is not None
+            log.warning("passive calendar not activated at %s: %s", due.isoformat(), err)
+            self.refused = (due, str(err))
 
     def _passive_program(self) -> TariffProgram:
         try:

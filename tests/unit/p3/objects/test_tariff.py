@@ -13,6 +13,7 @@ import pytest
 from tests.support import steady_config
 from tests.unit.p3.objects.conftest import (
     Twin,
+    advance,
     big_set,
     make_twin,
     method,
@@ -148,6 +149,26 @@ def test_unexpressible_calendars_are_refused(twin: Twin) -> None:
     assert outcome.result.name == "OTHER_REASON"
     assert write(client, 20, CALENDAR, 9, v.encode(v.u8(1))) == 12  # type-unmatched
     assert twin.meter.model.program.normal_start == time(7, 0)
+
+
+def test_an_unusable_calendar_falling_due_is_tried_once_and_the_object_model_goes_on(
+    twin: Twin, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A CS wrote a calendar the twin cannot run (two normal windows a day) with a later
+    # activation time: at that time the activation fails once, logged, the meter keeps its
+    # program, and the object model's tick (run before every request) keeps working.
+    client = twin.management()
+    assert big_set(client, 20, CALENDAR, 9, v.encode(two_windows())) == 0
+    due = (twin.meter.now() + timedelta(hours=1)).replace(microsecond=0)
+    assert write(client, 20, CALENDAR, 10, v.encode(v.date_time(due))) == 0
+    advance(twin, 2 * 3600)
+    twin.objects.tick()
+    twin.objects.tick()
+    assert twin.meter.model.program.normal_start == time(7, 0)
+    refused = [r for r in caplog.records if "passive calendar not activated" in r.message]
+    assert len(refused) == 1
+    assert twin.objects.next_due() != due  # the ticker does not wake for it again and again
+    assert read(twin.management(), 20, CALENDAR, 10) is not None  # requests go on
 
 
 def test_activated_program_survives_a_restart(tmp_path: Path) -> None:
