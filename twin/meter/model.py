@@ -131,15 +131,6 @@ class MeterModel:
             gas=GasState(gas.channel, gas.equipment_id, gas.start_m3 * 1000) if stand_in else None,
         )
 
-    @property
-    def _period_flags(self) -> int:
-        """Status bits gathered for the running 15-minute period; checkpointed."""
-        return self.state.period_flags
-
-    @_period_flags.setter
-    def _period_flags(self, flags: int) -> None:
-        self.state.period_flags = flags
-
     # ------------------------------------------------------------------ time
 
     @property
@@ -224,7 +215,7 @@ class MeterModel:
         when = datetime.fromtimestamp(ts, UTC)
         here = local(when)
         if self._in_outage(ts - 1):
-            self._period_flags |= STATUS_PDN | STATUS_DNV
+            self.state.period_flags |= STATUS_PDN | STATUS_DNV
         dst = bool(here.dst())
         if dst != self._dst:
             # P3 §4.2.1 event 3; the stamp is the time before the change.
@@ -263,7 +254,7 @@ class MeterModel:
             self.state.capture_floor = reached if floor is None else max(floor, reached)
 
     def _status(self, when: datetime) -> int:
-        return self._period_flags | (STATUS_DST if is_dst(when) else 0)
+        return self.state.period_flags | (STATUS_DST if is_dst(when) else 0)
 
     def _capture_load_profile(self, when: datetime) -> None:
         e = self.state.registers_wh()
@@ -275,8 +266,8 @@ class MeterModel:
                 e["1-0:2.8.1"] + e["1-0:2.8.2"],
             )
         )
-        self.mbus_status.add(self._period_flags)
-        self._period_flags = 0
+        self.mbus_status.add(self.state.period_flags)
+        self.state.period_flags = 0
 
     def _capture_daily(self, when: datetime, end_of_month: bool) -> None:
         e = self.state.registers_wh()
@@ -301,7 +292,7 @@ class MeterModel:
     def _capture_mbus_hour(self, when: datetime) -> None:
         """0-x:24.3.0 (P3 §7.4): one row per installed channel at every whole hour, also
         through an outage or downtime (flagged PDN), so the buffer is filled monotonously."""
-        rows = self.mbus_status.capture(when, self._mbus_readings(), self._period_flags)
+        rows = self.mbus_status.capture(when, self._mbus_readings(), self.state.period_flags)
         self.outbox.mbus_hourly.extend(rows)
 
     # ------------------------------------------------------------------ power failures
@@ -326,7 +317,7 @@ class MeterModel:
         start = now.timestamp()
         self._outage = (start, start + seconds)
         self._log(now, EventCode.POWER_DOWN)
-        self._period_flags |= STATUS_PDN | STATUS_DNV
+        self.state.period_flags |= STATUS_PDN | STATUS_DNV
 
     def _end_outage_if_due(self, ts: float) -> None:
         if self._outage is not None and ts >= self._outage[1]:
@@ -346,7 +337,7 @@ class MeterModel:
             return
         self._log(last_seen, EventCode.POWER_DOWN)
         self._outage = (last_seen.timestamp(), now.timestamp())
-        self._period_flags |= STATUS_PDN | STATUS_DNV
+        self.state.period_flags |= STATUS_PDN | STATUS_DNV
         gap_start = max(self._ts, now.timestamp() - LOAD_PROFILE_PERIOD_S * LOAD_PROFILE_ENTRIES)
         self._ts = max(self._ts, gap_start - gap_start % 60)
         self.advance(now)
@@ -438,7 +429,7 @@ class MeterModel:
         self.advance(old)
         self._log(old, EventCode.CLOCK_ADJUSTED_OLD)
         self._log(new, EventCode.CLOCK_ADJUSTED_NEW)
-        self._period_flags |= STATUS_CAD | STATUS_DNV
+        self.state.period_flags |= STATUS_CAD | STATUS_DNV
         # Energy is not integrated over a jump forward; after a jump back it is integrated
         # again as real time passes, so the registers still never decrease.
         self._hold_captures(new)
@@ -462,7 +453,7 @@ class MeterModel:
         device = next((d for d in self._mbus_readings() if d.channel == channel), None)
         if device is None:
             return 0
-        return self.mbus_status.status(channel, now, device.capture, self._period_flags)
+        return self.mbus_status.status(channel, now, device.capture, self.state.period_flags)
 
     def _log(self, when: datetime, code: int) -> None:
         self.outbox.events.append(Event.of(when, code))
