@@ -437,7 +437,8 @@ class P3Service:
     def on_event(self, connection: Connection, event: ServerEvent) -> None:
         self.heartbeat = time.monotonic()
         if isinstance(event, Associated):
-            self._exhaustion_logged = False
+            if not self.keys.counters.exhausted:  # a new GUEK restarted it: log the next one
+                self._exhaustion_logged = False
             if event.client == MANAGEMENT_CLIENT.sap:
                 self.logins.succeeded()  # ends a burst of failed logins
             connection.client = event.client

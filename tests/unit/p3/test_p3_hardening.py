@@ -94,6 +94,19 @@ async def test_exhausted_invocation_counter_refuses_ciphered_service_until_a_new
     with pytest.raises(GXDLMSException):  # the next AARQ is refused, never wraps to 0
         await asyncio.to_thread(gurux_session)
     await rig.service.wait_idle()
+
+    def public_session() -> None:  # the public client needs no counter: it is served
+        client = tcp_peers.public_client(rig.port)
+        client.connect()
+        client.associate()
+        client.release_association()
+        client.disconnect()
+
+    await asyncio.to_thread(public_session)
+    await rig.service.wait_idle()
+    with pytest.raises(GXDLMSException):  # still exhausted: refused, and not logged again
+        await asyncio.to_thread(gurux_session)
+    await rig.service.wait_idle()
     status = rig.service.status()
     assert status["invocation_counter_exhausted"] is True
     assert status["failed_logins"] == 0  # the head-end did nothing wrong
