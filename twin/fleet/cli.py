@@ -9,10 +9,13 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twin.config import Config, ConfigError, config_from_mapping, load_config
 from twin.state_lock import StateLock
+
+if TYPE_CHECKING:
+    from twin.fleet.spec import FleetSpec
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,11 @@ def add_commands(commands: Any) -> None:
     on_bus.add_argument(
         "--attach", dest="attached", action="store_true", help="put each one back on the bus"
     )
+    shot = ctl_sub.add_parser(
+        "screenshot", help="save one meter's display as a PNG (rendered when asked, only then)"
+    )
+    shot.add_argument("--meter", type=int, required=True, help="the meter's index")
+    shot.add_argument("file", type=Path)
     send = ctl_sub.add_parser(
         "send", help="one control request to many meters (what `dsmr-twin ctl` sends one)"
     )
@@ -221,6 +229,8 @@ def _ctl(args: argparse.Namespace) -> int:
             _print_status(status)
         return 0
     spec = FleetSpec.load(args.state_dir)
+    if args.fleet_ctl == "screenshot":
+        return _screenshot(args, spec)
     if args.meters is not None:
         meters = _meter_list(spec, args.meters)
     elif args.fraction is not None:
@@ -233,6 +243,18 @@ def _ctl(args: argparse.Namespace) -> int:
         result = asyncio.run(fleet_send(args.state_dir, meters, _lever_request(args)))
     print(json.dumps(result))
     return 1 if result["failed"] else 0
+
+
+def _screenshot(args: argparse.Namespace, spec: FleetSpec) -> int:
+    """The meter's display as `dsmr-twin ctl screenshot` gets it: the meter renders its frame
+    and sends it back, and the PNG is written here, by the operator."""
+    from twin.display.cli import save_screenshot
+    from twin.fleet.control import check_meter, meter_call
+
+    index = check_meter(spec, args.meter)
+    answer = asyncio.run(meter_call(args.state_dir, index, {"cmd": "screenshot"}))
+    print(save_screenshot(answer, args.file))
+    return 0
 
 
 def _lever_request(args: argparse.Namespace) -> dict[str, Any]:
