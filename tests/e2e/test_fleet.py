@@ -125,6 +125,10 @@ def session(row: dict[str, str], keys_of: dict[str, str] | None = None) -> Sessi
     return Session(row["p3"], bytes.fromhex(keys["guek"]), bytes.fromhex(keys["gak"]))
 
 
+def meters_with_gas(spec: FleetSpec) -> list[int]:
+    return [i for i in spec.indices if spec.meter_config(Config(), spec.identity(i)).gas.enabled]
+
+
 def read(client: Any, interface: int, obis: str, index: int = 2) -> Any:
     return utils.parse_as_dlms_data(client.get(tcp_peers.attribute(interface, obis, index)))
 
@@ -206,7 +210,7 @@ def gas_meters_installed(fleet: Fleet) -> None:
     """Wait until every meter with a gas meter has installed it (P2 §8.3: its "new M-Bus
     device" alarm is raised then; acknowledged after it, no alarm is left to push)."""
     spec = FleetSpec.load(fleet.state_dir)
-    with_gas = [i for i in spec.indices if spec.meter_config(Config(), i).gas.enabled]
+    with_gas = meters_with_gas(spec)
     assert with_gas
     deadline = time.monotonic() + STARTUP_S
     for index in with_gas:
@@ -397,7 +401,7 @@ def test_a_gas_meter_removal_on_chosen_meters_takes_their_gas_meters_off_the_bus
     fleet: Fleet,
 ) -> None:
     spec = FleetSpec.load(fleet.state_dir)
-    with_gas = [i for i in spec.indices if spec.meter_config(Config(), i).gas.enabled][:2]
+    with_gas = meters_with_gas(spec)[:2]
     assert with_gas
     listed = ",".join(map(str, with_gas))
     ctl = ("ctl", "--state-dir", str(fleet.state_dir), "gas")

@@ -145,11 +145,13 @@ def run(args: argparse.Namespace) -> int | None:
 
 
 def _base_config(args: argparse.Namespace) -> Config:
+    from twin.fleet.spec import check_base_config
+
     config = load_config(args.config)
     if args.speed is not None:
         speed = config_from_mapping({"clock": {"speed": args.speed}}).clock.speed
         config = dataclasses.replace(config, clock=dataclasses.replace(config.clock, speed=speed))
-    return config
+    return check_base_config(config)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -277,17 +279,14 @@ def _request(text: str) -> dict[str, Any]:
     return request
 
 
-def _meter_list(spec: Any, text: str) -> list[int]:
+def _meter_list(spec: FleetSpec, text: str) -> list[int]:
+    from twin.fleet.control import check_meter
+
     try:
         meters = sorted({int(part) for part in text.split(",")})
     except ValueError:
         raise ConfigError(f"--meters {text!r}: expected meter numbers ID,ID,...") from None
-    bad = [m for m in meters if m not in spec.indices]
-    if bad:
-        raise ConfigError(
-            f"--meters: no meter {bad[0]} (the fleet has {spec.first} to {spec.indices[-1]})"
-        )
-    return meters
+    return [check_meter(spec, meter, "--meters") for meter in meters]
 
 
 def _print_status(status: dict[str, Any]) -> None:
