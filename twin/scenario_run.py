@@ -36,7 +36,7 @@ from twin.control import SOCKET_NAME, ControlServer
 from twin.control_fields import Field, flag, parse_fields
 from twin.metering import Meter
 from twin.p1.capture import CapturedTelegram, header_line, telegram_line
-from twin.p1.replay import send_while_requested
+from twin.p1.service import Sent, send_telegram
 from twin.p1.telegram import TelegramEncoder
 from twin.p2.port import P2MbusPort
 from twin.scenario import Scenario, ScenarioError, ScenarioEvent
@@ -293,7 +293,7 @@ class ScenarioRunner:
             return
         reading = self.meter.publish()
         telegram = self.encoder.encode(reading)
-        if not await send_while_requested(self.sink, self.request, telegram):
+        if await send_telegram(self.sink, self.request, telegram) is not Sent.WHOLE:
             self.cut += 1
             return
         self.sent += 1
