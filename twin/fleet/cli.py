@@ -156,7 +156,6 @@ def _base_config(args: argparse.Namespace) -> Config:
 
 def _run(args: argparse.Namespace) -> int:
     from twin.fleet.head import FleetHead, run_head
-    from twin.fleet.spec import resolve_spec
 
     _base_config(args)  # refuse a bad configuration here, once, not in every worker
     workers = args.workers if args.workers is not None else os.cpu_count() or 1
@@ -165,15 +164,7 @@ def _run(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir.absolute()
     lock = StateLock.acquire(state_dir, purpose="fleet run")  # one head per fleet
     try:
-        spec = resolve_spec(
-            state_dir,
-            args.count,
-            _seed(args),
-            args.p3,
-            args.p1,
-            inventory=args.inventory,
-            first=args.first,
-        )
+        spec = _spec(args, state_dir)
         workers = min(workers, spec.count)
         if spec.seeded:
             log.warning("keys derived from --seed: a lab fleet (whoever has the seed has them)")
@@ -200,20 +191,26 @@ def _seed(args: argparse.Namespace) -> str | None:
     return lines[0].strip() if lines else ""
 
 
-def _inventory(args: argparse.Namespace) -> int:
-    from twin.fleet.inventory import as_csv, inventory
+def _spec(args: argparse.Namespace, state_dir: Path, *, create: bool = True) -> FleetSpec:
+    """The fleet in `state_dir` as `fleet run` and `fleet inventory` options give it."""
     from twin.fleet.spec import resolve_spec
 
-    spec = resolve_spec(
-        args.state_dir,
+    return resolve_spec(
+        state_dir,
         args.count,
         _seed(args),
         args.p3,
         args.p1,
         inventory=args.inventory,
         first=args.first,
-        create=False,
+        create=create,
     )
+
+
+def _inventory(args: argparse.Namespace) -> int:
+    from twin.fleet.inventory import as_csv, inventory
+
+    spec = _spec(args, args.state_dir, create=False)
     rows = inventory(args.state_dir, spec)
     print(as_csv(rows) if args.csv else json.dumps(rows, indent=1), end="\n" * (not args.csv))
     return 0

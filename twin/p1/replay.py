@@ -19,7 +19,7 @@ from typing import Any
 
 from hardware.ports import ByteSink, RequestLine
 from twin.p1.capture import PLAIN_INTERVAL_S, CapturedTelegram
-from twin.p1.service import Sent, send_telegram
+from twin.p1.service import Sent, lines_open, send_telegram
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +88,8 @@ class ReplayService:
         }
 
     async def run(self) -> None:
-        await self.sink.open()
-        try:
-            await self.request.open()
-            try:
-                self.ready.set()
-                await self._play()
-            finally:
-                self.ready.clear()
-                await self.request.close()
-        finally:
-            await self.sink.close()
+        async with lines_open(self.sink, self.request, self.ready):
+            await self._play()
 
     async def _play(self) -> None:
         # P1 §5.2: the first telegram goes out when Request rises; the capture's timeline

@@ -11,11 +11,12 @@ is sent, never a burst. A meter in a power failure is dead and sends nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import math
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol
@@ -84,6 +85,25 @@ async def send_telegram(sink: ByteSink, request: RequestLine, telegram: bytes) -
     return Sent.WHOLE
 
 
+@contextlib.asynccontextmanager
+async def lines_open(
+    sink: ByteSink, request: RequestLine, ready: asyncio.Event
+) -> AsyncIterator[None]:
+    """The data line and the Request line open, `ready` set while they are; both closed after
+    (the service's and `p1 replay`'s)."""
+    await sink.open()
+    try:
+        await request.open()
+        try:
+            ready.set()
+            yield
+        finally:
+            ready.clear()
+            await request.close()
+    finally:
+        await sink.close()
+
+
 class MeterSource(Protocol):
     """What the service needs of `twin.metering.Meter`."""
 
@@ -143,19 +163,10 @@ class P1Service:
 
     async def run(self) -> None:
         """Serve until cancelled; a port failure (PortError) ends it for the supervisor."""
-        await self.sink.open()
-        try:
-            await self.request.open()
-            try:
-                self.ready.set()
-                while True:
-                    await self._race(self.request.wait_for(True))
-                    await self._serve_request()
-            finally:
-                self.ready.clear()
-                await self.request.close()
-        finally:
-            await self.sink.close()
+        async with lines_open(self.sink, self.request, self.ready):
+            while True:
+                await self._race(self.request.wait_for(True))
+                await self._serve_request()
 
     async def _serve_request(self) -> None:
         self.requests += 1
