@@ -122,7 +122,7 @@ def tick_and_checkpoint_cost() -> tuple[float, float]:
     synchronous=FULL, in the meter's own database) of a fleet meter, in-process (µs, ms)."""
     with tempfile.TemporaryDirectory(prefix="bench-tick-") as path:
         spec = FleetSpec(1, b"bench", "tcp://127.0.0.1:4059", "none", seeded=True)
-        twin = build(spec.meter_config(Config(), 1), Path(path))
+        twin = build(spec.meter_config(Config(), spec.identity(1)), Path(path))
         try:
             for _ in range(50):
                 _loop_wake(twin)

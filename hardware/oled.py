@@ -6,6 +6,7 @@ Spec strings (config `[display] device`):
     "simulated"        keeps the last frame in memory
     "simulated:DIR"    also writes every new frame as DIR/frame-NNNNNN.png and DIR/latest.png
                        (DIR relative to the state directory), keeping the last `keep` frames
+    "none"             no panel: nothing is drawn unless `ctl screenshot` asks for a frame
 
 luma is imported when a port is opened, never at module load. A luma device write is a blocking
 I2C transfer (~90 ms per frame at 100 kHz, luma.oled wiki "Usage & Benchmarking"), so it runs
@@ -201,8 +202,26 @@ class SimulatedDisplay:
         self._device = None
 
 
+class NoPanel:
+    """No panel ("none"): the display service runs no frame loop on it; a frame is rendered
+    only when one is asked for (`ctl screenshot`, a fleet meter's display)."""
+
+    description = "none (frames rendered on demand)"
+
+    async def open(self) -> None:
+        """Nothing to open."""
+
+    async def show(self, image: Image.Image) -> None:
+        _check(image)
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
 def open_display(spec: str, base_dir: Path) -> DisplayPort:
     """The display named by `spec` (not opened yet: the display service opens it)."""
+    if spec == "none":
+        return NoPanel()
     if spec == "simulated":
         return SimulatedDisplay()
     if spec.startswith("simulated:") and len(spec) > len("simulated:"):

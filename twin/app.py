@@ -178,10 +178,11 @@ def _port_services(twin: Twin) -> list[Service]:
         from twin.p3.wiring import p3_services
 
         services.extend(p3_services(twin))
-    if twin.config.display.device != "none":
-        from twin.display.wiring import display_services
+    # Wired with or without a panel: without one ("none") it runs nothing and renders a
+    # frame only when `ctl screenshot` asks (twin/display/wiring.py).
+    from twin.display.wiring import display_services
 
-        services.extend(display_services(twin, twin.config.display))
+    services.extend(display_services(twin, twin.config.display))
     return services
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from twin.cli_common import default_state_dir
 from twin.config import ConfigError, config_from_mapping
 from twin.scenario import Scenario, load_scenario
-from twin.scenario_run import ScenarioRunner, check_scenario
+from twin.scenario_run import ScenarioRunner, check_scenario, scenario_runner
 from twin.state_lock import StateLock
 
 
@@ -46,24 +46,10 @@ def run_scenario(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir or default_state_dir()
     lock = StateLock.acquire(state_dir)
     try:
-        with contextlib.ExitStack() as stack:
-            capture = (
-                stack.enter_context(args.record.open("w", encoding="utf-8"))
-                if args.record
-                else None
-            )
-            pushes = (
-                stack.enter_context(args.pushes.open("w", encoding="utf-8"))
-                if args.pushes
-                else None
-            )
-            runner = ScenarioRunner(
-                scenario, state_dir, speed=args.speed, capture=capture, pushes=pushes
-            )
-            try:
-                asyncio.run(_until_signalled(runner))
-            finally:
-                runner.close()
+        with scenario_runner(
+            scenario, state_dir, speed=args.speed, record=args.record, pushes=args.pushes
+        ) as runner:
+            asyncio.run(_until_signalled(runner))
         print(f"scenario {scenario.name}: {runner.status()}")
     finally:
         lock.release()

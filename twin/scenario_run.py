@@ -18,12 +18,13 @@ slot; a telegram cut off by a falling Request is never finished (§4.3).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
 import tempfile
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -35,7 +36,7 @@ from twin.control import SOCKET_NAME, ControlServer
 from twin.control_fields import Field, flag, parse_fields
 from twin.metering import Meter
 from twin.p1.capture import CapturedTelegram, header_line, telegram_line
-from twin.p1.replay import send_while_requested
+from twin.p1.service import Sent, send_telegram
 from twin.p1.telegram import TelegramEncoder
 from twin.p2.port import P2MbusPort
 from twin.scenario import Scenario, ScenarioError, ScenarioEvent
@@ -292,7 +293,7 @@ class ScenarioRunner:
             return
         reading = self.meter.publish()
         telegram = self.encoder.encode(reading)
-        if not await send_while_requested(self.sink, self.request, telegram):
+        if await send_telegram(self.sink, self.request, telegram) is not Sent.WHOLE:
             self.cut += 1
             return
         self.sent += 1
@@ -311,12 +312,37 @@ class ScenarioRunner:
         self.capture.write(telegram_line(CapturedTelegram(offset, telegram)) + "\n")
 
 
+@contextlib.contextmanager
+def scenario_runner(
+    scenario: Scenario,
+    state_dir: Path,
+    *,
+    speed: float | None = None,
+    record: Path | None = None,
+    pushes: Path | None = None,
+) -> Iterator[ScenarioRunner]:
+    """The one way a runner is built, for the check as for the run: on `state_dir`, writing
+    the telegrams to `record` and the pushes to `pushes` (each made when given); its meter
+    committed and its store closed on leaving."""
+    with contextlib.ExitStack() as stack:
+        capture, push_record = (
+            stack.enter_context(path.open("w", encoding="utf-8")) if path else None
+            for path in (record, pushes)
+        )
+        runner = ScenarioRunner(
+            scenario, state_dir, speed=speed, capture=capture, pushes=push_record
+        )
+        try:
+            yield runner
+        finally:
+            runner.close()
+
+
 def check_scenario(scenario: Scenario) -> None:
     """Every event checked against the control commands a run serves, before any state
     directory is touched: on a throw-away meter in a temporary directory."""
-    with tempfile.TemporaryDirectory(prefix="dsmr-twin-scenario-") as scratch:
-        runner = ScenarioRunner(scenario, Path(scratch))
-        try:
-            runner.check()
-        finally:
-            runner.store.close()
+    with (
+        tempfile.TemporaryDirectory(prefix="dsmr-twin-scenario-") as scratch,
+        scenario_runner(scenario, Path(scratch)) as runner,
+    ):
+        runner.check()

@@ -4,6 +4,7 @@ with the keys of the exported inventory; a grid outage on a share of it; kill -9
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -21,9 +22,11 @@ from typing import Any
 
 import pytest
 from dlms_cosem import utils
+from PIL import Image
 
 from tests.unit.p3 import tcp_peers
 from twin.config import Config, tcp_host_port
+from twin.display import layout
 from twin.fleet.control import choose_meters, fleet_status, meter_call
 from twin.fleet.spec import SPEC_FILE, FleetSpec
 from twin.p3.objects import values as v
@@ -122,6 +125,10 @@ def session(row: dict[str, str], keys_of: dict[str, str] | None = None) -> Sessi
     return Session(row["p3"], bytes.fromhex(keys["guek"]), bytes.fromhex(keys["gak"]))
 
 
+def meters_with_gas(spec: FleetSpec) -> list[int]:
+    return [i for i in spec.indices if spec.meter_config(Config(), spec.identity(i)).gas.enabled]
+
+
 def read(client: Any, interface: int, obis: str, index: int = 2) -> Any:
     return utils.parse_as_dlms_data(client.get(tcp_peers.attribute(interface, obis, index)))
 
@@ -203,7 +210,7 @@ def gas_meters_installed(fleet: Fleet) -> None:
     """Wait until every meter with a gas meter has installed it (P2 §8.3: its "new M-Bus
     device" alarm is raised then; acknowledged after it, no alarm is left to push)."""
     spec = FleetSpec.load(fleet.state_dir)
-    with_gas = [i for i in spec.indices if spec.meter_config(Config(), i).gas.enabled]
+    with_gas = meters_with_gas(spec)
     assert with_gas
     deadline = time.monotonic() + STARTUP_S
     for index in with_gas:
@@ -315,6 +322,49 @@ def test_a_request_goes_to_the_chosen_meters_only_and_each_checks_it(fleet: Flee
     assert [m["meter"] for m in one["meter_states"]] == [4]
 
 
+def test_a_screenshot_renders_the_asked_meters_display_on_demand_only(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """Issue 12 item 1: fleet meters run no display loop; `fleet ctl screenshot` renders the
+    meter's current frame (the display code of `dsmr-twin run`) when asked."""
+    for index in (1, 2):
+        idle = asyncio.run(meter_call(fleet.state_dir, index, {"cmd": "status"}))["ports"]
+        assert "display" not in idle["supervisor"]  # no display service runs
+        assert idle["display"]["renders"] == 0  # nothing rendered while nobody asks
+    ctl = ("ctl", "--state-dir", str(fleet.state_dir))
+    # DSMR-M 4.3.36: the message symbol; the message code is on every frame.
+    message = json.dumps({"cmd": "message", "code": "4242"})
+    fleet.cli(*ctl, "send", "--meters", "2", "--request", message)
+    try:
+        frames = {}
+        for index in (1, 2):
+            path = tmp_path / f"meter{index}.png"
+            assert fleet.cli(*ctl, "screenshot", "--meter", str(index), str(path)).strip() == str(
+                path
+            )
+            with Image.open(path) as image:
+                assert (image.format, image.size) == ("PNG", (layout.WIDTH, layout.HEIGHT))
+                frames[index] = image.convert("1")
+        # The fleet control path answers the same request as the single twin's `screenshot`.
+        answer = asyncio.run(meter_call(fleet.state_dir, 2, {"cmd": "screenshot"}))
+        assert base64.b64decode(answer["png_base64"]).startswith(b"\x89PNG")
+    finally:
+        fleet.cli(*ctl, "send", "--meters", "2", "--request", '{"cmd": "message"}')
+    left, top, right, bottom = layout.MESSAGE
+    box = (left, top, right + 1, bottom + 1)
+    assert frames[1].crop(box).getbbox() is None  # no message: the symbol area is dark
+    assert frames[2].crop(box).getbbox() is not None  # "M:4242"
+    assert (
+        asyncio.run(meter_call(fleet.state_dir, 2, {"cmd": "status"}))["ports"]["display"][
+            "renders"
+        ]
+        == 2
+    )
+    with pytest.raises(subprocess.CalledProcessError):
+        fleet.cli(*ctl, "screenshot", "--meter", str(COUNT + 1), str(tmp_path / "none.png"))
+    assert not (tmp_path / "none.png").exists()
+
+
 def test_a_tamper_on_a_fraction_logs_event_40_in_the_fraud_log_of_those_meters_only(
     fleet: Fleet,
 ) -> None:
@@ -351,7 +401,7 @@ def test_a_gas_meter_removal_on_chosen_meters_takes_their_gas_meters_off_the_bus
     fleet: Fleet,
 ) -> None:
     spec = FleetSpec.load(fleet.state_dir)
-    with_gas = [i for i in spec.indices if spec.meter_config(Config(), i).gas.enabled][:2]
+    with_gas = meters_with_gas(spec)[:2]
     assert with_gas
     listed = ",".join(map(str, with_gas))
     ctl = ("ctl", "--state-dir", str(fleet.state_dir), "gas")

@@ -86,7 +86,7 @@ def test_a_fleet_refuses_addresses_its_last_meter_would_not_have() -> None:
 
 def test_meters_draw_different_households_from_the_fleet_distributions() -> None:
     fleet = spec()
-    configs = [fleet.meter_config(Config(), i) for i in fleet.indices]
+    configs = [fleet.meter_config(Config(), fleet.identity(i)) for i in fleet.indices]
     assert len({c.load.base_w for c in configs}) == fleet.count
     assert len({c.meter.seed for c in configs}) == fleet.count
     assert {c.meter.phases for c in configs} == {1, 3}
@@ -96,22 +96,24 @@ def test_meters_draw_different_households_from_the_fleet_distributions() -> None
     none_or_all = dataclasses.replace(
         Config(), fleet=FleetConfig(pv_share=0, ev_share=1, single_phase_share=0, gas_share=0)
     )
-    drawn = [fleet.meter_config(none_or_all, i) for i in range(1, 21)]
+    drawn = [fleet.meter_config(none_or_all, fleet.identity(i)) for i in range(1, 21)]
     assert not any(c.pv.enabled for c in drawn)
     assert all(c.load.ev and c.meter.phases == 3 and not c.gas.enabled for c in drawn)
     # Same seed, same fleet.
-    assert fleet.meter_config(Config(), 7) == spec().meter_config(Config(), 7)
+    assert fleet.meter_config(Config(), fleet.identity(7)) == spec().meter_config(
+        Config(), spec().identity(7)
+    )
 
 
 def test_a_fleet_meter_has_its_address_identity_and_no_display_or_modem() -> None:
-    config = spec(p1="tcp://127.0.0.1:7000").meter_config(Config(), 3)
     ident = meter_identity(b"unit seed", 3)
+    config = spec(p1="tcp://127.0.0.1:7000").meter_config(Config(), ident)
     assert config.p3.endpoint == "tcp://127.1.0.3:4059"
     assert config.p1.endpoint == "tcp://127.0.0.1:7002"
     assert config.meter.equipment_id == ident.equipment_id
     assert config.gas.default_key == ident.gas_default_key.hex()
     assert (config.display.device, config.p3.modem) == ("none", "none")
-    assert spec().meter_config(Config(), 3).p1.endpoint == "none"
+    assert spec().meter_config(Config(), ident).p1.endpoint == "none"
 
 
 def test_fleet_distributions_are_validated_naming_the_key() -> None:
@@ -301,6 +303,26 @@ def test_fleet_run_refuses_bad_options_before_it_makes_anything(
     assert code == EXIT_CONFIG
     assert message in capsys.readouterr().err
     assert not (tmp_path / "fleet" / SPEC_FILE).exists()
+
+
+@pytest.mark.parametrize("key", ["system_title", "guek", "gak", "master_key"])
+def test_a_fleet_configuration_giving_p3_keys_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    """A fleet meter's keys are its own (the seed's or the --inventory's). A [p3] key in the
+    fleet's configuration replaced every meter's own key at its start (a configured key wins
+    over the stored one), so every meter shared it and the inventory listed keys no meter
+    had: a head-end's keys for one meter opened all of them."""
+    from twin.cli import main
+    from twin.cli_common import EXIT_CONFIG
+
+    value = "00" * (8 if key == "system_title" else 16)
+    (tmp_path / "fleet.toml").write_text(f'[p3]\n{key} = "{value}"\n')
+    fleet = tmp_path / "fleet"
+    options = ["--count", "2", "--config", str(tmp_path / "fleet.toml")]
+    assert main(["fleet", "run", "--state-dir", str(fleet), *options]) == EXIT_CONFIG
+    assert f"'p3.{key}'" in capsys.readouterr().err
+    assert not (fleet / SPEC_FILE).exists()
 
 
 def test_a_seed_file_gives_the_seed_without_the_process_list_showing_it(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ from hardware.request_line import AlwaysRequested, SimulatedRequestLine
 from twin.clock import ManualClock, SimulatedClock
 from twin.config import Config
 from twin.metering import Meter
+from twin.p1.capture import CapturedTelegram
+from twin.p1.replay import ReplayService
 from twin.p1.service import P1Service
 from twin.p1.telegram import TelegramEncoder, timestamp
 from twin.store import Store
@@ -272,6 +274,21 @@ async def test_a_stuck_write_is_abandoned(
         assert service.status()["telegrams_timed_out"] == 1
         assert service.status()["telegrams_aborted"] == 0
         assert sink.aborts == 1
+
+
+async def test_a_replay_abandons_a_stuck_write_as_the_service_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `p1 replay` writes through the service's write path: the same 8 s limit (P1 §4.5), the
+    # output aborted, and counted as timed out, not as cut by Request (P1 §4.3).
+    monkeypatch.setattr(service_module, "WRITE_TIMEOUT_S", 0.01)
+    sink = FakeSink(block=True)
+    replay = ReplayService([CapturedTelegram(0.0, b"/TWN5\r\n")], sink, AlwaysRequested())
+    await asyncio.wait_for(replay.run(), SAFETY_S)
+    assert replay.status()["telegrams_timed_out"] == 1
+    assert replay.status()["telegrams_aborted"] == 0
+    assert replay.status()["telegrams_sent"] == 0
+    assert sink.aborts == 1
 
 
 async def test_a_slot_that_passed_during_a_slow_write_still_goes_out(

@@ -145,7 +145,8 @@ class DisplayService:
         self.frame: Image.Image | None = None
         self._shown: bytes | None = None  # the frame on the panel, as last sent
         self.frame_time: datetime | None = None
-        self.frames = 0
+        self.frames = 0  # frames drawn by the frame loop
+        self.renders = 0  # frames rendered, drawn or asked for (`screenshot`)
         self.presses = 0
         self.heartbeat = time.monotonic()  # read by the supervisor's watchdog
 
@@ -238,7 +239,7 @@ class DisplayService:
         """Render the current state and put it on the panel (unchanged frames are not resent)."""
         self.heartbeat = time.monotonic()
         # Awaited, not waited for: the frame's commit never holds the event loop.
-        image = render(self.current_state(await self.meter.publish_durable()))
+        image = self._render(self.current_state(await self.meter.publish_durable()))
         self.frame, self.frame_time = image, self.clock.now()
         pixels = image.tobytes()
         if pixels != self._shown:
@@ -247,6 +248,10 @@ class DisplayService:
         self.frames += 1
         self.drawn.set()
         return image
+
+    def _render(self, state: DisplayState) -> Image.Image:
+        self.renders += 1
+        return render(state)
 
     def _next_wake(self, now: datetime) -> datetime:
         speed = self.clock.speed
@@ -279,13 +284,14 @@ class DisplayService:
     # ------------------------------------------------------------------ operator access
 
     def screenshot(self) -> bytes:
-        """The frame on the panel (rendered now if none yet) as a 128x64 PNG.
+        """The frame on the panel (rendered now if none yet, and always without a panel: no
+        frame loop runs then, issue 12 "display rendering only on demand") as a 128x64 PNG.
 
         Bytes, never a file: the control socket sends them back and the CLI writes them as the
         operator. A service that wrote where a client said could replace its own database.
         """
         buffer = io.BytesIO()
-        (self.frame or render(self.current_state())).save(buffer, format="PNG")
+        (self.frame or self._render(self.current_state())).save(buffer, format="PNG")
         return buffer.getvalue()
 
     def status(self) -> dict[str, Any]:
@@ -303,6 +309,7 @@ class DisplayService:
             "label": page.label,
             "scroll_s": self.scroll.total_seconds(),
             "frames": self.frames,
+            "renders": self.renders,
             "presses": self.presses,
             "last_frame": self.frame_time.isoformat() if self.frame_time else None,
         }

@@ -1,7 +1,9 @@
 """Wires the display service into a running twin.
 
-twin/app.py calls `display_services(twin, twin.config.display)` unless the device is "none";
-the service registers its `ctl` commands (`screenshot`, `button`) and its status itself. P3 is
+twin/app.py calls `display_services(twin, twin.config.display)`; the service registers its
+`ctl` commands (`screenshot`, `button`) and its status itself. Without a panel (device "none",
+every fleet meter) no display service runs: a frame is rendered only when `ctl screenshot`
+asks, by the same DisplayService, so an unwatched meter costs nothing for its display. P3 is
 wired first: the display takes the modem's state (`twin.modem`) and the display readout lists
 (`twin.display_lists`) it left on the twin, and imports nothing of P3.
 """
@@ -88,4 +90,6 @@ def display_services(
     twin.control.ports["display"] = service.status
     for name, fields in DisplayService.COMMANDS.items():
         twin.control.add_command(name, service.handle, fields)
+    if settings.device == "none":
+        return []  # issue 12: display rendering only on demand (`screenshot`)
     return [Service("display", service.run, heartbeat=lambda: service.heartbeat)]

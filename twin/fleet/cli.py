@@ -9,10 +9,13 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twin.config import Config, ConfigError, config_from_mapping, load_config
 from twin.state_lock import StateLock
+
+if TYPE_CHECKING:
+    from twin.fleet.spec import FleetSpec
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,11 @@ def add_commands(commands: Any) -> None:
     on_bus.add_argument(
         "--attach", dest="attached", action="store_true", help="put each one back on the bus"
     )
+    shot = ctl_sub.add_parser(
+        "screenshot", help="save one meter's display as a PNG (rendered when asked, only then)"
+    )
+    shot.add_argument("--meter", type=int, required=True, help="the meter's index")
+    shot.add_argument("file", type=Path)
     send = ctl_sub.add_parser(
         "send", help="one control request to many meters (what `dsmr-twin ctl` sends one)"
     )
@@ -137,16 +145,17 @@ def run(args: argparse.Namespace) -> int | None:
 
 
 def _base_config(args: argparse.Namespace) -> Config:
+    from twin.fleet.spec import check_base_config
+
     config = load_config(args.config)
     if args.speed is not None:
         speed = config_from_mapping({"clock": {"speed": args.speed}}).clock.speed
         config = dataclasses.replace(config, clock=dataclasses.replace(config.clock, speed=speed))
-    return config
+    return check_base_config(config)
 
 
 def _run(args: argparse.Namespace) -> int:
     from twin.fleet.head import FleetHead, run_head
-    from twin.fleet.spec import resolve_spec
 
     _base_config(args)  # refuse a bad configuration here, once, not in every worker
     workers = args.workers if args.workers is not None else os.cpu_count() or 1
@@ -155,15 +164,7 @@ def _run(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir.absolute()
     lock = StateLock.acquire(state_dir, purpose="fleet run")  # one head per fleet
     try:
-        spec = resolve_spec(
-            state_dir,
-            args.count,
-            _seed(args),
-            args.p3,
-            args.p1,
-            inventory=args.inventory,
-            first=args.first,
-        )
+        spec = _spec(args, state_dir)
         workers = min(workers, spec.count)
         if spec.seeded:
             log.warning("keys derived from --seed: a lab fleet (whoever has the seed has them)")
@@ -190,20 +191,26 @@ def _seed(args: argparse.Namespace) -> str | None:
     return lines[0].strip() if lines else ""
 
 
-def _inventory(args: argparse.Namespace) -> int:
-    from twin.fleet.inventory import as_csv, inventory
+def _spec(args: argparse.Namespace, state_dir: Path, *, create: bool = True) -> FleetSpec:
+    """The fleet in `state_dir` as `fleet run` and `fleet inventory` options give it."""
     from twin.fleet.spec import resolve_spec
 
-    spec = resolve_spec(
-        args.state_dir,
+    return resolve_spec(
+        state_dir,
         args.count,
         _seed(args),
         args.p3,
         args.p1,
         inventory=args.inventory,
         first=args.first,
-        create=False,
+        create=create,
     )
+
+
+def _inventory(args: argparse.Namespace) -> int:
+    from twin.fleet.inventory import as_csv, inventory
+
+    spec = _spec(args, args.state_dir, create=False)
     rows = inventory(args.state_dir, spec)
     print(as_csv(rows) if args.csv else json.dumps(rows, indent=1), end="\n" * (not args.csv))
     return 0
@@ -221,6 +228,8 @@ def _ctl(args: argparse.Namespace) -> int:
             _print_status(status)
         return 0
     spec = FleetSpec.load(args.state_dir)
+    if args.fleet_ctl == "screenshot":
+        return _screenshot(args, spec)
     if args.meters is not None:
         meters = _meter_list(spec, args.meters)
     elif args.fraction is not None:
@@ -233,6 +242,18 @@ def _ctl(args: argparse.Namespace) -> int:
         result = asyncio.run(fleet_send(args.state_dir, meters, _lever_request(args)))
     print(json.dumps(result))
     return 1 if result["failed"] else 0
+
+
+def _screenshot(args: argparse.Namespace, spec: FleetSpec) -> int:
+    """The meter's display as `dsmr-twin ctl screenshot` gets it: the meter renders its frame
+    and sends it back, and the PNG is written here, by the operator."""
+    from twin.display.cli import save_screenshot
+    from twin.fleet.control import check_meter, meter_call
+
+    index = check_meter(spec, args.meter)
+    answer = asyncio.run(meter_call(args.state_dir, index, {"cmd": "screenshot"}))
+    print(save_screenshot(answer, args.file))
+    return 0
 
 
 def _lever_request(args: argparse.Namespace) -> dict[str, Any]:
@@ -255,17 +276,14 @@ def _request(text: str) -> dict[str, Any]:
     return request
 
 
-def _meter_list(spec: Any, text: str) -> list[int]:
+def _meter_list(spec: FleetSpec, text: str) -> list[int]:
+    from twin.fleet.control import check_meter
+
     try:
         meters = sorted({int(part) for part in text.split(",")})
     except ValueError:
         raise ConfigError(f"--meters {text!r}: expected meter numbers ID,ID,...") from None
-    bad = [m for m in meters if m not in spec.indices]
-    if bad:
-        raise ConfigError(
-            f"--meters: no meter {bad[0]} (the fleet has {spec.first} to {spec.indices[-1]})"
-        )
-    return meters
+    return [check_meter(spec, meter, "--meters") for meter in meters]
 
 
 def _print_status(status: dict[str, Any]) -> None:

@@ -135,10 +135,10 @@ async def fleet_status(fleet_dir: Path, meter: int | None = None) -> dict[str, A
     }
 
 
-def check_meter(spec: FleetSpec, meter: int) -> int:
+def check_meter(spec: FleetSpec, meter: int, option: str = "--meter") -> int:
     if meter not in spec.indices:
         raise ConfigError(
-            f"--meter {meter}: the fleet has meters {spec.first} to {spec.indices[-1]}"
+            f"{option} {meter}: the fleet has meters {spec.first} to {spec.indices[-1]}"
         )
     return meter
 

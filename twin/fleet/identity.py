@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from twin.p3.keys import KeyMaterial
+
 KEY_LENGTH = 16  # AES-128: GUEK, GAK, master key (P3 §3.2), the gas meter's keys (P2 §6.5)
 HLS_SECRET_LENGTH = 16  # P3 §5.1 footnote 3: at least as long as the master key
 SALT = b"dsmr-twin fleet v1"
@@ -51,6 +53,10 @@ class MeterIdentity:
 
     def __repr__(self) -> str:
         return f"MeterIdentity(index={self.index}, equipment_id={self.equipment_id})"
+
+    def key_material(self) -> KeyMaterial:
+        """The P3 keys a new meter gets and the inventory lists until the meter has its own."""
+        return KeyMaterial(self.system_title, self.guek, self.gak, self.master_key, self.hls_secret)
 
 
 def meter_identity(seed: bytes, index: int) -> MeterIdentity:

@@ -48,9 +48,7 @@ def inventory(fleet_dir: Path, spec: FleetSpec | None = None) -> list[dict[str, 
     rows = []
     for index in spec.indices:
         ident = spec.identity(index)
-        keys = stored_keys(fleet_dir, index) or KeyMaterial(
-            ident.system_title, ident.guek, ident.gak, ident.master_key, ident.hls_secret
-        )
+        keys = stored_keys(fleet_dir, index) or ident.key_material()
         rows.append(
             {
                 "meter": index,

@@ -152,10 +152,12 @@ class FleetSpec:
         """Worker `worker` (0-based) of `workers` hosts every `workers`-th meter."""
         return [i for i in self.indices if (self.position(i) - 1) % workers == worker]
 
-    def meter_config(self, base: Config, index: int) -> Config:
-        """Meter `index`'s configuration: the fleet's base with its identity, household and
-        addresses; no display (drawn on demand only), no modem (no pty per meter)."""
-        ident = self.identity(index)
+    def meter_config(self, base: Config, ident: MeterIdentity) -> Config:
+        """The configuration of the meter `ident` names: the fleet's base (checked by
+        `check_base_config`) with its identity, household and addresses; no display panel
+        (a frame is rendered only when asked), no modem (no pty per meter). Its P3 keys are
+        not configuration: the worker gives them to its store (`MeterIdentity.key_material`)."""
+        index = ident.index
         home = draw_household(base.fleet, random.Random(ident.household_seed))
         return dataclasses.replace(
             base,
@@ -231,6 +233,25 @@ class FleetSpec:
     def save(self, fleet_dir: Path) -> None:
         fleet_dir.mkdir(parents=True, exist_ok=True, mode=STATE_DIR_MODE)
         write_json_atomically(fleet_dir / SPEC_FILE, self.to_record(), SPEC_MODE)
+
+
+# The P3 keys a configuration may give a meter (twin/p3/keys.py load_or_create: a configured
+# key replaces the stored one at start).
+CONFIGURED_P3_KEYS = ("system_title", "guek", "gak", "master_key")
+
+
+def check_base_config(config: Config) -> Config:
+    """The configuration every fleet meter starts from, refused if it gives P3 keys: each
+    meter's keys are its own (derived from the seed or taken from the inventory), and a
+    configured key would replace every meter's own at its start, one key opening them all."""
+    for key in CONFIGURED_P3_KEYS:
+        if getattr(config.p3, key):
+            raise ConfigError(
+                f"'p3.{key}' in a fleet's configuration: each fleet meter has its own keys"
+                " (derived from the fleet seed, or taken from --inventory); leave"
+                f" p3.{', p3.'.join(CONFIGURED_P3_KEYS)} out"
+            )
+    return config
 
 
 def write_json_atomically(path: Path, record: object, mode: int = 0o640) -> None:

@@ -30,8 +30,9 @@ from pathlib import Path
 
 from twin.app import build
 from twin.config import Config, ConfigError
+from twin.fleet.identity import MeterIdentity
 from twin.fleet.spec import FleetSpec, meter_dir
-from twin.p3.keys import KeyMaterial, install_initial
+from twin.p3.keys import install_initial
 from twin.parts import Twin
 from twin.sdnotify import Notifier
 from twin.state_lock import StateLock
@@ -58,15 +59,11 @@ def raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def seed_keys(directory: Path, spec: FleetSpec, index: int) -> None:
-    """A new meter gets its derived P3 keys and HLS secret before its P3 starts."""
-    ident = spec.identity(index)
-    material = KeyMaterial(
-        ident.system_title, ident.guek, ident.gak, ident.master_key, ident.hls_secret
-    )
+def seed_keys(directory: Path, ident: MeterIdentity) -> None:
+    """A new meter gets its P3 keys and HLS secret before its P3 starts."""
     store = Store.open(directory)
     try:
-        install_initial(store, material)
+        install_initial(store, ident.key_material())
     finally:
         store.close()
 
@@ -75,9 +72,10 @@ def open_meter(spec: FleetSpec, base: Config, index: int) -> HostedMeter:
     directory = meter_dir(index)
     lock = StateLock.acquire(directory, purpose="fleet worker")
     try:
-        config = spec.meter_config(base, index)
+        ident = spec.identity(index)
+        config = spec.meter_config(base, ident)
         if config.p3.serves:
-            seed_keys(directory, spec, index)
+            seed_keys(directory, ident)
         return HostedMeter(index, build(config, directory), lock)
     except BaseException:
         lock.release()

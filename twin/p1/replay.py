@@ -19,32 +19,9 @@ from typing import Any
 
 from hardware.ports import ByteSink, RequestLine
 from twin.p1.capture import PLAIN_INTERVAL_S, CapturedTelegram
-from twin.p1.service import WRITE_TIMEOUT_S
+from twin.p1.service import Sent, lines_open, send_telegram
 
 log = logging.getLogger(__name__)
-
-
-async def send_while_requested(sink: ByteSink, request: RequestLine, telegram: bytes) -> bool:
-    """Write `telegram`, stopping at once if Request falls meanwhile (P1 §4.3: the rest of the
-    telegram is never sent). True if it went out whole within WRITE_TIMEOUT_S (P1 §4.5)."""
-    write = asyncio.ensure_future(sink.write(telegram))
-    dropped = asyncio.ensure_future(request.wait_for(False))
-    try:
-        done, _ = await asyncio.wait(
-            {write, dropped}, timeout=WRITE_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
-        )
-    finally:
-        dropped.cancel()
-        if not write.done():
-            write.cancel()
-            sink.abort_output()
-        await asyncio.wait({write, dropped})
-    if write not in done or write.cancelled():
-        return False
-    failure = write.exception()
-    if failure is not None:
-        raise failure  # a PortError: the caller's to handle (the supervisor restarts it)
-    return True
 
 
 def loop_period(telegrams: Sequence[CapturedTelegram]) -> float:
@@ -92,7 +69,8 @@ class ReplayService:
         self.heartbeat = time.monotonic()
         self.sent = 0
         self.skipped = 0  # due while Request was down (P1 §4.3)
-        self.aborted = 0  # cut off by a falling Request, or not out within WRITE_TIMEOUT_S
+        self.aborted = 0  # cut off by a falling Request (P1 §4.3)
+        self.timed_out = 0  # not out within the P1 §4.5 limit (twin/p1/service.py)
         self.rounds = 0
 
     def status(self) -> dict[str, Any]:
@@ -106,20 +84,12 @@ class ReplayService:
             "telegrams_sent": self.sent,
             "telegrams_skipped": self.skipped,
             "telegrams_aborted": self.aborted,
+            "telegrams_timed_out": self.timed_out,
         }
 
     async def run(self) -> None:
-        await self.sink.open()
-        try:
-            await self.request.open()
-            try:
-                self.ready.set()
-                await self._play()
-            finally:
-                self.ready.clear()
-                await self.request.close()
-        finally:
-            await self.sink.close()
+        async with lines_open(self.sink, self.request, self.ready):
+            await self._play()
 
     async def _play(self) -> None:
         # P1 §5.2: the first telegram goes out when Request rises; the capture's timeline
@@ -142,8 +112,11 @@ class ReplayService:
         if not self.request.is_raised():
             self.skipped += 1
             return
-        if await send_while_requested(self.sink, self.request, data):
+        sent = await send_telegram(self.sink, self.request, data)
+        if sent is Sent.WHOLE:
             self.sent += 1
-        else:
+        elif sent is Sent.CUT:
             self.aborted += 1
-            log.info("P1 replay: a telegram was cut off (Request fell or the line stalled)")
+            log.info("P1 replay: a telegram was cut off (Request fell)")
+        else:
+            self.timed_out += 1

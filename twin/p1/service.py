@@ -11,12 +11,14 @@ is sent, never a burst. A meter in a power failure is dead and sends nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import math
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any, Protocol
 
 from hardware.pacing import P1_BAUDRATE, wire_time
@@ -34,6 +36,72 @@ HEARTBEAT_S = 5.0
 # Real seconds before a slot at which its reading is taken and committed, so the commit's fsync
 # never sits between the slot and the first byte on the wire (bench/bench_p1_cadence.py).
 PREPARE_AHEAD_S = 0.05
+
+
+class Sent(Enum):
+    """How a telegram's write ended."""
+
+    WHOLE = "whole"
+    CUT = "cut"  # Request fell during the write (P1 §4.3): the rest is never sent
+    TIMED_OUT = "timed out"  # not out within WRITE_TIMEOUT_S (P1 §4.5)
+
+
+async def send_telegram(sink: ByteSink, request: RequestLine, telegram: bytes) -> Sent:
+    """The P1 write path, the service's and `p1 replay`'s: write `telegram`, stopping at once
+    when Request falls (P1 §4.3) or when it is not out within WRITE_TIMEOUT_S (P1 §4.5); a
+    stopped write's output is aborted. A write failure (PortError) is raised (the supervisor
+    restarts the port), and so is a cancellation from outside (after the abort).
+
+    The write runs in the caller's task (it counts the telegram as soon as it is out); a
+    falling Request cancels it through a watcher, as asyncio.timeout cancels on its deadline.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    watcher = asyncio.ensure_future(request.wait_for(False))
+    cut = False
+
+    def request_fell(done: asyncio.Future[None]) -> None:
+        nonlocal cut
+        if not done.cancelled():
+            cut = True
+            task.cancel()
+
+    watcher.add_done_callback(request_fell)
+    try:
+        async with asyncio.timeout(WRITE_TIMEOUT_S):
+            await sink.write(telegram)
+    except TimeoutError:
+        sink.abort_output()
+        log.warning("P1 telegram not out within %s s on %s", WRITE_TIMEOUT_S, sink.description)
+        return Sent.TIMED_OUT
+    except asyncio.CancelledError:
+        sink.abort_output()
+        if cut and task.uncancel() == 0:
+            return Sent.CUT  # our own cancellation, nobody else's
+        raise
+    finally:
+        watcher.remove_done_callback(request_fell)
+        watcher.cancel()
+    return Sent.WHOLE
+
+
+@contextlib.asynccontextmanager
+async def lines_open(
+    sink: ByteSink, request: RequestLine, ready: asyncio.Event
+) -> AsyncIterator[None]:
+    """The data line and the Request line open, `ready` set while they are; both closed after
+    (the service's and `p1 replay`'s)."""
+    await sink.open()
+    try:
+        await request.open()
+        try:
+            ready.set()
+            yield
+        finally:
+            ready.clear()
+            await request.close()
+    finally:
+        await sink.close()
 
 
 class MeterSource(Protocol):
@@ -95,19 +163,10 @@ class P1Service:
 
     async def run(self) -> None:
         """Serve until cancelled; a port failure (PortError) ends it for the supervisor."""
-        await self.sink.open()
-        try:
-            await self.request.open()
-            try:
-                self.ready.set()
-                while True:
-                    await self._race(self.request.wait_for(True))
-                    await self._serve_request()
-            finally:
-                self.ready.clear()
-                await self.request.close()
-        finally:
-            await self.sink.close()
+        async with lines_open(self.sink, self.request, self.ready):
+            while True:
+                await self._race(self.request.wait_for(True))
+                await self._serve_request()
 
     async def _serve_request(self) -> None:
         self.requests += 1
@@ -177,22 +236,18 @@ class P1Service:
         # fast simulated clock). The registers are those of the slot (prepared just ahead).
         telegram = self.encoder.encode(dataclasses.replace(reading, time=slot))
         try:
-            async with asyncio.timeout(WRITE_TIMEOUT_S):
-                await self.sink.write(telegram)
-        except TimeoutError:
-            self.sink.abort_output()
-            self.timed_out += 1
-            log.warning(
-                "P1 telegram not out within %s s on %s", WRITE_TIMEOUT_S, self.sink.description
-            )
-            return len(telegram)
+            sent = await send_telegram(self.sink, self.request, telegram)
         except asyncio.CancelledError:
-            # Request fell mid-telegram (P1 §4.3): the rest of it is never sent.
-            self.sink.abort_output()
+            # Request fell mid-telegram (P1 §4.3), seen first by `_serve_request`.
             self.aborted += 1
             raise
-        self.sent += 1
-        self.last_sent = slot
+        if sent is Sent.WHOLE:
+            self.sent += 1
+            self.last_sent = slot
+        elif sent is Sent.CUT:
+            self.aborted += 1
+        else:
+            self.timed_out += 1
         return len(telegram)
 
     async def _race(self, *jobs: Coroutine[Any, Any, None]) -> None:

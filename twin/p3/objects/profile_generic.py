@@ -1,9 +1,10 @@
-"""Profile generic (class 7, Blue Book §4.3.6) with selective access by range (selector 1, on
-the clock column) and by entry (selector 2), and reset () (method 1) through a callback.
+"""Profile generic (class 7, Blue Book §4.3.6) with selective access by range (selector 1)
+and by entry (selector 2), and reset () (method 1) through a callback.
 
-gurux-dlms 1.0.203's GXDLMSProfileGeneric cannot serve either selector, so the selection is
-done here and only the values go through the encoder. The DSMR profiles are in profiles.py,
-mbus.py and definable.py.
+`select` is the selective access of every class 7 buffer: the profiles here and the readout
+lists (readout.py) alike. gurux-dlms 1.0.203's GXDLMSProfileGeneric cannot serve either
+selector, so the selection is done here and only the values go through the encoder. The DSMR
+profiles are in profiles.py, mbus.py and definable.py.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import ClassVar
 from twin.p3.dlms.cosem import DataAccessResult
 from twin.p3.objects.base import CosemObject, ObjectError, Request, obis_bytes, obis_text
 from twin.p3.objects.values import (
+    DATE_TIME_LENGTH,
     Data,
     Tag,
+    ValueTypeError,
     array,
     enum_,
     i8,
@@ -107,30 +110,80 @@ class Profile(CosemObject):
     def read_selected(self, index: int, selector: int, parameters: Data, request: Request) -> Data:
         if index != 2:
             raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED)
-        rows = self.buffer_rows()
-        if selector == RANGE:
-            return self._by_range(rows, parameters)
-        if selector == ENTRY:
-            return self._by_entry(rows, parameters)
-        raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, f"selector {selector}")
-
-    def _by_range(self, rows: list[Row], parameters: Data) -> Data:
-        """range_descriptor {restricting_object, from_value, to_value, selected_values}."""
-        restricting, low, high, selected = descriptor_items(parameters)
-        if column_of(restricting) != CLOCK:
-            raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "range not on clock")
-        start, end = _when(low), _when(high)
-        picked = [r for r in rows if start <= r.time <= end]
-        return buffer_of(picked, selected_columns(self.buffer_columns(), selected))
-
-    def _by_entry(self, rows: list[Row], parameters: Data) -> Data:
-        return select_by_entry(rows, len(self.buffer_columns()), parameters)
+        # A profile row's time is its clock column's value (every profile's first column).
+        return select(self.buffer_rows(), self.buffer_columns(), selector, parameters, CLOCK)
 
     def invoke(self, index: int, parameters: Data | None, request: Request) -> Data | None:
         # reset (data) (Blue Book §4.3.6 method 1): the parameter (integer 0) carries nothing.
         if index != 1:
             raise ObjectError(DataAccessResult.READ_WRITE_DENIED)
         self.reset(request.now)
+        return None
+
+
+def select(
+    rows: Sequence[Row],
+    columns: Sequence[Column],
+    selector: int,
+    parameters: Data,
+    timed_by: Column | None = None,
+) -> Data:
+    """Selective access to a class 7 buffer of `rows` with `columns` (Blue Book §4.3.6):
+
+    - by range (selector 1), range_descriptor {restricting_object, from_value, to_value,
+      selected_values}: the restricting object is one of the capture objects; a row is in
+      range when that column's value lies within [from_value, to_value], compared as
+      date-times or as integers (a value of another kind, or a date-time with unspecified
+      fields, is in no range); selected_values chooses the columns, all when empty;
+    - by entry (selector 2), entry_descriptor {from_entry, to_entry, from_selected_value,
+      to_selected_value}: 1-based, oldest entry first, 0 = up to the last.
+
+    `timed_by` names the column whose value is each row's `time` (a profile's clock): a range
+    on it compares the times the rows carry instead of decoding every row's date-time.
+    """
+    if selector == RANGE:
+        return _by_range(rows, columns, parameters, timed_by)
+    if selector == ENTRY:
+        return select_by_entry(rows, len(columns), parameters)
+    raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, f"selector {selector}")
+
+
+def _by_range(
+    rows: Sequence[Row], columns: Sequence[Column], parameters: Data, timed_by: Column | None
+) -> Data:
+    """range_descriptor {restricting_object, from_value, to_value, selected_values}."""
+    restricting, low, high, selected = descriptor_items(parameters)
+    key = column_of(restricting)
+    if key not in columns:
+        raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "not a capture object")
+    wanted = selected_columns(columns, selected)
+    if key == timed_by:
+        start, end = _ordinal(low), _ordinal(high)
+        if not (isinstance(start, datetime) and isinstance(end, datetime)):
+            return buffer_of([], wanted)  # no date-time bounds: no row's time is within
+        return buffer_of([r for r in rows if start <= r.time <= end], wanted)
+    at = columns.index(key)
+    return buffer_of([r for r in rows if _within(r.values[at], low, high)], wanted)
+
+
+def _within(value: Data, low: Data, high: Data) -> bool:
+    bounds = [_ordinal(d) for d in (value, low, high)]
+    if None in bounds or len({type(b) for b in bounds}) != 1:
+        return False  # values of different kinds: never within the range
+    found, start, end = bounds
+    return bool(start <= found <= end)  # type: ignore[operator]
+
+
+def _ordinal(value: Data) -> datetime | int | None:
+    """A value's place in an order: a fully specified date-time or an integer; else None."""
+    if value.tag is Tag.OCTET_STRING and len(value.octets()) == DATE_TIME_LENGTH:
+        try:
+            return parse_date_time(value.octets())
+        except ValueTypeError:
+            return None
+    try:
+        return value.integer()
+    except ValueTypeError:
         return None
 
 
@@ -181,10 +234,3 @@ def column_of(definition: Data) -> Column:
     if len(raw) != 6:
         raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "logical name")
     return class_id.integer(), obis_text(raw), index.integer()
-
-
-def _when(value: Data) -> datetime:
-    when = parse_date_time(value.octets())
-    if when is None:
-        raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "range bound not a time")
-    return when

@@ -13,12 +13,11 @@ Display Readout Objects" (§5.15): the buffer is the last readout, taken every c
 The Annex B defaults are in twin/readout_lists.py, shared with the display, which reads the
 lists through `DisplayLists` (a `twin.readout_lists.ReadoutLists`) when P3 runs.
 
-The buffer (attribute 2) allows the selective access class 7 defines (Blue Book §4.3.6):
-by entry (selector 2, also choosing columns) and by range (selector 1). A range is restricted
-by one of the capture objects, as the Blue Book defines restricting_object; the row is in
-range when that column's value lies within [from_value, to_value], compared as date-times
-or as integers. A value of another kind (a register against a time range, as Gurux sends
-with the first capture object) is in no range: the answer is an empty buffer.
+The buffer (attribute 2) allows the selective access class 7 defines (Blue Book §4.3.6),
+the profiles' own (`profile_generic.select`): by entry (selector 2, also choosing columns) and
+by range (selector 1), restricted by one of the capture objects. A value of another kind than
+the bounds (a register against a time range, as Gurux sends with the first capture object) is
+in no range: the answer is an empty buffer.
 """
 
 from __future__ import annotations
@@ -42,25 +41,19 @@ from twin.p3.objects.profile_generic import (
     ENTRY,
     RANGE,
     Row,
-    buffer_of,
     column_of,
-    descriptor_items,
-    select_by_entry,
-    selected_columns,
+    select,
 )
 from twin.p3.objects.simple import Stored
 from twin.p3.objects.values import (
-    DATE_TIME_LENGTH,
     Data,
     Tag,
-    ValueTypeError,
     array,
     decode,
     enum_,
     i8,
     null,
     octets,
-    parse_date_time,
     struct,
     u16,
     u32,
@@ -120,11 +113,7 @@ class ReadoutList(CosemObject):
             raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED)
         columns = [column_of(item) for item in self.columns.get().items]
         rows = [Row(request.now, tuple(self._row()))] if self._captured(request.now) else []
-        if selector == ENTRY:
-            return select_by_entry(rows, len(columns), parameters)
-        if selector == RANGE:
-            return _by_range(rows, columns, parameters)
-        raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, f"selector {selector}")
+        return select(rows, columns, selector, parameters)
 
     def write(self, index: int, value: Data, request: Request) -> None:
         if value.tag is not Tag.ARRAY or len(value.items) > MAX_CAPTURE_OBJECTS:
@@ -159,38 +148,6 @@ class ReadoutList(CosemObject):
             raw = self.read_attribute(ref)
             values.append(null() if isinstance(raw, DataAccessResult) else decode(raw))
         return values
-
-
-def _by_range(rows: list[Row], columns: list[Column], parameters: Data) -> Data:
-    """range_descriptor {restricting_object, from_value, to_value, selected_values}."""
-    restricting, low, high, selected = descriptor_items(parameters)
-    key = column_of(restricting)
-    if key not in columns:
-        raise ObjectError(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED, "not a capture object")
-    at = columns.index(key)
-    picked = [row for row in rows if _within(row.values[at], low, high)]
-    return buffer_of(picked, selected_columns(columns, selected))
-
-
-def _within(value: Data, low: Data, high: Data) -> bool:
-    bounds = [_ordinal(d) for d in (value, low, high)]
-    if None in bounds or len({type(b) for b in bounds}) != 1:
-        return False  # values of different kinds: never within the range
-    found, start, end = bounds
-    return bool(start <= found <= end)  # type: ignore[operator]
-
-
-def _ordinal(value: Data) -> datetime | int | None:
-    """A value's place in an order: a fully specified date-time or an integer; else None."""
-    if value.tag is Tag.OCTET_STRING and len(value.octets()) == DATE_TIME_LENGTH:
-        try:
-            return parse_date_time(value.octets())
-        except ValueTypeError:
-            return None
-    try:
-        return value.integer()
-    except ValueTypeError:
-        return None
 
 
 def _ref_of(item: Data) -> AttributeRef:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +19,11 @@ from gurux_dlms.internal._GXCommon import _GXCommon
 from gurux_dlms.internal._GXDataInfo import _GXDataInfo
 
 from tests.support import steady_config
+from tests.unit.p3.gurux_session import GuruxSession
+from tests.unit.p3.gurux_session import management_client as gurux_management_client
 from tests.unit.p3.helpers import (
+    GAK,
+    GUEK,
     SERVER_TITLE,
     Challenges,
     Counters,
@@ -34,6 +40,7 @@ from twin.p3.objects import DsmrObjects, build_objects
 from twin.p3.objects.base import obis_bytes
 from twin.p3.server.association import ServerConfig
 from twin.p3.server.connection import DlmsServer
+from twin.p3.server.events import Transmit
 from twin.ports import MbusDevice, NetworkInfo, PortResult
 from twin.store import Store
 
@@ -233,3 +240,23 @@ def big_action(client: Any, class_id: int, code: str, index: int, value: bytes) 
     answer = ciphered_exchange(client, client.io_interface, plain)
     assert answer[:3] == b"\xc7\x01\xc1", answer.hex()
     return answer[3]
+
+
+class CoreGurux(GuruxSession):
+    """gurux's client wired to the twin's server core (the object model of a real twin)."""
+
+    def __init__(self, twin: Twin) -> None:
+        super().__init__(gurux_management_client(GUEK, GAK))
+        self.server = twin.server()
+
+    def _transfer(self, request: bytes) -> bytes:
+        events = self.server.receive_data(request)
+        return b"".join(e.data for e in events if isinstance(e, Transmit))
+
+
+def gurux_rows(peer: CoreGurux, profile: Any, frames: list[Any]) -> list[list[Any]]:
+    """The buffer rows gurux decodes from the answer to `frames` (a readRowsBy... request)."""
+    with contextlib.redirect_stdout(io.StringIO()):  # gurux prints on every decrypt
+        reply = peer.run(frames)
+    peer.client.updateValue(profile, 2, reply.value)
+    return [list(row) for row in profile.buffer]

@@ -15,14 +15,14 @@ from gurux_dlms.objects import GXDLMSProfileGeneric
 
 from hardware.oled import SimulatedDisplay
 from tests.support import steady_config
-from tests.unit.p3.gurux_session import GuruxSession, management_client
-from tests.unit.p3.helpers import GAK, GUEK
 from tests.unit.p3.objects.conftest import (
     START,
+    CoreGurux,
     FakeKeyService,
     FakeMbus,
     Twin,
     advance,
+    gurux_rows,
     method,
     read,
     ref,
@@ -37,7 +37,6 @@ from twin.p3.objects import build_objects
 from twin.p3.objects import values as v
 from twin.p3.objects.base import obis_bytes
 from twin.p3.objects.readout import ReadoutList
-from twin.p3.server.events import Transmit
 from twin.readout_lists import DEFAULT_LISTS
 from twin.store import Store
 
@@ -175,25 +174,6 @@ async def test_a_list_written_by_the_head_end_drives_the_display(twin: Twin) -> 
     assert display.status()["pages"] == 4  # an empty list: the energy registers
 
 
-class CoreGurux(GuruxSession):
-    """gurux's client wired to the twin's server core (the object model of a real twin)."""
-
-    def __init__(self, twin: Twin) -> None:
-        super().__init__(management_client(GUEK, GAK))
-        self.server = twin.server()
-
-    def _transfer(self, request: bytes) -> bytes:
-        events = self.server.receive_data(request)
-        return b"".join(e.data for e in events if isinstance(e, Transmit))
-
-
-def rows(peer: CoreGurux, profile: Any, frames: list[Any]) -> list[list[Any]]:
-    with contextlib.redirect_stdout(io.StringIO()):  # gurux prints on every decrypt
-        reply = peer.run(frames)
-    peer.client.updateValue(profile, 2, reply.value)
-    return [list(row) for row in profile.buffer]
-
-
 def test_gurux_reads_the_lists_by_entry_and_by_range(twin: Twin) -> None:
     """Blue Book class 7 buffer: entry_descriptor (selector 2) and range_descriptor (1), as
     Gurux's read-all uses them (range restricted by the first capture object)."""
@@ -205,19 +185,19 @@ def test_gurux_reads_the_lists_by_entry_and_by_range(twin: Twin) -> None:
         profile = GXDLMSProfileGeneric(code.replace("-", ".").replace(":", ".") + ".255")
         with contextlib.redirect_stdout(io.StringIO()):
             peer.read(profile, 3)
-        (row,) = rows(peer, profile, peer.client.readRowsByEntry(profile, 1, 1))
+        (row,) = gurux_rows(peer, profile, peer.client.readRowsByEntry(profile, 1, 1))
         assert len(row) == len(ANNEX_B[code])
-        assert rows(peer, profile, peer.client.readRowsByEntry(profile, 2, 1)) == []
+        assert gurux_rows(peer, profile, peer.client.readRowsByEntry(profile, 2, 1)) == []
         around_now = peer.client.readRowsByRange(
             profile, now - timedelta(minutes=1), now + timedelta(minutes=1)
         )
         # Only the service list starts with the clock; a register or a version string is
         # never within a time range.
-        assert len(rows(peer, profile, around_now)) == (1 if code == SERVICE else 0)
+        assert len(gurux_rows(peer, profile, around_now)) == (1 if code == SERVICE else 0)
         earlier = peer.client.readRowsByRange(
             profile, now - timedelta(hours=2), now - timedelta(hours=1)
         )
-        assert rows(peer, profile, earlier) == []
+        assert gurux_rows(peer, profile, earlier) == []
 
 
 def test_selective_access_needs_a_capture_object_and_the_buffer(twin: Twin) -> None:

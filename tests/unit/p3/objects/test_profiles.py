@@ -3,17 +3,31 @@ objects, and selective access by range (selector 1) and by entry (selector 2).""
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from dlms_cosem import time as dlms_time
+from dlms_cosem import utils
 from dlms_cosem.cosem.capture_object import CaptureObject
 from dlms_cosem.cosem.selective_access import RangeDescriptor
+from gurux_dlms.objects import GXDLMSProfileGeneric
 
-from tests.unit.p3.objects.conftest import Twin, advance, attr, read, ref, set_time
+from tests.unit.p3.objects.conftest import (
+    CoreGurux,
+    Twin,
+    advance,
+    attr,
+    gurux_rows,
+    read,
+    ref,
+    set_time,
+)
 from twin.meter.events import EventCode
 from twin.p3.dlms.cosem import DataAccessResult, SelectiveAccess
 from twin.p3.objects import values as v
+from twin.p3.objects.profile_generic import CLOCK, Column, capture_definition
 
 CLOCK_COLUMN = CaptureObject(attr(8, "0-0:1.0.0", 2))
 
@@ -99,6 +113,69 @@ def read_selected(client: object, entries: Entries) -> list[list[int]]:
 
     raw = client.get(attr(7, "1-0:99.1.0", 2), access_descriptor=entries)  # type: ignore[attr-defined]
     return utils.parse_as_dlms_data(raw)  # type: ignore[no-any-return]
+
+
+@dataclass
+class Range:
+    """range_descriptor with bounds of any type (dlms-cosem 21.3.2 encodes date-times only)."""
+
+    column: Column
+    low: v.Data
+    high: v.Data
+    selected: tuple[Column, ...] = ()
+
+    def to_bytes(self) -> bytes:
+        value = v.struct(
+            capture_definition(self.column),
+            self.low,
+            self.high,
+            v.array([capture_definition(c) for c in self.selected]),
+        )
+        return b"\x01" + v.encode(value)
+
+
+def test_a_range_is_restricted_by_any_capture_object_as_on_the_readout_lists(twin: Twin) -> None:
+    """Blue Book §4.3.6: restricting_object is one of the buffer's capture objects (not only
+    the clock); a row is in range when that column's value lies within [from_value,
+    to_value]. The profiles refused every column but the clock, and bounds that are no
+    date-time, where the readout lists (the other class 7 objects) answered."""
+    twin.meter.set_time(twin.meter.now() + timedelta(minutes=5))  # standard events 4 and 5
+    client = twin.management()
+    code = (1, "0-0:96.11.0", 2)
+
+    def select(descriptor: Range) -> object:
+        return utils.parse_as_dlms_data(
+            client.get(attr(7, "0-0:99.98.0", 2), access_descriptor=descriptor)
+        )
+
+    assert select(Range(code, v.u8(5), v.u8(5), (code,))) == [[5]]
+    assert [row[1] for row in select(Range(code, v.u8(0), v.u8(255)))] == [4, 5]  # type: ignore[attr-defined]
+    assert select(Range(code, v.u8(6), v.u8(255))) == []
+    # Bounds of another kind than the column's values: no row is within them.
+    assert select(Range(CLOCK, v.u8(0), v.u8(255))) == []
+    # The restricting object must be one of the capture objects.
+    outside = Range((3, "1-0:1.8.1", 2), v.u32(0), v.u32(1))
+    assert (
+        twin.objects.get(1, ref(7, "0-0:99.98.0", 2), SelectiveAccess(1, outside.to_bytes()[1:]))
+        is DataAccessResult.SCOPE_OF_ACCESS_VIOLATED
+    )
+
+
+def test_gurux_reads_a_profile_by_entry_and_by_range(twin: Twin) -> None:
+    """The readout lists' Gurux peer test (test_display_readouts.py), on a profile: the same
+    class 7 selection serves both."""
+    advance(twin, 3 * 3600)
+    stored = twin.meter.store.load_profile()
+    peer = CoreGurux(twin)
+    profile = GXDLMSProfileGeneric("1.0.99.1.0.255")
+    with contextlib.redirect_stdout(io.StringIO()):
+        peer.associate()
+        peer.read(profile, 3)
+    by_entry = gurux_rows(peer, profile, peer.client.readRowsByEntry(profile, 2, 3))
+    assert [row[2:] for row in by_entry] == [[r.import_wh, r.export_wh] for r in stored[1:4]]
+    low, high = stored[2].time, stored[5].time
+    by_range = gurux_rows(peer, profile, peer.client.readRowsByRange(profile, low, high))
+    assert [row[2:] for row in by_range] == [[r.import_wh, r.export_wh] for r in stored[2:6]]
 
 
 def test_daily_and_billing_profiles(twin: Twin) -> None:
