@@ -38,6 +38,10 @@ class UartSink:
         self._serial: serial.Serial | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._cancel = threading.Event()
+        # Held around each chunk's hand-over and around abort_output's flush, so no chunk of an
+        # abandoned telegram can reach the driver after its queue was dropped (a fragment after
+        # a gap would go out on the wire once Request had fallen).
+        self._handover = threading.Lock()
         self.telegrams_cut = 0  # writes abandoned before their last byte reached the driver
         self.bytes_cut = 0  # bytes of those never handed over, plus the driver's dropped queue
 
@@ -87,11 +91,16 @@ class UartSink:
         fd = port.fileno()
         view = memoryview(data)
         try:
-            while view and not cancel.is_set():
-                try:
-                    view = view[os.write(fd, view[:CHUNK]) :]
-                except BlockingIOError:
-                    select.select([], [fd], [], POLL_S)
+            while view:
+                with self._handover:
+                    if cancel.is_set():
+                        break
+                    try:
+                        view = view[os.write(fd, view[:CHUNK]) :]  # non-blocking: never waits
+                        continue
+                    except BlockingIOError:
+                        pass
+                select.select([], [fd], [], POLL_S)
             if view:  # abandoned (Request fell): the rest never goes out
                 self.telegrams_cut += 1
                 self.bytes_cut += len(view)
@@ -103,14 +112,16 @@ class UartSink:
 
     def abort_output(self) -> None:
         # P1 §4.3: stop at once. The worker stops at the next chunk; the driver's queue is
-        # dropped (the UART's hardware FIFO, tens of bytes, may still leave: it is not counted).
-        self._cancel.set()
-        if self._serial is not None:
-            try:
-                self.bytes_cut += _output_queued(self._serial.fileno())
-                self._serial.reset_output_buffer()
-            except (OSError, serial.SerialException) as exc:
-                log.warning("%s: cannot drop queued output: %s", self.description, exc)
+        # dropped (the UART's hardware FIFO, tens of bytes, may still leave: it is not counted,
+        # nor is a pty's buffer, which TIOCOUTQ does not report).
+        with self._handover:
+            self._cancel.set()
+            if self._serial is not None:
+                try:
+                    self.bytes_cut += _output_queued(self._serial.fileno())
+                    self._serial.reset_output_buffer()
+                except (OSError, serial.SerialException) as exc:
+                    log.warning("%s: cannot drop queued output: %s", self.description, exc)
 
     async def close(self) -> None:
         self._cancel.set()
