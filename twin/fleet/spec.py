@@ -154,7 +154,8 @@ class FleetSpec:
 
     def meter_config(self, base: Config, index: int) -> Config:
         """Meter `index`'s configuration: the fleet's base with its identity, household and
-        addresses; no display (drawn on demand only), no modem (no pty per meter)."""
+        addresses; no display (drawn on demand only), no modem (no pty per meter), no web
+        console of its own (one port per meter would collide on the default address)."""
         ident = self.identity(index)
         home = draw_household(base.fleet, random.Random(ident.household_seed))
         return dataclasses.replace(
@@ -183,6 +184,7 @@ class FleetSpec:
             p1=dataclasses.replace(base.p1, endpoint=self.p1_endpoint(index)),
             p3=dataclasses.replace(base.p3, endpoint=self.p3_endpoint(index), modem="none"),
             display=dataclasses.replace(base.display, device="none", button="none"),
+            web=dataclasses.replace(base.web, endpoint="none"),
         )
 
     # ---------------------------------------------------------------- fleet.json

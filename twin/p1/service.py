@@ -16,13 +16,14 @@ import logging
 import math
 import time
 from collections.abc import Coroutine
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from hardware.pacing import P1_BAUDRATE, wire_time
 from hardware.ports import ByteSink, RequestLine
 from twin.clock import Clock
 from twin.meter.state import MeterReading
+from twin.p1.recent import RecentTelegrams
 from twin.p1.telegram import TelegramEncoder
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class P1Service:
         self.missed = 0  # slots skipped because the service was more than a slot behind
         self.requests = 0  # rises of Request seen
         self.last_sent: datetime | None = None
+        self.recent = RecentTelegrams()  # what went out lately, for the web console
 
     def status(self) -> dict[str, Any]:
         """For `ctl status`."""
@@ -176,12 +178,14 @@ class P1Service:
         # as on a real meter even when the event loop's latency is many meter seconds (a
         # fast simulated clock). The registers are those of the slot (prepared just ahead).
         telegram = self.encoder.encode(dataclasses.replace(reading, time=slot))
+        sent_at = datetime.now(UTC)
         try:
             async with asyncio.timeout(WRITE_TIMEOUT_S):
                 await self.sink.write(telegram)
         except TimeoutError:
             self.sink.abort_output()
             self.timed_out += 1
+            self.recent.add(slot, telegram, "timed-out", sent_at)
             log.warning(
                 "P1 telegram not out within %s s on %s", WRITE_TIMEOUT_S, self.sink.description
             )
@@ -190,9 +194,11 @@ class P1Service:
             # Request fell mid-telegram (P1 §4.3): the rest of it is never sent.
             self.sink.abort_output()
             self.aborted += 1
+            self.recent.add(slot, telegram, "aborted", sent_at)
             raise
         self.sent += 1
         self.last_sent = slot
+        self.recent.add(slot, telegram, "sent", sent_at)
         return len(telegram)
 
     async def _race(self, *jobs: Coroutine[Any, Any, None]) -> None:

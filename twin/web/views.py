@@ -1,0 +1,169 @@
+"""What the web console shows, as JSON sections built from the running `Twin`.
+
+The meter's status and the display's frame come through the control server's own dispatch
+(`status`, `screenshot`: exactly what `dsmr-twin ctl` gets); the power chart, the load
+profile, the event logs and the P1 telegrams are read from the model, the store and the P1
+service's ring, never from hardware. Each section is rebuilt only when what it shows can have
+changed, so an open page costs little (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from twin.clock import floor_to
+from twin.meter.events import Event, EventCode, EventLog
+from twin.meter.model import PowerStep
+
+if TYPE_CHECKING:
+    from twin.parts import Twin
+
+CHART_SPAN = timedelta(hours=1)  # of meter time, as the issue's chart
+PROFILE_SPAN = timedelta(days=3)  # of 15-minute load profile rows: 288 bars
+EVENTS_SHOWN = 25  # newest entries per log
+# The controls the page offers: the `ctl` injections. Read-only views come from the sections;
+# `mbus` (key transfer) and `advance` (long-running) stay with the CLI.
+WEB_COMMANDS = (
+    "power-failure",
+    "sag",
+    "swell",
+    "message",
+    "load",
+    "tamper",
+    "admin",
+    "weather",
+    "clock-drift",
+    "request",
+    "gas",
+    "wakeup",
+    "button",
+)
+# P3 §4.2.1: the M-Bus events, 100 + 10 x (channel - 1) + offset.
+MBUS_EVENTS = (
+    "Communication error M-Bus channel {}",
+    "Communication ok M-Bus channel {}",
+    "Replace battery M-Bus channel {}",
+    "Fraud attempt M-Bus channel {}",
+    "Clock adjusted M-Bus channel {}",
+    "New M-Bus device discovered channel {}",
+    "Permanent error from M-Bus device channel {}",
+)
+
+
+def event_name(code: int) -> str:
+    """The P3 §4.2.1 name of an event code, in words."""
+    if 100 <= code <= 136 and code % 10 <= 6:
+        return MBUS_EVENTS[code % 10].format((code - 100) // 10 + 1)
+    try:
+        return EventCode(code).name.replace("_", " ").capitalize()
+    except ValueError:
+        return f"event {code}"
+
+
+def _events_json(events: Iterable[Event]) -> list[dict[str, Any]]:
+    return [
+        {"time": e.when.isoformat(), "code": e.code, "name": event_name(e.code)}
+        for e in reversed(list(events))  # newest first
+    ]
+
+
+def power_chart(steps: Iterable[PowerStep], now: datetime) -> dict[str, Any]:
+    """The power steps of the last CHART_SPAN of meter time up to `now`: per phase the net
+    import and export, and the generation (PV) in all. The step in force at the span's start
+    is kept, starting there, so the chart has no hole at its left edge."""
+    start = now - CHART_SPAN
+    shown: list[PowerStep] = []
+    for step in steps:
+        if step.time <= start:
+            shown = [step]
+        elif step.time <= now:
+            shown.append(step)
+    rows = []
+    for step in shown:
+        net = [c - g for c, g in zip(step.consumed, step.generated, strict=True)]
+        rows.append(
+            {
+                "t": max(step.time, start).isoformat(),
+                "import_w": [round(max(n, 0.0)) for n in net],
+                "export_w": [round(max(-n, 0.0)) for n in net],
+                "pv_w": round(sum(step.generated)),
+            }
+        )
+    return {"from": start.isoformat(), "to": now.isoformat(), "steps": rows}
+
+
+class Views:
+    """Builds the sections; a section is recomputed when its `key` changes."""
+
+    def __init__(self, twin: Twin) -> None:
+        self.twin = twin
+        self.events_dirty = True  # set by the meter's event listener (new events committed)
+        self._cache: dict[str, tuple[object, Any]] = {}
+
+    async def control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request through the control server's dispatch: its answer, as the socket's."""
+        return await self.twin.control.dispatch(json.dumps(request).encode())
+
+    async def sections(self) -> dict[str, Any]:
+        sections: dict[str, Any] = {}
+        status = await self.control({"cmd": "status"})
+        if status["ok"]:
+            sections["status"] = status["result"]
+        if "screenshot" in self.twin.control.commands:
+            shot = await self.control({"cmd": "screenshot"})
+            if shot["ok"]:
+                sections["display"] = shot["result"]
+        model = self.twin.meter.model
+        now = model.time
+        sections["power"] = self._cached(
+            "power",
+            (model.power_trace[-1] if model.power_trace else None, floor_to(now, 60)),
+            lambda: power_chart(model.power_trace, now),
+        )
+        sections["profile"] = self._cached(
+            "profile", (floor_to(now, 900), self.twin.clock.steps), self._profile
+        )
+        if self.events_dirty:
+            self.events_dirty = False
+            self._cache.pop("events", None)
+        sections["events"] = self._cached("events", None, self._events)
+        telegrams = self.twin.telegrams
+        if telegrams is not None:
+            sections["telegrams"] = self._cached(
+                "telegrams",
+                telegrams.count,
+                lambda: [t.to_json() for t in telegrams.newest_first()],
+            )
+        return sections
+
+    def commands(self) -> list[dict[str, Any]]:
+        """The controls offered, with their declared fields (the page draws its forms from
+        them; the control server checks every request against the same declarations)."""
+        offered = self.twin.control.commands
+        return [
+            {"cmd": name, "fields": [f.describe() for f in offered[name].fields]}
+            for name in WEB_COMMANDS
+            if name in offered
+        ]
+
+    def _cached(self, name: str, key: object, build: Callable[[], Any]) -> Any:
+        cached = self._cache.get(name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        value = build()
+        self._cache[name] = (key, value)
+        return value
+
+    def _profile(self) -> list[dict[str, Any]]:
+        since = self.twin.meter.model.time - PROFILE_SPAN
+        return [
+            {"t": row.time.isoformat(), "import_wh": row.import_wh, "export_wh": row.export_wh}
+            for row in self.twin.store.load_profile(since=since)
+        ]
+
+    def _events(self) -> dict[str, Any]:
+        store = self.twin.store
+        return {log.name.lower(): _events_json(store.events(log, EVENTS_SHOWN)) for log in EventLog}
