@@ -44,10 +44,8 @@ class RecentTelegrams:
         self._ring: deque[SentTelegram] = deque(maxlen=size)
         self.count = 0
 
-    def add(
-        self, slot: datetime, data: bytes, outcome: str, sent_at: datetime | None = None
-    ) -> None:
-        self._ring.append(SentTelegram(slot, sent_at or datetime.now(UTC), data, outcome))
+    def add(self, slot: datetime, data: bytes, outcome: str, sent_at: datetime) -> None:
+        self._ring.append(SentTelegram(slot, sent_at, data, outcome))
         self.count += 1
 
     def newest_first(self) -> list[SentTelegram]:

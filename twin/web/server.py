@@ -91,8 +91,9 @@ class Hub:
                 if loop.time() - events_read >= EVENTS_REFRESH_S:
                     self.views.events_dirty, events_read = True, loop.time()
                 await self.update()
+            # With no page open nothing is built and the loop sleeps until one connects.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.refresh_s):
+                async with asyncio.timeout(self.refresh_s if self.pages else None):
                     await self._poke.wait()
             self._poke.clear()
 
@@ -303,6 +304,7 @@ class WebConsole:
         await self.hub.update()
         await response.write(_event(_message(self.hub.latest)))
         self.hub.pages.add(queue)
+        self.hub.poke()  # the hub sleeps while no page is open: it refreshes from now on
         try:
             while True:
                 try:
