@@ -60,6 +60,10 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 STATIC = ("app.js", "style.css")
+UNAUTHORISED = (
+    "this console needs its token: open it once as http://HOST:PORT/?token=TOKEN;"
+    " the service user gets TOKEN with `dsmr-twin web-token --state-dir DIR`"
+)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -152,6 +156,7 @@ class WebConsole:
         self.hub = Hub(self.views, refresh_s)
         self.refused = 0
         self.controls = 0
+        self._assets = {f"/static/{name}" for name in STATIC}
         self.app = self._app()
 
     @property
@@ -233,11 +238,13 @@ class WebConsole:
         """Why the request is refused (HTTP status, reason), or None."""
         if not self.token_required and not self._loopback_host(request.host):
             return 403, "this console answers only to its loopback address (Host header)"
-        if self.token_required and not self._authorised(request):
-            return 401, (
-                "this console needs its token: open it once as http://HOST:PORT/?token=TOKEN;"
-                " the service user gets TOKEN with `dsmr-twin web-token --state-dir DIR`"
-            )
+        # The page and its assets hold no data: they load without the token and tell the
+        # visitor how to get it (the API they call answers 401).
+        public = request.method == "GET" and (
+            (request.path == "/" and "token" not in request.query) or request.path in self._assets
+        )
+        if self.token_required and not public and not self._authorised(request):
+            return 401, UNAUTHORISED
         if request.method not in ("GET", "HEAD"):
             return self._cross_site(request)
         return None
