@@ -35,9 +35,10 @@ from twin.config import (
     config_from_mapping,
 )
 from twin.meter.model import PowerStep
+from twin.meter.profiles import LoadProfileRow
 from twin.parts import Twin
 from twin.web.server import CSRF_HEADER, WebConsole
-from twin.web.views import CHART_SPAN, WEB_COMMANDS, event_name, power_chart
+from twin.web.views import CHART_SPAN, WEB_COMMANDS, event_name, power_chart, profile_bars
 
 START_S = 10.0
 Session = aiohttp.ClientSession
@@ -441,3 +442,17 @@ def test_events_are_named_as_in_p3() -> None:
     assert event_name(40) == "Terminal cover removed"
     assert event_name(124) == "Clock adjusted M-Bus channel 3"
     assert event_name(99) == "event 99"
+
+
+def test_the_load_profile_bars_are_the_energy_of_each_period_not_the_totals() -> None:
+    start = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    quarter = timedelta(minutes=15)
+    rows = [
+        LoadProfileRow(start, 0, 10_000, 500),
+        LoadProfileRow(start + quarter, 0, 10_250, 500),
+        LoadProfileRow(start + 2 * quarter, 0x84, 10_250, 620),  # PDN|DNV (P3 §6.3 status)
+    ]
+    assert profile_bars(rows) == [
+        {"t": rows[1].time.isoformat(), "import_wh": 250, "export_wh": 0, "status": 0},
+        {"t": rows[2].time.isoformat(), "import_wh": 0, "export_wh": 120, "status": 0x84},
+    ]

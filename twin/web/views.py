@@ -9,14 +9,16 @@ changed, so an open page costs little (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from twin.clock import floor_to
 from twin.meter.events import Event, EventCode, EventLog
 from twin.meter.model import PowerStep
+from twin.meter.profiles import LoadProfileRow
 
 if TYPE_CHECKING:
     from twin.parts import Twin
@@ -95,6 +97,21 @@ def power_chart(steps: Iterable[PowerStep], now: datetime) -> dict[str, Any]:
     return {"from": start.isoformat(), "to": now.isoformat(), "steps": rows}
 
 
+def profile_bars(rows: Sequence[LoadProfileRow]) -> list[dict[str, Any]]:
+    """The energy of each 15-minute period: the load profile captures the +A and -A totals
+    at the end of each period (P3 §6.3, 1-0:99.1.0), so a period's energy is the difference
+    to the entry before it (the first entry only starts the count)."""
+    return [
+        {
+            "t": row.time.isoformat(),
+            "import_wh": row.import_wh - before.import_wh,
+            "export_wh": row.export_wh - before.export_wh,
+            "status": row.status,
+        }
+        for before, row in itertools.pairwise(rows)
+    ]
+
+
 class Views:
     """Builds the sections; a section is recomputed when its `key` changes."""
 
@@ -158,11 +175,8 @@ class Views:
         return value
 
     def _profile(self) -> list[dict[str, Any]]:
-        since = self.twin.meter.model.time - PROFILE_SPAN
-        return [
-            {"t": row.time.isoformat(), "import_wh": row.import_wh, "export_wh": row.export_wh}
-            for row in self.twin.store.load_profile(since=since)
-        ]
+        since = self.twin.meter.model.time - PROFILE_SPAN - timedelta(minutes=15)
+        return profile_bars(self.twin.store.load_profile(since=since))
 
     def _events(self) -> dict[str, Any]:
         store = self.twin.store
