@@ -3,9 +3,10 @@
     python bench/bench_web.py [--loads 5] [--changes 8] [--cpu-s 30] [--screenshot PNG]
 
 Starts `dsmr-twin run` at speed 1 (the default ports: P1 on a pty, P2 with the simulated gas
-meter, P3 with the simulated modem; P3 and the console on free loopback ports), lives through 30 hours of meter time with `ctl advance` (so
-the chart and the load profile have something to show), then drives Debian's headless chromium
-(through /usr/bin/chromedriver; `scripts/ensure-browser` installs both):
+meter, P3 with the simulated modem; P3 and the console on free loopback ports), lives through
+30 hours of meter time with `ctl advance` (so the chart and the load profile have something to
+show), then drives Debian's headless chromium (through /usr/bin/chromedriver;
+`scripts/ensure-browser` installs both):
 
 - first paint: the page loaded `--loads` times, the Paint Timing API's first-contentful-paint
   (target <= 300 ms);
