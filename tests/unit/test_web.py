@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import socket
 import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -178,6 +179,35 @@ async def test_no_page_open_costs_no_work(tmp_path: Path) -> None:
             await _first_event(stream)
             await _first_event(stream)  # a page is open: it is refreshed
         assert built >= 2
+
+
+async def test_a_taken_port_backs_the_console_off_and_the_meter_meters_on(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        twin = build(_config(f"http://127.0.0.1:{port}"), tmp_path)
+        stop = asyncio.Event()
+        task = asyncio.create_task(twin.supervisor.run(stop))
+        try:
+            services = twin.control.ports["supervisor"]
+            for _ in range(100):
+                if services()["web"]["state"] == "backoff":
+                    break
+                await asyncio.sleep(0.05)
+            web, meter = services()["web"], services()["meter"]
+        finally:
+            stop.set()
+            await task
+            twin.meter.commit()
+            twin.store.close()
+    assert web["state"] == "backoff"
+    assert web["last_error"] == (
+        f"WebError: cannot listen on http://127.0.0.1:{port}/: address already in use"
+    )
+    assert meter["state"] == "running"
 
 
 # ---------------------------------------------------------------------- controls

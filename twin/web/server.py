@@ -25,6 +25,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import secrets
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -69,6 +70,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _asset(name: str) -> bytes:
     return resources.files("twin.web").joinpath("static", name).read_bytes()
+
+
+class WebError(OSError):
+    """The console cannot be served (its address); the supervisor retries with backoff."""
 
 
 class Hub:
@@ -192,7 +197,11 @@ class WebConsole:
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:  # the port is taken, the address is not this host's
+                why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+                raise WebError(f"cannot listen on {self.url}: {why}") from exc
             # The port bound, when 0 asked for any free one.
             self.bound_port = int(runner.addresses[0][1]) if runner.addresses else self.port
             log.info(
