@@ -26,7 +26,6 @@ import argparse
 import io
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,19 +36,12 @@ from typing import Any
 
 from PIL import Image
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package
+from tests.browser import headless_chromium
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROME_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # Sends one tamper control from the page and resolves with the milliseconds until the fraud
@@ -70,12 +62,6 @@ fetch("/api/control", {method: "POST",
   headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
   body: JSON.stringify({cmd: "tamper", code: code})});
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ctl(state_dir: Path, *args: str) -> Any:
@@ -111,16 +97,6 @@ def start_twin(state_dir: Path, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the twin did not start")
 
 
-def browser() -> webdriver.Chrome:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='bench-web-')}")
-    options.add_argument("--window-size=1400,2000")
-    return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-
-
 def wait_live(driver: webdriver.Chrome) -> None:
     deadline = time.monotonic() + 10
     script = "return document.querySelector('#link').textContent"
@@ -130,15 +106,23 @@ def wait_live(driver: webdriver.Chrome) -> None:
         time.sleep(0.02)
 
 
+def first_contentful_paint(driver: webdriver.Chrome) -> float:
+    """The page's first-contentful-paint (ms since navigation), once the browser reports it."""
+    script = "return performance.getEntriesByName('first-contentful-paint').map(e => e.startTime)"
+    deadline = time.monotonic() + 10
+    while not (found := driver.execute_script(script)):
+        if time.monotonic() > deadline:
+            raise SystemExit("the browser reported no first-contentful-paint")
+        time.sleep(0.02)
+    return float(found[0])
+
+
 def first_paints(driver: webdriver.Chrome, url: str, loads: int) -> list[float]:
     paints = []
     for _ in range(loads):
         driver.get(url)
         wait_live(driver)
-        entries = driver.execute_script(
-            "return performance.getEntriesByType('paint').map(e => [e.name, e.startTime])"
-        )
-        paints.append(dict(entries)["first-contentful-paint"])
+        paints.append(first_contentful_paint(driver))
     return paints
 
 
@@ -164,7 +148,7 @@ def main() -> None:
     try:
         ctl(state_dir, "advance", "--hours", str(args.advance_hours))
         idle = cpu_share(twin.pid, args.cpu_s)
-        driver = browser()
+        driver = headless_chromium(1400, 2000)
         paints = first_paints(driver, url, args.loads)
         latencies = [
             driver.execute_async_script(UPDATE_LATENCY_JS, 40 + i % 8) for i in range(args.changes)

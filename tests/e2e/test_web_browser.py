@@ -20,15 +20,12 @@ from typing import Any, TypeVar
 import pytest
 from dsmr_parser import telegram_specifications
 from dsmr_parser.parsers import TelegramParser
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from tests.browser import MISSING, headless_chromium, installed
 from tests.support import dsmr_twin, free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 STARTUP_S = 20.0
 WAIT_S = 10.0
 T = TypeVar("T")
@@ -76,28 +73,9 @@ class TwinProcess:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail(
-            "the browser tests need Debian's chromium and chromium-driver: run"
-            " scripts/ensure-browser (as root), or apt-get install -y chromium chromium-driver"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    profile = tempfile.mkdtemp(prefix="twin-chromium-")
-    for flag in (
-        "--headless",
-        "--no-sandbox",  # as root in a container
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,2400",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    if not installed():
+        pytest.fail(MISSING)
+    driver = headless_chromium()
     try:
         yield driver
     finally:
