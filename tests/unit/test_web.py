@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
@@ -184,30 +185,46 @@ async def test_no_page_open_costs_no_work(tmp_path: Path) -> None:
 async def test_a_taken_port_backs_the_console_off_and_the_meter_meters_on(
     tmp_path: Path,
 ) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        twin = build(_config(f"http://127.0.0.1:{port}"), tmp_path)
-        stop = asyncio.Event()
-        task = asyncio.create_task(twin.supervisor.run(stop))
-        try:
-            services = twin.control.ports["supervisor"]
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    twin = build(_config(f"http://127.0.0.1:{port}"), tmp_path)
+    stop = asyncio.Event()
+    task = asyncio.create_task(twin.supervisor.run(stop))
+    services = twin.control.ports["supervisor"]
+
+    async def until_web(state: str) -> dict[str, Any]:
+        for _ in range(200):
+            if services()["web"]["state"] == state:
+                break
+            await asyncio.sleep(0.05)
+        web: dict[str, Any] = services()["web"]
+        return web
+
+    try:
+        web = await until_web("backoff")
+        assert web["last_error"] == (
+            f"WebError: cannot listen on http://127.0.0.1:{port}/: address already in use"
+        )
+        assert services()["meter"]["state"] == "running"
+        taken.close()  # the port is free again: the console comes back on its own
+        await until_web("running")
+        async with Session() as session:
             for _ in range(100):
-                if services()["web"]["state"] == "backoff":
-                    break
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with session.get(f"http://127.0.0.1:{port}/api/state") as response:
+                        assert response.status == 200
+                        break
                 await asyncio.sleep(0.05)
-            web, meter = services()["web"], services()["meter"]
-        finally:
-            stop.set()
-            await task
-            twin.meter.commit()
-            twin.store.close()
-    assert web["state"] == "backoff"
-    assert web["last_error"] == (
-        f"WebError: cannot listen on http://127.0.0.1:{port}/: address already in use"
-    )
-    assert meter["state"] == "running"
+            else:
+                raise AssertionError("the console did not come back")
+    finally:
+        taken.close()
+        stop.set()
+        await task
+        twin.meter.commit()
+        twin.store.close()
 
 
 # ---------------------------------------------------------------------- controls

@@ -162,7 +162,6 @@ class WebConsole:
         self.refused = 0
         self.controls = 0
         self._assets = {f"/static/{name}" for name in STATIC}
-        self.app = self._app()
 
     @property
     def url(self) -> str:
@@ -193,7 +192,8 @@ class WebConsole:
 
     async def run(self) -> None:
         """Serve until cancelled (the supervisor's service "web")."""
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_S)
+        # A new application each run: one that was cleaned up is not started again.
+        runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=SHUTDOWN_S)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)
