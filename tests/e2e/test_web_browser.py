@@ -47,11 +47,19 @@ class TwinProcess:
     """`dsmr-twin run` with its web console on `endpoint`."""
 
     def __init__(self, state_dir: Path, endpoint: str) -> None:
-        self.state_dir = state_dir
-        command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir)]
-        command += ["--p1", "pty://p1", "--p3", "none", "--web", endpoint]
-        self.process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        self.state_dir, self.endpoint = state_dir, endpoint
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "twin", "run", "--state-dir", str(self.state_dir)]
+        command += ["--p1", "pty://p1", "--p3", "none", "--web", self.endpoint]
+        process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
         until(self._answers, STARTUP_S, "the twin did not start")
+        return process
+
+    def restart(self) -> None:
+        self.stop()
+        self.process = self._start()
 
     def _answers(self) -> bool:
         try:
@@ -172,6 +180,20 @@ def test_a_refused_control_is_acknowledged_with_the_servers_error(page: WebDrive
     form.find_element(By.CSS_SELECTOR, "button.send").click()
     ack = _ack(page, "tamper", "refused")
     assert ack == "refused (field): 'code' must be a whole number from 40 to 47; got 50"
+
+
+def test_after_the_twin_restarts_the_open_page_controls_it_again(
+    page: WebDriver, twin: TwinProcess
+) -> None:
+    """The page reconnects by itself and takes the new process's CSRF token."""
+    twin.restart()
+    until(lambda: _text(page, "#link") == "live", why="the page did not reconnect")
+    form = page.find_element(By.CSS_SELECTOR, 'form[data-cmd="message"]')
+    form.find_element(By.NAME, "text").send_keys("back again")
+    form.find_element(By.CSS_SELECTOR, "button.send").click()
+    _ack(page, "message", "done")
+    until(lambda: "back again" in _text(page, "#message"), why="the message view")
+    assert twin.status()["message"]["text"] == "back again"
 
 
 def test_without_the_token_a_non_local_binding_refuses_control(browser: WebDriver) -> None:

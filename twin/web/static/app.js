@@ -250,7 +250,13 @@ function apply(update) {
 function connect() {
   const link = $("#link");
   const source = new EventSource("/api/stream");
-  source.addEventListener("open", () => { link.textContent = "live"; link.className = "badge on"; });
+  source.addEventListener("open", async () => {
+    // A restarted twin has a new session: take its CSRF token before saying "live".
+    const session = await fetchSession();
+    if (session) csrf = session.csrf;
+    link.textContent = "live";
+    link.className = "badge on";
+  });
   source.addEventListener("error", () => { link.textContent = "reconnecting"; link.className = "badge off"; });
   source.addEventListener("update", (event) => apply(JSON.parse(event.data)));
 }
@@ -341,13 +347,20 @@ function controlForm(command) {
   return form;
 }
 
-async function start() {
+async function fetchSession() {
   const response = await fetch("/api/session", { credentials: "same-origin" });
   const session = await response.json();
   if (!response.ok) {
     notice(session.error);
-    return;
+    return null;
   }
+  notice("");
+  return session;
+}
+
+async function start() {
+  const session = await fetchSession();
+  if (!session) return;
   csrf = session.csrf;
   $("#equipment").textContent = session.equipment_id;
   $("#controls").replaceChildren(...session.commands.map(controlForm));
