@@ -114,14 +114,19 @@ def _text(driver: WebDriver, selector: str) -> str:
     return str(found) if found is not None else ""
 
 
-def _ack(driver: WebDriver, command: str, outcome: str) -> str:
-    """The acknowledgement under a control's form, once it starts with `outcome`."""
+def _starting(driver: WebDriver, selector: str, prefix: str) -> str:
+    """The text of `selector` once it starts with `prefix` (an acknowledgement arrives)."""
 
     def shown() -> str | None:
-        text = _text(driver, f'form[data-cmd="{command}"] .ack')
-        return text if text.startswith(outcome) else None
+        text = _text(driver, selector)
+        return text if text.startswith(prefix) else None
 
-    return until(shown, why=f"{command}: no {outcome!r} acknowledgement")
+    return until(shown, why=f"{selector}: no {prefix!r}")
+
+
+def _ack(driver: WebDriver, command: str, outcome: str) -> str:
+    """The acknowledgement under a control's form, once it starts with `outcome`."""
+    return _starting(driver, f'form[data-cmd="{command}"] .ack', outcome)
 
 
 def _registers(driver: WebDriver) -> dict[str, str]:
@@ -139,6 +144,20 @@ def test_the_register_values_shown_equal_ctl_status(page: WebDriver, twin: TwinP
     assert _text(page, "#equipment") == status["equipment_id"]
     assert _text(page, "#tariff").startswith(str(status["tariff"]))
     assert len(page.find_elements(By.CSS_SELECTOR, "#phases tbody tr")) == len(status["phases"])
+
+
+def test_the_display_button_on_the_page_presses_the_meters_button(
+    page: WebDriver, twin: TwinProcess
+) -> None:
+    page.find_element(By.CSS_SELECTOR, 'button[data-press="long"]').click()
+    ack = until(
+        lambda: _text(page, "#button-ack").startswith("done") and _text(page, "#button-ack")
+    )
+    assert '"mode":"service"' in ack
+    until(lambda: _text(page, "#display-page").startswith("service"), why="the display mode")
+    assert twin.status()["ports"]["display"]["mode"] == "service"
+    page.find_element(By.CSS_SELECTOR, 'button[data-press="long"]').click()  # back to auto
+    until(lambda: _text(page, "#display-page").startswith("auto"), why="back to auto scroll")
 
 
 def test_a_telegram_on_the_page_has_a_valid_crc(page: WebDriver) -> None:

@@ -39,7 +39,8 @@ from twin.config import (
 from twin.meter.model import PowerStep
 from twin.meter.profiles import LoadProfileRow
 from twin.parts import Twin
-from twin.web.server import CSRF_HEADER, WebConsole
+from twin.web import server
+from twin.web.server import CSRF_HEADER, QUEUE_SIZE, Hub, WebConsole
 from twin.web.views import CHART_SPAN, WEB_COMMANDS, event_name, power_chart, profile_bars
 
 START_S = 10.0
@@ -503,3 +504,45 @@ def test_the_load_profile_bars_are_the_energy_of_each_period_not_the_totals() ->
         {"t": rows[1].time.isoformat(), "import_wh": 250, "export_wh": 0, "status": 0},
         {"t": rows[2].time.isoformat(), "import_wh": 0, "export_wh": 120, "status": 0x84},
     ]
+
+
+class _CountingViews:
+    """Views whose status changes on every build (as the meter time does)."""
+
+    def __init__(self) -> None:
+        self.built = 0
+        self.events_dirty = False
+
+    async def sections(self) -> dict[str, Any]:
+        self.built += 1
+        return {"status": {"n": self.built}}
+
+
+async def test_a_page_that_reads_nothing_is_dropped_not_buffered() -> None:
+    views = _CountingViews()
+    hub = Hub(views, refresh_s=1.0)  # type: ignore[arg-type]
+    stalled: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_SIZE)
+    hub.pages.add(stalled)
+    for _ in range(QUEUE_SIZE):
+        await hub.update()
+    assert stalled in hub.pages
+    assert stalled.qsize() == QUEUE_SIZE
+    await hub.update()  # one more than it holds: the page is let go
+    assert stalled not in hub.pages
+    assert stalled.get_nowait() is None  # its stream ends
+    assert stalled.empty()
+
+
+async def test_pages_beyond_the_limit_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "MAX_CLIENTS", 1)
+    async with (
+        running_twin(tmp_path) as running,
+        Session() as session,
+        session.get(running.url + "/api/stream") as first,
+    ):
+        await _first_event(first)
+        async with session.get(running.url + "/api/stream") as second:
+            assert second.status == 503
+        assert running.console.status()["pages_open"] == 1
