@@ -32,6 +32,7 @@ from twin.sdnotify import Notifier
 from twin.store import Checkpoint, Store
 from twin.store_backup import BackupService
 from twin.supervisor import Service, Supervisor
+from twin.web.views import Views
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,8 @@ def build(config: Config, state_dir: Path, rng: random.Random | None = None) -> 
     services.extend(_p1_services(twin))
     services.extend(_port_services(twin))
     services.extend(_backup_services(twin))
+    # What a web console reads of this twin (its own, or `dsmr-twin fleet web`'s).
+    Views(twin).register()
     if config.web.serves:  # last: it offers the commands the others added
         from twin.web.wiring import web_services
 

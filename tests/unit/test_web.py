@@ -15,7 +15,7 @@ import os
 import re
 import socket
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -165,22 +165,22 @@ async def test_the_state_carries_every_view(tmp_path: Path) -> None:
 
 async def test_no_page_open_costs_no_work(tmp_path: Path) -> None:
     async with running_twin(tmp_path) as running:
-        views = running.console.views
-        built = 0
-        original = views.sections
+        source = running.console.api.source
+        asked: list[str] = []
+        original = source.ask
 
-        async def counted() -> dict[str, Any]:
-            nonlocal built
-            built += 1
-            return await original()
+        async def counted(request: Mapping[str, Any]) -> dict[str, Any]:
+            asked.append(request["cmd"])
+            return await original(request)
 
-        views.sections = counted  # type: ignore[method-assign]
+        source.ask = counted  # type: ignore[method-assign]
         await asyncio.sleep(1.0)  # five refresh intervals
-        assert built == 0
+        assert asked == []
         async with Session() as session, session.get(running.url + "/api/stream") as stream:
             await _first_event(stream)
             await _first_event(stream)  # a page is open: it is refreshed
-        assert built >= 2
+        assert asked.count("status") >= 2
+        assert asked.count("console-views") >= 2
 
 
 async def test_a_taken_port_backs_the_console_off_and_the_meter_meters_on(
@@ -506,21 +506,19 @@ def test_the_load_profile_bars_are_the_energy_of_each_period_not_the_totals() ->
     ]
 
 
-class _CountingViews:
-    """Views whose status changes on every build (as the meter time does)."""
+class _CountingSource:
+    """A meter whose status changes at every read (as its time does)."""
 
     def __init__(self) -> None:
-        self.built = 0
-        self.events_dirty = False
+        self.reads = 0
 
-    async def sections(self) -> dict[str, Any]:
-        self.built += 1
-        return {"status": {"n": self.built}}
+    async def ask(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        self.reads += 1
+        return {"ok": True, "result": {"n": self.reads}}
 
 
 async def test_a_page_that_reads_nothing_is_dropped_not_buffered() -> None:
-    views = _CountingViews()
-    hub = Hub(views, refresh_s=1.0)  # type: ignore[arg-type]
+    hub = Hub(_CountingSource(), refresh_s=1.0)
     stalled: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_SIZE)
     hub.pages.add(stalled)
     for _ in range(QUEUE_SIZE):

@@ -1,18 +1,25 @@
 """The web console's HTTP server: the page, its live updates and its controls (aiohttp).
 
-Served in the twin's one asyncio loop as the supervised service "web". Routes:
+Served in the twin's one asyncio loop as the supervised service "web" (`WebConsole`), or by
+`dsmr-twin fleet web` for every meter of a fleet (twin/fleet/web.py, with the same `MeterApi`
+under `/meter/N/`). A meter's routes:
 
 - `GET /` the page, `GET /static/...` its script and style (all in the package: no CDN);
-- `GET /api/session` the CSRF token and the controls with their declared fields;
-- `GET /api/state` every section once; `GET /api/stream` the same as server-sent events,
-  each section again whenever it changed (at once after a control, else every `refresh_s`);
-- `POST /api/control` one control request, `{"cmd": ..., fields}`: it goes through the
-  control server's dispatch (twin/control.py), the one authority over requests, and its
-  answer goes back as the socket's.
+- `GET api/session` the CSRF token and the controls with their declared fields;
+- `GET api/state` every view once; `GET api/stream` the same as server-sent events, each view
+  again whenever it changed (at once after a control, else every `refresh_s`);
+- `POST api/control` one control request, `{"cmd": ..., fields}`: it goes through the
+  meter's control server (twin/control.py), the one authority over requests, and its answer
+  goes back as the socket's.
+
+Everything is read with control requests (twin/web/views.py), so a console in the twin and one
+over the meters' control sockets show the same. Server-sent events, not a WebSocket: the page
+only listens (its controls are plain POSTs with their own answers), and an EventSource
+reconnects by itself after a restart of the twin.
 
 Security (docs/operations.md): on a loopback address no token is asked, but the Host header
 must name the loopback (a page of another site that rebinds its DNS name to 127.0.0.1 is
-refused). On any other address every request needs the token (`?token=` once, kept as a
+refused). On any other address every API request needs the token (`?token=` once, kept as a
 SameSite=Strict cookie, or `Authorization: Bearer`). Every POST needs the session's CSRF token
 in the X-CSRF-Token header, JSON content and, when the browser sends one, an Origin equal to
 the console's own: a cross-site page can neither read the CSRF token nor send that header.
@@ -27,16 +34,18 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
 from twin.config import is_loopback
-from twin.web.views import WEB_COMMANDS, Views
+from twin.control import ControlError, decode_request
+from twin.web.views import WEB_COMMANDS
 
 if TYPE_CHECKING:
+    from twin.control import ControlSocket
     from twin.parts import Twin
 
 log = logging.getLogger(__name__)
@@ -44,10 +53,9 @@ log = logging.getLogger(__name__)
 COOKIE = "dsmr_twin_token"
 CSRF_HEADER = "X-CSRF-Token"
 MAX_CONTROL_BYTES = 16 * 1024  # the longest control request (a message) is ~1 KiB
-MAX_CLIENTS = 16  # live pages at once; each costs a queue and a connection
+MAX_CLIENTS = 16  # live pages of one meter at once; each costs a queue and a connection
 QUEUE_SIZE = 8  # updates queued for one page; a page that reads none of them is dropped
 KEEPALIVE_S = 15.0  # an SSE comment this often notices closed pages (and keeps proxies open)
-EVENTS_REFRESH_S = 10.0  # the event logs are read again at least this often (P3 resets)
 SHUTDOWN_S = 1.0
 # What the browser may do with the page: its own script and style only, no frames.
 SECURITY_HEADERS = {
@@ -60,7 +68,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",  # the token may be in the first URL
     "Cache-Control": "no-store",
 }
-STATIC = ("app.js", "style.css")
 UNAUTHORISED = (
     "this console needs its token: open it once as http://HOST:PORT/?token=TOKEN;"
     " the service user gets TOKEN with `dsmr-twin web-token --state-dir DIR`"
@@ -68,37 +75,79 @@ UNAUTHORISED = (
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _asset(name: str) -> bytes:
+def asset(name: str) -> bytes:
     return resources.files("twin.web").joinpath("static", name).read_bytes()
+
+
+def asset_route(name: str) -> Handler:
+    """A handler that serves one file of the package's static folder."""
+    kinds = {"js": "text/javascript", "css": "text/css", "html": "text/html"}
+    kind = kinds[name.rpartition(".")[2]]
+    body = asset(name)
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type=kind, charset="utf-8")
+
+    return serve
 
 
 class WebError(OSError):
     """The console cannot be served (its address); the supervisor retries with backoff."""
 
 
-class Hub:
-    """Sends the sections that changed to every open page."""
+class Source(Protocol):
+    """A meter's control server, as a console reaches it."""
 
-    def __init__(self, views: Views, refresh_s: float) -> None:
-        self.views = views
+    async def ask(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """The whole answer to one request (`{"ok": ..., "result"/"kind", "error"}`)."""
+        ...
+
+
+class LocalSource:
+    """The control server of the twin the console runs in: its dispatch, as the socket's."""
+
+    def __init__(self, control: ControlSocket) -> None:
+        self.control = control
+
+    async def ask(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.control.dispatch(json.dumps(request).encode())
+
+
+async def read_views(source: Source) -> dict[str, Any]:
+    """Every view of a meter: `status`, the display frame, and the console views."""
+    views: dict[str, Any] = {}
+    status = await source.ask({"cmd": "status"})
+    if not status["ok"]:
+        return {"unreachable": status.get("error")}
+    views["status"] = status["result"]
+    shot = await source.ask({"cmd": "screenshot"})
+    if shot["ok"]:  # a twin without a display has no `screenshot` command
+        views["display"] = shot["result"]
+    console = await source.ask({"cmd": "console-views"})
+    if console["ok"]:
+        views.update(console["result"])
+    return views
+
+
+class Hub:
+    """Sends the views that changed to every open page of one meter."""
+
+    def __init__(self, source: Source, refresh_s: float) -> None:
+        self.source = source
         self.refresh_s = refresh_s
         self.pages: set[asyncio.Queue[str | None]] = set()
-        self.latest: dict[str, str] = {}  # section -> its last JSON text
+        self.latest: dict[str, str] = {}  # view -> its last JSON text
         self._poke = asyncio.Event()
         self._lock = asyncio.Lock()
-        self.updates = 0  # messages broadcast (bench/bench_web.py, status)
+        self.updates = 0  # messages broadcast (status)
 
     def poke(self) -> None:
         """Something changed: update the pages now (quick; safe from any listener)."""
         self._poke.set()
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        events_read = loop.time()
         while True:
             if self.pages:
-                if loop.time() - events_read >= EVENTS_REFRESH_S:
-                    self.views.events_dirty, events_read = True, loop.time()
                 await self.update()
             # With no page open nothing is built and the loop sleeps until one connects.
             with contextlib.suppress(TimeoutError):
@@ -107,11 +156,11 @@ class Hub:
             self._poke.clear()
 
     async def update(self) -> dict[str, str]:
-        """Build the sections, broadcast those that changed; the changed ones."""
+        """Read the views, broadcast those that changed; the changed ones."""
         async with self._lock:
-            sections = await self.views.sections()
+            views = await read_views(self.source)
             changed = {}
-            for name, value in sections.items():
+            for name, value in views.items():
                 text = json.dumps(value, separators=(",", ":"))
                 if self.latest.get(name) != text:
                     changed[name] = self.latest[name] = text
@@ -143,88 +192,28 @@ def _end(queue: asyncio.Queue[str | None]) -> None:
     queue.put_nowait(None)
 
 
-def _message(sections: dict[str, str]) -> str:
-    return "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in sections.items()) + "}"
+def _message(views: Mapping[str, str]) -> str:
+    return "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in views.items()) + "}"
 
 
-class WebConsole:
-    """The aiohttp application and its security checks, for one twin."""
+def _event(message: str) -> bytes:
+    return f"event: update\ndata: {message}\n\n".encode()
 
-    def __init__(self, twin: Twin, host: str, port: int, token: str, refresh_s: float) -> None:
-        self.twin = twin
-        self.host, self.port = host, port
-        self.bound_port: int | None = None
+
+class Guard:
+    """The console's security checks, as an aiohttp middleware (see the module's text)."""
+
+    def __init__(self, host: str, token: str) -> None:
+        self.host = host
+        self.bound_port: int | None = None  # set once listening
         self.token = token
         self.token_required = not is_loopback(host)
         self.csrf = secrets.token_urlsafe(32)  # per process: a restart ends old sessions
-        self.views = Views(twin)
-        self.hub = Hub(self.views, refresh_s)
+        self.public: set[str] = set()  # paths of the page's own files: no data in them
         self.refused = 0
-        self.controls = 0
-        self._assets = {f"/static/{name}" for name in STATIC}
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.bound_port or self.port}/"
-
-    def status(self) -> dict[str, Any]:
-        """For `ctl status` (never the token)."""
-        return {
-            "url": self.url,
-            "token_required": self.token_required,
-            "pages_open": len(self.hub.pages),
-            "updates": self.hub.updates,
-            "controls": self.controls,
-            "refused": self.refused,
-        }
-
-    def _app(self) -> web.Application:
-        app = web.Application(middlewares=[self._guard], client_max_size=MAX_CONTROL_BYTES)
-        app.router.add_get("/", self._index)
-        for name in STATIC:
-            app.router.add_get(f"/static/{name}", self._static(name))
-        app.router.add_get("/api/session", self._session)
-        app.router.add_get("/api/state", self._state)
-        app.router.add_get("/api/stream", self._stream)
-        app.router.add_post("/api/control", self._control)
-        return app
-
-    async def run(self) -> None:
-        """Serve until cancelled (the supervisor's service "web")."""
-        # A new application each run: one that was cleaned up is not started again.
-        runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=SHUTDOWN_S)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self.port)
-            try:
-                await site.start()
-            except OSError as exc:  # the port is taken, the address is not this host's
-                why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
-                raise WebError(f"cannot listen on {self.url}: {why}") from exc
-            # The port bound, when 0 asked for any free one.
-            self.bound_port = int(runner.addresses[0][1]) if runner.addresses else self.port
-            log.info(
-                "web console at %s%s",
-                self.url,
-                " (token required: dsmr-twin web-token)" if self.token_required else "",
-            )
-            self.twin.meter.on_events.append(self._on_events)
-            await self.hub.run()
-        finally:
-            with contextlib.suppress(ValueError):
-                self.twin.meter.on_events.remove(self._on_events)
-            self.hub.close()
-            await runner.cleanup()
-
-    def _on_events(self) -> None:
-        self.views.events_dirty = True
-        self.hub.poke()
-
-    # ------------------------------------------------------------------ security
 
     @web.middleware
-    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         refusal = self._refusal(request)
         if refusal is not None:
             self.refused += 1
@@ -232,12 +221,10 @@ class WebConsole:
             response: web.StreamResponse = web.json_response(
                 {"ok": False, "kind": "forbidden", "error": why}, status=status
             )
-        elif self.token_required and request.path == "/" and "token" in request.query:
+        elif self.token_required and "token" in request.query and request.method == "GET":
             # The token arrived in the URL: keep it as a cookie and drop it from the address.
-            response = web.Response(status=303, headers={"Location": "/"})
-            response.set_cookie(
-                COOKIE, self.token, httponly=True, samesite="Strict", path="/", max_age=None
-            )
+            response = web.Response(status=303, headers={"Location": request.path})
+            response.set_cookie(COOKIE, self.token, httponly=True, samesite="Strict", path="/")
         else:
             response = await handler(request)
         response.headers.update(SECURITY_HEADERS)
@@ -247,12 +234,11 @@ class WebConsole:
         """Why the request is refused (HTTP status, reason), or None."""
         if not self.token_required and not self._loopback_host(request.host):
             return 403, "this console answers only to its loopback address (Host header)"
-        # The page and its assets hold no data: they load without the token and tell the
+        # The page and its files hold no data: they load without the token and tell the
         # visitor how to get it (the API they call answers 401).
-        public = request.method == "GET" and (
-            (request.path == "/" and "token" not in request.query) or request.path in self._assets
-        )
-        if self.token_required and not public and not self._authorised(request):
+        public = request.method == "GET" and request.path in self.public
+        open_page = public and "token" not in request.query
+        if self.token_required and not open_page and not self._authorised(request):
             return 401, UNAUTHORISED
         if request.method not in ("GET", "HEAD"):
             return self._cross_site(request)
@@ -260,15 +246,14 @@ class WebConsole:
 
     def _loopback_host(self, host: str) -> bool:
         name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
-        name = name.strip("[]")
-        return is_loopback(name) and port == str(self.bound_port or self.port)
+        return is_loopback(name.strip("[]")) and port == str(self.bound_port)
 
     def _authorised(self, request: web.Request) -> bool:
         given = request.cookies.get(COOKIE, "")
         bearer = request.headers.get("Authorization", "")
         if bearer.startswith("Bearer "):
             given = bearer.removeprefix("Bearer ")
-        if request.method == "GET" and request.path == "/" and "token" in request.query:
+        if request.method == "GET" and "token" in request.query:
             given = request.query["token"]
         return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
 
@@ -280,37 +265,46 @@ class WebConsole:
             return 415, "a control request is JSON (Content-Type: application/json)"
         given = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(given.encode(), self.csrf.encode()):
-            return 403, f"a control needs the session's {CSRF_HEADER} header (GET /api/session)"
+            return 403, f"a control needs the session's {CSRF_HEADER} header (api/session)"
         return None
 
-    # ------------------------------------------------------------------ routes
 
-    async def _index(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(body=_asset("index.html"), content_type="text/html", charset="utf-8")
+class MeterApi:
+    """One meter's API routes (session, state, stream, control) over its `Source`."""
 
-    def _static(self, name: str) -> Handler:
-        kind = "text/javascript" if name.endswith(".js") else "text/css"
-        body = _asset(name)
+    def __init__(self, source: Source, guard: Guard, refresh_s: float) -> None:
+        self.source = source
+        self.guard = guard
+        self.hub = Hub(source, refresh_s)
+        self.controls = 0
 
-        async def serve(request: web.Request) -> web.StreamResponse:
-            return web.Response(body=body, content_type=kind, charset="utf-8")
+    def add_routes(self, router: web.UrlDispatcher, prefix: str) -> None:
+        """Under `prefix` ("" or "/meter/{index}"): the page and its API."""
+        router.add_get(f"{prefix}/", asset_route("index.html"))
+        self.guard.public.add(f"{prefix}/")
+        router.add_get(f"{prefix}/api/session", self.session)
+        router.add_get(f"{prefix}/api/state", self.state)
+        router.add_get(f"{prefix}/api/stream", self.stream)
+        router.add_post(f"{prefix}/api/control", self.control)
 
-        return serve
+    def status(self) -> dict[str, Any]:
+        return {
+            "pages_open": len(self.hub.pages),
+            "updates": self.hub.updates,
+            "controls": self.controls,
+        }
 
-    async def _session(self, request: web.Request) -> web.StreamResponse:
+    async def session(self, request: web.Request) -> web.StreamResponse:
+        controls = await self.source.ask({"cmd": "console-controls"})
         return web.json_response(
-            {
-                "csrf": self.csrf,
-                "equipment_id": self.twin.config.meter.equipment_id,
-                "commands": self.views.commands(),
-            }
+            {"csrf": self.guard.csrf, "commands": controls.get("result") or []}
         )
 
-    async def _state(self, request: web.Request) -> web.StreamResponse:
+    async def state(self, request: web.Request) -> web.StreamResponse:
         await self.hub.update()
         return web.Response(text=_message(self.hub.latest), content_type="application/json")
 
-    async def _stream(self, request: web.Request) -> web.StreamResponse:
+    async def stream(self, request: web.Request) -> web.StreamResponse:
         if len(self.hub.pages) >= MAX_CLIENTS:
             return web.json_response({"ok": False, "error": "too many pages open"}, status=503)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -338,32 +332,100 @@ class WebConsole:
             self.hub.pages.discard(queue)
         return response
 
-    async def _control(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        name = _command_name(body)
-        if name is not None and name not in WEB_COMMANDS:
-            answer = {
-                "ok": False,
-                "kind": "request",
-                "error": f"{name!r} is not offered on the web console; use dsmr-twin ctl",
-            }
-        else:
-            # The control server's dispatch checks everything else, as for the socket.
-            answer = await self.twin.control.dispatch(body)
-            self.controls += 1
-            self.hub.poke()
+    async def control(self, request: web.Request) -> web.StreamResponse:
+        answer = await self._control(await request.read())
         return web.json_response(answer, status=200 if answer.get("ok") else 400)
 
+    async def _control(self, body: bytes) -> dict[str, Any]:
+        try:
+            # The control server's own decoder: a malformed body gets the socket's answer.
+            command = decode_request(body)
+        except ControlError as exc:
+            return {"ok": False, "kind": exc.kind, "error": str(exc)}
+        if command["cmd"] not in WEB_COMMANDS:
+            error = f"{command['cmd']!r} is not offered on the web console; use dsmr-twin ctl"
+            return {"ok": False, "kind": "request", "error": error}
+        # The meter's control server checks every field, as for the socket.
+        answer = await self.source.ask(command)
+        self.controls += 1
+        self.hub.poke()
+        return answer
 
-def _command_name(body: bytes) -> str | None:
-    """The "cmd" of a request, if it has one (the dispatch reports every other fault)."""
+
+async def listen(runner: web.AppRunner, host: str, port: int) -> int:
+    """Start serving `runner` on HOST:PORT; the port bound (0 asks for any free one)."""
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
     try:
-        request = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    command = request.get("cmd") if isinstance(request, dict) else None
-    return command if isinstance(command, str) else None
+        await site.start()
+    except OSError as exc:  # the port is taken, the address is not this host's
+        shown = f"[{host}]" if ":" in host else host
+        why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        raise WebError(f"cannot listen on http://{shown}:{port}/: {why}") from exc
+    return int(runner.addresses[0][1]) if runner.addresses else port
 
 
-def _event(message: str) -> bytes:
-    return f"event: update\ndata: {message}\n\n".encode()
+def console_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+class WebConsole:
+    """The console of the twin it runs in: the service "web"."""
+
+    def __init__(self, twin: Twin, host: str, port: int, token: str, refresh_s: float) -> None:
+        self.twin = twin
+        self.host, self.port = host, port
+        self.guard = Guard(host, token)
+        self.api = MeterApi(LocalSource(twin.control), self.guard, refresh_s)
+        self.hub = self.api.hub
+
+    @property
+    def bound_port(self) -> int | None:
+        return self.guard.bound_port
+
+    @property
+    def token_required(self) -> bool:
+        return self.guard.token_required
+
+    @property
+    def url(self) -> str:
+        return console_url(self.host, self.bound_port or self.port)
+
+    def status(self) -> dict[str, Any]:
+        """For `ctl status` (never the token)."""
+        return {
+            "url": self.url,
+            "token_required": self.token_required,
+            **self.api.status(),
+            "refused": self.guard.refused,
+        }
+
+    def app(self) -> web.Application:
+        app = web.Application(
+            middlewares=[self.guard.middleware], client_max_size=MAX_CONTROL_BYTES
+        )
+        self.api.add_routes(app.router, "")
+        for name in ("app.js", "style.css"):
+            app.router.add_get(f"/static/{name}", asset_route(name))
+            self.guard.public.add(f"/static/{name}")
+        return app
+
+    async def run(self) -> None:
+        """Serve until cancelled (the supervisor's service "web")."""
+        # A new application each run: one that was cleaned up is not started again.
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=SHUTDOWN_S)
+        try:
+            self.guard.bound_port = await listen(runner, self.host, self.port)
+            log.info(
+                "web console at %s%s",
+                self.url,
+                " (token required: dsmr-twin web-token)" if self.token_required else "",
+            )
+            self.twin.meter.on_events.append(self.hub.poke)
+            await self.hub.run()
+        finally:
+            with contextlib.suppress(ValueError):
+                self.twin.meter.on_events.remove(self.hub.poke)
+            self.hub.close()
+            await runner.cleanup()

@@ -1,17 +1,18 @@
-"""What the web console shows, as JSON sections built from the running `Twin`.
+"""What the web console shows of a twin, offered through the twin's control server.
 
-The meter's status and the display's frame come through the control server's own dispatch
-(`status`, `screenshot`: exactly what `dsmr-twin ctl` gets); the power chart, the load
-profile, the event logs and the P1 telegrams are read from the model, the store and the P1
-service's ring, never from hardware. Each section is rebuilt only when what it shows can have
-changed, so an open page costs little (docs/benchmarks.md).
+A console (twin/web/server.py, in the twin or in `dsmr-twin fleet web` for many) reads every
+view with control requests: the meter's status and the display's frame are `status` and
+`screenshot` (exactly what `dsmr-twin ctl` gets); the power chart, the load profile, the event
+logs and the P1 telegrams are `console-views`, read from the model, the store and the P1
+service's ring, never from hardware; the controls it may offer are `console-controls`. Each view
+is rebuilt only when what it shows can have changed, so an open page costs little
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -113,50 +114,57 @@ def profile_bars(rows: Sequence[LoadProfileRow]) -> list[dict[str, Any]]:
 
 
 class Views:
-    """Builds the sections; a section is recomputed when its `key` changes."""
+    """The views a twin offers any console through its control server: `console-views` (the
+    power chart, load profile, event logs and telegrams) and `console-controls` (the controls
+    with their declared fields). A view is rebuilt only when what it shows can have changed."""
 
     def __init__(self, twin: Twin) -> None:
         self.twin = twin
-        self.events_dirty = True  # set by the meter's event listener (new events committed)
+        self.events_dirty = True  # set when new events are committed
         self._cache: dict[str, tuple[object, Any]] = {}
 
-    async def control(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One request through the control server's dispatch: its answer, as the socket's."""
-        return await self.twin.control.dispatch(json.dumps(request).encode())
+    def register(self) -> None:
+        """Add the two commands to the twin's control server (they take no fields)."""
+        self.twin.meter.on_events.append(self._on_events)
+        self.twin.control.add_command("console-views", self._views_command)
+        self.twin.control.add_command("console-controls", self._controls_command)
 
-    async def sections(self) -> dict[str, Any]:
-        sections: dict[str, Any] = {}
-        status = await self.control({"cmd": "status"})
-        if status["ok"]:
-            sections["status"] = status["result"]
-        if "screenshot" in self.twin.control.commands:
-            shot = await self.control({"cmd": "screenshot"})
-            if shot["ok"]:
-                sections["display"] = shot["result"]
+    def _on_events(self) -> None:
+        self.events_dirty = True
+
+    async def _views_command(self, request: Mapping[str, Any]) -> object:
+        return self.views()
+
+    async def _controls_command(self, request: Mapping[str, Any]) -> object:
+        return self.controls()
+
+    def views(self) -> dict[str, Any]:
         model = self.twin.meter.model
         now = model.time
-        sections["power"] = self._cached(
-            "power",
-            (model.power_trace[-1] if model.power_trace else None, floor_to(now, 60)),
-            lambda: power_chart(model.power_trace, now),
-        )
-        sections["profile"] = self._cached(
-            "profile", (floor_to(now, 900), self.twin.clock.steps), self._profile
-        )
+        views: dict[str, Any] = {
+            "power": self._cached(
+                "power",
+                (model.power_trace[-1] if model.power_trace else None, floor_to(now, 60)),
+                lambda: power_chart(model.power_trace, now),
+            ),
+            "profile": self._cached(
+                "profile", (floor_to(now, 900), self.twin.clock.steps), self._profile
+            ),
+        }
         if self.events_dirty:
             self.events_dirty = False
             self._cache.pop("events", None)
-        sections["events"] = self._cached("events", None, self._events)
+        views["events"] = self._cached("events", None, self._events)
         telegrams = self.twin.telegrams
         if telegrams is not None:
-            sections["telegrams"] = self._cached(
+            views["telegrams"] = self._cached(
                 "telegrams",
                 telegrams.count,
                 lambda: [t.to_json() for t in telegrams.newest_first()],
             )
-        return sections
+        return views
 
-    def commands(self) -> list[dict[str, Any]]:
+    def controls(self) -> list[dict[str, Any]]:
         """The controls offered, with their declared fields (the page draws its forms from
         them; the control server checks every request against the same declarations)."""
         offered = self.twin.control.commands

@@ -1,4 +1,5 @@
-// The dsmr-twin web console: live views by server-sent events, controls by POST.
+// The dsmr-twin web console: live views by server-sent events, controls by POST. Its API is
+// relative to the page: /api/... for a twin's own console, /meter/N/api/... in a fleet's.
 // Plain JavaScript with no build step and no outside code: everything ships in the package.
 // Text from the meter (telegrams, messages, errors) is only ever set as textContent.
 "use strict";
@@ -249,7 +250,7 @@ function apply(update) {
 
 function connect() {
   const link = $("#link");
-  const source = new EventSource("/api/stream");
+  const source = new EventSource("api/stream");
   source.addEventListener("open", async () => {
     // A restarted twin has a new session: take its CSRF token before saying "live".
     const session = await fetchSession();
@@ -264,7 +265,7 @@ function connect() {
 // ------------------------------------------------------------------ controls
 
 async function send(request) {
-  const response = await fetch("/api/control", {
+  const response = await fetch("api/control", {
     method: "POST",
     headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
     body: JSON.stringify(request),
@@ -348,7 +349,7 @@ function controlForm(command) {
 }
 
 async function fetchSession() {
-  const response = await fetch("/api/session", { credentials: "same-origin" });
+  const response = await fetch("api/session", { credentials: "same-origin" });
   const session = await response.json();
   if (!response.ok) {
     notice(session.error);
@@ -362,7 +363,6 @@ async function start() {
   const session = await fetchSession();
   if (!session) return;
   csrf = session.csrf;
-  $("#equipment").textContent = session.equipment_id;
   $("#controls").replaceChildren(...session.commands.map(controlForm));
   for (const button of document.querySelectorAll("[data-press]")) {
     button.addEventListener("click", async () => {
