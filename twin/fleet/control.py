@@ -100,10 +100,18 @@ def _meter_summary(index: int, spec: FleetSpec, worker: int | None, answer: Any)
     row: dict[str, Any] = {"meter": index, "worker": worker, "p3": spec.p3_endpoint(index)}
     if isinstance(answer, ControlError):
         return {**row, "up": False, "error": str(answer)}
-    p3 = answer.get("ports", {}).get("p3", {})
+    ports = answer.get("ports", {})
+    p3 = ports.get("p3", {})
+    # Services that are not running, or failed since the start: what an operator looks at.
+    troubled = {
+        name: service.get("last_error") or service.get("state")
+        for name, service in ports.get("supervisor", {}).items()
+        if service.get("state") != "running" or service.get("restarts")
+    }
     return {
         **row,
         "up": True,
+        "service_errors": troubled,
         "equipment_id": answer.get("equipment_id"),
         "meter_time": answer.get("meter_time"),
         "powered": answer.get("powered"),

@@ -36,7 +36,7 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -73,6 +73,8 @@ UNAUTHORISED = (
     " the service user gets TOKEN with `dsmr-twin web-token --state-dir DIR`"
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
+ASSETS = ("app.js", "style.css")  # the meter page's files under /static/
 
 
 def asset(name: str) -> bytes:
@@ -150,9 +152,7 @@ class Hub:
             if self.pages:
                 await self.update()
             # With no page open nothing is built and the loop sleeps until one connects.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.refresh_s if self.pages else None):
-                    await self._poke.wait()
+            await _within(self._poke.wait(), self.refresh_s if self.pages else None)
             self._poke.clear()
 
     async def update(self) -> dict[str, str]:
@@ -185,6 +185,18 @@ class Hub:
         self.pages.clear()
 
 
+async def _within(job: Awaitable[T], timeout_s: float | None) -> tuple[bool, T | None]:
+    """(True, `job`'s result), or (False, None) after `timeout_s`. Not `asyncio.timeout`: on
+    Python 3.11 a cancellation that meets the time-out there is taken for the time-out and
+    lost, and a console that is stopped would wait on forever."""
+    task = asyncio.ensure_future(job)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    finally:
+        task.cancel()
+    return (True, task.result()) if done else (False, None)
+
+
 def _end(queue: asyncio.Queue[str | None]) -> None:
     """Tell a page's stream to end: its pending updates are dropped for the end mark."""
     while not queue.empty():
@@ -203,13 +215,13 @@ def _event(message: str) -> bytes:
 class Guard:
     """The console's security checks, as an aiohttp middleware (see the module's text)."""
 
-    def __init__(self, host: str, token: str) -> None:
+    def __init__(self, host: str, token: str, public: Callable[[str], bool]) -> None:
         self.host = host
+        self.public = public  # paths of pages and their files: no data in them
         self.bound_port: int | None = None  # set once listening
         self.token = token
         self.token_required = not is_loopback(host)
         self.csrf = secrets.token_urlsafe(32)  # per process: a restart ends old sessions
-        self.public: set[str] = set()  # paths of the page's own files: no data in them
         self.refused = 0
 
     @web.middleware
@@ -236,7 +248,7 @@ class Guard:
             return 403, "this console answers only to its loopback address (Host header)"
         # The page and its files hold no data: they load without the token and tell the
         # visitor how to get it (the API they call answers 401).
-        public = request.method == "GET" and request.path in self.public
+        public = request.method == "GET" and self.public(request.path)
         open_page = public and "token" not in request.query
         if self.token_required and not open_page and not self._authorised(request):
             return 401, UNAUTHORISED
@@ -281,7 +293,6 @@ class MeterApi:
     def add_routes(self, router: web.UrlDispatcher, prefix: str) -> None:
         """Under `prefix` ("" or "/meter/{index}"): the page and its API."""
         router.add_get(f"{prefix}/", asset_route("index.html"))
-        self.guard.public.add(f"{prefix}/")
         router.add_get(f"{prefix}/api/session", self.session)
         router.add_get(f"{prefix}/api/state", self.state)
         router.add_get(f"{prefix}/api/stream", self.stream)
@@ -317,10 +328,8 @@ class MeterApi:
         self.hub.poke()  # the hub sleeps while no page is open: it refreshes from now on
         try:
             while True:
-                try:
-                    async with asyncio.timeout(KEEPALIVE_S):
-                        message = await queue.get()
-                except TimeoutError:
+                arrived, message = await _within(queue.get(), KEEPALIVE_S)
+                if not arrived:
                     await response.write(b": keep-alive\n\n")
                     continue
                 if message is None:
@@ -376,7 +385,7 @@ class WebConsole:
     def __init__(self, twin: Twin, host: str, port: int, token: str, refresh_s: float) -> None:
         self.twin = twin
         self.host, self.port = host, port
-        self.guard = Guard(host, token)
+        self.guard = Guard(host, token, {"/", *(f"/static/{n}" for n in ASSETS)}.__contains__)
         self.api = MeterApi(LocalSource(twin.control), self.guard, refresh_s)
         self.hub = self.api.hub
 
@@ -406,9 +415,8 @@ class WebConsole:
             middlewares=[self.guard.middleware], client_max_size=MAX_CONTROL_BYTES
         )
         self.api.add_routes(app.router, "")
-        for name in ("app.js", "style.css"):
+        for name in ASSETS:
             app.router.add_get(f"/static/{name}", asset_route(name))
-            self.guard.public.add(f"/static/{name}")
         return app
 
     async def run(self) -> None:

@@ -360,6 +360,8 @@ async function fetchSession() {
 }
 
 async function start() {
+  // A meter of a fleet console (/meter/N/): a way back to the overview.
+  $("#fleet-link").hidden = !location.pathname.startsWith("/meter/");
   const session = await fetchSession();
   if (!session) return;
   csrf = session.csrf;
