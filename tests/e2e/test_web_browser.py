@@ -3,11 +3,12 @@ chromedriver by selenium, against `dsmr-twin run` processes.
 
 `make test` installs chromium and chromium-driver first (scripts/ensure-browser). One browser
 serves the module; the twin runs at speed 1 with P1 on a pty (Request held high: a telegram
-every 10 s) and P3 off.
+every 10 s) and P3 off. The last test runs a fleet of three meters and `dsmr-twin fleet web`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.browser import MISSING, headless_chromium, installed
 from tests.support import dsmr_twin, free_port
+from twin.fleet.control import fleet_outage, fleet_status
 
 STARTUP_S = 20.0
 WAIT_S = 10.0
@@ -245,3 +247,58 @@ def test_without_the_token_a_non_local_binding_refuses_control(browser: WebDrive
         assert remote.status()["admin_state"] == 1
     finally:
         remote.stop()
+
+
+def test_the_fleet_overview_filters_sorts_by_status_and_drills_down(browser: WebDriver) -> None:
+    fleet_dir = Path(tempfile.mkdtemp(prefix="twin-fleet-"))
+    command = [sys.executable, "-m", "twin", "--log-level", "WARNING", "fleet", "run"]
+    command += ["--count", "3", "--workers", "1", "--seed", "web lab", "--state-dir"]
+    command += [str(fleet_dir), "--p3", f"tcp://127.1.0.1:{free_port()}"]
+    fleet = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    port = free_port()
+    web = [sys.executable, "-m", "twin", "fleet", "web", "--state-dir", str(fleet_dir)]
+    console: subprocess.Popen[bytes] | None = None
+    try:
+        until((fleet_dir / "fleet.json").exists, STARTUP_S, "no fleet.json")
+        console = subprocess.Popen([*web, "--web", f"http://127.0.0.1:{port}"])
+
+        def meters_up() -> bool:
+            return bool(asyncio.run(fleet_status(fleet_dir))["meters_up"] == 3)
+
+        until(meters_up, STARTUP_S, "the fleet did not come up")
+        asyncio.run(fleet_outage(fleet_dir, [3], 600))
+        browser.get(f"http://127.0.0.1:{port}/")
+        rows = "#fleet tbody tr"
+        until(lambda: len(browser.find_elements(By.CSS_SELECTOR, rows)) == 3, why="3 rows")
+        # Sorted by status: what needs a look first (meter 3 is in a power failure).
+        until(
+            lambda: (
+                browser.find_element(By.CSS_SELECTOR, rows).get_attribute("data-state")
+                == "power failure"
+            ),
+            why="the meter in a power failure first",
+        )
+        assert browser.find_element(By.CSS_SELECTOR, rows).get_attribute("data-meter") == "3"
+        browser.find_element(By.CSS_SELECTOR, 'th[data-key="meter"]').click()
+        order = [
+            r.get_attribute("data-meter") for r in browser.find_elements(By.CSS_SELECTOR, rows)
+        ]
+        assert order == ["1", "2", "3"]
+        second = browser.find_elements(By.CSS_SELECTOR, rows)[1]
+        equipment = second.find_elements(By.TAG_NAME, "td")[1].text
+        browser.find_element(By.ID, "filter").send_keys(equipment)
+        until(lambda: len(browser.find_elements(By.CSS_SELECTOR, rows)) == 1, why="the filter")
+        browser.find_element(By.CSS_SELECTOR, f"{rows} a").click()  # meter 2's own console
+        until(lambda: browser.current_url.endswith("/meter/2/"), why="the drill-down")
+        until(lambda: _text(browser, "#link") == "live", why="meter 2's stream")
+        until(lambda: _text(browser, "#equipment") == equipment, why="meter 2's status")
+        form = browser.find_element(By.CSS_SELECTOR, 'form[data-cmd="tamper"]')
+        form.find_element(By.NAME, "code").send_keys("45")
+        form.find_element(By.CSS_SELECTOR, "button.send").click()
+        _ack(browser, "tamper", "done")
+        until(lambda: "Meter cover closed" in _text(browser, "#events-fraud"), why="its log")
+    finally:
+        for process in (console, fleet):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
