@@ -1,12 +1,13 @@
 # Two commands on a fresh Debian / Raspberry Pi OS machine with python3 (>= 3.11) and make:
 #   make run    set up .venv and run the twin in simulation (Ctrl-C stops it)
-#   make test   set up .venv with the test extras and run ruff, mypy --strict and pytest
+#   make test   set up .venv with the test extras (and Debian's chromium for the browser tests)
+#               and run ruff, mypy --strict and pytest
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: run test check venv clean bench
+.PHONY: run test check venv clean bench browser
 
 $(BIN)/python:
 	@./scripts/ensure-venv "$(PYTHON)" "$(VENV)"
@@ -31,7 +32,11 @@ check: $(VENV)/.installed-test
 	$(BIN)/ruff format --check twin hardware tests bench
 	$(BIN)/mypy
 
-test: check
+# The web console's browser tests need chromium and chromium-driver (apt-get, as root).
+browser:
+	@./scripts/ensure-browser
+
+test: check browser
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: $(VENV)/.installed-test

@@ -18,7 +18,7 @@ from dsmr_parser.clients.telegram_buffer import TelegramBuffer
 from dsmr_parser.objects import Telegram
 from dsmr_parser.parsers import TelegramParser
 
-from twin.config import Config, LoadConfig, P2Config, PvConfig
+from twin.config import Config, LoadConfig, P2Config, PvConfig, WebConfig
 from twin.meter.model import MeterModel
 from twin.meter.state import FailureRecord, MbusReading, MeterReading
 from twin.meter.tariff import Tariff
@@ -49,8 +49,12 @@ def amsterdam(*args: int) -> datetime:
 def steady_config(phases: int = 3, **kwargs: object) -> Config:
     """A household with no randomness in its power: no appliances, no PV (use an override)."""
     # P2 off: the model's own gas stand-in delivers the hourly gas values.
+    # No web console: a test never binds a fixed port (tests/unit/test_web.py binds port 0).
     config = Config(
-        load=LoadConfig(appliances=False), pv=PvConfig(enabled=False), p2=P2Config(enabled=False)
+        load=LoadConfig(appliances=False),
+        pv=PvConfig(enabled=False),
+        p2=P2Config(enabled=False),
+        web=WebConfig(endpoint="none"),
     )
     return replace(config, meter=replace(config.meter, phases=phases), **kwargs)  # type: ignore[arg-type]
 

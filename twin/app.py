@@ -22,7 +22,7 @@ from twin.clock import (
     clamp_carryable,
     floor_to,
 )
-from twin.config import Config
+from twin.config import Config, http_host_port, is_loopback
 from twin.control import SOCKET_NAME, ControlServer
 from twin.control_fields import flag
 from twin.fast_forward import FastForward, add_advance_command
@@ -32,6 +32,7 @@ from twin.sdnotify import Notifier
 from twin.store import Checkpoint, Store
 from twin.store_backup import BackupService
 from twin.supervisor import Service, Supervisor
+from twin.web.views import Views
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,12 @@ def build(config: Config, state_dir: Path, rng: random.Random | None = None) -> 
     services.extend(_p1_services(twin))
     services.extend(_port_services(twin))
     services.extend(_backup_services(twin))
+    # What a web console reads of this twin (its own, or `dsmr-twin fleet web`'s).
+    Views(twin).register()
+    if config.web.serves:  # last: it offers the commands the others added
+        from twin.web.wiring import web_services
+
+        services.extend(web_services(twin))
     control.ports["supervisor"] = lambda: {s.name: s.status() for s in services}
     control.ports["clock"] = meter.clock.status
     return twin
@@ -217,6 +224,7 @@ def _p1_services(twin: Twin) -> list[Service]:
         baudrate=p1.baudrate,
     )
     twin.control.ports["p1"] = service.status
+    twin.telegrams = service.recent
     twin.control.ports["p1_line"] = sink.status
     if isinstance(request, SimulatedRequestLine):
         simulated = request
@@ -253,7 +261,24 @@ def where_to_reach(twin: Twin) -> list[str]:
     else:
         p3_line = "P3 DLMS/COSEM: off (p3.endpoint = 'none'; --p3 tcp://HOST:PORT serves it)"
     control = f"control socket {state / SOCKET_NAME}; e.g. dsmr-twin ctl --state-dir {state} status"
-    return [p1_line, p3_line, control]
+    return [p1_line, p3_line, control, _web_line(twin)]
+
+
+def _web_line(twin: Twin) -> str:
+    endpoint = twin.config.web.endpoint
+    found = http_host_port(endpoint)
+    if found is None:
+        return "web console: off (web.endpoint = 'none'; --web http://HOST:PORT serves it)"
+    host, port = found
+    shown = f"[{host}]" if ":" in host else host
+    if port == 0:
+        return f"web console: {shown} on a free port (its URL: ctl status, ports.web.url)"
+    if is_loopback(host):
+        return f"web console: open http://{shown}:{port}/ in a browser on this machine"
+    return (
+        f"web console: http://{shown}:{port}/?token=TOKEN; the service user gets TOKEN with"
+        f" dsmr-twin web-token --state-dir {twin.state_dir}"
+    )
 
 
 async def serve(twin: Twin) -> None:

@@ -33,6 +33,7 @@ EXTENSIONS = (
     "twin.store_cli",
     "twin.probe",
     "twin.fleet.cli",
+    "twin.web.cli",
 )
 # `ctl advance` waits for the whole span: 400 days (its bound) even at 1 day/s.
 ADVANCE_TIMEOUT_S = 900.0
@@ -55,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--speed", type=float, help="meter seconds per real second (3600: 1 h/s)")
     run.add_argument("--p1", help="P1 endpoint: pty://LINK, tcp://HOST:PORT, uart:///dev/ttyX")
     run.add_argument("--p3", help="P3 endpoint: tcp://HOST:PORT")
+    run.add_argument("--web", help="web console: http://HOST:PORT or none (default: [web])")
     run.add_argument("--check", action="store_true", help="validate the configuration and exit")
     run.add_argument(
         "--scenario", type=Path, help="run a scenario file (a new meter; docs/scenarios/)"
@@ -147,6 +149,7 @@ def _run_config(args: argparse.Namespace) -> Config:
         ("clock", "speed", args.speed),
         ("p1", "endpoint", args.p1),
         ("p3", "endpoint", args.p3),
+        ("web", "endpoint", args.web),
     )
     for section, key, value in overrides:
         if value is not None:

@@ -9,6 +9,7 @@ names the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import re
 import tomllib
@@ -355,6 +356,49 @@ class P3Config:
         return self.endpoint not in ("", "none")
 
 
+WEB_DEFAULT_PORT = 8059  # rarely taken (unlike 8080); reads as "the twin's 4059, for people"
+
+
+def http_host_port(endpoint: str) -> tuple[str, int] | None:
+    """HOST and PORT of http://HOST[:PORT] (PORT defaults to WEB_DEFAULT_PORT; 0 = any free
+    port; IPv6 hosts in brackets); None if it is not one."""
+    if not endpoint.startswith("http://"):
+        return None
+    return tcp_host_port("tcp://" + endpoint.removeprefix("http://"), WEB_DEFAULT_PORT)
+
+
+def is_loopback(host: str) -> bool:
+    """A host name or address of this machine's loopback interface only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """The live web console (twin/web). Served on loopback by default, where no token is asked;
+    on any other address every request needs the token kept in the state directory
+    (`dsmr-twin ctl web-token`). "none" serves no console."""
+
+    endpoint: str = field(
+        default=f"http://127.0.0.1:{WEB_DEFAULT_PORT}",
+        metadata=_rule(
+            lambda v: v == "none" or http_host_port(v),
+            f"'none' or http://HOST[:PORT] (PORT 0..65535, default {WEB_DEFAULT_PORT})",
+        ),
+    )
+    # Real seconds between pushes of the live views while nothing changed (a change goes out
+    # at once): the page's clock and power figures move at this pace.
+    refresh_s: float = field(default=1.0, metadata=_between(0.2, 60))
+
+    @property
+    def serves(self) -> bool:
+        return self.endpoint != "none"
+
+
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
     # Real seconds between register checkpoints (also taken before anything is published).
@@ -448,6 +492,7 @@ class Config:
     p3: P3Config = P3Config()
     store: StoreConfig = StoreConfig()
     display: DisplayConfig = DisplayConfig()
+    web: WebConfig = WebConfig()
     fleet: FleetConfig = FleetConfig()
 
 

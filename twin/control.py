@@ -51,7 +51,9 @@ __all__ = [
     "ControlServer",
     "ControlSocket",
     "Handler",
+    "ask",
     "call",
+    "decode_request",
     "reading_to_json",
 ]
 
@@ -193,7 +195,7 @@ class ControlSocket:
 
     async def dispatch(self, line: bytes) -> dict[str, Any]:
         try:
-            request = _decode(line)
+            request = decode_request(line)
             command = self.commands.get(request["cmd"])
             if command is None:
                 known = ", ".join(sorted(self.commands))
@@ -325,7 +327,7 @@ def _error(kind: str, message: str) -> dict[str, Any]:
     return {"ok": False, "kind": kind, "error": message}
 
 
-def _decode(line: bytes) -> dict[str, Any]:
+def decode_request(line: bytes) -> dict[str, Any]:
     """One request line as a JSON object with a "cmd" string."""
     try:
         text = line.decode("utf-8")
@@ -344,6 +346,17 @@ def _decode(line: bytes) -> dict[str, Any]:
 
 async def call(socket_path: Path, request: Mapping[str, Any], timeout: float = 10.0) -> Any:
     """Send one request to a running twin and return its result (raises ControlError)."""
+    answer = await ask(socket_path, request, timeout)
+    if not answer["ok"]:
+        raise ControlError(str(answer.get("error")))
+    return answer.get("result")
+
+
+async def ask(
+    socket_path: Path, request: Mapping[str, Any], timeout: float = 10.0
+) -> dict[str, Any]:
+    """Send one request to a running twin and return its whole answer, a refusal too
+    (`{"ok": false, "kind": ..., "error": ...}`); raises ControlError when there is none."""
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_unix_connection(str(socket_path), limit=16 * 1024 * 1024), timeout
@@ -370,6 +383,4 @@ async def call(socket_path: Path, request: Mapping[str, Any], timeout: float = 1
         raise ControlError(f"the twin answered something that is not JSON: {exc}") from exc
     if not isinstance(answer, dict) or "ok" not in answer:
         raise ControlError(f"the twin's answer is not a control answer: {line[:60]!r}")
-    if not answer["ok"]:
-        raise ControlError(str(answer.get("error")))
-    return answer.get("result")
+    return answer

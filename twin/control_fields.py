@@ -82,6 +82,21 @@ class Field:
     default: object = REQUIRED  # REQUIRED: the field must be present
     nullable: bool = False  # JSON null is a value of its own (e.g. "clear the override")
     convert: Callable[[Any], object] = _same
+    # The JSON type a client sends ("number", "integer", "flag", "choice", "text", "moment")
+    # and a choice's options: the web console draws its forms from these declarations.
+    kind: str = "text"
+    options: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, object]:
+        """The field as a client needs it to offer it (a form, a hint)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "options": list(self.options),
+            "allowed": self._allowed(),
+            "required": self.default is REQUIRED,
+            "nullable": self.nullable,
+        }
 
     def take(self, request: Mapping[str, Any]) -> object:
         if self.name not in request:
@@ -118,7 +133,7 @@ def number(
         return _is_number(value) and low <= value <= high  # type: ignore[operator]
 
     allowed = f"a number from {_number_text(low)} to {_number_text(high)}"
-    return Field(name, allowed, accepts, default, nullable, float)
+    return Field(name, allowed, accepts, default, nullable, float, kind="number")
 
 
 def integer(name: str, low: int, high: int, *, default: object = REQUIRED) -> Field:
@@ -127,18 +142,25 @@ def integer(name: str, low: int, high: int, *, default: object = REQUIRED) -> Fi
     def accepts(value: object) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
-    return Field(name, f"a whole number from {low} to {high}", accepts, default)
+    return Field(name, f"a whole number from {low} to {high}", accepts, default, kind="integer")
 
 
 def flag(name: str, *, default: object = REQUIRED) -> Field:
     """JSON true or false."""
-    return Field(name, "true or false", lambda value: isinstance(value, bool), default)
+    return Field(name, "true or false", lambda value: isinstance(value, bool), default, kind="flag")
 
 
 def choice(name: str, options: Sequence[str], *, default: object = REQUIRED) -> Field:
     """One of a few strings."""
     allowed = "one of " + ", ".join(repr(o) for o in options)
-    return Field(name, allowed, lambda value: isinstance(value, str) and value in options, default)
+    return Field(
+        name,
+        allowed,
+        lambda value: isinstance(value, str) and value in options,
+        default,
+        kind="choice",
+        options=tuple(options),
+    )
 
 
 def text(
@@ -178,4 +200,5 @@ def moment(name: str, *, default: object = REQUIRED) -> Field:
         lambda value: isinstance(value, str) and parse_aware_time(value) is not None,
         default,
         convert=parse_aware_time,
+        kind="moment",
     )

@@ -4,7 +4,8 @@ A neutral module: the wirings (twin/p2, twin/p3, twin/display) take a `Twin` and
 services and what they offer the others to it, so no wiring imports twin/app.py or another
 port: P2 sets `mbus_port` (the P3 class 72 methods), P3 sets `modem` and `display_lists`
 (what the display shows of the communication module and the readout lists the head-end may
-rewrite, P3 §5.15). The wirings run in that order (P2, P3, display).
+rewrite, P3 §5.15). The wirings run in that order (P2, P3, display); the web console (twin/web)
+is wired last and reads what the others left here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from twin.control import ControlServer
     from twin.fast_forward import FastForward
     from twin.metering import Meter
+    from twin.p1.recent import RecentTelegrams
     from twin.ports import MbusPort, ModemStatus
     from twin.readout_lists import ReadoutLists
     from twin.store import Store
@@ -43,3 +45,5 @@ class Twin:
     modem: ModemStatus | None = None
     # The display readout lists of the P3 object model (set by twin/p3 wiring when P3 runs).
     display_lists: ReadoutLists | None = None
+    # The last P1 telegrams sent (set by the P1 wiring when P1 runs), for the web console.
+    telegrams: RecentTelegrams | None = None

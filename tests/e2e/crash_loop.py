@@ -111,7 +111,7 @@ class CrashLoop:
         self.cli_share = cli_share  # of the restart checks made through `ctl status --json`
         self.port = free_port()
         self.command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir)]
-        self.command += ["--p1", "pty://p1"]
+        self.command += ["--p1", "pty://p1", "--web", "none"]  # no fixed port in the tests
         self.speeds = speeds
         self.command += ["--p3", f"tcp://127.0.0.1:{self.port}"]
         self.seen = Seen()

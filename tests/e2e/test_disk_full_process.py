@@ -76,6 +76,7 @@ def test_a_full_disk_holds_back_nothing_and_the_twin_keeps_answering(small_disk:
     log_path = Path(tempfile.mkdtemp(prefix="twin-log-")) / "twin.log"
     command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir)]
     command += ["--speed", "3600", "--p1", "pty://p1", "--p3", "none"]  # a row every 0.25 s
+    command += ["--web", "none"]  # the console's default port is not the test's to take
     process = subprocess.Popen(command, stderr=log_path.open("w"))
     try:
         _until((state_dir / SOCKET_NAME).exists, STARTUP_S, "no control socket")

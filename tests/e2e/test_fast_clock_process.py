@@ -61,6 +61,7 @@ def state_dir() -> Iterator[Path]:
 def _start(state_dir: Path, port: int) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir)]
     command += ["--speed", str(SPEED), "--p1", "pty://p1", "--p3", f"tcp://127.0.0.1:{port}"]
+    command += ["--web", "none"]  # the console's default port is not the test's to take
     process = subprocess.Popen(command, stderr=(state_dir / "twin.log").open("w"))
     deadline = time.monotonic() + STARTUP_S
     while not ((state_dir / SOCKET_NAME).exists() and (state_dir / "p1").exists()):

@@ -74,6 +74,7 @@ class Processes:
             '[p1]\nrequest = "simulated"\n'
             # No P3: the default would listen on 4059, which parallel test runs would share.
             '[p3]\nendpoint = "none"\n'
+            '[web]\nendpoint = "none"\n'  # nor the web console's 8059
         )
         self.twin = self._spawn(
             root / "twin.log", "run", "--config", str(config), "--state-dir", str(self.twin_dir)

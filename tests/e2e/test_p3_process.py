@@ -50,7 +50,7 @@ logging.getLogger("dlms_cosem").setLevel(logging.ERROR)  # 21.3.2 logs every APD
 A = tcp_peers.attribute
 M = tcp_peers.method
 STARTUP_S = 30.0
-RUN = (sys.executable, "-m", "twin", "run", "--p1", "pty://p1")
+RUN = (sys.executable, "-m", "twin", "run", "--p1", "pty://p1", "--web", "none")
 
 
 class Twin:
@@ -61,7 +61,7 @@ class Twin:
         self._keys: tuple[bytes, bytes, bytes] | None = None
         self.log = (state_dir / "twin.log").open("a")
         command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir)]
-        command += ["--speed", str(speed), "--p1", "pty://p1"]
+        command += ["--speed", str(speed), "--p1", "pty://p1", "--web", "none"]
         if listening:  # else the endpoint is in the config file: `--p3` drops its [p3] keys
             command += ["--p3", f"tcp://127.0.0.1:{port}"]
         self.process = subprocess.Popen([*command, *extra], stderr=self.log)

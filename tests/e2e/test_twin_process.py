@@ -37,6 +37,8 @@ class RunningTwin:
         self.state_dir = state_dir
         if "--p3" not in args:  # P3 is on by default (loopback 4059): never bind it in tests
             args = (*args, "--p3", "none")
+        if "--web" not in args:  # nor the web console's (loopback 8059)
+            args = (*args, "--web", "none")
         command = [sys.executable, "-m", "twin", "run", "--state-dir", str(state_dir), *args]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         self._wait_for_control()

@@ -113,7 +113,7 @@ def test_command_line_options_replace_only_their_key(tmp_path: Path) -> None:
         '[p3]\nguek = "000102030405060708090a0b0c0d0e0f"\n'
         '[clock]\nstart = "2026-01-01T00:00:00+00:00"\n'
     )
-    args = argparse.Namespace(config=path, speed=60.0, p1=None, p3="tcp://127.0.0.1:4059")
+    args = argparse.Namespace(config=path, speed=60.0, p1=None, p3="tcp://127.0.0.1:4059", web=None)
     config = _run_config(args)
     assert config.p3.endpoint == "tcp://127.0.0.1:4059"
     assert config.p3.guek == "000102030405060708090a0b0c0d0e0f"
@@ -129,7 +129,7 @@ def test_p3_is_served_on_loopback_by_default_and_none_turns_it_off(tmp_path: Pat
     # A newcomer's head-end finds the meter at once, but only from this machine.
     assert Config().p3.endpoint == "tcp://127.0.0.1:4059"
     assert Config().p3.serves
-    args = argparse.Namespace(config=None, speed=None, p1=None, p3="none")
+    args = argparse.Namespace(config=None, speed=None, p1=None, p3="none", web=None)
     assert not _run_config(args).p3.serves
     path = tmp_path / "twin.toml"
     path.write_text('[p3]\nendpoint = "none"\n')

@@ -21,6 +21,8 @@ COMMANDS = (
     "advance",
     "button",
     "clock-drift",
+    "console-controls",
+    "console-views",
     "gas",
     "load",
     "mbus",

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from twin.app import build
-from twin.config import ClockConfig, Config, DisplayConfig, P1Config, P3Config
+from twin.config import ClockConfig, Config, DisplayConfig, P1Config, P3Config, WebConfig
 
 IDLE_CALLBACKS_PER_S = 4  # the test's own 2 wake-ups and slack: no beat in the second
 
@@ -56,6 +56,7 @@ async def test_an_idle_meter_sleeps_until_something_is_due(
         p1=P1Config(endpoint="none"),
         p3=P3Config(endpoint="tcp://127.0.0.1:0"),
         display=DisplayConfig(device="none"),
+        web=WebConfig(endpoint="none"),  # as a fleet's meter (tests/unit/test_web.py: pages)
     )
     twin = build(config, tmp_path)
     stop = asyncio.Event()

@@ -19,6 +19,7 @@ from twin.clock import ManualClock, SimulatedClock
 from twin.config import Config
 from twin.metering import Meter
 from twin.p1.capture import CapturedTelegram
+from twin.p1.crc import crc16_arc
 from twin.p1.replay import ReplayService
 from twin.p1.service import P1Service
 from twin.p1.telegram import TelegramEncoder, timestamp
@@ -121,7 +122,8 @@ def at(seconds: float) -> str:
 
 async def test_rise_sends_at_once_then_every_interval(meter: Meter, clock: ManualClock) -> None:
     sink, request = FakeSink(), SimulatedRequestLine()
-    async with running(make_service(meter, clock, sink, request)):
+    service = make_service(meter, clock, sink, request)
+    async with running(service):
         await settle()
         assert sink.written.empty()  # nothing while Request is low
 
@@ -136,6 +138,13 @@ async def test_rise_sends_at_once_then_every_interval(meter: Meter, clock: Manua
         assert sent_at(await next_telegram(sink)) == at(13)  # P1 §4.5 every 10 s
         await clock.advance(10)
         assert sent_at(await next_telegram(sink)) == at(23)
+        # The ring of recent telegrams (the web console's view), newest first, as written.
+        recent = service.recent.newest_first()
+        assert [sent_at(t.data) for t in recent] == [at(23), at(13), at(3)]
+        for telegram in recent:  # P1 §6.2: CRC-16/ARC from "/" to "!", as four hex digits
+            assert telegram.outcome == "sent"
+            body = telegram.data[: telegram.data.rindex(b"!") + 1]
+            assert telegram.crc == f"{crc16_arc(body):04X}"
 
 
 async def test_fall_stops_the_telegrams(meter: Meter, clock: ManualClock) -> None:
@@ -171,6 +180,9 @@ async def test_fall_mid_telegram_aborts_the_write(meter: Meter, clock: ManualClo
         assert sink.written.empty()
         status = service.status()
         assert (status["telegrams_sent"], status["telegrams_aborted"]) == (0, 1)
+        # The web console's ring shows it as cut, with its slot and CRC.
+        (cut,) = service.recent.newest_first()
+        assert (cut.outcome, sent_at(cut.data)) == ("aborted", at(0))
 
 
 async def test_a_new_rise_restarts_the_grid(meter: Meter, clock: ManualClock) -> None:
@@ -274,6 +286,7 @@ async def test_a_stuck_write_is_abandoned(
         assert service.status()["telegrams_timed_out"] == 1
         assert service.status()["telegrams_aborted"] == 0
         assert sink.aborts == 1
+        assert [t.outcome for t in service.recent.newest_first()] == ["timed-out"]
 
 
 async def test_a_replay_abandons_a_stuck_write_as_the_service_does(

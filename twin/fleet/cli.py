@@ -1,4 +1,5 @@
-"""`dsmr-twin fleet run|inventory|ctl` (and the internal `fleet worker`), loaded by twin/cli.py."""
+"""`dsmr-twin fleet run|inventory|ctl|web` (and the internal `fleet worker`), loaded by
+twin/cli.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_WORKERS = 1024
+FLEET_WEB = "http://127.0.0.1:8058"  # beside a single twin's console (8059)
 
 
 def add_commands(commands: Any) -> None:
@@ -71,6 +74,14 @@ def add_commands(commands: Any) -> None:
     )
     shot.add_argument("--meter", type=int, required=True, help="the meter's index")
     shot.add_argument("file", type=Path)
+    web = sub.add_parser("web", help="the fleet's overview and each meter's console, in a browser")
+    web.add_argument("--state-dir", type=Path, required=True, help="the fleet's state directory")
+    web.add_argument(
+        "--web",
+        default=FLEET_WEB,
+        help=f"where to serve it: http://HOST:PORT (default {FLEET_WEB}; off loopback a token"
+        " is asked: dsmr-twin web-token --state-dir FLEET_DIR)",
+    )
     send = ctl_sub.add_parser(
         "send", help="one control request to many meters (what `dsmr-twin ctl` sends one)"
     )
@@ -141,7 +152,39 @@ def run(args: argparse.Namespace) -> int | None:
         return run_worker(args.state_dir, args.worker, args.workers, _base_config(args))
     if command == "inventory":
         return _inventory(args)
+    if command == "web":
+        return _web(args)
     return _ctl(args)
+
+
+def _web(args: argparse.Namespace) -> int:
+    """Serve the fleet console until SIGTERM or SIGINT (twin/fleet/web.py)."""
+    from twin.config import WebConfig, http_host_port
+    from twin.fleet.web import FleetConsole, serve_until
+    from twin.web.server import WebError
+    from twin.web.token import TokenError, load_or_create_token
+
+    found = http_host_port(args.web)
+    if found is None or args.web == "none":
+        raise ConfigError(f"--web {args.web!r}: expected http://HOST:PORT")
+    try:
+        token = load_or_create_token(args.state_dir)
+    except TokenError as exc:
+        raise ConfigError(f"fleet console: {exc}") from exc
+
+    async def serve() -> None:
+        console = FleetConsole(args.state_dir, *found, token, WebConfig().refresh_s)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await serve_until(console, stop)
+
+    try:
+        asyncio.run(serve())
+    except WebError as exc:  # the address of --web: taken, or not this host's
+        raise ConfigError(f"--web {args.web}: {exc}") from exc
+    return 0
 
 
 def _base_config(args: argparse.Namespace) -> Config:

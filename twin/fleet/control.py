@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from twin.config import ConfigError
-from twin.control import SOCKET_NAME, ControlError, call
+from twin.control import SOCKET_NAME, ControlError, ask
 from twin.fleet.spec import STATUS_FILE, FleetSpec, meter_dir
 
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes on Linux, one for the NUL
@@ -23,17 +23,28 @@ STATUS_TIMEOUT_S = 5.0
 async def meter_call(
     fleet_dir: Path, index: int, request: Mapping[str, Any], timeout: float = 10.0
 ) -> Any:
-    """One control request to meter `index`. A socket path too long for sockaddr_un is
-    reached through a descriptor of its directory (/proc/self/fd/N/, Linux)."""
+    """One control request to meter `index`: its result (a refusal raises ControlError)."""
+    answer = await meter_ask(fleet_dir, index, request, timeout)
+    if not answer["ok"]:
+        raise ControlError(str(answer.get("error")))
+    return answer.get("result")
+
+
+async def meter_ask(
+    fleet_dir: Path, index: int, request: Mapping[str, Any], timeout: float = 10.0
+) -> dict[str, Any]:
+    """One control request to meter `index`: its whole answer, a refusal too (ControlError
+    when there is none). A socket path too long for sockaddr_un is reached through a
+    descriptor of its directory (/proc/self/fd/N/, Linux)."""
     path = fleet_dir.absolute() / meter_dir(index) / SOCKET_NAME
     if len(os.fsencode(path)) <= SUN_PATH_MAX:
-        return await call(path, request, timeout)
+        return await ask(path, request, timeout)
     try:
         fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
     except OSError as exc:
         raise ControlError(f"meter {index}: {path.parent}: {exc.strerror}") from exc
     try:
-        return await call(Path(f"/proc/self/fd/{fd}/{SOCKET_NAME}"), request, timeout)
+        return await ask(Path(f"/proc/self/fd/{fd}/{SOCKET_NAME}"), request, timeout)
     finally:
         os.close(fd)
 
@@ -89,10 +100,18 @@ def _meter_summary(index: int, spec: FleetSpec, worker: int | None, answer: Any)
     row: dict[str, Any] = {"meter": index, "worker": worker, "p3": spec.p3_endpoint(index)}
     if isinstance(answer, ControlError):
         return {**row, "up": False, "error": str(answer)}
-    p3 = answer.get("ports", {}).get("p3", {})
+    ports = answer.get("ports", {})
+    p3 = ports.get("p3", {})
+    # Services that are not running, or failed since the start: what an operator looks at.
+    troubled = {
+        name: service.get("last_error") or service.get("state")
+        for name, service in ports.get("supervisor", {}).items()
+        if service.get("state") != "running" or service.get("restarts")
+    }
     return {
         **row,
         "up": True,
+        "service_errors": troubled,
         "equipment_id": answer.get("equipment_id"),
         "meter_time": answer.get("meter_time"),
         "powered": answer.get("powered"),

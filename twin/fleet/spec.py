@@ -155,7 +155,8 @@ class FleetSpec:
     def meter_config(self, base: Config, ident: MeterIdentity) -> Config:
         """The configuration of the meter `ident` names: the fleet's base (checked by
         `check_base_config`) with its identity, household and addresses; no display panel
-        (a frame is rendered only when asked), no modem (no pty per meter). Its P3 keys are
+        (a frame is rendered only when asked), no modem (no pty per meter), no web console of
+        its own (one port per meter would collide on the default address). Its P3 keys are
         not configuration: the worker gives them to its store (`MeterIdentity.key_material`)."""
         index = ident.index
         home = draw_household(base.fleet, random.Random(ident.household_seed))
@@ -185,6 +186,7 @@ class FleetSpec:
             p1=dataclasses.replace(base.p1, endpoint=self.p1_endpoint(index)),
             p3=dataclasses.replace(base.p3, endpoint=self.p3_endpoint(index), modem="none"),
             display=dataclasses.replace(base.display, device="none", button="none"),
+            web=dataclasses.replace(base.web, endpoint="none"),
         )
 
     # ---------------------------------------------------------------- fleet.json

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -53,6 +54,9 @@ SAG_SWELL_DEFAULT_S = 10.0
 # P1 §5.13 example sends "01 61 81", so digits grouped with spaces. 0-0:96.13.0: up to 1024
 # characters; printable ASCII, as P1 sends it as the hex of ASCII (§5.5).
 MESSAGE_CODE_PATTERN = r"[0-9 ]{0,8}"
+# Power steps kept for the operators' chart (the web console shows the last hour of meter
+# time): one per minute, plus overrides and outages within a minute.
+POWER_TRACE_SIZE = 180
 MESSAGE_TEXT_PATTERN = r"[\x20-\x7e]{0,1024}"
 
 
@@ -96,6 +100,16 @@ class _Window:
     volts: float
 
 
+@dataclass(frozen=True, slots=True)
+class PowerStep:
+    """From `time` (meter time) on, the household drew `consumed` and the PV (or a negative
+    load override) gave `generated` watts per phase, until the next step."""
+
+    time: datetime
+    consumed: tuple[float, ...]
+    generated: tuple[float, ...]
+
+
 class MeterModel:
     """One DSMR 4.2.2 E meter."""
 
@@ -117,6 +131,9 @@ class MeterModel:
         self._override_w: float | None = None
         self.mbus_status = MbusHourStatus()  # bits of the running hour, 0-x:96.10.3
         self.outbox = Outbox()
+        # The power steps of the last minutes of meter time, keyed by meter time (so a chart
+        # of them is right at any clock speed), newest last.
+        self.power_trace: deque[PowerStep] = deque(maxlen=POWER_TRACE_SIZE)
         self.state.averages.grid = self._grid_voltages  # voltages of steps without a window
 
     # ------------------------------------------------------------------ construction
@@ -155,10 +172,13 @@ class MeterModel:
 
     def _integrate(self, end: float) -> None:
         if self._in_outage(self._ts):
+            zero = (0.0,) * self.config.meter.phases  # a dead meter draws nothing
+            self._trace(zero, zero)
             return
         minute = int(self._ts // 60)
         if minute != self._minute:
             self._enter_minute(minute)
+        self._trace(self._power.consumed, self._power.generated)
         net = sum(self._power.consumed) - sum(self._power.generated)
         # Whole microseconds of each step telescope exactly; milliwatts x microseconds = nJ.
         elapsed_us = round(end * 1e6) - round(self._ts * 1e6)
@@ -178,6 +198,13 @@ class MeterModel:
         self._tariff = self.program.tariff_at_local(here)
         drawn = self._household.minute(start, here)
         self._power = drawn if self._override_w is None else self._overridden()
+
+    def _trace(self, consumed: tuple[float, ...], generated: tuple[float, ...]) -> None:
+        """A new power step from now on, if the power differs from the last step's."""
+        last = self.power_trace[-1] if self.power_trace else None
+        if last is None or last.consumed != consumed or last.generated != generated:
+            when = datetime.fromtimestamp(self._ts, UTC)
+            self.power_trace.append(PowerStep(when, consumed, generated))
 
     def _overridden(self) -> MinutePower:
         phases = self.config.meter.phases

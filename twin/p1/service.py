@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Coroutine
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from hardware.pacing import P1_BAUDRATE, wire_time
 from hardware.ports import ByteSink, RequestLine
 from twin.clock import Clock
 from twin.meter.state import MeterReading
+from twin.p1.recent import RecentTelegrams
 from twin.p1.telegram import TelegramEncoder
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,10 @@ class Sent(Enum):
     WHOLE = "whole"
     CUT = "cut"  # Request fell during the write (P1 §4.3): the rest is never sent
     TIMED_OUT = "timed out"  # not out within WRITE_TIMEOUT_S (P1 §4.5)
+
+
+# How the console's list of recent telegrams names each ending (twin/p1/recent.py).
+OUTCOMES = {Sent.WHOLE: "sent", Sent.CUT: "aborted", Sent.TIMED_OUT: "timed-out"}
 
 
 async def send_telegram(sink: ByteSink, request: RequestLine, telegram: bytes) -> Sent:
@@ -144,6 +149,7 @@ class P1Service:
         self.missed = 0  # slots skipped because the service was more than a slot behind
         self.requests = 0  # rises of Request seen
         self.last_sent: datetime | None = None
+        self.recent = RecentTelegrams()  # what went out lately, for the web console
 
     def status(self) -> dict[str, Any]:
         """For `ctl status`."""
@@ -235,12 +241,15 @@ class P1Service:
         # as on a real meter even when the event loop's latency is many meter seconds (a
         # fast simulated clock). The registers are those of the slot (prepared just ahead).
         telegram = self.encoder.encode(dataclasses.replace(reading, time=slot))
+        sent_at = datetime.now(UTC)
         try:
             sent = await send_telegram(self.sink, self.request, telegram)
         except asyncio.CancelledError:
             # Request fell mid-telegram (P1 §4.3), seen first by `_serve_request`.
             self.aborted += 1
+            self.recent.add(slot, telegram, "aborted", sent_at)
             raise
+        self.recent.add(slot, telegram, OUTCOMES[sent], sent_at)
         if sent is Sent.WHOLE:
             self.sent += 1
             self.last_sent = slot

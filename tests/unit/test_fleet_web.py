@@ -1,0 +1,182 @@
+"""`dsmr-twin fleet web` (twin/fleet/web.py): the overview and each meter's console, over the
+meters' own control sockets, against two meters built in-process in a fleet's layout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from twin.app import build
+from twin.cli import main
+from twin.config import ClockConfig, Config, P1Config, P3Config
+from twin.fleet.spec import FleetSpec, meter_dir
+from twin.fleet.web import FleetConsole
+from twin.meter.events import EventLog
+from twin.parts import Twin
+from twin.web.server import CSRF_HEADER
+
+Session = aiohttp.ClientSession
+
+
+@dataclass
+class Fleet:
+    directory: Path
+    meters: dict[int, Twin]
+    stops: dict[int, asyncio.Event]
+    tasks: dict[int, asyncio.Task[None]]
+
+    async def stop(self, index: int) -> None:
+        self.stops[index].set()
+        await self.tasks.pop(index)
+        self.meters[index].meter.commit()
+        self.meters[index].store.close()
+
+
+@pytest.fixture
+def fleet_dir() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="fw-"))  # short: the control sockets' paths
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@asynccontextmanager
+async def running_fleet(fleet_dir: Path) -> AsyncIterator[Fleet]:
+    spec = FleetSpec(2, b"\x01" * 32, "tcp://127.0.0.1:4059", "none", seeded=True)
+    spec.save(fleet_dir)
+    base = replace(Config(), clock=ClockConfig(speed=1.0, start="2026-12-07T10:00:10+00:00"))
+    fleet = Fleet(fleet_dir, {}, {}, {})
+    for index in spec.indices:
+        config = spec.meter_config(base, spec.identity(index))
+        config = replace(config, p1=P1Config(endpoint="none"), p3=P3Config(endpoint="none"))
+        twin = build(config, fleet_dir / meter_dir(index))
+        fleet.meters[index], fleet.stops[index] = twin, asyncio.Event()
+        fleet.tasks[index] = asyncio.create_task(twin.supervisor.run(fleet.stops[index]))
+    try:
+        for _ in range(100):
+            if all((fleet_dir / meter_dir(i) / "control.sock").exists() for i in spec.indices):
+                break
+            await asyncio.sleep(0.05)
+        yield fleet
+    finally:
+        for index in list(fleet.tasks):
+            await fleet.stop(index)
+
+
+@asynccontextmanager
+async def running_console(
+    fleet_dir: Path, host: str = "127.0.0.1", token: str = "t" * 43
+) -> AsyncIterator[tuple[FleetConsole, str]]:
+    console = FleetConsole(fleet_dir, host, 0, token, refresh_s=0.2)
+    task = asyncio.create_task(console.run())
+    try:
+        for _ in range(100):
+            if console.guard.bound_port:
+                break
+            await asyncio.sleep(0.02)
+        yield console, f"http://127.0.0.1:{console.guard.bound_port}"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _get(session: Session, url: str) -> Any:
+    async with session.get(url) as response:
+        assert response.status == 200, (url, await response.text())
+        return await response.json()
+
+
+async def _control(session: Session, url: str, request: dict[str, Any]) -> dict[str, Any]:
+    csrf = (await _get(session, url + "/api/session"))["csrf"]
+    async with session.post(url + "/api/control", json=request, headers={CSRF_HEADER: csrf}) as r:
+        answer: dict[str, Any] = await r.json()
+        return answer
+
+
+async def test_the_overview_lists_every_meter_with_its_state(fleet_dir: Path) -> None:
+    async with (
+        running_fleet(fleet_dir) as fleet,
+        running_console(fleet_dir) as (_, url),
+        Session() as session,
+    ):
+        async with session.get(url + "/") as page:
+            assert "fleet.js" in await page.text()
+        overview = await _get(session, url + "/api/fleet")
+        assert (overview["meters"], overview["meters_up"]) == (2, 2)
+        rows = {m["meter"]: m for m in overview["meter_states"]}
+        for index, twin in fleet.meters.items():
+            assert rows[index]["equipment_id"] == twin.config.meter.equipment_id
+            assert rows[index]["service_errors"] == {}
+        await fleet.stop(1)
+        await asyncio.sleep(2.1)  # the overview is read again after OVERVIEW_S
+        rows = {m["meter"]: m for m in (await _get(session, url + "/api/fleet"))["meter_states"]}
+    assert rows[1]["up"] is False
+    assert "no twin is running" in rows[1]["error"]
+    assert rows[2]["up"] is True
+
+
+async def test_each_meter_has_its_console_over_its_own_control_server(fleet_dir: Path) -> None:
+    async with (
+        running_fleet(fleet_dir) as fleet,
+        running_console(fleet_dir) as (_, url),
+        Session() as session,
+    ):
+        async with session.get(url + "/meter/2", allow_redirects=False) as response:
+            assert response.status == 308
+            assert response.headers["Location"] == "/meter/2/"
+        async with session.get(url + "/meter/2/") as page:
+            assert '<script src="/static/app.js"' in await page.text()
+        state = await _get(session, url + "/meter/2/api/state")
+        assert state["status"]["equipment_id"] == fleet.meters[2].config.meter.equipment_id
+        assert {"power", "profile", "events"} <= set(state)
+        answer = await _control(session, url + "/meter/2", {"cmd": "tamper", "code": 43})
+        assert answer == {"ok": True, "result": {"code": 43}}
+        bad = {"cmd": "tamper", "code": 48}
+        refused = await _control(session, url + "/meter/2", bad)
+        assert refused == await fleet.meters[2].control.dispatch(json.dumps(bad).encode())
+        assert refused["kind"] == "field"
+        # The stream of meter 2 shows its new fraud event.
+        async with session.get(url + "/meter/2/api/stream") as stream:
+            while True:
+                line = (await asyncio.wait_for(stream.content.readline(), 5)).decode()
+                if line.startswith("data: ") and '"fraud"' in line:
+                    fraud = json.loads(line.removeprefix("data: "))["events"]["fraud"]
+                    break
+        assert fraud[0]["code"] == 43
+        async with session.get(url + "/meter/3/api/state") as response:
+            assert response.status == 404
+        fraud_1 = [e.code for e in fleet.meters[1].store.events(EventLog.FRAUD)]
+        assert 43 not in fraud_1  # only meter 2 was tampered with
+
+
+async def test_off_loopback_the_fleet_console_needs_its_token(fleet_dir: Path) -> None:
+    token = "s" * 43
+    async with (
+        running_fleet(fleet_dir),
+        running_console(fleet_dir, "0.0.0.0", token) as (_, url),
+        Session() as stranger,
+    ):
+        for path in ("/api/fleet", "/meter/1/api/state", "/meter/1/api/session"):
+            async with stranger.get(url + path) as response:
+                assert response.status == 401, path
+        async with stranger.get(url + "/meter/1/") as page:  # the page holds no data
+            assert page.status == 200
+        async with Session(headers={"Authorization": f"Bearer {token}"}) as script:
+            assert (await _get(script, url + "/api/fleet"))["meters_up"] == 2
+
+
+def test_fleet_web_refuses_a_bad_address(
+    fleet_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["fleet", "web", "--state-dir", str(fleet_dir), "--web", "ftp://x"]
+    assert main(args) == 2
+    assert "--web 'ftp://x': expected http://HOST:PORT" in capsys.readouterr().err

@@ -1,0 +1,546 @@
+"""The web console (twin/web) against a built twin on a real socket, with aiohttp's client.
+
+Each test runs a twin in-process with P2 (the simulated gas meter), P3 on a free loopback port
+and the console on port 0 (any free port), and talks HTTP to it as a browser would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import re
+import socket
+import stat
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from twin.app import build, where_to_reach
+from twin.cli import _run_config, main
+from twin.config import (
+    ClockConfig,
+    Config,
+    ConfigError,
+    P1Config,
+    P3Config,
+    WebConfig,
+    config_from_mapping,
+)
+from twin.meter.model import PowerStep
+from twin.meter.profiles import LoadProfileRow
+from twin.parts import Twin
+from twin.web import server
+from twin.web.server import CSRF_HEADER, QUEUE_SIZE, Hub, WebConsole
+from twin.web.views import CHART_SPAN, WEB_COMMANDS, event_name, power_chart, profile_bars
+
+START_S = 10.0
+Session = aiohttp.ClientSession
+
+
+def _config(endpoint: str = "http://127.0.0.1:0") -> Config:
+    return replace(
+        Config(),
+        clock=ClockConfig(speed=1.0, start="2026-12-07T10:00:10+00:00"),
+        p1=P1Config(endpoint="tcp://127.0.0.1:0", request="simulated"),
+        p3=P3Config(endpoint="tcp://127.0.0.1:0", modem="none"),
+        web=WebConfig(endpoint=endpoint, refresh_s=0.2),
+    )
+
+
+class Running:
+    def __init__(self, twin: Twin) -> None:
+        self.twin = twin
+
+    @property
+    def console(self) -> WebConsole:
+        status = self.twin.control.ports["web"]
+        console = status.__self__  # type: ignore[attr-defined]
+        assert isinstance(console, WebConsole)
+        return console
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.console.bound_port}"
+
+    async def csrf(self, session: Session) -> str:
+        async with session.get(self.url + "/api/session") as response:
+            assert response.status == 200
+            return str((await response.json())["csrf"])
+
+    async def control(self, session: Session, request: dict[str, Any]) -> dict[str, Any]:
+        headers = {CSRF_HEADER: await self.csrf(session)}
+        async with session.post(self.url + "/api/control", json=request, headers=headers) as r:
+            answer: dict[str, Any] = await r.json()
+            return answer
+
+
+@asynccontextmanager
+async def running_twin(
+    tmp_path: Path, endpoint: str = "http://127.0.0.1:0"
+) -> AsyncIterator[Running]:
+    twin = build(_config(endpoint), tmp_path)
+    stop = asyncio.Event()
+    task = asyncio.create_task(twin.supervisor.run(stop))
+    running = Running(twin)
+    try:
+        for _ in range(int(START_S / 0.05)):
+            if running.console.bound_port:
+                break
+            await asyncio.sleep(0.05)
+        assert running.console.bound_port, "the web console did not start"
+        yield running
+    finally:
+        stop.set()
+        await task
+        twin.meter.commit()
+        twin.store.close()
+
+
+async def _first_event(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    """The next `update` event of a server-sent event stream, decoded."""
+    data = []
+    while True:
+        line = (await response.content.readline()).decode()
+        if line.startswith("data: "):
+            data.append(line.removeprefix("data: ").rstrip("\n"))
+        elif line == "\n" and data:
+            decoded: dict[str, Any] = json.loads("".join(data))
+            return decoded
+
+
+# ---------------------------------------------------------------------- the page
+
+
+async def test_the_page_and_its_assets_come_from_the_package_and_name_no_other_host(
+    tmp_path: Path,
+) -> None:
+    async with running_twin(tmp_path) as running, Session() as session:
+        bodies = {}
+        for path in ("/", "/static/app.js", "/static/style.css"):
+            async with session.get(running.url + path) as response:
+                assert response.status == 200, path
+                assert response.headers["X-Frame-Options"] == "DENY"
+                assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+                bodies[path] = await response.text()
+    assert '<script src="/static/app.js"' in bodies["/"]
+    assert "EventSource" in bodies["/static/app.js"]
+    for path, body in bodies.items():  # offline: no CDN, no font or script from elsewhere
+        assert re.findall(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", body) == [], path
+
+
+async def test_the_state_carries_every_view(tmp_path: Path) -> None:
+    async with running_twin(tmp_path) as running, Session() as session:
+        await running.control(session, {"cmd": "request", "raised": True})
+        for _ in range(100):  # the first telegram goes out at once when Request rises
+            if running.twin.telegrams and running.twin.telegrams.count:
+                break
+            await asyncio.sleep(0.05)
+        async with session.get(running.url + "/api/state") as response:
+            state = await response.json()
+    assert set(state) == {"status", "display", "power", "profile", "events", "telegrams"}
+    status = state["status"]
+    assert status["equipment_id"] == running.twin.config.meter.equipment_id
+    assert set(status["ports"]) >= {"supervisor", "p1", "p2", "p3", "display", "web"}
+    assert status["ports"]["supervisor"]["web"]["state"] == "running"
+    png = base64.b64decode(state["display"]["png_base64"])
+    assert png.startswith(b"\x89PNG")
+    assert state["power"]["steps"], "no power step in the last hour"
+    telegram = state["telegrams"][0]
+    assert telegram["text"].startswith("/")
+    assert telegram["text"].rstrip("\r\n").endswith(telegram["crc"])
+    assert telegram["outcome"] == "sent"
+    assert set(state["events"]) == {"standard", "fraud", "communication", "mbus"}
+    assert state["events"]["mbus"][0]["name"] == "New M-Bus device discovered channel 1"
+
+
+async def test_no_page_open_costs_no_work(tmp_path: Path) -> None:
+    async with running_twin(tmp_path) as running:
+        source = running.console.api.source
+        asked: list[str] = []
+        original = source.ask
+
+        async def counted(request: Mapping[str, Any]) -> dict[str, Any]:
+            asked.append(request["cmd"])
+            return await original(request)
+
+        source.ask = counted  # type: ignore[method-assign]
+        await asyncio.sleep(1.0)  # five refresh intervals
+        assert asked == []
+        async with Session() as session, session.get(running.url + "/api/stream") as stream:
+            await _first_event(stream)
+            await _first_event(stream)  # a page is open: it is refreshed
+        assert asked.count("status") >= 2
+        assert asked.count("console-views") >= 2
+
+
+async def test_a_taken_port_backs_the_console_off_and_the_meter_meters_on(
+    tmp_path: Path,
+) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    twin = build(_config(f"http://127.0.0.1:{port}"), tmp_path)
+    stop = asyncio.Event()
+    task = asyncio.create_task(twin.supervisor.run(stop))
+    services = twin.control.ports["supervisor"]
+
+    async def until_web(state: str) -> dict[str, Any]:
+        for _ in range(200):
+            if services()["web"]["state"] == state:
+                break
+            await asyncio.sleep(0.05)
+        web: dict[str, Any] = services()["web"]
+        return web
+
+    try:
+        web = await until_web("backoff")
+        assert web["last_error"] == (
+            f"WebError: cannot listen on http://127.0.0.1:{port}/: address already in use"
+        )
+        assert services()["meter"]["state"] == "running"
+        taken.close()  # the port is free again: the console comes back on its own
+        await until_web("running")
+        async with Session() as session:
+            for _ in range(100):
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with session.get(f"http://127.0.0.1:{port}/api/state") as response:
+                        assert response.status == 200
+                        break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the console did not come back")
+    finally:
+        taken.close()
+        stop.set()
+        await task
+        twin.meter.commit()
+        twin.store.close()
+
+
+# ---------------------------------------------------------------------- controls
+
+
+async def test_controls_go_through_the_control_servers_dispatch_and_answer_as_it_does(
+    tmp_path: Path,
+) -> None:
+    bad_requests: list[dict[str, Any]] = [
+        {"cmd": "tamper", "code": 50},
+        {"cmd": "tamper", "code": 41.0},
+        {"cmd": "power-failure"},
+        {"cmd": "power-failure", "seconds": True},
+        {"cmd": "sag", "phase": 4},
+        {"cmd": "message", "text": "\x07bell"},
+        {"cmd": "load", "watts": 1e9},
+        {"cmd": "gas", "colour": "red"},
+        {"cmd": "button", "press": "double"},
+        {"no": "command"},
+    ]
+    async with running_twin(tmp_path) as running, Session() as session:
+        for request in bad_requests:
+            socket_answer = await running.twin.control.dispatch(json.dumps(request).encode())
+            assert await running.control(session, request) == socket_answer
+            assert socket_answer["ok"] is False
+        answer = await running.control(session, {"cmd": "tamper", "code": 44})
+        assert answer == {"ok": True, "result": {"code": 44}}
+        # Only the injections are offered; the rest of the API stays with `dsmr-twin ctl`.
+        refused = await running.control(session, {"cmd": "advance", "days": 1})
+        assert refused["ok"] is False
+        assert "not offered on the web console" in refused["error"]
+        assert running.twin.meter.model.time < datetime(2026, 12, 8, tzinfo=UTC)
+        async with session.get(running.url + "/api/state") as response:
+            fraud = (await response.json())["events"]["fraud"]
+    assert fraud[0]["code"] == 44
+    assert fraud[0]["name"] == "Meter cover removed"
+
+
+async def test_the_session_offers_each_control_with_its_declared_fields(tmp_path: Path) -> None:
+    async with running_twin(tmp_path) as running, Session() as session:
+        async with session.get(running.url + "/api/session") as response:
+            offered = {c["cmd"]: c for c in (await response.json())["commands"]}
+        declared = running.twin.control.commands
+    assert set(offered) == {name for name in WEB_COMMANDS if name in declared}
+    assert {"power-failure", "sag", "gas", "button", "request", "wakeup"} <= set(offered)
+    for name, command in offered.items():
+        assert [f["name"] for f in command["fields"]] == [f.name for f in declared[name].fields]
+    (seconds,) = offered["power-failure"]["fields"]
+    assert seconds["kind"] == "number"
+    assert seconds["required"] is True
+    assert seconds["allowed"] == "a number from 1 to 31536000"
+
+
+async def test_a_control_changes_the_stream_at_once(tmp_path: Path) -> None:
+    async with (
+        running_twin(tmp_path) as running,
+        Session() as session,
+        session.get(running.url + "/api/stream") as stream,
+    ):
+        assert stream.headers["Content-Type"] == "text/event-stream"
+        first = await _first_event(stream)
+        assert first["status"]["powered"] is True
+        answer = await running.control(session, {"cmd": "power-failure", "seconds": 600})
+        assert answer["ok"] is True
+        began = asyncio.get_running_loop().time()
+        while True:
+            update = await asyncio.wait_for(_first_event(stream), 2.0)
+            if "status" in update and not update["status"]["powered"]:
+                break
+        took = asyncio.get_running_loop().time() - began
+    assert took < 0.5  # pushed on the control, not on the next refresh
+
+
+# ---------------------------------------------------------------------- security
+
+
+async def test_a_control_from_another_site_or_without_the_csrf_token_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    async with running_twin(tmp_path) as running, Session() as session:
+        url = running.url + "/api/control"
+        csrf = await running.csrf(session)
+        body = {"cmd": "admin", "state": 1}
+        attempts = [
+            ({}, body, 403),  # no CSRF header (a plain cross-site fetch or form)
+            ({CSRF_HEADER: "guess"}, body, 403),
+            ({CSRF_HEADER: csrf, "Origin": "http://evil.example"}, body, 403),
+        ]
+        for headers, request, status in attempts:
+            async with session.post(url, json=request, headers=headers) as response:
+                assert response.status == status, headers
+                assert (await response.json())["kind"] == "forbidden"
+        form = {"cmd": "admin", "state": "1"}  # an HTML form posts form data
+        async with session.post(url, data=form, headers={CSRF_HEADER: csrf}) as response:
+            assert response.status == 415
+        # DNS rebinding: a name of another site resolved to 127.0.0.1 is not this console.
+        rebound = {"Host": f"evil.example:{running.console.bound_port}"}
+        async with session.get(running.url + "/api/session", headers=rebound) as response:
+            assert response.status == 403
+        assert running.twin.meter.model.state.admin_state == 2
+        assert running.console.status()["refused"] == 5
+        ok = await running.control(session, body)  # with the token from the same origin
+        assert ok["ok"] is True
+        assert running.twin.meter.model.state.admin_state == 1
+
+
+def _secrets(twin: Twin) -> set[str]:
+    """Every key the twin keeps (P3 GUEK/GAK/master/HLS secret, the gas meter's Default and
+    User keys): 16 bytes or more of hex in the stored settings."""
+    rows = twin.store._db.execute("SELECT value FROM settings").fetchall()
+    return {m.lower() for (value,) in rows for m in re.findall(r"[0-9a-fA-F]{32,}", value)}
+
+
+def _forms(secret: str) -> list[str]:
+    raw = bytes.fromhex(secret)
+    return [secret, secret.upper(), base64.b64encode(raw).decode(), raw.hex(" ")]
+
+
+async def test_no_web_response_carries_a_key(tmp_path: Path) -> None:
+    async with running_twin(tmp_path) as running, Session() as session:
+        for _ in range(100):  # the gas meter is installed and keyed (its User key stored)
+            if running.twin.control.ports["p2"]()["channels"]:
+                break
+            await asyncio.sleep(0.05)
+        secrets = _secrets(running.twin)
+        assert len(secrets) >= 5, "the P3 keys and the gas meter's keys were not found"
+        texts = []
+        for path in ("/", "/static/app.js", "/api/session", "/api/state"):
+            async with session.get(running.url + path) as response:
+                texts.append(await response.text())
+        async with session.get(running.url + "/api/stream") as stream:
+            texts.append(json.dumps(await _first_event(stream)))
+        requests: list[dict[str, Any]] = [
+            {"cmd": "gas", "battery_low": True},
+            {"cmd": "button", "press": "long"},
+            {"cmd": "message", "code": "01", "text": "keys?"},
+            {"cmd": "tamper"},
+        ]
+        texts += [json.dumps(await running.control(session, r)) for r in requests]
+        texts.append(json.dumps(running.console.status()))
+    everything = "\n".join(texts)
+    leaked = [s for s in secrets for form in _forms(s) if form in everything]
+    assert leaked == []
+
+
+async def test_a_non_loopback_binding_refuses_everything_without_the_token(
+    tmp_path: Path,
+) -> None:
+    async with running_twin(tmp_path, "http://0.0.0.0:0") as running:
+        token_file = tmp_path / "web-token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        token = token_file.read_text().strip()
+        assert len(token) >= 40
+        url = running.url
+        async with Session() as stranger:
+            for path in ("/api/session", "/api/state", "/api/stream"):
+                async with stranger.get(url + path) as response:
+                    assert response.status == 401, path
+                    assert "dsmr-twin web-token" in (await response.json())["error"]
+            # The page itself holds no data: it loads, and tells how to get the token.
+            async with stranger.get(url + "/") as response:
+                assert response.status == 200
+                assert "<main>" in await response.text()
+            async with stranger.post(url + "/api/control", json={"cmd": "admin", "state": 1}) as r:
+                assert r.status == 401
+            async with stranger.get(url + "/?token=wrong" + token[:8]) as response:
+                assert response.status == 401
+        bearer = {"Authorization": f"Bearer {token}"}
+        async with Session(headers=bearer) as script:
+            assert (await running.control(script, {"cmd": "admin", "state": 1}))["ok"] is True
+        # The token once in the URL, then a cookie (kept for an IP address, as browsers do).
+        async with Session(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            async with browser.get(url + f"/?token={token}", allow_redirects=False) as response:
+                assert response.status == 303
+                assert response.headers["Location"] == "/"
+                cookie = response.cookies["dsmr_twin_token"]
+                assert cookie["httponly"]
+                assert cookie["samesite"] == "Strict"
+            assert (await running.control(browser, {"cmd": "admin", "state": 2}))["ok"] is True
+            async with browser.post(url + "/api/control", json={"cmd": "admin", "state": 1}) as r:
+                assert r.status == 403  # the cookie alone is no control: the CSRF token too
+    assert running.twin.meter.model.state.admin_state == 2
+
+
+def test_web_token_prints_the_stored_token_to_who_can_read_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from twin.web.token import load_or_create_token
+
+    assert main(["web-token", "--state-dir", str(tmp_path)]) == 2
+    assert "no web token" in capsys.readouterr().err
+    token = load_or_create_token(tmp_path)
+    assert load_or_create_token(tmp_path) == token  # kept, not made anew
+    assert main(["web-token", "--state-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == token
+    assert stat.S_IMODE(os.stat(tmp_path / "web-token").st_mode) == 0o600
+
+
+# ---------------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "error"),
+    [
+        ("127.0.0.1:8059", "expected 'none' or http://HOST[:PORT]"),
+        ("https://127.0.0.1:8059", "expected 'none' or http://HOST[:PORT]"),
+        ("http://127.0.0.1:70000", "expected 'none' or http://HOST[:PORT]"),
+        ("http://::1:8059", "expected 'none' or http://HOST[:PORT]"),
+        ("", "expected 'none'"),
+    ],
+)
+def test_a_bad_web_endpoint_is_refused_with_what_is_allowed(endpoint: str, error: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(error)) as raised:
+        config_from_mapping({"web": {"endpoint": endpoint}})
+    assert "'web.endpoint'" in str(raised.value)
+
+
+def test_the_web_endpoint_and_its_start_up_line(tmp_path: Path) -> None:
+    assert config_from_mapping({}).web.endpoint == "http://127.0.0.1:8059"
+    assert not config_from_mapping({"web": {"endpoint": "none"}}).web.serves
+    with pytest.raises(ConfigError, match=r"'web\.refresh_s'"):
+        config_from_mapping({"web": {"refresh_s": 0}})
+    args = argparse.Namespace(config=None, speed=None, p1=None, p3=None, web="none")
+    assert not _run_config(args).web.serves  # --web none
+    args.web = "http://0.0.0.0:9000"
+    assert _run_config(args).web.endpoint == "http://0.0.0.0:9000"
+    local = build(replace(_config("http://[::1]:8059"), p3=P3Config(endpoint="none")), tmp_path)
+    try:
+        assert "web console: open http://[::1]:8059/ in a browser" in where_to_reach(local)[-1]
+    finally:
+        local.store.close()
+    remote = build(replace(_config("http://0.0.0.0:8059"), p3=P3Config("none")), tmp_path)
+    try:
+        line = where_to_reach(remote)[-1]
+    finally:
+        remote.store.close()
+    assert "http://0.0.0.0:8059/?token=TOKEN" in line
+    assert f"dsmr-twin web-token --state-dir {tmp_path}" in line
+
+
+# ---------------------------------------------------------------------- views
+
+
+def test_the_chart_spans_the_last_hour_of_meter_time_from_the_step_then_in_force() -> None:
+    now = datetime(2026, 6, 21, 12, 0, tzinfo=UTC)
+    steps = [
+        PowerStep(now - timedelta(minutes=90), (500.0,), (0.0,)),
+        PowerStep(now - timedelta(minutes=70), (800.0,), (100.0,)),  # in force at -60 min
+        PowerStep(now - timedelta(minutes=30), (200.0,), (1200.0,)),
+        PowerStep(now + timedelta(minutes=1), (1.0,), (0.0,)),  # ahead of `now`: not shown
+    ]
+    chart = power_chart(steps, now)
+    assert chart["from"] == (now - CHART_SPAN).isoformat()
+    assert chart["steps"] == [
+        {"t": (now - CHART_SPAN).isoformat(), "import_w": [700], "export_w": [0], "pv_w": 100},
+        {"t": steps[2].time.isoformat(), "import_w": [0], "export_w": [1000], "pv_w": 1200},
+    ]
+
+
+def test_events_are_named_as_in_p3() -> None:
+    assert event_name(1) == "Power down"
+    assert event_name(40) == "Terminal cover removed"
+    assert event_name(124) == "Clock adjusted M-Bus channel 3"
+    assert event_name(99) == "event 99"
+
+
+def test_the_load_profile_bars_are_the_energy_of_each_period_not_the_totals() -> None:
+    start = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    quarter = timedelta(minutes=15)
+    rows = [
+        LoadProfileRow(start, 0, 10_000, 500),
+        LoadProfileRow(start + quarter, 0, 10_250, 500),
+        LoadProfileRow(start + 2 * quarter, 0x84, 10_250, 620),  # PDN|DNV (P3 §6.3 status)
+    ]
+    assert profile_bars(rows) == [
+        {"t": rows[1].time.isoformat(), "import_wh": 250, "export_wh": 0, "status": 0},
+        {"t": rows[2].time.isoformat(), "import_wh": 0, "export_wh": 120, "status": 0x84},
+    ]
+
+
+class _CountingSource:
+    """A meter whose status changes at every read (as its time does)."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def ask(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        self.reads += 1
+        return {"ok": True, "result": {"n": self.reads}}
+
+
+async def test_a_page_that_reads_nothing_is_dropped_not_buffered() -> None:
+    hub = Hub(_CountingSource(), refresh_s=1.0)
+    stalled: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_SIZE)
+    hub.pages.add(stalled)
+    for _ in range(QUEUE_SIZE):
+        await hub.update()
+    assert stalled in hub.pages
+    assert stalled.qsize() == QUEUE_SIZE
+    await hub.update()  # one more than it holds: the page is let go
+    assert stalled not in hub.pages
+    assert stalled.get_nowait() is None  # its stream ends
+    assert stalled.empty()
+
+
+async def test_pages_beyond_the_limit_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "MAX_CLIENTS", 1)
+    async with (
+        running_twin(tmp_path) as running,
+        Session() as session,
+        session.get(running.url + "/api/stream") as first,
+    ):
+        await _first_event(first)
+        async with session.get(running.url + "/api/stream") as second:
+            assert second.status == 503
+        assert running.console.status()["pages_open"] == 1
