@@ -175,13 +175,20 @@ class Store(ProfileTables):
         """
         if self.writer.stalled():
             raise self._unavailable()
-        future = self.writer.submit(write)
+        self.wait_written(self.writer.submit(write))
+
+    def wait_written(self, future: Future[None]) -> None:
+        """Wait until a submitted write is durable, as `_write` does: a store that turns out
+        stalled, or a write not made within WRITE_WAIT_S, raises StoreError (the write is
+        taken back if it has not started)."""
         deadline = time.monotonic() + WRITE_WAIT_S
         while not future.done():
             wait([future], STALL_POLL_S)
             if not future.done() and (self.writer.stalled() or time.monotonic() > deadline):
                 self.writer.withdraw(future)
                 raise self._unavailable()
+        if future.cancelled():  # taken back by another waiter that gave up
+            raise self._unavailable()
         try:
             future.result()
         except StoreWriteError as exc:
@@ -212,6 +219,11 @@ class Store(ProfileTables):
     def put_setting(self, key: str, value: Any) -> None:
         """Durable when it returns (the P3 invocation counter reservation relies on it)."""
         self._write(setting_write(key, value))
+
+    def queue_setting(self, key: str, value: Any) -> Future[None]:
+        """Queue a setting, in order with every other write, without waiting; durable when the
+        future is (the writer retries a failing write until it succeeds)."""
+        return self.writer.submit(setting_write(key, value))
 
     async def put_setting_async(self, key: str, value: Any) -> None:
         """Durable when it returns, awaited without holding the event loop (a port that must
