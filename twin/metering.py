@@ -259,6 +259,30 @@ class Meter:
     def _last_durable(self, fallback: MeterReading) -> MeterReading:
         return self._published if self._published is not None else fallback
 
+    def published_energy(self) -> dict[str, int]:
+        """The energy registers (Wh) exactly as `publish().energy_wh` would show them, without
+        building the rest of a reading (a head-end's GET of 1-0:1.8.1 needs nothing else):
+        committed before they are returned, or the last committed ones when the store cannot
+        commit within SYNC_WAIT_S."""
+        future = self.commit_soon()
+        registers = self.model.state.registers_wh()
+        if future is None or self._wait(future):
+            return registers
+        return self._durable or registers
+
+    def commit_soon(self) -> Future[None] | None:
+        """Advance to now and queue the registers and the outbox unless all of it is durable
+        already, without waiting; the future completes when it is (None: nothing to do)."""
+        self.model.advance(self._reachable(self.clock.now()))
+        self.settle()
+        if (
+            not self.model.outbox
+            and not self._inflight
+            and self.model.state.registers_wh() == self._durable
+        ):
+            return None
+        return self._submit(None)
+
     async def publish_durable(self, at: datetime | None = None) -> MeterReading:
         """Like `publish`, but waits (without holding the event loop) until it is committed,
         however long the store takes: for a port that must never show an older reading."""

@@ -127,6 +127,12 @@ class StoreWriter:
             since = self._started_at
         return self.fault is not None or (running and time.monotonic() - since > STALLED_AFTER_S)
 
+    def last_queued(self) -> Future[None] | None:
+        """The future of the last queued write (None: nothing queued): in order, so everything
+        queued so far is durable when it is."""
+        with self._lock:
+            return self._jobs[-1].future if self._jobs else None
+
     def pending(self) -> int:
         with self._lock:
             return len(self._jobs)

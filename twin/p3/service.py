@@ -39,6 +39,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -67,6 +68,7 @@ from twin.p3.server.events import (
 )
 from twin.p3.server.interfaces import CosemObjects, SpecFirstCounter
 from twin.p3.server.logins import LoginGuard
+from twin.store import WRITE_WAIT_S
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +204,7 @@ class Connection:
     async def serve(self) -> None:
         watchdog = asyncio.create_task(self._watch(), name="dsmr-twin.p3.inactivity")
         try:
+            await self.service.prepare_session()
             while True:
                 try:
                     data = await self.reader.read(READ_CHUNK)
@@ -245,7 +248,11 @@ class Connection:
             try:
                 await self.writer.drain()
             except (ConnectionError, OSError):
-                return False
+                keep_open = False
+        if any(isinstance(e, Released) for e in events):
+            # The session's log entries (P3 §5.10) were queued, not waited for, at the
+            # release: this connection, not the event loop, waits until they are durable.
+            await self.service.queued_writes()
         return keep_open
 
     async def _watch(self) -> None:
@@ -433,6 +440,31 @@ class P3Service:
         finally:
             self.active = None
             self._idle.set()
+
+    async def prepare_session(self) -> None:
+        """Before a new connection's first request is read, make durable in the background
+        what its session is about to need: the next block of invocation counters and the
+        meter's registers (the first GET would commit them). Inside a request either is an
+        fsync that holds the event loop, and with it every other meter of a fleet worker.
+        Waited for at most WRITE_WAIT_S: on a slow or stalled store the request path then
+        waits, or refuses, as it always did."""
+        await self._written(self.keys.counters.reserve_ahead(), self.meter.commit_soon())
+
+    async def queued_writes(self) -> None:
+        """Until every write queued so far is durable (at most WRITE_WAIT_S)."""
+        await self._written(self.meter.store.writer.last_queued())
+
+    async def _written(self, *queued: Future[None] | None) -> None:
+        """Wait for queued writes without holding the event loop, at most WRITE_WAIT_S: a
+        stalled store writes them later, in order, and whoever needs one durable then waits
+        (or refuses) as it always did."""
+        waits = [asyncio.wrap_future(f) for f in queued if f is not None]
+        if waits:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WRITE_WAIT_S):
+                    # Shielded: a connection that ends meanwhile leaves the writes queued.
+                    await asyncio.shield(asyncio.gather(*waits, return_exceptions=True))
+        self.meter.settle()
 
     def on_event(self, connection: Connection, event: ServerEvent) -> None:
         self.heartbeat = time.monotonic()

@@ -235,6 +235,29 @@ async def test_inactivity_time_out_closes_the_connection(rig: Rig) -> None:
     assert rig.service.counters.inactivity_closes == 1
 
 
+async def test_a_new_connection_readies_its_session_before_the_first_request(rig: Rig) -> None:
+    """The next block of invocation counters and the registers are made durable when the
+    connection opens, in the background, so no request waits for an fsync on the loop."""
+    assert rig.service.keys.reserved_limit() == 0  # a new meter: nothing reserved yet
+    rig.meter.act(lambda m, now: m.set_load_override(now, 3600))  # 1 Wh a second
+    await rig.meter_clock.advance(10)
+
+    def on_disk() -> dict[str, int]:
+        checkpoint = rig.store.load()
+        assert checkpoint is not None
+        return checkpoint.state.registers_wh()
+
+    before = on_disk()
+    sock = await asyncio.to_thread(socket.create_connection, ("127.0.0.1", rig.port))
+    with sock:  # nothing is sent
+        await _eventually(lambda: rig.service.keys.reserved_limit() > 0)
+        await _eventually(lambda: on_disk() != before)
+        assert on_disk() == rig.meter.published_energy()
+    await rig.service.wait_idle()
+    clock, _energy = await asyncio.to_thread(management_session, rig.port)
+    assert clock == CLOCK_VALUE
+
+
 # ---- GPRS ---------------------------------------------------------------------------------
 
 
