@@ -30,6 +30,7 @@ from twin.clock import (
     clamp_carryable,
 )
 from twin.config import WEEKDAYS, Config, parse_hhmm
+from twin.meter.events import COMMUNICATION_CODES
 from twin.meter.model import MeterModel
 from twin.meter.state import MeterReading, MeterState
 from twin.meter.tariff import TariffProgram
@@ -126,8 +127,9 @@ class Meter:
         self._inflight: deque[_Inflight] = deque()
         self._durable: dict[str, int] = {}  # registers of the last commit known durable
         self._published: MeterReading | None = None  # the last reading known durable
-        # Called after events were committed or an operator action changed the alarm register
-        # (GPRS re-checks the alarm register at once);
+        # Called after events were committed (other than communication session log entries
+        # alone) or an operator action changed the alarm register (GPRS re-checks the alarm
+        # register at once);
         # listeners must be quick and must not call back into the meter.
         self.on_events: list[Callable[[], None]] = []
         # True while `ctl advance` lives through a span (twin/fast_forward.py): the model is
@@ -187,7 +189,10 @@ class Meter:
         outbox = self.model.drain()
         future = self.store.submit_commit(self.model.state, outbox)
         registers = self.model.state.registers_wh()
-        self._inflight.append(_Inflight(future, registers, reading, bool(outbox.events)))
+        # The communication session log (P3 §4.2.1, one entry per code at each release)
+        # raises no register bit and counts no failure: nothing a listener reads changes.
+        told = any(event.code not in COMMUNICATION_CODES for event in outbox.events)
+        self._inflight.append(_Inflight(future, registers, reading, told))
         return future
 
     def _wait(self, future: Future[None]) -> bool:

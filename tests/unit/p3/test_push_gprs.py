@@ -20,6 +20,7 @@ from tests.unit.p3.objects.conftest import START, FakeKeyService, ref
 from tests.unit.p3.test_push_objects import EQUIPMENT, EXAMPLE_1, EXAMPLE_2
 from twin.clock import ManualClock
 from twin.config import P3Config
+from twin.meter.events import EventCode
 from twin.metering import Meter
 from twin.p3.gprs.controller import GprsController
 from twin.p3.gprs.push import PUSH_CSD_SMS, PUSH_SCHEDULER
@@ -318,3 +319,29 @@ async def test_an_idle_controller_sleeps_until_woken_and_is_not_hung(
     rig.meter.act(lambda m, _now: m.set_alarms(0b10))
     await eventually(lambda: "0-1:25.9.0" in gprs.status()["pushes"])
     assert len(polls) > idle_polls
+
+
+async def test_a_reading_session_leaves_the_sleeping_controller_asleep(
+    rig: Rig, running: Callable[[GprsController], None]
+) -> None:
+    """Only what the triggers read wakes the controller (a fleet's head-end reads thousands of
+    meters a minute): not the end of an association that wrote nothing, not the session's own
+    communication log entries (P3 §4.2.1, no register bit); a SET before the end does."""
+    gprs = rig.controller("always-on")
+    polls: list[int] = []
+    poll = gprs.pushes.poll
+    gprs.pushes.poll = lambda: (polls.append(1), poll())[1]  # type: ignore[method-assign]
+    running(gprs)
+    await eventually(lambda: rig.service.listening)
+    await asyncio.sleep(0.05)
+    idle_polls = len(polls)
+    rig.released()  # an association that only read
+    rig.meter.act(lambda m, now: m.log_event(now, EventCode.RETRIEVE_READINGS_E))
+    await asyncio.sleep(0.05)
+    assert len(polls) == idle_polls
+    rig.set(22, "0-0:15.0.4", 4, AT_22)  # the CS writes the scheduler's execution time
+    rig.released()
+    await eventually(lambda: len(polls) > idle_polls)
+    woken = len(polls)
+    rig.meter.act(lambda m, now: m.log_event(now, 46))  # an event with an alarm bit
+    await eventually(lambda: len(polls) > woken)
