@@ -12,11 +12,11 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from twin.clock import (
     TIME_MAX,
@@ -183,11 +183,13 @@ class Meter:
         """Hand what the model logged and its registers to the writer, without waiting."""
         self._submit(None)
 
-    def _submit(self, reading: MeterReading | None) -> Future[None]:
+    def _submit(
+        self, reading: MeterReading | None, settings: Mapping[str, Any] | None = None
+    ) -> Future[None]:
         # The outbox leaves the model only into a queued commit, which the writer retries
         # until it succeeds: a failed commit (disk full) loses no row or event.
         outbox = self.model.drain()
-        future = self.store.submit_commit(self.model.state, outbox)
+        future = self.store.submit_commit(self.model.state, outbox, settings)
         registers = self.model.state.registers_wh()
         # The communication session log (P3 §4.2.1, one entry per code at each release)
         # raises no register bit and counts no failure: nothing a listener reads changes.
@@ -322,11 +324,16 @@ class Meter:
                 listener()
         return result
 
-    def act_soon(self, action: Callable[[MeterModel, datetime], T]) -> T:
+    def act_soon(
+        self,
+        action: Callable[[MeterModel, datetime], T],
+        settings: Mapping[str, Any] | None = None,
+    ) -> T:
         """Like `act`, for a change nobody is answered about (a value read from an M-Bus
-        device): queued in order, not waited for, so a busy bus never holds the loop."""
+        device): queued in order, not waited for, so a busy bus never holds the loop.
+        `settings` (key -> value) go into the same transaction as what the action logged."""
         result = self._apply(action)
-        self.submit()
+        self._submit(None, settings)
         return result
 
     def _apply(self, action: Callable[[MeterModel, datetime], T]) -> T:

@@ -24,7 +24,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,14 +249,19 @@ class Store(ProfileTables):
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"{self.path}: the stored meter state is damaged: {exc!r}") from exc
 
-    def submit_commit(self, state: MeterState, outbox: Outbox) -> Future[None]:
-        """Queue the registers and the outbox as one transaction; durable when the future is.
+    def submit_commit(
+        self, state: MeterState, outbox: Outbox, settings: Mapping[str, Any] | None = None
+    ) -> Future[None]:
+        """Queue the registers, the outbox and `settings` as one transaction; durable when
+        the future is.
 
         The state is serialized here, on the caller's (the event loop's) thread: the model
         never leaves it. The outbox is handed over and must not be touched afterwards.
         """
         record = json.dumps(state.to_record(), separators=(",", ":"))
-        return self.writer.submit_commit(MeterCommit(record, state.time.timestamp(), outbox))
+        texts = {key: json.dumps(value) for key, value in (settings or {}).items()}
+        commit = MeterCommit(record, state.time.timestamp(), outbox, texts)
+        return self.writer.submit_commit(commit)
 
     def commit(self, state: MeterState, outbox: Outbox) -> None:
         """Write the registers and everything in the outbox in one durable transaction."""
@@ -297,6 +302,8 @@ def _write_commit(db: sqlite3.Connection, commit: MeterCommit) -> None:
         (commit.record, commit.meter_time, time.time()),
     )
     insert_outbox(db, commit.outbox)
+    for key, text in commit.settings.items():
+        db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, text))
 
 
 # ---------------------------------------------------------------------- opening and checking

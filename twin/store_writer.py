@@ -47,10 +47,14 @@ class MeterCommit:
     record: str
     meter_time: float
     outbox: Outbox
+    # Settings (key -> JSON text) that belong with what the outbox logged, in the same
+    # transaction (the counter values of communication log entries).
+    settings: dict[str, str] = field(default_factory=dict)
 
     def absorb(self, later: MeterCommit) -> None:
         self.record, self.meter_time = later.record, later.meter_time
         self.outbox.extend(later.outbox)
+        self.settings |= later.settings
 
 
 @dataclass(slots=True)

@@ -80,21 +80,23 @@ class ComLog:
         """At the release of the association: one entry per detected code with its counter
         value (0 for 71 and 72, P3 §5.10), then the counters restart (§8.7).
 
-        The entries and their counter values are queued in order, not waited for: the RLRE
-        has gone out already, so nobody is answered about them, and a wait here would hold
-        the event loop (every meter of a fleet worker) for two fsyncs. A read of the log
-        commits first (`Env.store`), after them, so it sees them."""
+        The entries and their counter values are queued in order, in one transaction, not
+        waited for: the RLRE has gone out already, so nobody is answered about them, and a
+        wait here would hold the event loop (every meter of a fleet worker) for an fsync. A
+        read of the log commits first (`Env.store`), after them, so it sees them."""
         counts, self.counts = self.counts, {}
         if not counts:
             return
         when = self.meter.now()
-        self.meter.act_soon(lambda m, _now: _log(m, when, sorted(counts)))
         saved = self._stored()
         for code, n in counts.items():
             if code in COUNTER_OBJECTS:
                 saved[_key(when, code)] = n
         self._saved = dict(list(saved.items())[-EventLog.COMMUNICATION.capacity :])
-        self.meter.store.queue_setting(COUNTS_SETTING, self._saved)
+        # The entries and their counter values in one transaction.
+        self.meter.act_soon(
+            lambda m, _now: _log(m, when, sorted(counts)), {COUNTS_SETTING: self._saved}
+        )
 
     def counter_of(self, when: datetime, code: int) -> int:
         """The counter value logged with the entry (`when`, `code`)."""

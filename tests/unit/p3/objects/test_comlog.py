@@ -55,6 +55,8 @@ def test_the_release_does_not_wait_for_the_disk_and_loses_nothing(twin: Twin) ->
     twin.objects.association_released()
     assert time.monotonic() - began < 0.1
     assert twin.meter.store.events(EventLog.COMMUNICATION) == []  # not on disk yet
+    # behind the stuck write: one transaction with the entries and their counter values
+    assert twin.meter.store.writer.pending() == 2
     disk.set()
     log = read(twin.management(), 7, "0-0:99.98.4", 2)  # a read commits what is queued first
     assert [(row[1], row[2]) for row in log] == [(73, 2)]
