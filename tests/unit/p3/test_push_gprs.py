@@ -297,11 +297,10 @@ async def test_an_alarm_still_active_after_a_short_power_failure_is_pushed_again
     assert head_end.messages == [fraud, fraud]
 
 
-async def test_an_idle_controller_sleeps_until_woken_and_is_not_hung(
+async def _counting_polls(
     rig: Rig, running: Callable[[GprsController], None]
-) -> None:
-    """Cost follows work (issue 12): no network-clock poll while nothing is due; an alarm
-    raised by an operator action (no event logged) wakes it; the supervisor sees it waiting."""
+) -> tuple[GprsController, list[int]]:
+    """A running always-on controller, settled, and a list that grows at each trigger poll."""
     gprs = rig.controller("always-on")
     polls: list[int] = []
     poll = gprs.pushes.poll
@@ -309,6 +308,15 @@ async def test_an_idle_controller_sleeps_until_woken_and_is_not_hung(
     running(gprs)
     await eventually(lambda: rig.service.listening)
     await asyncio.sleep(0.05)
+    return gprs, polls
+
+
+async def test_an_idle_controller_sleeps_until_woken_and_is_not_hung(
+    rig: Rig, running: Callable[[GprsController], None]
+) -> None:
+    """Cost follows work (issue 12): no network-clock poll while nothing is due; an alarm
+    raised by an operator action (no event logged) wakes it; the supervisor sees it waiting."""
+    gprs, polls = await _counting_polls(rig, running)
     idle_polls = len(polls)
     await rig.net.advance(60)  # a minute of network time: twelve heartbeats before
     await asyncio.sleep(0.05)
@@ -327,13 +335,7 @@ async def test_a_reading_session_leaves_the_sleeping_controller_asleep(
     """Only what the triggers read wakes the controller (a fleet's head-end reads thousands of
     meters a minute): not the end of an association that wrote nothing, not the session's own
     communication log entries (P3 §4.2.1, no register bit); a SET before the end does."""
-    gprs = rig.controller("always-on")
-    polls: list[int] = []
-    poll = gprs.pushes.poll
-    gprs.pushes.poll = lambda: (polls.append(1), poll())[1]  # type: ignore[method-assign]
-    running(gprs)
-    await eventually(lambda: rig.service.listening)
-    await asyncio.sleep(0.05)
+    _gprs, polls = await _counting_polls(rig, running)
     idle_polls = len(polls)
     rig.released()  # an association that only read
     rig.meter.act(lambda m, now: m.log_event(now, EventCode.RETRIEVE_READINGS_E))
