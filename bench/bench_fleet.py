@@ -15,7 +15,9 @@ head-end session after another on the next meter: associate (HLS-GMAC, dlms-cose
 ciphered GETs of 1-0:1.8.1 (`LeanSession`), release; its own CPU is printed apart, so a
 saturated client shows.
 --async-clients C runs bench/lean_headend.py in a process of its own instead: C sessions at
-once in one asyncio loop, the same session shape with its own lean association. --outage F
+once in one asyncio loop, the same session shape with its own lean association; the workers'
+CPU per GET and per session is printed with it (readable on a busy host, where GET/s is not),
+and with --split the workers' CPU per association and per GET apart. --outage F
 commissions alarm pushes on every meter over P3, then cuts F of the fleet during the load and
 counts the pushes a listener receives.
 """
@@ -329,14 +331,28 @@ def run_load(
     )
 
 
-def run_async_load(state: Path, clients: int, gets: int, seconds: float) -> None:
-    """bench/lean_headend.py in its own process: its CPU is its own, apart from the fleet's."""
+def lean_load(
+    state: Path, workers: list[int], clients: int, gets: int, seconds: float
+) -> tuple[dict[str, Any], float]:
+    """bench/lean_headend.py in its own process (its CPU is its own, apart from the fleet's):
+    its result and the workers' CPU seconds over it."""
     inventory = state / "inventory.json"
-    inventory.write_text(json.dumps(fleet_rows(state)))
+    if not inventory.exists():
+        inventory.write_text(json.dumps(fleet_rows(state)))
     script = Path(__file__).with_name("lean_headend.py")
     command = [sys.executable, str(script), "--inventory", str(inventory)]
     command += ["--clients", str(clients), "--gets", str(gets), "--seconds", str(seconds)]
+    cpu0 = cpu_seconds(workers)
     result = json.loads(subprocess.check_output(command).decode().strip().splitlines()[-1])
+    return result, cpu_seconds(workers) - cpu0
+
+
+def run_async_load(
+    state: Path, workers: list[int], clients: int, gets: int, seconds: float
+) -> None:
+    """The workers' CPU time over the load, divided by the GETs and sessions served, is the
+    figure a noisy shared host does not blur much (capacity = free cores / CPU per GET)."""
+    result, worker_cpu = lean_load(state, workers, clients, gets, seconds)
     print(
         f"  lean asyncio load: {clients} sessions at once x (associate, {gets} GETs, release)"
         f" for {result['seconds']} s: {result['gets_per_s']} ciphered GET/s,"
@@ -344,6 +360,29 @@ def run_async_load(state: Path, clients: int, gets: int, seconds: float) -> None
         f" p99 {result['get_p99_ms']} ms, {result['errors']} failed sessions"
         f" {result['first_errors']}; load generator CPU {result['client_cpu_percent']} %"
         " of one core"
+    )
+    if result["gets"] and result["sessions"]:
+        # The idle work of the fleet in the window is counted in, so it is an upper bound.
+        print(
+            f"  workers' CPU {worker_cpu:.2f} s ({worker_cpu / result['seconds'] * 100:.0f} %"
+            f" of one core): {worker_cpu / result['gets'] * 1e6:.0f} µs per GET,"
+            f" {worker_cpu / result['sessions'] * 1e3:.2f} ms per session"
+            f" (associate, {gets} GETs, release)"
+        )
+
+
+def split_session_cost(state: Path, workers: list[int], clients: int, gets: int) -> None:
+    """Sessions without GETs, then with twice as many (the meters have all been served once
+    by the load before): the workers' CPU per association (with its release) and per GET."""
+    per_session = {}
+    for count in (0, 2 * gets):
+        result, cpu = lean_load(state, workers, clients, count, seconds=15)
+        per_session[count] = cpu / max(1, result["sessions"])
+    per_get = (per_session[2 * gets] - per_session[0]) / (2 * gets)
+    print(
+        f"  split: workers' CPU per association (AARQ/AARE, HLS pass 3/4, RLRQ, the"
+        f" connection) {per_session[0] * 1e3:.2f} ms, per ciphered GET {per_get * 1e6:.0f} µs"
+        f" (sessions of 0 and {2 * gets} GETs, 15 s each)"
     )
 
 
@@ -355,6 +394,7 @@ def bench(  # noqa: PLR0917 - the command line's options
     gets: int,
     outage: float,
     async_clients: int = 0,
+    split: bool = False,
 ) -> None:
     state = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     first = f"tcp://127.{random.randint(2, 250)}.{random.randint(0, 250)}.1:4059"
@@ -395,7 +435,9 @@ def bench(  # noqa: PLR0917 - the command line's options
         if clients or during:
             run_load(state, clients, gets, seconds=20, during=during)
         if async_clients:
-            run_async_load(state, async_clients, gets, seconds=20)
+            run_async_load(state, pids[1:], async_clients, gets, seconds=20)
+            if split:
+                split_session_cost(state, pids[1:], async_clients, gets)
     finally:
         process.terminate()
         process.wait(120)
@@ -415,6 +457,11 @@ def main() -> None:
     parser.add_argument(
         "--async-clients", type=int, default=0, help="concurrent sessions of the lean head-end"
     )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="after the async load: the workers' CPU per association and per GET",
+    )
     args = parser.parse_args()
     tick, commit_ms = tick_and_checkpoint_cost()
     interval = Config().store.checkpoint_interval_s
@@ -433,6 +480,7 @@ def main() -> None:
             args.gets,
             args.outage,
             args.async_clients,
+            args.split,
         )
         print(
             f"  of which MeterLoop wake-ups alone: {count * WAKES_PER_S * tick / 1e4:.1f} %"

@@ -194,6 +194,8 @@ async def run_load(
     return {
         "clients": clients,
         "seconds": round(elapsed, 1),
+        "gets": len(lat),
+        "sessions": stats.sessions,
         "gets_per_s": round(len(lat) / elapsed),
         "sessions_per_s": round(stats.sessions / elapsed, 1),
         "get_median_ms": round(statistics.median(lat) * 1000, 2) if lat else None,

@@ -12,11 +12,11 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from twin.clock import (
     TIME_MAX,
@@ -30,6 +30,7 @@ from twin.clock import (
     clamp_carryable,
 )
 from twin.config import WEEKDAYS, Config, parse_hhmm
+from twin.meter.events import COMMUNICATION_CODES
 from twin.meter.model import MeterModel
 from twin.meter.state import MeterReading, MeterState
 from twin.meter.tariff import TariffProgram
@@ -126,8 +127,9 @@ class Meter:
         self._inflight: deque[_Inflight] = deque()
         self._durable: dict[str, int] = {}  # registers of the last commit known durable
         self._published: MeterReading | None = None  # the last reading known durable
-        # Called after events were committed or an operator action changed the alarm register
-        # (GPRS re-checks the alarm register at once);
+        # Called after events were committed (other than communication session log entries
+        # alone) or an operator action changed the alarm register (GPRS re-checks the alarm
+        # register at once);
         # listeners must be quick and must not call back into the meter.
         self.on_events: list[Callable[[], None]] = []
         # True while `ctl advance` lives through a span (twin/fast_forward.py): the model is
@@ -181,13 +183,18 @@ class Meter:
         """Hand what the model logged and its registers to the writer, without waiting."""
         self._submit(None)
 
-    def _submit(self, reading: MeterReading | None) -> Future[None]:
+    def _submit(
+        self, reading: MeterReading | None, settings: Mapping[str, Any] | None = None
+    ) -> Future[None]:
         # The outbox leaves the model only into a queued commit, which the writer retries
         # until it succeeds: a failed commit (disk full) loses no row or event.
         outbox = self.model.drain()
-        future = self.store.submit_commit(self.model.state, outbox)
+        future = self.store.submit_commit(self.model.state, outbox, settings)
         registers = self.model.state.registers_wh()
-        self._inflight.append(_Inflight(future, registers, reading, bool(outbox.events)))
+        # The communication session log (P3 §4.2.1, one entry per code at each release)
+        # raises no register bit and counts no failure: nothing a listener reads changes.
+        told = any(event.code not in COMMUNICATION_CODES for event in outbox.events)
+        self._inflight.append(_Inflight(future, registers, reading, told))
         return future
 
     def _wait(self, future: Future[None]) -> bool:
@@ -259,6 +266,30 @@ class Meter:
     def _last_durable(self, fallback: MeterReading) -> MeterReading:
         return self._published if self._published is not None else fallback
 
+    def published_energy(self) -> dict[str, int]:
+        """The energy registers (Wh) exactly as `publish().energy_wh` would show them, without
+        building the rest of a reading (a head-end's GET of 1-0:1.8.1 needs nothing else):
+        committed before they are returned, or the last committed ones when the store cannot
+        commit within SYNC_WAIT_S."""
+        future = self.commit_soon()
+        registers = self.model.state.registers_wh()
+        if future is None or self._wait(future):
+            return registers
+        return self._durable or registers
+
+    def commit_soon(self) -> Future[None] | None:
+        """Advance to now and queue the registers and the outbox unless all of it is durable
+        already, without waiting; the future completes when it is (None: nothing to do)."""
+        self.model.advance(self._reachable(self.clock.now()))
+        self.settle()
+        if (
+            not self.model.outbox
+            and not self._inflight
+            and self.model.state.registers_wh() == self._durable
+        ):
+            return None
+        return self._submit(None)
+
     async def publish_durable(self, at: datetime | None = None) -> MeterReading:
         """Like `publish`, but waits (without holding the event loop) until it is committed,
         however long the store takes: for a port that must never show an older reading."""
@@ -293,11 +324,16 @@ class Meter:
                 listener()
         return result
 
-    def act_soon(self, action: Callable[[MeterModel, datetime], T]) -> T:
+    def act_soon(
+        self,
+        action: Callable[[MeterModel, datetime], T],
+        settings: Mapping[str, Any] | None = None,
+    ) -> T:
         """Like `act`, for a change nobody is answered about (a value read from an M-Bus
-        device): queued in order, not waited for, so a busy bus never holds the loop."""
+        device): queued in order, not waited for, so a busy bus never holds the loop.
+        `settings` (key -> value) go into the same transaction as what the action logged."""
         result = self._apply(action)
-        self.submit()
+        self._submit(None, settings)
         return result
 
     def _apply(self, action: Callable[[MeterModel, datetime], T]) -> T:

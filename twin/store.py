@@ -24,7 +24,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,13 +181,20 @@ class Store(ProfileTables):
         """
         if self.writer.stalled():
             raise self._unavailable()
-        future = self.writer.submit(write)
+        self.wait_written(self.writer.submit(write))
+
+    def wait_written(self, future: Future[None]) -> None:
+        """Wait until a submitted write is durable, as `_write` does: a store that turns out
+        stalled, or a write not made within WRITE_WAIT_S, raises StoreError (the write is
+        taken back if it has not started)."""
         deadline = time.monotonic() + WRITE_WAIT_S
         while not future.done():
             wait([future], STALL_POLL_S)
             if not future.done() and (self.writer.stalled() or time.monotonic() > deadline):
                 self.writer.withdraw(future)
                 raise self._unavailable()
+        if future.cancelled():  # taken back by another waiter that gave up
+            raise self._unavailable()
         try:
             future.result()
         except StoreWriteError as exc:
@@ -219,6 +226,11 @@ class Store(ProfileTables):
         """Durable when it returns (the P3 invocation counter reservation relies on it)."""
         self._write(setting_write(key, value))
 
+    def queue_setting(self, key: str, value: Any) -> Future[None]:
+        """Queue a setting, in order with every other write, without waiting; durable when the
+        future is (the writer retries a failing write until it succeeds)."""
+        return self.writer.submit(setting_write(key, value))
+
     async def put_setting_async(self, key: str, value: Any) -> None:
         """Durable when it returns, awaited without holding the event loop (a port that must
         persist before it answers, and does so often: the P2 master and gas meter). A
@@ -243,14 +255,19 @@ class Store(ProfileTables):
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"{self.path}: the stored meter state is damaged: {exc!r}") from exc
 
-    def submit_commit(self, state: MeterState, outbox: Outbox) -> Future[None]:
-        """Queue the registers and the outbox as one transaction; durable when the future is.
+    def submit_commit(
+        self, state: MeterState, outbox: Outbox, settings: Mapping[str, Any] | None = None
+    ) -> Future[None]:
+        """Queue the registers, the outbox and `settings` as one transaction; durable when
+        the future is.
 
         The state is serialized here, on the caller's (the event loop's) thread: the model
         never leaves it. The outbox is handed over and must not be touched afterwards.
         """
         record = json.dumps(state.to_record(), separators=(",", ":"))
-        return self.writer.submit_commit(MeterCommit(record, state.time.timestamp(), outbox))
+        texts = {key: json.dumps(value) for key, value in (settings or {}).items()}
+        commit = MeterCommit(record, state.time.timestamp(), outbox, texts)
+        return self.writer.submit_commit(commit)
 
     def commit(self, state: MeterState, outbox: Outbox) -> None:
         """Write the registers and everything in the outbox in one durable transaction."""
@@ -293,6 +310,8 @@ def _write_commit(db: sqlite3.Connection, commit: MeterCommit) -> None:
         (commit.record, commit.meter_time, time.time()),
     )
     insert_outbox(db, commit.outbox)
+    for key, text in commit.settings.items():
+        db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, text))
 
 
 # ---------------------------------------------------------------------- opening and checking

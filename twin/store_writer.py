@@ -47,10 +47,14 @@ class MeterCommit:
     record: str
     meter_time: float
     outbox: Outbox
+    # Settings (key -> JSON text) that belong with what the outbox logged, in the same
+    # transaction (the counter values of communication log entries).
+    settings: dict[str, str] = field(default_factory=dict)
 
     def absorb(self, later: MeterCommit) -> None:
         self.record, self.meter_time = later.record, later.meter_time
         self.outbox.extend(later.outbox)
+        self.settings |= later.settings
 
 
 @dataclass(slots=True)
@@ -126,6 +130,12 @@ class StoreWriter:
             running = self._running is not None
             since = self._started_at
         return self.fault is not None or (running and time.monotonic() - since > STALLED_AFTER_S)
+
+    def last_queued(self) -> Future[None] | None:
+        """The future of the last queued write (None: nothing queued): in order, so everything
+        queued so far is durable when it is."""
+        with self._lock:
+            return self._jobs[-1].future if self._jobs else None
 
     def pending(self) -> int:
         with self._lock:

@@ -7,8 +7,8 @@ import json
 from datetime import timedelta
 
 from tests.support import amsterdam, model_at, steady_config
-from twin.meter.alarms import FACTORY_ALARM_FILTER
-from twin.meter.events import EventCode
+from twin.meter.alarms import FACTORY_ALARM_FILTER, error_bits
+from twin.meter.events import COMMUNICATION_CODES, EventCode
 from twin.meter.state import MeterState
 
 START = amsterdam(2026, 11, 23, 12, 0)
@@ -68,3 +68,9 @@ def test_registers_and_filter_persist_and_old_records_load() -> None:
         del record[key]  # a checkpoint from before these were kept
     old = MeterState.from_record(record)
     assert (old.error_register, old.alarm_filter) == (0, FACTORY_ALARM_FILTER)
+
+
+def test_communication_session_log_entries_raise_no_register_bit() -> None:
+    """The meter tells no listener of them (twin/metering.py): nothing a trigger reads moves."""
+    for code in COMMUNICATION_CODES:
+        assert error_bits(code) == (0, 0)

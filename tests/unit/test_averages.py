@@ -170,3 +170,18 @@ def test_reactive_model_leaves_the_energy_registers_as_they_were() -> None:
         "1-0:2.8.1": 234961620000000,
         "1-0:2.8.2": 133163795400000000,
     }
+
+
+def test_reads_within_a_minute_keep_one_averaging_step_and_the_same_sums() -> None:
+    """A head-end reading a meter many times a minute advances the model in tiny steps: they
+    merge into one step per minute (and power), and the sums are exactly those of one step."""
+    fine, coarse = steady(3000), steady(3000)
+    t = START
+    for _ in range(600):  # a read every 100 ms over a minute
+        t += timedelta(milliseconds=100)
+        fine.advance(t)
+    assert len(fine.state.averages.steps) == 1
+    coarse.advance(t)
+    assert fine.state.averages.to_record() == coarse.state.averages.to_record()
+    fine.advance(at(1.5))  # the next minute starts a step of its own
+    assert len(fine.state.averages.steps) == 1  # summed by to_record, then one new one

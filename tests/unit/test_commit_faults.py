@@ -132,6 +132,10 @@ async def test_a_stuck_write_holds_neither_status_nor_metering(tmp_path: Path) -
         shown = meter.publish()  # what P3 reads: at once, and only what is on disk
         assert time.monotonic() - began < 0.1
         assert shown.energy_wh["1-0:1.8.2"] == before * 1000
+        began = time.monotonic()
+        energy = meter.published_energy()  # the energy registers alone: the same rule
+        assert time.monotonic() - began < 0.1
+        assert energy == shown.energy_wh
 
         disk.set()
         await asyncio.to_thread(_settled, meter)
@@ -220,3 +224,26 @@ def test_a_write_that_raises_fails_alone_and_the_writer_goes_on(tmp_path: Path) 
     assert store.setting("after") == 2
     assert store.setting("half") is None  # rolled back
     store.close()
+
+
+async def test_the_energy_registers_alone_are_committed_before_they_are_shown(
+    tmp_path: Path,
+) -> None:
+    start = amsterdam(2026, 11, 23, 12, 0)
+    clock = ManualClock(start)
+    meter = Meter(steady_config(), clock, Store.open(tmp_path), random.Random(1))
+    meter.act(lambda m, now: m.set_load_override(now, 3600))  # 1 Wh a second
+    await clock.advance(10)
+    energy = meter.published_energy()
+    assert energy == meter.publish().energy_wh  # what a full reading shows
+    checkpoint = meter.store.load()
+    assert checkpoint is not None
+    assert checkpoint.state.registers_wh() == energy  # on disk before it was returned
+    assert meter.commit_soon() is None  # nothing new since: nothing to write
+    await clock.advance(1)
+    queued = meter.commit_soon()  # a new Wh: queued, not waited for
+    assert queued is not None
+    queued.result(5)
+    checkpoint = meter.store.load()
+    assert checkpoint is not None
+    assert checkpoint.state.registers_wh() == meter.published_energy() != energy

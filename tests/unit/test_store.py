@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,9 +15,9 @@ from tests.support import amsterdam, steady_config
 from twin.clock import ManualClock
 from twin.config import Config
 from twin.meter.events import Event, EventCode, EventLog
-from twin.meter.model import Outbox
+from twin.meter.model import MeterModel, Outbox
 from twin.meter.profiles import DailyProfileRow, LoadProfileRow, MbusHourRow
-from twin.meter.state import MeterState
+from twin.meter.state import MbusReading, MeterState
 from twin.metering import TARIFF_SETTING, Meter, program_from_config, program_to_setting
 from twin.store import Store, StoreError
 
@@ -295,3 +297,15 @@ def test_a_table_added_since_the_database_was_made_is_created_at_open(tmp_path: 
     store = Store.open(tmp_path)
     assert store.definable_entries() == []
     store.close()
+
+
+def test_the_m_bus_devices_of_the_state_round_trip_whole() -> None:
+    """The record is built field by field (no deep copy on the loop): every field of an
+    M-Bus device must still be in it."""
+    start = amsterdam(2026, 11, 23, 12, 0)
+    state = MeterModel.new_state(steady_config(), start)
+    state.mbus[1] = MbusReading(1, 3, "G0099000000000019", 123_456, start)
+    state.mbus[2] = MbusReading(2, 7, "W0099000000000020", 7, None)
+    again = MeterState.from_record(json.loads(json.dumps(state.to_record())))
+    assert again.mbus == state.mbus
+    assert set(state.to_record()["mbus"]["1"]) == {f.name for f in fields(MbusReading)}

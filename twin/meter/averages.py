@@ -93,7 +93,16 @@ class AverageState:
         period = int(start // PERIOD_S)
         if period != self.period:
             self.roll(period)
-        self.steps.append((round(end * 1e6) - round(start * 1e6), power, int(start // 60)))
+        us, minute = round(end * 1e6) - round(start * 1e6), int(start // 60)
+        if self.steps:
+            last_us, last_power, last_given = self.steps[-1]
+            if last_power is power and last_given == minute:
+                # The same power and grid voltages: every sum is (whole milli-units) x us, so
+                # one step of the summed length adds exactly the same (a meter read a
+                # thousand times a minute keeps one step, not a thousand).
+                self.steps[-1] = (last_us + us, power, minute)
+                return
+        self.steps.append((us, power, minute))
 
     def add(
         self, start: float, end: float, power: MinutePower, volts: Volts, cuts: Iterable[float]

@@ -102,8 +102,15 @@ class MeterState:
         ]
         if self.gas is not None:
             record["gas"]["capture"] = self.gas.capture.isoformat() if self.gas.capture else None
+        # Field by field too: asdict deep-copies the capture time only to replace it.
         record["mbus"] = {
-            str(channel): {**asdict(d), "capture": d.capture.isoformat() if d.capture else None}
+            str(channel): {
+                "channel": d.channel,
+                "device_type": d.device_type,
+                "equipment_id": d.equipment_id,
+                "value_thousandths": d.value_thousandths,
+                "capture": d.capture.isoformat() if d.capture else None,
+            }
             for channel, d in self.mbus.items()
         }
         record["averages"] = self.averages.to_record()

@@ -32,6 +32,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -199,11 +200,18 @@ def _fingerprint(guek: bytes) -> str:
 
 class KeyCounters:
     """The server invocation counter (`CounterReservation`) of the current GUEK: reserved
-    ahead in blocks, never wrapped, restarted only for a new GUEK once exhausted."""
+    ahead in blocks, never wrapped, restarted only for a new GUEK once exhausted.
+
+    The next block is reserved in the background (`reserve_ahead`) once half the running one
+    is used, and when a connection opens, so a ciphered answer does not hold the event loop
+    for an fsync: the write is queued, and its limit is taken into use only once it is durable
+    (`BlockReservation.reserved`). Should the counter reach the limit before that, it waits for
+    that write as it would for its own (and refuses on a stalled store)."""
 
     def __init__(self, store: Store, guek: Callable[[], bytes], block: int) -> None:
         self._store = store
         self._guek = guek
+        self._ahead: tuple[int, Future[None]] | None = None  # a limit being written
         # A new meter starts at 1: clients keep "last counter seen = 0" and want a higher one
         # (dlms-cosem does; P3 §3.2.3 "higher than in a previous message").
         start = max(1, int(store.setting(COUNTER_SETTING) or 0))
@@ -222,15 +230,45 @@ class KeyCounters:
             # the Global Encryption Key". The new GUEK is recorded first: a crash in between
             # leaves the counter exhausted (refusing), never restarted for the old key.
             self._store.put_setting(COUNTER_KEY_SETTING, _fingerprint(self._guek()))
+            self._ahead = None  # a limit counted for the old key is no reservation for the new
             self._blocks.restart(1)
             log.warning("P3 invocation counter restarted at 1 for the new GUEK")
-        return self._blocks.next_invocation_counter()
+        self._adopt()
+        value = self._blocks.next_invocation_counter()
+        self.reserve_ahead()
+        return value
+
+    def reserve_ahead(self) -> Future[None] | None:
+        """Queue the next block's limit when half the running block is used (or none is
+        reserved yet), without waiting; the future completes when it is durable. None when
+        nothing is wanted, or the store is stalled (the counter then waits, as without it)."""
+        self._adopt()
+        if self._ahead is not None:
+            return self._ahead[1]
+        limit = self._blocks.wanted_ahead()
+        if limit is None or self._store.writer.stalled():
+            return None
+        future = self._store.queue_setting(COUNTER_SETTING, limit)
+        self._ahead = (limit, future)
+        return future
+
+    def _adopt(self) -> None:
+        """Take a limit written ahead into use once it is durable (and only then)."""
+        if self._ahead is None or not self._ahead[1].done():
+            return
+        (limit, future), self._ahead = self._ahead, None
+        if not future.cancelled() and future.exception() is None:
+            self._blocks.reserved(limit)
 
     def _new_key(self) -> bool:
         return bool(self._store.setting(COUNTER_KEY_SETTING) != _fingerprint(self._guek()))
 
     def _persist_limit(self, limit: int) -> None:
         # Durable before the first counter below `limit` is used: an IV never repeats (P3 §3.2.3).
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] >= limit:
+            self._store.wait_written(ahead[1])  # the write already queued for it
+            return
         self._store.put_setting(COUNTER_SETTING, limit)
 
 

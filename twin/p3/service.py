@@ -39,6 +39,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -67,13 +68,13 @@ from twin.p3.server.events import (
 )
 from twin.p3.server.interfaces import CosemObjects, SpecFirstCounter
 from twin.p3.server.logins import LoginGuard
+from twin.store import WRITE_WAIT_S
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 4059  # P3 §3: "the standardized port number 4059"
 DEFAULT_INACTIVITY_S = 300  # P3 Table 3-1
 DEFAULT_ASSOCIATION_TIMEOUT_S = 10.0  # see the module docstring
-READ_CHUNK = 65536
 HEARTBEAT_S = 5.0
 ENDING_GRACE_S = 0.2  # real seconds a closing, unassociated connection gets
 TCP_UDP_SETUP = AttributeRef(41, obis_bytes("0-0:25.0.0"), 6)
@@ -170,23 +171,92 @@ class Counters:
     by_client: dict[int, int] = field(default_factory=dict)
 
 
+class Link(asyncio.Protocol):
+    """The socket of one accepted connection. Its bytes go to the `Connection` in the
+    callback that receives them: no task switch, read future or drain per APDU (a fleet
+    worker serves thousands a second). Reading pauses while the connection is not ready for
+    more (being set up, waiting for the store, the peer not reading its answers), so requests
+    are handled strictly one after the other, as they arrive."""
+
+    def __init__(self, service: P3Service) -> None:
+        self.service = service
+        self.transport: asyncio.Transport | None = None
+        self.connection: Connection | None = None
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._held: list[bytes] = []  # arrived while reading was being paused
+        self._pauses: set[str] = {"setup"}
+        self._accepting: asyncio.Task[None] | None = None
+
+    @property
+    def peer(self) -> str:
+        return "?" if self.transport is None else str(self.transport.get_extra_info("peername"))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.pause_reading()  # until the connection is set up ("setup")
+        self._accepting = asyncio.create_task(self.service.accept(self), name="dsmr-twin.p3.conn")
+
+    def data_received(self, data: bytes) -> None:
+        if self.connection is None or self._pauses:
+            self._held.append(data)
+        else:
+            self.connection.received(data)
+
+    def eof_received(self) -> bool:
+        self.end()
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            log.debug("P3 connection %s lost: %s", self.peer, exc)
+        self.end()
+
+    def pause_writing(self) -> None:
+        self.pause("writing")  # the peer does not read its answers: read no more requests
+
+    def resume_writing(self) -> None:
+        self.resume("writing")
+
+    def start(self, connection: Connection) -> None:
+        """The connection is set up: hand it what arrived meanwhile, then read on."""
+        self.connection = connection
+        self.resume("setup")
+
+    def pause(self, reason: str) -> None:
+        if not self._pauses and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self._pauses.add(reason)
+
+    def resume(self, reason: str) -> None:
+        self._pauses.discard(reason)
+        while self._held and not self._pauses and self.connection is not None:
+            self.connection.received(self._held.pop(0))
+        if not self._pauses and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def end(self) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
 class Connection:
     """One accepted TCP connection and its `DlmsServer`."""
 
-    def __init__(
-        self,
-        service: P3Service,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
+    def __init__(self, service: P3Service, link: Link) -> None:
         self.service = service
-        self.reader = reader
-        self.writer = writer
-        self.peer = str(writer.get_extra_info("peername"))
+        self.link = link
+        self.peer = link.peer
         self.since = service.net_clock.now()
         self.last_activity = self.since
         self.unassociated_since = self.since  # the association time-out counts from here
         self.client: int | None = None
+        self._after_release: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self.session = service.objects.session()
         self.server = DlmsServer(
             ServerConfig(service.keys.material.system_title),
@@ -200,25 +270,34 @@ class Connection:
         )
 
     async def serve(self) -> None:
-        watchdog = asyncio.create_task(self._watch(), name="dsmr-twin.p3.inactivity")
+        self.rewatch()
         try:
-            while True:
-                try:
-                    data = await self.reader.read(READ_CHUNK)
-                except (ConnectionError, OSError) as exc:
-                    log.debug("P3 connection %s lost: %s", self.peer, exc)
-                    break
-                if not data:
-                    break
-                self.last_activity = self.service.net_clock.now()
-                if not await self._apply(self._feed(data)):
-                    break
+            await self.service.prepare_session()
+            self.link.start(self)
+            await self.link.ended  # end of input, a lost connection or a CloseConnection
         finally:
-            watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
-            await self._apply(self.server.connection_lost())
+            watchdog, self._watchdog = self._watchdog, None
+            if watchdog is not None:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
+            if self._apply(self.server.connection_lost()):
+                await self.service.queued_writes()
             self._close()
+
+    def received(self, data: bytes) -> None:
+        """Bytes from the peer (called by the link, in order, one chunk at a time)."""
+        self.last_activity = self.service.net_clock.now()
+        if self._apply(self._feed(data)):
+            self.rewatch()  # without an association its time-out applies again
+            # The session's log entries (P3 §5.10) were queued, not waited for, at the
+            # release: this connection, not the event loop, waits until they are durable.
+            self.link.pause("store")
+            self._after_release = asyncio.create_task(self._resume_when_written())
+
+    async def _resume_when_written(self) -> None:
+        await self.service.queued_writes()
+        self.link.resume("store")
 
     def _feed(self, data: bytes) -> list[ServerEvent]:
         try:
@@ -230,38 +309,45 @@ class Connection:
             log.error("P3 core error on %s: %s", self.peer, exc)
             return [CloseConnection(f"core error: {exc}")]
 
-    async def _apply(self, events: list[ServerEvent]) -> bool:
-        """Carry out the core's events; False once the connection must close."""
-        keep_open = True
+    def _apply(self, events: list[ServerEvent]) -> bool:
+        """Carry out the core's events; True if an association ended among them."""
+        released = False
+        transport = self.link.transport
         for event in events:
             if isinstance(event, Transmit):
-                self.writer.write(event.data)
+                if transport is not None and not transport.is_closing():
+                    transport.write(event.data)
             elif isinstance(event, CloseConnection):
                 log.debug("P3 closes %s: %s", self.peer, event.reason)
-                keep_open = False
+                self.link.end()
             else:
                 self.service.on_event(self, event)
-        if any(isinstance(e, Transmit) for e in events):
-            try:
-                await self.writer.drain()
-            except (ConnectionError, OSError):
-                return False
-        return keep_open
+                released = released or isinstance(event, Released)
+        return released
+
+    def rewatch(self) -> None:
+        """(Re)start the watchdog: it sleeps until the first deadline as they stand now, so a
+        change that can bring one forward (the end of an association, a SET of the
+        inactivity time-out) plans it again."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watchdog = asyncio.create_task(self._watch(), name="dsmr-twin.p3.inactivity")
 
     async def _watch(self) -> None:
-        """Close the connection at the first of its deadlines (inactivity, association)."""
+        """Close the connection at the first of its deadlines (inactivity, association); no
+        deadline (Blue Book class 41: 0 = inactivity not supervised, while associated): sleep
+        until `rewatch`. Activity only moves the inactivity deadline later: looked at when
+        the planned one comes."""
         clock = self.service.net_clock
         while True:
             deadline, expired = self._deadline()
-            if deadline is None:  # Blue Book class 41: 0 = inactivity not supervised
-                await clock.sleep_until(clock.now() + timedelta(seconds=HEARTBEAT_S))
-            elif clock.now() >= deadline:
+            if deadline is None:
+                return
+            if clock.now() >= deadline:
                 expired()
                 self._close()
                 return
-            else:
-                # Wake at least every heartbeat: the end of an association moves a deadline.
-                await clock.sleep_until(min(deadline, clock.now() + timedelta(seconds=HEARTBEAT_S)))
+            await clock.sleep_until(deadline)
 
     def _deadline(self) -> tuple[datetime | None, Callable[[], None]]:
         deadlines: list[tuple[datetime, Callable[[], None]]] = []
@@ -286,8 +372,7 @@ class Connection:
         log.debug("P3 connection %s made no association in time: closed", self.peer)
 
     def _close(self) -> None:
-        if not self.writer.is_closing():
-            self.writer.close()
+        self.link.close()
 
 
 class P3Service:
@@ -323,6 +408,8 @@ class P3Service:
         self._server: asyncio.Server | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        # A SET may have shortened the inactivity time-out of the active connection.
+        objects.on_change.append(self._settings_changed)
         self._exhaustion_logged = False
 
     # ---- listener --------------------------------------------------------------------------
@@ -339,7 +426,8 @@ class P3Service:
 
     async def start_listening(self) -> None:
         if self._server is None:
-            self._server = await asyncio.start_server(self._accept, self.host, self.port)
+            loop = asyncio.get_running_loop()
+            self._server = await loop.create_server(lambda: Link(self), self.host, self.port)
             log.info("P3 listening on %s:%d", self.host, self.bound_port)
 
     async def stop_listening(self) -> None:
@@ -349,7 +437,7 @@ class P3Service:
             return
         server.close()
         if self.active is not None:
-            self.active.writer.close()
+            self.active.link.close()
         await self.wait_idle()
         await server.wait_closed()
         log.info("P3 stopped listening")
@@ -361,6 +449,10 @@ class P3Service:
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
+
+    def _settings_changed(self) -> None:
+        if self.active is not None:
+            self.active.rewatch()
 
     def inactivity_s(self) -> int:
         return inactivity_time_out_s(self.objects)
@@ -408,7 +500,8 @@ class P3Service:
             await asyncio.gather(*waits, return_exceptions=True)
 
     # ---- connections -----------------------------------------------------------------------
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def accept(self, link: Link) -> None:
+        """A new connection (its link's task): serve it, or refuse it at once."""
         self.heartbeat = time.monotonic()
         if self.active is not None and self.active.server.state is State.IDLE:
             # A connection without an association may be one whose client just closed it
@@ -419,10 +512,10 @@ class P3Service:
         if self.active is not None:
             # nb_of_sim_conn = 1 (P3 Table 3-1): refuse at once, unanswered.
             self.counters.refused += 1
-            log.debug("P3 refused a second connection from %s", writer.get_extra_info("peername"))
-            writer.close()
+            log.debug("P3 refused a second connection from %s", link.peer)
+            link.close()
             return
-        connection = Connection(self, reader, writer)
+        connection = Connection(self, link)
         self.active = connection
         self._idle.clear()
         self.counters.connections += 1
@@ -433,6 +526,31 @@ class P3Service:
         finally:
             self.active = None
             self._idle.set()
+
+    async def prepare_session(self) -> None:
+        """Before a new connection's first request is read, make durable in the background
+        what its session is about to need: the next block of invocation counters and the
+        meter's registers (the first GET would commit them). Inside a request either is an
+        fsync that holds the event loop, and with it every other meter of a fleet worker.
+        Waited for at most WRITE_WAIT_S: on a slow or stalled store the request path then
+        waits, or refuses, as it always did."""
+        await self._written(self.keys.counters.reserve_ahead(), self.meter.commit_soon())
+
+    async def queued_writes(self) -> None:
+        """Until every write queued so far is durable (at most WRITE_WAIT_S)."""
+        await self._written(self.meter.store.writer.last_queued())
+
+    async def _written(self, *queued: Future[None] | None) -> None:
+        """Wait for queued writes without holding the event loop, at most WRITE_WAIT_S: a
+        stalled store writes them later, in order, and whoever needs one durable then waits
+        (or refuses) as it always did."""
+        waits = [asyncio.wrap_future(f) for f in queued if f is not None]
+        if waits:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WRITE_WAIT_S):
+                    # Shielded: a connection that ends meanwhile leaves the writes queued.
+                    await asyncio.shield(asyncio.gather(*waits, return_exceptions=True))
+        self.meter.settle()
 
     def on_event(self, connection: Connection, event: ServerEvent) -> None:
         self.heartbeat = time.monotonic()

@@ -121,11 +121,13 @@ def test_invocation_counter_reserved_ahead_and_never_reused(tmp_path: Path) -> N
     used = [keys.counters.next_invocation_counter() for _ in range(15)]
     # the limit of the running block is durable before its counters are used
     assert used[0] == 1  # a new meter starts at 1 (clients require "higher than 0")
-    assert store.setting(COUNTER_SETTING) == 21
+    assert store.setting(COUNTER_SETTING) >= 21
+    _settled(store)
+    assert store.setting(COUNTER_SETTING) == 31  # half of 11..20 used: the next one, ahead
     # "kill -9": no clean shutdown, a new process opens the same database
     _store2, keys2 = reopen(tmp_path, block=10)
     more = [keys2.counters.next_invocation_counter() for _ in range(3)]
-    assert more[0] == 21
+    assert more[0] == 31
     seen = used + more
     assert seen == sorted(set(seen))
 
@@ -277,13 +279,16 @@ def test_p2_key_holders_keep_keys_out_of_reprs() -> None:
 
 def test_no_counter_is_used_before_its_reservation_is_on_disk(tmp_path: Path) -> None:
     store, keys = reopen(tmp_path, block=10)
-    first = [keys.counters.next_invocation_counter() for _ in range(10)]  # block 1..10
+    first = [keys.counters.next_invocation_counter() for _ in range(4)]  # block 1..10
     disk = threading.Event()
     # The disk stops in the middle of a write (a frozen file system): the writer waits.
     store.writer.submit(lambda db: disk.wait(10))
     time.sleep(STALLED_AFTER_S * 1.5)
+    # Half the block used: the next block (limit 21) is asked for ahead, behind the stuck write.
+    first += [keys.counters.next_invocation_counter() for _ in range(6)]
+    assert first == list(range(1, 11))
     with pytest.raises(StoreError, match="storage unavailable"):
-        keys.counters.next_invocation_counter()  # 11 would need a new reservation
+        keys.counters.next_invocation_counter()  # 11: its reservation is not on disk
     disk.set()
     _settled(store)
     again = keys.counters.next_invocation_counter()
@@ -297,3 +302,36 @@ def _settled(store: Store) -> None:
     while store.writer.pending():
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_the_next_block_is_reserved_in_the_background_before_it_is_needed(
+    tmp_path: Path,
+) -> None:
+    store, keys = reopen(tmp_path, block=10)
+    used = [keys.counters.next_invocation_counter() for _ in range(5)]  # half of 1..10
+    assert used == [1, 2, 3, 4, 5]
+    _settled(store)
+    assert store.setting(COUNTER_SETTING) == 21  # written ahead, nobody waited for it
+    disk = threading.Event()
+    store.writer.submit(lambda db: disk.wait(10))  # now the disk stops
+    time.sleep(STALLED_AFTER_S * 1.5)
+    # 6..15 lie below the limit on disk: no counter waits for the stuck disk
+    assert [keys.counters.next_invocation_counter() for _ in range(10)] == list(range(6, 16))
+    disk.set()
+    _settled(store)
+    _store2, keys2 = reopen(tmp_path, block=10)  # "kill -9": nothing used is handed out again
+    assert keys2.counters.next_invocation_counter() > 15
+
+
+def test_a_background_reservation_is_asked_for_when_a_connection_opens(tmp_path: Path) -> None:
+    store, keys = reopen(tmp_path, block=10)
+    future = keys.counters.reserve_ahead()  # a new meter: nothing reserved yet
+    assert future is not None
+    future.result(5)
+    assert store.setting(COUNTER_SETTING) == 11
+    assert keys.counters.reserve_ahead() is None  # a whole block is left
+    disk = threading.Event()
+    store.writer.submit(lambda db: disk.wait(10))  # the disk stops
+    time.sleep(STALLED_AFTER_S * 1.5)
+    assert keys.counters.next_invocation_counter() == 1  # already on disk: no wait, no error
+    disk.set()

@@ -51,3 +51,39 @@ def test_bad_arguments() -> None:
         BlockReservation(2**32 + 1, print)
     with pytest.raises(LocalP3Error):
         BlockReservation(0, print, block=0)
+
+
+def test_the_next_block_is_wanted_ahead_and_used_once_reported_durable() -> None:
+    persisted: list[int] = []
+    counters = BlockReservation(1, persisted.append, block=10)
+    assert counters.wanted_ahead() == 11  # nothing reserved: the first block is wanted
+    counters.reserved(11)  # the owner made it durable without waiting on it here
+    assert [counters.next_invocation_counter() for _ in range(4)] == [1, 2, 3, 4]
+    assert counters.wanted_ahead() is None  # more than half a block left (5..10)
+    assert counters.next_invocation_counter() == 5
+    assert counters.wanted_ahead() == 21  # half a block left: the next one, contiguous
+    counters.reserved(21)
+    assert [counters.next_invocation_counter() for _ in range(12)] == list(range(6, 18))
+    assert persisted == []  # every counter handed out lay below a limit reported durable
+
+
+def test_a_limit_not_reported_durable_is_never_used() -> None:
+    persisted: list[int] = []
+    counters = BlockReservation(1, persisted.append, block=10)
+    assert counters.wanted_ahead() == 11  # asked for, never reported durable
+    assert counters.next_invocation_counter() == 1
+    assert persisted == [11]  # so the first counter waited for its own reservation
+    counters.reserved(5)  # a stale, lower report changes nothing
+    assert [counters.next_invocation_counter() for _ in range(10)] == list(range(2, 12))
+    assert persisted == [11, 21]
+
+
+def test_nothing_is_wanted_ahead_of_an_exhausted_counter() -> None:
+    counters = BlockReservation(2**32 - 3, print, block=10)
+    assert counters.wanted_ahead() == 2**32  # the last block is clipped to the space
+    counters.reserved(2**32)
+    assert counters.wanted_ahead() is None
+    for _ in range(3):
+        counters.next_invocation_counter()
+    assert counters.exhausted
+    assert counters.wanted_ahead() is None

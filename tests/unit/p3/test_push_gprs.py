@@ -20,6 +20,7 @@ from tests.unit.p3.objects.conftest import START, FakeKeyService, ref
 from tests.unit.p3.test_push_objects import EQUIPMENT, EXAMPLE_1, EXAMPLE_2
 from twin.clock import ManualClock
 from twin.config import P3Config
+from twin.meter.events import EventCode
 from twin.metering import Meter
 from twin.p3.gprs.controller import GprsController
 from twin.p3.gprs.push import PUSH_CSD_SMS, PUSH_SCHEDULER
@@ -296,11 +297,10 @@ async def test_an_alarm_still_active_after_a_short_power_failure_is_pushed_again
     assert head_end.messages == [fraud, fraud]
 
 
-async def test_an_idle_controller_sleeps_until_woken_and_is_not_hung(
+async def _counting_polls(
     rig: Rig, running: Callable[[GprsController], None]
-) -> None:
-    """Cost follows work (issue 12): no network-clock poll while nothing is due; an alarm
-    raised by an operator action (no event logged) wakes it; the supervisor sees it waiting."""
+) -> tuple[GprsController, list[int]]:
+    """A running always-on controller, settled, and a list that grows at each trigger poll."""
     gprs = rig.controller("always-on")
     polls: list[int] = []
     poll = gprs.pushes.poll
@@ -308,6 +308,15 @@ async def test_an_idle_controller_sleeps_until_woken_and_is_not_hung(
     running(gprs)
     await eventually(lambda: rig.service.listening)
     await asyncio.sleep(0.05)
+    return gprs, polls
+
+
+async def test_an_idle_controller_sleeps_until_woken_and_is_not_hung(
+    rig: Rig, running: Callable[[GprsController], None]
+) -> None:
+    """Cost follows work (issue 12): no network-clock poll while nothing is due; an alarm
+    raised by an operator action (no event logged) wakes it; the supervisor sees it waiting."""
+    gprs, polls = await _counting_polls(rig, running)
     idle_polls = len(polls)
     await rig.net.advance(60)  # a minute of network time: twelve heartbeats before
     await asyncio.sleep(0.05)
@@ -318,3 +327,23 @@ async def test_an_idle_controller_sleeps_until_woken_and_is_not_hung(
     rig.meter.act(lambda m, _now: m.set_alarms(0b10))
     await eventually(lambda: "0-1:25.9.0" in gprs.status()["pushes"])
     assert len(polls) > idle_polls
+
+
+async def test_a_reading_session_leaves_the_sleeping_controller_asleep(
+    rig: Rig, running: Callable[[GprsController], None]
+) -> None:
+    """Only what the triggers read wakes the controller (a fleet's head-end reads thousands of
+    meters a minute): not the end of an association that wrote nothing, not the session's own
+    communication log entries (P3 §4.2.1, no register bit); a SET before the end does."""
+    _gprs, polls = await _counting_polls(rig, running)
+    idle_polls = len(polls)
+    rig.released()  # an association that only read
+    rig.meter.act(lambda m, now: m.log_event(now, EventCode.RETRIEVE_READINGS_E))
+    await asyncio.sleep(0.05)
+    assert len(polls) == idle_polls
+    rig.set(22, "0-0:15.0.4", 4, AT_22)  # the CS writes the scheduler's execution time
+    rig.released()
+    await eventually(lambda: len(polls) > idle_polls)
+    woken = len(polls)
+    rig.meter.act(lambda m, now: m.log_event(now, 46))  # an event with an alarm bit
+    await eventually(lambda: len(polls) > woken)

@@ -56,6 +56,7 @@ class Objects(FakeObjects):
     """FakeObjects plus settings the service and GPRS read (TCP-UDP setup, watchdog)."""
 
     extra: dict[AttributeRef, bytes] = field(default_factory=dict)
+    reads: list[AttributeRef] = field(default_factory=list)  # of the `extra` attributes
     releases: int = 0  # association ends the service reported
     mechanisms: list[int] = field(default_factory=list)  # of the associations reported
     ticks: int = 0
@@ -84,6 +85,7 @@ class Objects(FakeObjects):
         self, client: int, ref: AttributeRef, access: SelectiveAccess | None
     ) -> bytes | DataAccessResult:
         if ref in self.extra:
+            self.reads.append(ref)
             return self.extra[ref]
         return super().get(client, ref, access)
 
@@ -233,6 +235,70 @@ async def test_inactivity_time_out_closes_the_connection(rig: Rig) -> None:
         assert await asyncio.to_thread(tcp_peers.closed_by_peer, sock)
     await rig.service.wait_idle()
     assert rig.service.counters.inactivity_closes == 1
+
+
+async def test_a_new_connection_readies_its_session_before_the_first_request(rig: Rig) -> None:
+    """The next block of invocation counters and the registers are made durable when the
+    connection opens, in the background, so no request waits for an fsync on the loop."""
+    assert rig.service.keys.reserved_limit() == 0  # a new meter: nothing reserved yet
+    rig.meter.act(lambda m, now: m.set_load_override(now, 3600))  # 1 Wh a second
+    await rig.meter_clock.advance(10)
+
+    def on_disk() -> dict[str, int]:
+        checkpoint = rig.store.load()
+        assert checkpoint is not None
+        return checkpoint.state.registers_wh()
+
+    before = on_disk()
+    sock = await asyncio.to_thread(socket.create_connection, ("127.0.0.1", rig.port))
+    with sock:  # nothing is sent
+        await _eventually(lambda: rig.service.keys.reserved_limit() > 0)
+        await _eventually(lambda: on_disk() != before)
+        assert on_disk() == rig.meter.published_energy()
+    await rig.service.wait_idle()
+    clock, _energy = await asyncio.to_thread(management_session, rig.port)
+    assert clock == CLOCK_VALUE
+
+
+async def test_the_connection_watchdog_sleeps_until_its_deadline(rig: Rig) -> None:
+    """No wake-up every few seconds: it sleeps until the first deadline, plans again at the
+    end of an association (the association time-out applies again) and after a SET."""
+    rig.objects.extra[INACTIVITY] = b"\x12\x00\x3c"  # 60 s, written by the CS
+    client = tcp_peers.management_client(rig.port, GUEK, GAK)
+    await asyncio.to_thread(client.connect)
+    await asyncio.to_thread(client.associate)
+    rig.objects.reads.clear()
+    for _ in range(50):  # 50 s of network time, in steps
+        await rig.net.advance(1)
+    # It looked once, at the association deadline planned before the AA: then asleep until
+    # t = 60 s (every 5 s before).
+    assert rig.objects.reads == [INACTIVITY]
+    assert utils.parse_as_dlms_data(await asyncio.to_thread(client.get, ENERGY)) == 123456
+    await rig.net.advance(11)  # the planned deadline: it looks, and sleeps on (activity at 50)
+    await _eventually(lambda: len(rig.objects.reads) == 2)
+    assert rig.service.active is not None
+    await asyncio.to_thread(client.release_association)
+    await _eventually(lambda: rig.objects.releases == 1)
+    await rig.net.advance(rig.service.association_timeout_s + 1)
+    await _eventually(lambda: rig.service.counters.association_timeouts == 1)
+    await asyncio.to_thread(client.disconnect)
+    await rig.service.wait_idle()
+    assert rig.service.counters.inactivity_closes == 0
+
+
+async def test_a_shorter_inactivity_time_out_set_meanwhile_applies_at_once(rig: Rig) -> None:
+    rig.objects.extra[INACTIVITY] = b"\x12\x01\x2c"  # 300 s
+    client = tcp_peers.management_client(rig.port, GUEK, GAK)
+    await asyncio.to_thread(client.connect)
+    await asyncio.to_thread(client.associate)
+    await rig.net.advance(11)  # past the association deadline planned before the AA
+    rig.objects.extra[INACTIVITY] = b"\x12\x00\x1e"  # the CS SETs 30 s
+    for changed in rig.objects.listeners:  # as the object model reports a SET
+        changed()
+    await rig.net.advance(20)
+    await _eventually(lambda: rig.service.counters.inactivity_closes == 1)  # 31 s idle
+    await asyncio.to_thread(client.disconnect)
+    await rig.service.wait_idle()
 
 
 # ---- GPRS ---------------------------------------------------------------------------------

@@ -63,7 +63,11 @@ class Reader:
         return out
 
     def u8(self) -> int:
-        return self.take(1)[0]
+        pos = self._pos  # the most frequent read: indexed directly, not sliced
+        if pos >= len(self._data):
+            raise ApduError(f"truncated: need 1 bytes at offset {pos}")
+        self._pos = pos + 1
+        return self._data[pos]
 
     def u16(self) -> int:
         return int.from_bytes(self.take(2), "big")

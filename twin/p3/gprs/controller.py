@@ -160,9 +160,21 @@ class GprsController:
         # Look at the triggers at once, not at the next heartbeat, when what they read may
         # have changed: the CS wrote settings (execution time, cleared alarms) or the meter
         # logged events (alarm register bits, P3 §9.1.2) — an accelerated meter clock would
-        # otherwise run on for many meter minutes first.
-        p3.on_release.append(self.pushes.arrived.set)
+        # otherwise run on for many meter minutes first. An association that only read
+        # changed nothing they read: it does not wake the controller (a fleet's head-end
+        # reads thousands of meters a minute).
+        self._written = False  # a SET or ACTION since the last end of an association
+        p3.objects.on_change.append(self._cs_wrote)
+        p3.on_release.append(self._association_ended)
         p3.meter.on_events.append(self.pushes.arrived.set)
+
+    def _cs_wrote(self) -> None:
+        self._written = True
+
+    def _association_ended(self) -> None:
+        if self._written:
+            self._written = False
+            self.pushes.arrived.set()
 
     # ---- settings ---------------------------------------------------------------------------
     def mode(self) -> Mode:

@@ -64,6 +64,9 @@ class ComLog:
     def __init__(self, meter: Meter) -> None:
         self.meter = meter
         self.counts: dict[EventCode, int] = {}
+        # The counter values logged with the entries, as stored (read once; this is the only
+        # writer of the setting, so the copy in memory is the authority while it runs).
+        self._saved: dict[str, int] | None = None
 
     def record(self, client: int, ref: AttributeRef, *, method: bool = False) -> None:
         if client == MANAGEMENT_SAP:
@@ -75,23 +78,34 @@ class ComLog:
 
     def flush(self) -> None:
         """At the release of the association: one entry per detected code with its counter
-        value (0 for 71 and 72, P3 §5.10), then the counters restart (§8.7)."""
+        value (0 for 71 and 72, P3 §5.10), then the counters restart (§8.7).
+
+        The entries and their counter values are queued in order, in one transaction, not
+        waited for: the RLRE has gone out already, so nobody is answered about them, and a
+        wait here would hold the event loop (every meter of a fleet worker) for an fsync. A
+        read of the log commits first (`Env.store`), after them, so it sees them."""
         counts, self.counts = self.counts, {}
         if not counts:
             return
         when = self.meter.now()
-        self.meter.act(lambda m, _now: _log(m, when, sorted(counts)))
-        saved: dict[str, int] = dict(self.meter.store.setting(COUNTS_SETTING) or {})
+        saved = self._stored()
         for code, n in counts.items():
             if code in COUNTER_OBJECTS:
                 saved[_key(when, code)] = n
-        kept = dict(list(saved.items())[-EventLog.COMMUNICATION.capacity :])
-        self.meter.store.put_setting(COUNTS_SETTING, kept)
+        self._saved = dict(list(saved.items())[-EventLog.COMMUNICATION.capacity :])
+        # The entries and their counter values in one transaction.
+        self.meter.act_soon(
+            lambda m, _now: _log(m, when, sorted(counts)), {COUNTS_SETTING: self._saved}
+        )
 
     def counter_of(self, when: datetime, code: int) -> int:
         """The counter value logged with the entry (`when`, `code`)."""
-        saved = self.meter.store.setting(COUNTS_SETTING) or {}
-        return int(saved.get(_key(when, code), 0))
+        return int(self._stored().get(_key(when, code), 0))
+
+    def _stored(self) -> dict[str, int]:
+        if self._saved is None:
+            self._saved = dict(self.meter.store.setting(COUNTS_SETTING) or {})
+        return self._saved
 
 
 def _key(when: datetime, code: int) -> str:

@@ -40,13 +40,20 @@ COUNTERS = (
     "0-0:96.7.9",
     *(f"1-0:{p}.{k}.0" for k in (32, 36) for p in (32, 52, 72)),
 )
+ENERGY_REGISTERS = frozenset(("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2"))
 TOTALS = {"1-0:1.8.0": ("1-0:1.8.1", "1-0:1.8.2"), "1-0:2.8.0": ("1-0:2.8.1", "1-0:2.8.2")}
 SECONDS, VOLT, WATT, AMPERE, WH = (UNIT_CODES[u] for u in ("s", "V", "W", "A", "Wh"))
 
 
 def _catalogued(env: Env, entry: ObisObject, encode: Encoder) -> Register:
-    def value(_r: Request) -> Data:
-        return encode(_as_int(entry.value(env.reading())))
+    value: Callable[[Request], Data]
+    if entry.code in ENERGY_REGISTERS:
+        # The energy registers, the head-end's most frequent read, take the committed
+        # registers alone: the same value as the reading's, without building the reading.
+        code = entry.code
+        value = lambda _r: encode(env.energy()[code])  # noqa: E731
+    else:
+        value = lambda _r: encode(_as_int(entry.value(env.reading())))  # noqa: E731
 
     return Register(
         entry.code, ("/R/", "/R/"), value, scaler=entry.scaler, unit=UNIT_CODES[entry.unit or "Wh"]
@@ -65,8 +72,8 @@ def _as_int(value: object) -> int:
     return value
 
 
-def _sum_of(codes: tuple[str, ...]) -> Callable[[MeterReading], int]:
-    return lambda r: sum(r.energy_wh[c] for c in codes)
+def _sum_of(env: Env, codes: tuple[str, ...]) -> Callable[[Request], Data]:
+    return lambda _r: u32(sum(env.energy()[c] for c in codes))
 
 
 def _entry(code: str) -> Callable[[MeterReading], int]:
@@ -86,7 +93,7 @@ def registers(env: Env) -> list[CosemObject]:
         if _phases(env, code)
     ]
     for code, parts in TOTALS.items():
-        total = _reading(env, _sum_of(parts), u32)
+        total = _sum_of(env, parts)
         out.append(Register(code, ("/R/", "/R/"), total, scaler=0, unit=WH))
     net = _reading(env, lambda r: r.import_w - r.export_w, i32)  # abs(QI+QIV)-abs(QII+QIII)
     out.append(Register("1-0:16.7.0", ("/R/", "/R/"), net, scaler=0, unit=WATT))

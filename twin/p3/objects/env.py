@@ -29,6 +29,10 @@ class Env:
         """A committed snapshot (commit before publish, metering.py)."""
         return self.meter.publish()
 
+    def energy(self) -> dict[str, int]:
+        """The committed energy registers (Wh) of that snapshot, without the rest of it."""
+        return self.meter.published_energy()
+
     def store(self) -> Store:
         """The store after everything up to now is committed (profiles, events)."""
         self.meter.publish()

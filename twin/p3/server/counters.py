@@ -6,6 +6,12 @@ one key (NIST SP 800-38D §8), not even after a crash.
 before it returns; after a restart the store starts again at the last persisted limit, so no
 counter is ever handed out twice for the same key, at the cost of skipping part of a block.
 The I/O lives in the injected callable, so this class stays sans-IO.
+
+Reserving ahead: `wanted_ahead()` names the next block's limit once half of the running block
+is used, so its owner can make it durable without holding anyone up (a write in the
+background) and report it with `reserved(limit)`. Until that report the counter behaves as
+before: a counter at or above the last reported limit first waits for `persist`. No counter is
+ever handed out that is not below a limit known to be on disk.
 """
 
 from __future__ import annotations
@@ -31,6 +37,18 @@ class BlockReservation:
     @property
     def exhausted(self) -> bool:
         return self._next == _SPACE
+
+    def wanted_ahead(self) -> int | None:
+        """The limit to make durable now, in the background, or None while more than half a
+        block is left (or no counter is left to reserve)."""
+        if self._limit >= _SPACE or self._limit - self._next > self._block // 2:
+            return None
+        return min(self._limit + self._block, _SPACE)
+
+    def reserved(self, limit: int) -> None:
+        """`limit` is durable (a reservation made ahead): counters below it may be used."""
+        if self._limit < limit <= _SPACE:
+            self._limit = limit
 
     def next_invocation_counter(self) -> int:
         if self.exhausted:

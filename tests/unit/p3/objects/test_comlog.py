@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from dlms_cosem import time as dlms_time
 
 from tests.unit.p3.objects.conftest import Twin, advance, read, ref, write
 from twin.meter.events import EventLog
 from twin.p3.objects import values as v
+from twin.store_writer import STALLED_AFTER_S
 
 
 def test_a_session_is_logged_at_release_with_its_counters(twin: Twin) -> None:
@@ -34,3 +38,25 @@ def test_a_session_is_logged_at_release_with_its_counters(twin: Twin) -> None:
 def test_no_entries_without_management_calls(twin: Twin) -> None:
     twin.objects.association_released()
     assert twin.meter.store.events(EventLog.COMMUNICATION) == []
+
+
+def test_the_release_does_not_wait_for_the_disk_and_loses_nothing(twin: Twin) -> None:
+    """The entries are queued in order at the release, not waited for (the RLRE is sent
+    already, nobody is answered about them): a stuck disk holds neither the release nor the
+    event loop, and they are written once it goes on."""
+    client = twin.management()
+    read(client, 3, "1-0:1.8.1", 2)  # 73
+    read(client, 3, "1-0:1.8.2", 2)  # 73
+    twin.meter.publish()  # the reads' commit is on disk before the disk stops
+    disk = threading.Event()
+    twin.meter.store.writer.submit(lambda db: disk.wait(10))  # a frozen file system
+    time.sleep(STALLED_AFTER_S * 1.5)
+    began = time.monotonic()
+    twin.objects.association_released()
+    assert time.monotonic() - began < 0.1
+    assert twin.meter.store.events(EventLog.COMMUNICATION) == []  # not on disk yet
+    # behind the stuck write: one transaction with the entries and their counter values
+    assert twin.meter.store.writer.pending() == 2
+    disk.set()
+    log = read(twin.management(), 7, "0-0:99.98.4", 2)  # a read commits what is queued first
+    assert [(row[1], row[2]) for row in log] == [(73, 2)]
