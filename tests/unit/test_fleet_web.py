@@ -7,7 +7,8 @@ import asyncio
 import json
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,11 +17,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.unit.test_web import _forms, _secrets
 from twin.app import build
 from twin.cli import main
 from twin.config import ClockConfig, Config, P1Config, P3Config
 from twin.fleet.spec import FleetSpec, meter_dir
-from twin.fleet.web import FleetConsole
+from twin.fleet.web import OVERVIEW_S, FleetConsole
 from twin.meter.events import EventLog
 from twin.parts import Twin
 from twin.web.server import CSRF_HEADER
@@ -72,11 +74,24 @@ async def running_fleet(fleet_dir: Path) -> AsyncIterator[Fleet]:
             await fleet.stop(index)
 
 
+class Monotonic:
+    """The console's monotonic clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @asynccontextmanager
 async def running_console(
-    fleet_dir: Path, host: str = "127.0.0.1", token: str = "t" * 43
+    fleet_dir: Path,
+    host: str = "127.0.0.1",
+    token: str = "t" * 43,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[tuple[FleetConsole, str]]:
-    console = FleetConsole(fleet_dir, host, 0, token, refresh_s=0.2)
+    console = FleetConsole(fleet_dir, host, 0, token, refresh_s=0.2, monotonic=monotonic)
     task = asyncio.create_task(console.run())
     try:
         for _ in range(100):
@@ -103,9 +118,10 @@ async def _control(session: Session, url: str, request: dict[str, Any]) -> dict[
 
 
 async def test_the_overview_lists_every_meter_with_its_state(fleet_dir: Path) -> None:
+    clock = Monotonic()
     async with (
         running_fleet(fleet_dir) as fleet,
-        running_console(fleet_dir) as (_, url),
+        running_console(fleet_dir, monotonic=clock) as (_, url),
         Session() as session,
     ):
         async with session.get(url + "/") as page:
@@ -117,7 +133,9 @@ async def test_the_overview_lists_every_meter_with_its_state(fleet_dir: Path) ->
             assert rows[index]["equipment_id"] == twin.config.meter.equipment_id
             assert rows[index]["service_errors"] == {}
         await fleet.stop(1)
-        await asyncio.sleep(2.1)  # the overview is read again after OVERVIEW_S
+        clock.now += OVERVIEW_S - 0.1  # however many pages ask, the fleet is read seldom
+        assert (await _get(session, url + "/api/fleet"))["meters_up"] == 2
+        clock.now += 0.1
         rows = {m["meter"]: m for m in (await _get(session, url + "/api/fleet"))["meter_states"]}
     assert rows[1]["up"] is False
     assert "no twin is running" in rows[1]["error"]
@@ -180,3 +198,72 @@ def test_fleet_web_refuses_a_bad_address(
     args = ["fleet", "web", "--state-dir", str(fleet_dir), "--web", "ftp://x"]
     assert main(args) == 2
     assert "--web 'ftp://x': expected http://HOST:PORT" in capsys.readouterr().err
+
+
+async def test_off_loopback_a_stranger_gets_the_page_alone(fleet_dir: Path) -> None:
+    """Without the token a meter's page is the bare page (it asks for the token): it neither
+    tells which meters the fleet has nor starts reading any meter."""
+    token = "s" * 43
+    async with (
+        running_fleet(fleet_dir),
+        running_console(fleet_dir, "0.0.0.0", token) as (console, url),
+        Session() as stranger,
+    ):
+        pages = []
+        for path in ("/meter/1/", "/meter/99/"):
+            async with stranger.get(url + path) as page:
+                assert page.status == 200, path
+                pages.append(await page.text())
+        assert pages[0] == pages[1]
+        assert console.meters == {}
+        bearer = {"Authorization": f"Bearer {token}"}
+        async with (
+            Session(headers=bearer) as script,
+            script.get(url + "/meter/99/api/session") as r,
+        ):
+            assert r.status == 404
+            answer = await r.json()
+    assert answer["ok"] is False
+    assert answer["error"] == "the fleet has meters 1 to 2"
+
+
+async def test_a_meters_control_from_another_site_changes_nothing(fleet_dir: Path) -> None:
+    async with (
+        running_fleet(fleet_dir) as fleet,
+        running_console(fleet_dir) as (console, url),
+        Session() as session,
+    ):
+        control = url + "/meter/2/api/control"
+        csrf = (await _get(session, url + "/meter/2/api/session"))["csrf"]
+        attempts = [{}, {CSRF_HEADER: csrf, "Origin": "http://evil.example"}]
+        for headers in attempts:
+            body = {"cmd": "admin", "state": 1}
+            async with session.post(control, json=body, headers=headers) as response:
+                assert response.status == 403, headers
+        rebound = {"Host": f"evil.example:{console.guard.bound_port}", CSRF_HEADER: csrf}
+        async with session.post(control, json=body, headers=rebound) as response:
+            assert response.status == 403
+    assert fleet.meters[2].meter.model.state.admin_state == 2
+
+
+async def test_no_fleet_console_response_carries_a_key(fleet_dir: Path) -> None:
+    async with (
+        running_fleet(fleet_dir) as fleet,
+        running_console(fleet_dir) as (_, url),
+        Session() as session,
+    ):
+        spec = FleetSpec.load(fleet_dir)
+        secrets = {spec.seed.hex()}
+        for index, twin in fleet.meters.items():  # the keys each meter derives from the seed
+            ident = spec.identity(index)
+            keys = (ident.guek, ident.gak, ident.master_key, ident.hls_secret)
+            secrets |= _secrets(twin) | {key.hex() for key in keys}
+        assert len(secrets) >= 9, "the seed and the meters' P3 keys were not found"
+        texts = []
+        for path in ("/", "/api/fleet", "/meter/1/", "/meter/1/api/session", "/meter/1/api/state"):
+            async with session.get(url + path) as response:
+                texts.append(await response.text())
+        async with session.get(url + "/meter/1/api/stream") as stream:
+            texts.append(await stream.content.readuntil(b"\n\n"))  # type: ignore[arg-type]
+    everything = "\n".join(t if isinstance(t, str) else t.decode() for t in texts)
+    assert [s for s in secrets for form in _forms(s) if form in everything] == []

@@ -147,7 +147,16 @@ async def test_the_state_carries_every_view(tmp_path: Path) -> None:
             await asyncio.sleep(0.05)
         async with session.get(running.url + "/api/state") as response:
             state = await response.json()
-    assert set(state) == {"status", "display", "power", "profile", "events", "telegrams"}
+    assert set(state) == {
+        "unreachable",
+        "status",
+        "display",
+        "power",
+        "profile",
+        "events",
+        "telegrams",
+    }
+    assert state["unreachable"] is None
     status = state["status"]
     assert status["equipment_id"] == running.twin.config.meter.equipment_id
     assert set(status["ports"]) >= {"supervisor", "p1", "p2", "p3", "display", "web"}
@@ -544,3 +553,133 @@ async def test_pages_beyond_the_limit_are_refused(
         async with session.get(running.url + "/api/stream") as second:
             assert second.status == 503
         assert running.console.status()["pages_open"] == 1
+
+
+class _BigSource:
+    """A meter whose status is 64 KiB and changes at every read: a page that stops reading
+    fills its connection's buffers within a few updates."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def ask(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        self.reads += 1
+        if request["cmd"] != "status":
+            return {"ok": False, "kind": "request", "error": "no such command"}
+        return {"ok": True, "result": {"n": self.reads, "pad": "x" * 65536}}
+
+
+@asynccontextmanager
+async def serving(source: Any) -> AsyncIterator[tuple[int, aiohttp.web.AppRunner, Any]]:
+    """One meter's console over `source` on a free loopback port: (port, runner, api)."""
+    guard = server.Guard("127.0.0.1", "t" * 43, lambda path: False)
+    api = server.MeterApi(source, guard, refresh_s=60.0)
+    runner = aiohttp.web.AppRunner(server.console_app(guard, api.add_routes), access_log=None)
+    guard.bound_port = await server.listen(runner, "127.0.0.1", 0)
+    try:
+        yield guard.bound_port, runner, api
+    finally:
+        api.hub.close()
+        await runner.cleanup()
+
+
+class _RemoteSource:
+    """A meter reached over a socket (as the fleet console reaches its meters): every
+    request waits for its answer, so requests of several pages interleave."""
+
+    async def ask(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0.01)
+        return {"ok": True, "result": {"cmd": request["cmd"]}}
+
+
+async def test_pages_opened_together_stay_within_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The limit holds for pages that connect at the same moment (each waits for its first
+    message before streaming): a burst of connections cannot get past it."""
+    monkeypatch.setattr(server, "MAX_CLIENTS", 2)
+    async with serving(_RemoteSource()) as (port, _, api), Session() as session:
+        url = f"http://127.0.0.1:{port}/api/stream"
+        streams = await asyncio.gather(*(session.get(url) for _ in range(6)))
+        try:
+            assert sorted(s.status for s in streams) == [200, 200, 503, 503, 503, 503]
+            for stream in streams:
+                if stream.status == 200:
+                    await _first_event(stream)
+            assert len(api.hub.pages) == 2
+        finally:
+            for stream in streams:
+                stream.close()
+
+
+async def test_a_page_that_stops_reading_is_let_go_not_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stalled page (a frozen tab, a client that never reads) holds no connection, task or
+    buffered update once a write to it has waited WRITE_S."""
+    monkeypatch.setattr(server, "WRITE_S", 0.2)
+    async with serving(_BigSource()) as (port, runner, api):
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.setblocking(False)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sock_connect(stalled, ("127.0.0.1", port))
+            request = f"GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+            await loop.sock_sendall(stalled, request.encode())
+            for _ in range(100):
+                if api.hub.pages:
+                    break
+                await asyncio.sleep(0.02)
+            for _ in range(4 * QUEUE_SIZE):  # some MiB offered, never read
+                await api.hub.update()
+                await asyncio.sleep(0)
+            for _ in range(150):
+                if not runner.server.connections:  # type: ignore[union-attr]
+                    break
+                await asyncio.sleep(0.02)
+            assert runner.server.connections == []  # type: ignore[union-attr]
+            assert api.hub.pages == set()
+        finally:
+            stalled.close()
+
+
+async def test_a_control_over_the_size_limit_is_refused_in_json_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    async with running_twin(tmp_path) as running, Session() as session:
+        csrf = await running.csrf(session)
+        huge = {"cmd": "message", "code": "01", "text": "x" * (server.MAX_CONTROL_BYTES + 1)}
+        url = running.url + "/api/control"
+        async with session.post(url, json=huge, headers={CSRF_HEADER: csrf}) as response:
+            assert response.status == 413
+            answer = await response.json()
+    assert answer["ok"] is False
+    assert answer["kind"] == "too-long"
+    assert "at most 16 KiB" in answer["error"]
+    assert running.twin.meter.model.state.message_text == ""
+
+
+class _FlakySource:
+    """A meter's control socket that goes away and comes back (its worker restarts)."""
+
+    def __init__(self) -> None:
+        self.up = True
+
+    async def ask(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        if not self.up:
+            return {"ok": False, "kind": "unreachable", "error": "no twin is running"}
+        return {"ok": True, "result": {"cmd": request["cmd"]}}
+
+
+async def test_a_meter_that_comes_back_is_no_longer_shown_unreachable() -> None:
+    source = _FlakySource()
+    hub = Hub(source, refresh_s=1.0)
+    assert json.loads((await hub.update())["unreachable"]) is None
+    source.up = False
+    assert json.loads((await hub.update())["unreachable"]) == "no twin is running"
+    source.up = True
+    changed = await hub.update()
+    assert json.loads(changed["unreachable"]) is None
+    # A page opened now is not told the meter is away.
+    assert json.loads(server._message(hub.latest))["unreachable"] is None

@@ -237,6 +237,7 @@ function drawProfile(rows) {
 
 function apply(update) {
   Object.assign(state, update);
+  if ("unreachable" in update) showReachable(update.unreachable);
   if (update.status) showStatus(update.status);
   if (update.display && update.display.png_base64) {
     $("#display").src = "data:image/png;base64," + update.display.png_base64;
@@ -248,13 +249,32 @@ function apply(update) {
   document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
 }
 
+// A fleet's meter whose control socket went away (its worker restarts): the views shown are
+// its last ones; its controls come (back) once it answers again.
+function showReachable(error) {
+  if (error) {
+    notice("this meter cannot be reached, the views are its last ones: " + error);
+    return;
+  }
+  notice("");
+  if (!$("#controls").children.length) refreshSession();
+}
+
+async function refreshSession() {
+  const session = await fetchSession();
+  if (!session) return;
+  csrf = session.csrf;
+  if (!$("#controls").children.length) {
+    $("#controls").replaceChildren(...session.commands.map(controlForm));
+  }
+}
+
 function connect() {
   const link = $("#link");
   const source = new EventSource("api/stream");
   source.addEventListener("open", async () => {
     // A restarted twin has a new session: take its CSRF token before saying "live".
-    const session = await fetchSession();
-    if (session) csrf = session.csrf;
+    await refreshSession();
     link.textContent = "live";
     link.className = "badge on";
   });
@@ -271,7 +291,17 @@ async function send(request) {
     body: JSON.stringify(request),
     credentials: "same-origin",
   });
-  return response.json();
+  return answerOf(response);
+}
+
+// The console answers in JSON; anything else (a proxy's error page) is shown as it came.
+async function answerOf(response) {
+  const text = await response.text();
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    return { ok: false, kind: "http " + response.status, error: text.slice(0, 200) };
+  }
 }
 
 function acknowledge(output, answer) {
@@ -350,7 +380,7 @@ function controlForm(command) {
 
 async function fetchSession() {
   const response = await fetch("api/session", { credentials: "same-origin" });
-  const session = await response.json();
+  const session = await answerOf(response);
   if (!response.ok) {
     notice(session.error);
     return null;
@@ -362,10 +392,8 @@ async function fetchSession() {
 async function start() {
   // A meter of a fleet console (/meter/N/): a way back to the overview.
   $("#fleet-link").hidden = !location.pathname.startsWith("/meter/");
-  const session = await fetchSession();
-  if (!session) return;
-  csrf = session.csrf;
-  $("#controls").replaceChildren(...session.commands.map(controlForm));
+  await refreshSession();
+  if (!csrf) return;
   for (const button of document.querySelectorAll("[data-press]")) {
     button.addEventListener("click", async () => {
       acknowledge($("#button-ack"), await send({ cmd: "button", press: button.dataset.press }));
