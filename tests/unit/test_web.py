@@ -683,3 +683,29 @@ async def test_a_meter_that_comes_back_is_no_longer_shown_unreachable() -> None:
     assert json.loads(changed["unreachable"]) is None
     # A page opened now is not told the meter is away.
     assert json.loads(server._message(hub.latest))["unreachable"] is None
+
+
+def test_a_token_file_half_written_by_an_earlier_process_does_not_stop_the_start(
+    tmp_path: Path,
+) -> None:
+    """A twin killed while it wrote the token leaves its temporary file; in a container the
+    next start often has the same process id. It makes the token all the same."""
+    from twin.web.token import load_or_create_token
+
+    for pid in (os.getpid(), 1):
+        (tmp_path / f".web-token.{pid}").write_text("half")
+    token = load_or_create_token(tmp_path)
+    assert len(token) >= 40
+    assert (tmp_path / "web-token").read_text().strip() == token
+    assert stat.S_IMODE((tmp_path / "web-token").stat().st_mode) == 0o600
+
+
+def test_two_twins_making_the_token_at_once_keep_one(tmp_path: Path) -> None:
+    """The second to write finds the first's token and takes it, never replaces it (the
+    first would otherwise serve a token no file holds)."""
+    from twin.web.token import load_or_create_token, write_new_token
+
+    first = load_or_create_token(tmp_path)
+    assert write_new_token(tmp_path) == first
+    assert (tmp_path / "web-token").read_text().strip() == first
+    assert [p.name for p in tmp_path.iterdir()] == ["web-token"]
