@@ -4,8 +4,10 @@ meters' own control sockets, against two meters built in-process in a fleet's la
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,6 +23,7 @@ from tests.unit.test_web import _forms, _secrets
 from twin.app import build
 from twin.cli import main
 from twin.config import ClockConfig, Config, P1Config, P3Config
+from twin.fleet import web as fleet_web
 from twin.fleet.spec import FleetSpec, meter_dir
 from twin.fleet.web import OVERVIEW_S, FleetConsole
 from twin.meter.events import EventLog
@@ -267,3 +270,32 @@ async def test_no_fleet_console_response_carries_a_key(fleet_dir: Path) -> None:
             texts.append(await stream.content.readuntil(b"\n\n"))  # type: ignore[arg-type]
     everything = "\n".join(t if isinstance(t, str) else t.decode() for t in texts)
     assert [s for s in secrets for form in _forms(s) if form in everything] == []
+
+
+async def test_a_meter_whose_socket_takes_no_connection_is_shown_unreachable(
+    fleet_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A meter process that hangs (its socket's queue full, nothing accepted): the console's
+    read of it fails into an answer, never an exception that would end its page's hub."""
+    monkeypatch.setattr(fleet_web, "ASK_TIMEOUT_S", 0.2)
+    FleetSpec(1, b"\x01" * 32, "tcp://127.0.0.1:4059", "none", seeded=True).save(fleet_dir)
+    (fleet_dir / meter_dir(1)).mkdir(parents=True)
+    hung = socket.socket(socket.AF_UNIX)
+    hung.bind(str(fleet_dir / meter_dir(1) / "control.sock"))
+    hung.listen(0)
+    queued = []
+    try:
+        for _ in range(4):  # fill its queue: a further connect waits
+            client = socket.socket(socket.AF_UNIX)
+            client.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                client.connect(str(fleet_dir / meter_dir(1) / "control.sock"))
+            queued.append(client)
+        answer = await fleet_web.RemoteSource(fleet_dir, 1).ask({"cmd": "status"})
+    finally:
+        for client in queued:
+            client.close()
+        hung.close()
+    assert answer["ok"] is False
+    assert answer["kind"] == "unreachable"
+    assert answer["error"].startswith(("the twin did not answer", "the connection to the twin"))
