@@ -47,12 +47,12 @@ START_S = 10.0
 Session = aiohttp.ClientSession
 
 
-def _config(endpoint: str = "http://127.0.0.1:0") -> Config:
+def _config(endpoint: str = "http://127.0.0.1:0", modem: str = "none") -> Config:
     return replace(
         Config(),
         clock=ClockConfig(speed=1.0, start="2026-12-07T10:00:10+00:00"),
         p1=P1Config(endpoint="tcp://127.0.0.1:0", request="simulated"),
-        p3=P3Config(endpoint="tcp://127.0.0.1:0", modem="none"),
+        p3=P3Config(endpoint="tcp://127.0.0.1:0", modem=modem),
         web=WebConfig(endpoint=endpoint, refresh_s=0.2),
     )
 
@@ -86,9 +86,9 @@ class Running:
 
 @asynccontextmanager
 async def running_twin(
-    tmp_path: Path, endpoint: str = "http://127.0.0.1:0"
+    tmp_path: Path, endpoint: str = "http://127.0.0.1:0", modem: str = "none"
 ) -> AsyncIterator[Running]:
-    twin = build(_config(endpoint), tmp_path)
+    twin = build(_config(endpoint, modem), tmp_path)
     stop = asyncio.Event()
     task = asyncio.create_task(twin.supervisor.run(stop))
     running = Running(twin)
@@ -709,3 +709,64 @@ def test_two_twins_making_the_token_at_once_keep_one(tmp_path: Path) -> None:
     assert write_new_token(tmp_path) == first
     assert (tmp_path / "web-token").read_text().strip() == first
     assert [p.name for p in tmp_path.iterdir()] == ["web-token"]
+
+
+def _gasmeter(state: dict[str, Any]) -> dict[str, Any]:
+    gas: dict[str, Any] = state["status"]["ports"]["gasmeter"]
+    return gas
+
+
+def _gas_ahead_s(state: dict[str, Any]) -> float:
+    gas = datetime.fromisoformat(_gasmeter(state)["clock"])
+    return (gas - datetime.fromisoformat(state["status"]["meter_time"])).total_seconds()
+
+
+# Each injection the issue lists, as the page sends it, and what its views then show.
+INJECTIONS: list[tuple[dict[str, Any], Any]] = [
+    ({"cmd": "sag", "phase": 1, "seconds": 2}, lambda s: s["status"]["phases"][0]["sags"] == 1),
+    ({"cmd": "swell", "phase": 1, "seconds": 2}, lambda s: s["status"]["phases"][0]["swells"] == 1),
+    (
+        {"cmd": "message", "code": "42", "text": "lab"},
+        lambda s: s["status"]["message"] == {"code": "42", "text": "lab"},
+    ),
+    ({"cmd": "load", "watts": 1234.5}, lambda s: s["status"]["load_override_w"] == 1234.5),
+    ({"cmd": "tamper", "code": 46}, lambda s: s["events"]["fraud"][0]["code"] == 46),
+    ({"cmd": "admin", "state": 0}, lambda s: s["status"]["admin_state"] == 0),
+    ({"cmd": "request", "raised": False}, lambda s: not s["status"]["ports"]["p1"]["requested"]),
+    # The gas meter's status byte (P2 §6.2.3): battery low is bit 2, fraud bit 6.
+    ({"cmd": "gas", "battery_low": True}, lambda s: _gasmeter(s)["status"] & 0x04),
+    ({"cmd": "gas", "fraud": True}, lambda s: _gasmeter(s)["status"] & 0x40),
+    ({"cmd": "gas", "clock_drift_s": 30}, lambda s: 29 < _gas_ahead_s(s) < 31),
+    ({"cmd": "gas", "attached": False}, lambda s: not _gasmeter(s)["attached"]),
+    (
+        {"cmd": "wakeup", "kind": "sms", "sender": "0612345678"},
+        lambda s: s["status"]["ports"]["modem"]["recent_wakeups"][-1]["sender"] == "0612345678",
+    ),
+    (
+        {"cmd": "button", "press": "long"},
+        lambda s: s["status"]["ports"]["display"]["mode"] == "service",
+    ),
+    (
+        {"cmd": "power-failure", "seconds": 600},
+        lambda s: "Power down" in [e["name"] for e in s["events"]["standard"]],
+    ),
+]
+
+
+async def test_every_injection_of_the_issue_is_acknowledged_and_shows_in_its_view(
+    tmp_path: Path,
+) -> None:
+    async with running_twin(tmp_path, modem="simulated") as running, Session() as session:
+        missing = []
+        for request, shown in INJECTIONS:
+            answer = await running.control(session, request)
+            assert answer["ok"] is True, (request, answer)
+            for _ in range(100):  # a sag's count, the gas meter's next reading: soon after
+                async with session.get(running.url + "/api/state") as response:
+                    state = await response.json()
+                if shown(state):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                missing.append(request)
+    assert missing == []

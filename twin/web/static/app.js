@@ -73,10 +73,10 @@ function showStatus(s) {
   showP1(ports.p1);
   const gas = ports.gasmeter;
   fillPairs($("#gasmeter"), gas ? [
-    ["gas meter", gas.equipment_id], ["state", gas.state], ["status byte", gas.status],
+    ["gas meter", gas.equipment_id], ["state", gas.state], ["status byte", gasStatus(gas.status)],
     ["on the bus", gas.attached ? "yes" : "no"], ["litres", gas.litres], ["clock", gas.clock],
   ] : [["gas meter", "none on this twin"]]);
-  showP3(ports.p3);
+  showP3(ports.p3, ports.modem);
   fillRows($("#services tbody"), Object.entries(ports.supervisor || {}).map(
     ([name, v]) => [name, v.state, v.restarts, v.last_error || ""]));
   const display = ports.display;
@@ -90,7 +90,23 @@ function showP1(p1) {
   $("#p1-aborted").textContent = p1 ? p1.telegrams_aborted : "-";
 }
 
-function showP3(p3) {
+// The gas meter's status byte with its bits by name (P2 §6.2.3).
+const GAS_STATUS_BITS = [[0x04, "battery low"], [0x08, "permanent error"],
+  [0x10, "temporary error"], [0x20, "clock off by more than 60 s"], [0x40, "fraud"]];
+
+function gasStatus(byte) {
+  const bits = GAS_STATUS_BITS.filter(([bit]) => byte & bit).map(([, name]) => name);
+  return "0x" + byte.toString(16).padStart(2, "0") + (bits.length ? " (" + bits.join(", ") + ")" : "");
+}
+
+function lastWakeup(modem) {
+  const wakeups = (modem && modem.recent_wakeups) || [];
+  if (!wakeups.length) return modem ? "none" : "no modem";
+  const w = wakeups[wakeups.length - 1];
+  return w.kind + " from " + w.sender + ": " + (w.accepted ? "accepted" : "refused, " + w.reason);
+}
+
+function showP3(p3, modem) {
   if (!p3) {
     fillPairs($("#p3"), [["P3", "not served"]]);
     fillRows($("#pushes tbody"), []);
@@ -101,6 +117,7 @@ function showP3(p3) {
     ["endpoint", p3.endpoint], ["session open", active], ["associations", p3.associations],
     ["failed logins", p3.failed_logins], ["last contact", p3.last_contact],
     ["GPRS mode", p3.gprs_mode], ["wake-up sessions", p3.wakeup_sessions],
+    ["last wake-up", lastWakeup(modem)],
     ["pushes sent / failed", (p3.pushes_sent ?? 0) + " / " + (p3.push_failures ?? 0)],
   ]);
   fillRows($("#pushes tbody"), Object.entries(p3.pushes || {}).map(
