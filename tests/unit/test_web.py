@@ -341,6 +341,21 @@ async def test_a_control_from_another_site_or_without_the_csrf_token_changes_not
         assert running.twin.meter.model.state.admin_state == 1
 
 
+async def test_on_loopback_a_tunnel_to_another_local_port_reaches_the_console(
+    tmp_path: Path,
+) -> None:
+    """`ssh -L 9000:127.0.0.1:8059 pi`: the browser names the tunnel's port in Host. A loopback
+    name is what keeps rebound names out; the port it names is the client's business."""
+    async with running_twin(tmp_path) as running, Session() as session:
+        for host in ("127.0.0.1:9000", "localhost:9000", "[::1]:9000", "localhost"):
+            headers = {"Host": host}
+            async with session.get(running.url + "/api/session", headers=headers) as response:
+                assert response.status == 200, host
+        for host in ("evil.example:9000", "127.0.0.1.evil.example", "[::2]:9000"):
+            async with session.get(running.url + "/api/session", headers={"Host": host}) as r:
+                assert r.status == 403, host
+
+
 def _secrets(twin: Twin) -> set[str]:
     """Every key the twin keeps (P3 GUEK/GAK/master/HLS secret, the gas meter's Default and
     User keys): 16 bytes or more of hex in the stored settings."""

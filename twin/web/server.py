@@ -279,8 +279,14 @@ class Guard:
         return None
 
     def _loopback_host(self, host: str) -> bool:
-        name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
-        return is_loopback(name.strip("[]")) and port == str(self.bound_port)
+        """`host` (the Host header) names the loopback. Its port is not checked: a page of
+        another site reaches the console only under that site's own name, while an SSH
+        tunnel (`ssh -L 9000:127.0.0.1:8059`) makes the browser name the tunnel's port."""
+        if host.startswith("["):  # [IPv6] or [IPv6]:port
+            name = host[1 : host.find("]")] if "]" in host else ""
+        else:
+            name = host.partition(":")[0]
+        return is_loopback(name)
 
     def _authorised(self, request: web.Request) -> bool:
         given = request.cookies.get(COOKIE, "")
