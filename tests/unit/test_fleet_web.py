@@ -24,6 +24,7 @@ from twin.app import build
 from twin.cli import main
 from twin.config import ClockConfig, Config, P1Config, P3Config
 from twin.fleet import web as fleet_web
+from twin.fleet.control import STATUS_FILE
 from twin.fleet.spec import FleetSpec, meter_dir
 from twin.fleet.web import OVERVIEW_S, FleetConsole
 from twin.meter.events import EventLog
@@ -299,3 +300,17 @@ async def test_a_meter_whose_socket_takes_no_connection_is_shown_unreachable(
     assert answer["ok"] is False
     assert answer["kind"] == "unreachable"
     assert answer["error"].startswith(("the twin did not answer", "the connection to the twin"))
+
+
+async def test_an_unreadable_fleet_record_is_explained_on_the_overview(fleet_dir: Path) -> None:
+    FleetSpec(1, b"\x01" * 32, "tcp://127.0.0.1:4059", "none", seeded=True).save(fleet_dir)
+    (fleet_dir / STATUS_FILE).write_text("{half a record")
+    async with (
+        running_console(fleet_dir) as (_, url),
+        Session() as session,
+        session.get(url + "/api/fleet") as response,
+    ):
+        assert response.status == 503
+        answer = await response.json()
+    assert answer["ok"] is False
+    assert f"{STATUS_FILE} cannot be read" in answer["error"]

@@ -36,6 +36,7 @@ from twin.web.server import (
     ASSETS,
     SHUTDOWN_S,
     Guard,
+    Handler,
     MeterApi,
     asset_route,
     console_app,
@@ -144,12 +145,13 @@ class FleetConsole:
         # The page's API is relative to it: /meter/N/ with its slash.
         raise web.HTTPPermanentRedirect(f"/meter/{request.match_info['index']}/")
 
-    def _route(self, name: str) -> Any:
+    def _route(self, name: str) -> Handler:
+        """The handler `name` of the meter the request's path names."""
+
         async def handle(request: web.Request) -> web.StreamResponse:
             api = self.meter(int(request.match_info["index"]))
-            handler = getattr(api, name)
-            response: web.StreamResponse = await handler(request)
-            return response
+            handler: Handler = getattr(api, name)
+            return await handler(request)
 
         return handle
 
@@ -157,7 +159,11 @@ class FleetConsole:
         async with self._overview_lock:
             now = self.monotonic()
             if self._overview is None or now - self._overview[0] >= OVERVIEW_S:
-                self._overview = (now, await fleet_status(self.fleet_dir))
+                try:
+                    self._overview = (now, await fleet_status(self.fleet_dir))
+                except ControlError as exc:  # the fleet's record of its workers is unreadable
+                    answer = {"ok": False, "kind": "unreachable", "error": str(exc)}
+                    return web.json_response(answer, status=503)
             overview = self._overview[1]
         return web.json_response(overview)
 
