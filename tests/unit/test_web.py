@@ -785,3 +785,22 @@ async def test_every_injection_of_the_issue_is_acknowledged_and_shows_in_its_vie
             else:
                 missing.append(request)
     assert missing == []
+
+
+async def test_a_page_that_goes_away_mid_stream_is_forgotten_and_the_meter_runs_on(
+    tmp_path: Path,
+) -> None:
+    async with running_twin(tmp_path) as running, Session() as session:
+        async with session.get(running.url + "/api/stream") as stream:
+            await _first_event(stream)
+            await _first_event(stream)  # the next refresh: it is followed
+            assert running.console.status()["pages_open"] == 1
+            stream.connection.transport.abort()  # type: ignore[union-attr]  # a tab killed
+        for _ in range(100):  # noticed at the next update (each refresh_s: the time moved)
+            if running.console.status()["pages_open"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert running.console.status()["pages_open"] == 0
+        services = running.twin.control.ports["supervisor"]()
+        assert services["web"]["state"] == services["meter"]["state"] == "running"
+        assert (await running.control(session, {"cmd": "admin", "state": 1}))["ok"] is True
