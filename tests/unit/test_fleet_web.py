@@ -219,6 +219,8 @@ async def test_off_loopback_a_stranger_gets_the_page_alone(fleet_dir: Path) -> N
                 assert page.status == 200, path
                 pages.append(await page.text())
         assert pages[0] == pages[1]
+        async with stranger.get(url + "/meter/1", allow_redirects=False) as response:
+            assert response.status == 308  # to the page, as typed without its slash
         assert console.meters == {}
         bearer = {"Authorization": f"Bearer {token}"}
         async with (

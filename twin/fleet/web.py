@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 
 OVERVIEW_S = 2.0  # the overview's data is read at most this often, however many pages ask
 ASK_TIMEOUT_S = 5.0
-METER_PAGE = re.compile(r"/meter/\d+/")
+# A meter's page, and its address typed without the slash (a redirect to it).
+METER_PAGE = re.compile(r"/meter/\d+/?")
 
 
 class RemoteSource:
