@@ -137,6 +137,21 @@ def _registers(driver: WebDriver) -> dict[str, str]:
     return {cell.get_attribute("data-register") or "": cell.text for cell in cells}
 
 
+def _send_form(driver: WebDriver, command: str, values: dict[str, str]) -> None:
+    """Fill a control's form as a user types (a value too long to type is set) and send it."""
+    form = driver.find_element(By.CSS_SELECTOR, f'form[data-cmd="{command}"]')
+    for name, text in values.items():
+        field = form.find_element(By.NAME, name)
+        if field.tag_name == "select":
+            Select(field).select_by_value(text)
+        elif len(text) > 100:
+            driver.execute_script("arguments[0].value = arguments[1];", field, text)
+        else:
+            field.clear()
+            field.send_keys(text)
+    form.find_element(By.CSS_SELECTOR, "button.send").click()
+
+
 def test_the_register_values_shown_equal_ctl_status(page: WebDriver, twin: TwinProcess) -> None:
     twin.ctl("load", "--watts", "0")  # the registers stand still: nothing to race
     status = twin.status()
@@ -179,9 +194,7 @@ def test_power_failure_shows_in_the_log_and_on_the_display_mirror(
     page: WebDriver, twin: TwinProcess
 ) -> None:
     frame_before = page.find_element(By.ID, "display").get_attribute("src")
-    form = page.find_element(By.CSS_SELECTOR, 'form[data-cmd="power-failure"]')
-    form.find_element(By.NAME, "seconds").send_keys("600")
-    form.find_element(By.CSS_SELECTOR, "button.send").click()
+    _send_form(page, "power-failure", {"seconds": "600"})
     ack = _ack(page, "power-failure", "done")
     assert '"seconds":600' in ack
     until(lambda: _text(page, "#supply") == "POWER FAILURE", why="the supply badge")
@@ -197,26 +210,9 @@ def test_power_failure_shows_in_the_log_and_on_the_display_mirror(
 
 
 def test_a_refused_control_is_acknowledged_with_the_servers_error(page: WebDriver) -> None:
-    form = page.find_element(By.CSS_SELECTOR, 'form[data-cmd="tamper"]')
-    form.find_element(By.NAME, "code").send_keys("50")
-    form.find_element(By.CSS_SELECTOR, "button.send").click()
+    _send_form(page, "tamper", {"code": "50"})
     ack = _ack(page, "tamper", "refused")
     assert ack == "refused (field): 'code' must be a whole number from 40 to 47; got 50"
-
-
-def _send_form(driver: WebDriver, command: str, values: dict[str, str]) -> None:
-    """Fill a control's form as a user types (a value too long to type is set) and send it."""
-    form = driver.find_element(By.CSS_SELECTOR, f'form[data-cmd="{command}"]')
-    for name, text in values.items():
-        field = form.find_element(By.NAME, name)
-        if field.tag_name == "select":
-            Select(field).select_by_value(text)
-        elif len(text) > 100:
-            driver.execute_script("arguments[0].value = arguments[1];", field, text)
-        else:
-            field.clear()
-            field.send_keys(text)
-    form.find_element(By.CSS_SELECTOR, "button.send").click()
 
 
 def test_out_of_range_and_oversized_values_are_refused_with_a_clear_error(
@@ -253,9 +249,7 @@ def test_after_the_twin_restarts_the_open_page_controls_it_again(
     """The page reconnects by itself and takes the new process's CSRF token."""
     twin.restart()
     until(lambda: _text(page, "#link") == "live", why="the page did not reconnect")
-    form = page.find_element(By.CSS_SELECTOR, 'form[data-cmd="message"]')
-    form.find_element(By.NAME, "text").send_keys("back again")
-    form.find_element(By.CSS_SELECTOR, "button.send").click()
+    _send_form(page, "message", {"text": "back again"})
     _ack(page, "message", "done")
     until(lambda: "back again" in _text(page, "#message"), why="the message view")
     assert twin.status()["message"]["text"] == "back again"
