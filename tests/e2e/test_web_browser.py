@@ -335,6 +335,13 @@ def test_the_fleet_overview_filters_sorts_by_status_and_drills_down(browser: Web
         form.find_element(By.CSS_SELECTOR, "button.send").click()
         _ack(browser, "tamper", "done")
         until(lambda: "Meter cover closed" in _text(browser, "#events-fraud"), why="its log")
+        fleet.terminate()  # the meters go away; the console and the open page stay
+        fleet.wait(timeout=30)
+        until(
+            lambda: "cannot be reached" in _text(browser, "#notice"),
+            why="the page does not say its meter is gone",
+        )
+        assert "Meter cover closed" in _text(browser, "#events-fraud")  # its last views stay
     finally:
         for process in (console, fleet):
             if process is not None:
