@@ -804,3 +804,34 @@ async def test_a_page_that_goes_away_mid_stream_is_forgotten_and_the_meter_runs_
         services = running.twin.control.ports["supervisor"]()
         assert services["web"]["state"] == services["meter"]["state"] == "running"
         assert (await running.control(session, {"cmd": "admin", "state": 1}))["ok"] is True
+
+
+async def _raw_status(port: int, request: bytes) -> bytes:
+    """The status line of the answer to one raw HTTP request (bytes a client library would
+    not send)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        return (await reader.readline()).rstrip()
+    finally:
+        writer.close()
+
+
+async def test_a_token_or_csrf_header_that_is_not_text_is_refused_not_an_error(
+    tmp_path: Path,
+) -> None:
+    """Bytes that are not UTF-8 where the token or the CSRF token goes: 401 or 403, as any
+    wrong token, never a server error."""
+    async with running_twin(tmp_path, "http://0.0.0.0:0") as running:
+        port = running.console.bound_port
+        assert port is not None
+        head = b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        for header in (b"Authorization: Bearer \xff\xfe", b"Cookie: dsmr_twin_token=\xff"):
+            status = await _raw_status(port, head + header + b"\r\n\r\n")
+            assert status == b"HTTP/1.1 401 Unauthorized", header
+        token = (tmp_path / "web-token").read_text().strip().encode()
+        post = b"POST /api/control HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token
+        post += b"\r\nContent-Type: application/json\r\nX-CSRF-Token: \xff\r\n"
+        post += b"Content-Length: 2\r\n\r\n{}"
+        assert await _raw_status(port, post) == b"HTTP/1.1 403 Forbidden"
+        assert running.console.status()["refused"] == 3

@@ -295,7 +295,7 @@ class Guard:
             given = bearer.removeprefix("Bearer ")
         if request.method == "GET" and "token" in request.query:
             given = request.query["token"]
-        return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
+        return bool(given) and _same_secret(given, self.token)
 
     def _cross_site(self, request: web.Request) -> tuple[int, str] | None:
         origin = request.headers.get("Origin")
@@ -304,9 +304,16 @@ class Guard:
         if request.content_type != "application/json":
             return 415, "a control request is JSON (Content-Type: application/json)"
         given = request.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(given.encode(), self.csrf.encode()):
+        if not _same_secret(given, self.csrf):
             return 403, f"a control needs the session's {CSRF_HEADER} header (api/session)"
         return None
+
+
+def _same_secret(given: str, secret: str) -> bool:
+    """`given` is `secret`, compared in constant time. aiohttp hands on header bytes that are
+    not UTF-8 as surrogates: such a value is simply not the secret (encoded strictly it would
+    raise, and a bad header would be a server error)."""
+    return hmac.compare_digest(given.encode(errors="surrogateescape"), secret.encode())
 
 
 class MeterApi:
