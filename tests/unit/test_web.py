@@ -571,17 +571,18 @@ async def test_pages_beyond_the_limit_are_refused(
 
 
 class _BigSource:
-    """A meter whose status is 64 KiB and changes at every read: a page that stops reading
-    fills its connection's buffers within a few updates."""
+    """A meter whose status is `size` bytes and changes at every read: a page that stops
+    reading fills its connection's buffers within a few updates."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int) -> None:
+        self.size = size
         self.reads = 0
 
     async def ask(self, request: Mapping[str, Any]) -> dict[str, Any]:
         self.reads += 1
         if request["cmd"] != "status":
             return {"ok": False, "kind": "request", "error": "no such command"}
-        return {"ok": True, "result": {"n": self.reads, "pad": "x" * 65536}}
+        return {"ok": True, "result": {"n": self.reads, "pad": "x" * self.size}}
 
 
 @asynccontextmanager
@@ -596,6 +597,35 @@ async def serving(source: Any) -> AsyncIterator[tuple[int, aiohttp.web.AppRunner
     finally:
         api.hub.close()
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def stalled_page(port: int, runner: aiohttp.web.AppRunner) -> AsyncIterator[None]:
+    """A page that opens the stream and never reads it (a frozen tab), once the console has
+    its connection."""
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.sock_connect(stalled, ("127.0.0.1", port))
+        request = f"GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+        await loop.sock_sendall(stalled, request.encode())
+        for _ in range(100):
+            if runner.server.connections:  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.01)
+        yield
+    finally:
+        stalled.close()
+
+
+async def _until_no_connection(runner: aiohttp.web.AppRunner) -> None:
+    for _ in range(150):
+        if not runner.server.connections:  # type: ignore[union-attr]
+            break
+        await asyncio.sleep(0.02)
+    assert runner.server.connections == []  # type: ignore[union-attr]
 
 
 class _RemoteSource:
@@ -627,36 +657,35 @@ async def test_pages_opened_together_stay_within_the_limit(
                 stream.close()
 
 
-async def test_a_page_that_stops_reading_is_let_go_not_held(
+async def test_a_page_that_reads_no_update_is_let_go_with_its_connection(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A stalled page (a frozen tab, a client that never reads) holds no connection, task or
-    buffered update once a write to it has waited WRITE_S."""
-    monkeypatch.setattr(server, "WRITE_S", 0.2)
-    async with serving(_BigSource()) as (port, runner, api):
-        stalled = socket.socket()
-        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stalled.setblocking(False)
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.sock_connect(stalled, ("127.0.0.1", port))
-            request = f"GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-            await loop.sock_sendall(stalled, request.encode())
-            for _ in range(100):
-                if api.hub.pages:
-                    break
-                await asyncio.sleep(0.02)
-            for _ in range(4 * QUEUE_SIZE):  # some MiB offered, never read
-                await api.hub.update()
-                await asyncio.sleep(0)
-            for _ in range(150):
-                if not runner.server.connections:  # type: ignore[union-attr]
-                    break
-                await asyncio.sleep(0.02)
-            assert runner.server.connections == []  # type: ignore[union-attr]
-            assert api.hub.pages == set()
-        finally:
-            stalled.close()
+    """Updates pile up for a page that stopped reading: once its queue is full the page is
+    dropped, and its connection (and what the server buffered for it) with it."""
+    monkeypatch.setattr(server, "WRITE_S", 60.0)
+    async with serving(_BigSource(262_144)) as (port, runner, api), stalled_page(port, runner):
+        for _ in range(100):  # its first message is taken: it follows the updates
+            if api.hub.pages:
+                break
+            await asyncio.sleep(0.02)
+        for _ in range(4 * QUEUE_SIZE):  # some MiB offered, never read
+            await api.hub.update()
+            await asyncio.sleep(0)
+        await _until_no_connection(runner)
+        assert api.hub.pages == set()
+
+
+async def test_a_page_stuck_on_one_update_is_let_go_after_write_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One update its connection cannot take (the queue never fills): the write waits
+    WRITE_S, then the page and its connection are let go."""
+    monkeypatch.setattr(server, "WRITE_S", 0.3)
+    async with serving(_BigSource(16 << 20)) as (port, runner, api), stalled_page(port, runner):
+        began = asyncio.get_running_loop().time()
+        await _until_no_connection(runner)
+        assert asyncio.get_running_loop().time() - began >= 0.25  # by the time-out
+        assert api.hub.pages == set()
 
 
 async def test_a_control_over_the_size_limit_is_refused_in_json_and_changes_nothing(
