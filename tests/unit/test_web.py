@@ -864,3 +864,18 @@ async def test_a_token_or_csrf_header_that_is_not_text_is_refused_not_an_error(
         post += b"Content-Length: 2\r\n\r\n{}"
         assert await _raw_status(port, post) == b"HTTP/1.1 403 Forbidden"
         assert running.console.status()["refused"] == 3
+
+
+async def test_the_token_redirect_stays_on_the_console(tmp_path: Path) -> None:
+    """`//other.example/?token=...` is a path here, but as a Location it would send the
+    browser to another site: the redirect that keeps the token as a cookie stays on this one."""
+    async with running_twin(tmp_path, "http://0.0.0.0:0") as running:
+        token = (tmp_path / "web-token").read_text().strip().encode()
+        port = running.console.bound_port
+        assert port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET //other.example/?token=" + token + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        writer.close()
+    assert head.startswith("HTTP/1.1 303")
+    assert "\r\nLocation: /other.example/\r\n" in head

@@ -257,7 +257,9 @@ class Guard:
             )
         elif self.token_required and "token" in request.query and request.method == "GET":
             # The token arrived in the URL: keep it as a cookie and drop it from the address.
-            response = web.Response(status=303, headers={"Location": request.path})
+            # One leading slash: "//host/" as a Location would lead to another site.
+            here = "/" + request.path.lstrip("/")
+            response = web.Response(status=303, headers={"Location": here})
             response.set_cookie(COOKIE, self.token, httponly=True, samesite="Strict", path="/")
         else:
             response = await handler(request)
