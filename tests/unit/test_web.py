@@ -879,3 +879,12 @@ async def test_the_token_redirect_stays_on_the_console(tmp_path: Path) -> None:
         writer.close()
     assert head.startswith("HTTP/1.1 303")
     assert "\r\nLocation: /other.example/\r\n" in head
+
+
+async def test_error_answers_carry_the_security_headers_too(tmp_path: Path) -> None:
+    async with running_twin(tmp_path) as running, Session() as session:
+        for path, status in (("/api/control", 405), ("/nothing", 404), ("/static/x.js", 404)):
+            async with session.get(running.url + path) as response:
+                assert response.status == status, path
+                assert response.headers["Cache-Control"] == "no-store", path
+                assert response.headers["X-Frame-Options"] == "DENY", path

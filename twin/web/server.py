@@ -248,23 +248,30 @@ class Guard:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await self._answer(request, handler)
+        except web.HTTPException as exc:  # 404, 405 ...: aiohttp's answers are pages too
+            exc.headers.update(SECURITY_HEADERS)
+            raise
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         refusal = self._refusal(request)
         if refusal is not None:
             self.refused += 1
             status, why = refusal
-            response: web.StreamResponse = web.json_response(
+            return web.json_response(
                 {"ok": False, "kind": "forbidden", "error": why}, status=status
             )
-        elif self.token_required and "token" in request.query and request.method == "GET":
+        if self.token_required and "token" in request.query and request.method == "GET":
             # The token arrived in the URL: keep it as a cookie and drop it from the address.
             # One leading slash: "//host/" as a Location would lead to another site.
             here = "/" + request.path.lstrip("/")
             response = web.Response(status=303, headers={"Location": here})
             response.set_cookie(COOKIE, self.token, httponly=True, samesite="Strict", path="/")
-        else:
-            response = await handler(request)
-        response.headers.update(SECURITY_HEADERS)
-        return response
+            return response
+        return await handler(request)
 
     def _refusal(self, request: web.Request) -> tuple[int, str] | None:
         """Why the request is refused (HTTP status, reason), or None."""
