@@ -365,13 +365,19 @@ async def ask(
         raise ControlError(f"no twin is running with control socket {socket_path}") from exc
     except PermissionError as exc:
         raise ControlError(f"no permission on {socket_path} (join the twin's group)") from exc
+    except TimeoutError as exc:  # a hung twin: its socket's queue is full
+        raise ControlError(f"the twin did not answer within {timeout:g} s") from exc
+    except OSError as exc:
+        raise ControlError(f"cannot connect to {socket_path}: {exc.strerror or exc}") from exc
     try:
         writer.write(json.dumps(request).encode() + b"\n")
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), timeout)
     except TimeoutError as exc:
         raise ControlError(f"the twin did not answer within {timeout:g} s") from exc
-    except (ConnectionError, ValueError) as exc:  # ValueError: an answer over the limit
+    # OSError: the socket fails under way (EINVAL from a twin that hangs with its queue full);
+    # ValueError: an answer over the limit.
+    except (OSError, ValueError) as exc:
         raise ControlError(f"the connection to the twin failed: {exc}") from exc
     finally:
         writer.close()

@@ -23,6 +23,7 @@ from dsmr_parser import telegram_specifications
 from dsmr_parser.parsers import TelegramParser
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.select import Select
 
 from tests.browser import MISSING, headless_chromium, installed
 from tests.support import dsmr_twin, free_port
@@ -136,6 +137,21 @@ def _registers(driver: WebDriver) -> dict[str, str]:
     return {cell.get_attribute("data-register") or "": cell.text for cell in cells}
 
 
+def _send_form(driver: WebDriver, command: str, values: dict[str, str]) -> None:
+    """Fill a control's form as a user types (a value too long to type is set) and send it."""
+    form = driver.find_element(By.CSS_SELECTOR, f'form[data-cmd="{command}"]')
+    for name, text in values.items():
+        field = form.find_element(By.NAME, name)
+        if field.tag_name == "select":
+            Select(field).select_by_value(text)
+        elif len(text) > 100:
+            driver.execute_script("arguments[0].value = arguments[1];", field, text)
+        else:
+            field.clear()
+            field.send_keys(text)
+    form.find_element(By.CSS_SELECTOR, "button.send").click()
+
+
 def test_the_register_values_shown_equal_ctl_status(page: WebDriver, twin: TwinProcess) -> None:
     twin.ctl("load", "--watts", "0")  # the registers stand still: nothing to race
     status = twin.status()
@@ -178,9 +194,7 @@ def test_power_failure_shows_in_the_log_and_on_the_display_mirror(
     page: WebDriver, twin: TwinProcess
 ) -> None:
     frame_before = page.find_element(By.ID, "display").get_attribute("src")
-    form = page.find_element(By.CSS_SELECTOR, 'form[data-cmd="power-failure"]')
-    form.find_element(By.NAME, "seconds").send_keys("600")
-    form.find_element(By.CSS_SELECTOR, "button.send").click()
+    _send_form(page, "power-failure", {"seconds": "600"})
     ack = _ack(page, "power-failure", "done")
     assert '"seconds":600' in ack
     until(lambda: _text(page, "#supply") == "POWER FAILURE", why="the supply badge")
@@ -196,11 +210,37 @@ def test_power_failure_shows_in_the_log_and_on_the_display_mirror(
 
 
 def test_a_refused_control_is_acknowledged_with_the_servers_error(page: WebDriver) -> None:
-    form = page.find_element(By.CSS_SELECTOR, 'form[data-cmd="tamper"]')
-    form.find_element(By.NAME, "code").send_keys("50")
-    form.find_element(By.CSS_SELECTOR, "button.send").click()
+    _send_form(page, "tamper", {"code": "50"})
     ack = _ack(page, "tamper", "refused")
     assert ack == "refused (field): 'code' must be a whole number from 40 to 47; got 50"
+
+
+def test_out_of_range_and_oversized_values_are_refused_with_a_clear_error(
+    page: WebDriver,
+) -> None:
+    """The server decides (the page checks nothing): 1e30 W, NaN (a number field cannot
+    hold it, so none is sent), 1025 characters and 20 000 characters each get their reason."""
+    _send_form(page, "load", {"watts": "1e30"})
+    assert _ack(page, "load", "refused").startswith(
+        "refused (field): 'watts' must be a number from"
+    )
+    _send_form(page, "load", {"watts": "NaN"})
+    assert _ack(page, "load", "refused (field): 'watts' is required")
+    _send_form(page, "message", {"text": "x" * 1025})
+    assert _ack(page, "message", "refused (field): 'text' must be up to 1024 printable")
+    _send_form(page, "message", {"text": "x" * 20_000})
+    ack = _ack(page, "message", "refused (too-long)")
+    assert ack == "refused (too-long): a control request is at most 16 KiB"
+
+
+def test_the_gas_meter_controls_show_in_its_view(page: WebDriver, twin: TwinProcess) -> None:
+    _send_form(page, "gas", {"battery_low": "true", "fraud": "true"})
+    _ack(page, "gas", "done")
+    until(lambda: "(battery low, fraud)" in _text(page, "#gasmeter"), why="the status byte")
+    _send_form(page, "gas", {"battery_low": "false", "fraud": "false"})
+    _ack(page, "gas", "done")
+    until(lambda: "battery low" not in _text(page, "#gasmeter"), why="the bits cleared")
+    assert twin.status()["ports"]["gasmeter"]["status"] & 0x44 == 0
 
 
 def test_after_the_twin_restarts_the_open_page_controls_it_again(
@@ -209,9 +249,7 @@ def test_after_the_twin_restarts_the_open_page_controls_it_again(
     """The page reconnects by itself and takes the new process's CSRF token."""
     twin.restart()
     until(lambda: _text(page, "#link") == "live", why="the page did not reconnect")
-    form = page.find_element(By.CSS_SELECTOR, 'form[data-cmd="message"]')
-    form.find_element(By.NAME, "text").send_keys("back again")
-    form.find_element(By.CSS_SELECTOR, "button.send").click()
+    _send_form(page, "message", {"text": "back again"})
     _ack(page, "message", "done")
     until(lambda: "back again" in _text(page, "#message"), why="the message view")
     assert twin.status()["message"]["text"] == "back again"
@@ -297,6 +335,13 @@ def test_the_fleet_overview_filters_sorts_by_status_and_drills_down(browser: Web
         form.find_element(By.CSS_SELECTOR, "button.send").click()
         _ack(browser, "tamper", "done")
         until(lambda: "Meter cover closed" in _text(browser, "#events-fraud"), why="its log")
+        fleet.terminate()  # the meters go away; the console and the open page stay
+        fleet.wait(timeout=30)
+        until(
+            lambda: "cannot be reached" in _text(browser, "#notice"),
+            why="the page does not say its meter is gone",
+        )
+        assert "Meter cover closed" in _text(browser, "#events-fraud")  # its last views stay
     finally:
         for process in (console, fleet):
             if process is not None:

@@ -4,10 +4,13 @@ meters' own control sockets, against two meters built in-process in a fleet's la
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
+import socket
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,11 +19,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.unit.test_web import _forms, _secrets
 from twin.app import build
 from twin.cli import main
 from twin.config import ClockConfig, Config, P1Config, P3Config
+from twin.fleet import web as fleet_web
+from twin.fleet.control import STATUS_FILE
 from twin.fleet.spec import FleetSpec, meter_dir
-from twin.fleet.web import FleetConsole
+from twin.fleet.web import OVERVIEW_S, FleetConsole
 from twin.meter.events import EventLog
 from twin.parts import Twin
 from twin.web.server import CSRF_HEADER
@@ -72,11 +78,24 @@ async def running_fleet(fleet_dir: Path) -> AsyncIterator[Fleet]:
             await fleet.stop(index)
 
 
+class Monotonic:
+    """The console's monotonic clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @asynccontextmanager
 async def running_console(
-    fleet_dir: Path, host: str = "127.0.0.1", token: str = "t" * 43
+    fleet_dir: Path,
+    host: str = "127.0.0.1",
+    token: str = "t" * 43,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[tuple[FleetConsole, str]]:
-    console = FleetConsole(fleet_dir, host, 0, token, refresh_s=0.2)
+    console = FleetConsole(fleet_dir, host, 0, token, refresh_s=0.2, monotonic=monotonic)
     task = asyncio.create_task(console.run())
     try:
         for _ in range(100):
@@ -103,9 +122,10 @@ async def _control(session: Session, url: str, request: dict[str, Any]) -> dict[
 
 
 async def test_the_overview_lists_every_meter_with_its_state(fleet_dir: Path) -> None:
+    clock = Monotonic()
     async with (
         running_fleet(fleet_dir) as fleet,
-        running_console(fleet_dir) as (_, url),
+        running_console(fleet_dir, monotonic=clock) as (_, url),
         Session() as session,
     ):
         async with session.get(url + "/") as page:
@@ -117,7 +137,9 @@ async def test_the_overview_lists_every_meter_with_its_state(fleet_dir: Path) ->
             assert rows[index]["equipment_id"] == twin.config.meter.equipment_id
             assert rows[index]["service_errors"] == {}
         await fleet.stop(1)
-        await asyncio.sleep(2.1)  # the overview is read again after OVERVIEW_S
+        clock.now += OVERVIEW_S - 0.1  # however many pages ask, the fleet is read seldom
+        assert (await _get(session, url + "/api/fleet"))["meters_up"] == 2
+        clock.now += 0.1
         rows = {m["meter"]: m for m in (await _get(session, url + "/api/fleet"))["meter_states"]}
     assert rows[1]["up"] is False
     assert "no twin is running" in rows[1]["error"]
@@ -180,3 +202,117 @@ def test_fleet_web_refuses_a_bad_address(
     args = ["fleet", "web", "--state-dir", str(fleet_dir), "--web", "ftp://x"]
     assert main(args) == 2
     assert "--web 'ftp://x': expected http://HOST:PORT" in capsys.readouterr().err
+
+
+async def test_off_loopback_a_stranger_gets_the_page_alone(fleet_dir: Path) -> None:
+    """Without the token a meter's page is the bare page (it asks for the token): it neither
+    tells which meters the fleet has nor starts reading any meter."""
+    token = "s" * 43
+    async with (
+        running_fleet(fleet_dir),
+        running_console(fleet_dir, "0.0.0.0", token) as (console, url),
+        Session() as stranger,
+    ):
+        pages = []
+        for path in ("/meter/1/", "/meter/99/"):
+            async with stranger.get(url + path) as page:
+                assert page.status == 200, path
+                pages.append(await page.text())
+        assert pages[0] == pages[1]
+        async with stranger.get(url + "/meter/1", allow_redirects=False) as response:
+            assert response.status == 308  # to the page, as typed without its slash
+        assert console.meters == {}
+        bearer = {"Authorization": f"Bearer {token}"}
+        async with (
+            Session(headers=bearer) as script,
+            script.get(url + "/meter/99/api/session") as r,
+        ):
+            assert r.status == 404
+            answer = await r.json()
+    assert answer["ok"] is False
+    assert answer["error"] == "the fleet has meters 1 to 2"
+
+
+async def test_a_meters_control_from_another_site_changes_nothing(fleet_dir: Path) -> None:
+    async with (
+        running_fleet(fleet_dir) as fleet,
+        running_console(fleet_dir) as (console, url),
+        Session() as session,
+    ):
+        control = url + "/meter/2/api/control"
+        csrf = (await _get(session, url + "/meter/2/api/session"))["csrf"]
+        attempts = [{}, {CSRF_HEADER: csrf, "Origin": "http://evil.example"}]
+        for headers in attempts:
+            body = {"cmd": "admin", "state": 1}
+            async with session.post(control, json=body, headers=headers) as response:
+                assert response.status == 403, headers
+        rebound = {"Host": f"evil.example:{console.guard.bound_port}", CSRF_HEADER: csrf}
+        async with session.post(control, json=body, headers=rebound) as response:
+            assert response.status == 403
+    assert fleet.meters[2].meter.model.state.admin_state == 2
+
+
+async def test_no_fleet_console_response_carries_a_key(fleet_dir: Path) -> None:
+    async with (
+        running_fleet(fleet_dir) as fleet,
+        running_console(fleet_dir) as (_, url),
+        Session() as session,
+    ):
+        spec = FleetSpec.load(fleet_dir)
+        secrets = {spec.seed.hex()}
+        for index, twin in fleet.meters.items():  # the keys each meter derives from the seed
+            ident = spec.identity(index)
+            keys = (ident.guek, ident.gak, ident.master_key, ident.hls_secret)
+            secrets |= _secrets(twin) | {key.hex() for key in keys}
+        assert len(secrets) >= 9, "the seed and the meters' P3 keys were not found"
+        texts = []
+        for path in ("/", "/api/fleet", "/meter/1/", "/meter/1/api/session", "/meter/1/api/state"):
+            async with session.get(url + path) as response:
+                texts.append(await response.text())
+        async with session.get(url + "/meter/1/api/stream") as stream:
+            texts.append(await stream.content.readuntil(b"\n\n"))  # type: ignore[arg-type]
+    everything = "\n".join(t if isinstance(t, str) else t.decode() for t in texts)
+    assert [s for s in secrets for form in _forms(s) if form in everything] == []
+
+
+async def test_a_meter_whose_socket_takes_no_connection_is_shown_unreachable(
+    fleet_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A meter process that hangs (its socket's queue full, nothing accepted): the console's
+    read of it fails into an answer, never an exception that would end its page's hub."""
+    monkeypatch.setattr(fleet_web, "ASK_TIMEOUT_S", 0.2)
+    FleetSpec(1, b"\x01" * 32, "tcp://127.0.0.1:4059", "none", seeded=True).save(fleet_dir)
+    (fleet_dir / meter_dir(1)).mkdir(parents=True)
+    hung = socket.socket(socket.AF_UNIX)
+    hung.bind(str(fleet_dir / meter_dir(1) / "control.sock"))
+    hung.listen(0)
+    queued = []
+    try:
+        for _ in range(4):  # fill its queue: a further connect waits
+            client = socket.socket(socket.AF_UNIX)
+            client.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                client.connect(str(fleet_dir / meter_dir(1) / "control.sock"))
+            queued.append(client)
+        answer = await fleet_web.RemoteSource(fleet_dir, 1).ask({"cmd": "status"})
+    finally:
+        for client in queued:
+            client.close()
+        hung.close()
+    assert answer["ok"] is False
+    assert answer["kind"] == "unreachable"
+    assert answer["error"].startswith(("the twin did not answer", "the connection to the twin"))
+
+
+async def test_an_unreadable_fleet_record_is_explained_on_the_overview(fleet_dir: Path) -> None:
+    FleetSpec(1, b"\x01" * 32, "tcp://127.0.0.1:4059", "none", seeded=True).save(fleet_dir)
+    (fleet_dir / STATUS_FILE).write_text("{half a record")
+    async with (
+        running_console(fleet_dir) as (_, url),
+        Session() as session,
+        session.get(url + "/api/fleet") as response,
+    ):
+        assert response.status == 503
+        answer = await response.json()
+    assert answer["ok"] is False
+    assert f"{STATUS_FILE} cannot be read" in answer["error"]

@@ -7,6 +7,7 @@ from datetime import timedelta
 from tests.support import amsterdam, model_at
 from twin.config import Config
 from twin.meter.model import POWER_TRACE_SIZE, MeterModel
+from twin.web.views import power_chart
 
 START = amsterdam(2026, 6, 21, 11, 0)  # midsummer noon: the PV generates
 
@@ -68,3 +69,30 @@ def test_a_load_override_is_a_step_at_once_and_the_trace_is_bounded() -> None:
     model.set_load_override(at, None)
     model.advance(START + timedelta(hours=5))
     assert len(model.power_trace) == POWER_TRACE_SIZE
+
+
+def test_after_the_clock_is_set_back_the_trace_and_its_chart_stay_in_time_order() -> None:
+    """A P3 clock set back (events 4 and 5): the steps after the new time did not happen on
+    the meter's new time line, so the trace (and the chart of its last hour) holds only what
+    led up to it, in order, then what comes after."""
+    model = model_at(START)
+    model.advance(START + timedelta(minutes=40))
+    back = START + timedelta(minutes=10)
+    model.clock_adjusted(START + timedelta(minutes=40), back)
+    model.advance(back + timedelta(minutes=20))
+    times = [s.time for s in model.power_trace]
+    assert times == sorted(set(times))
+    assert times[-1] <= back + timedelta(minutes=20)
+    chart = power_chart(model.power_trace, model.time)
+    shown = [step["t"] for step in chart["steps"]]
+    assert shown == sorted(set(shown))
+    assert len(shown) >= 25  # the half hour since START: no step lost
+
+
+def test_a_small_clock_synchronisation_back_keeps_the_trace_in_order() -> None:
+    model = model_at(START)
+    model.advance(START + timedelta(minutes=5, seconds=20))
+    model.clock_moved(START + timedelta(minutes=4, seconds=50))
+    model.advance(START + timedelta(minutes=8))
+    times = [s.time for s in model.power_trace]
+    assert times == sorted(set(times))

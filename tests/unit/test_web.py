@@ -47,12 +47,12 @@ START_S = 10.0
 Session = aiohttp.ClientSession
 
 
-def _config(endpoint: str = "http://127.0.0.1:0") -> Config:
+def _config(endpoint: str = "http://127.0.0.1:0", modem: str = "none") -> Config:
     return replace(
         Config(),
         clock=ClockConfig(speed=1.0, start="2026-12-07T10:00:10+00:00"),
         p1=P1Config(endpoint="tcp://127.0.0.1:0", request="simulated"),
-        p3=P3Config(endpoint="tcp://127.0.0.1:0", modem="none"),
+        p3=P3Config(endpoint="tcp://127.0.0.1:0", modem=modem),
         web=WebConfig(endpoint=endpoint, refresh_s=0.2),
     )
 
@@ -86,9 +86,9 @@ class Running:
 
 @asynccontextmanager
 async def running_twin(
-    tmp_path: Path, endpoint: str = "http://127.0.0.1:0"
+    tmp_path: Path, endpoint: str = "http://127.0.0.1:0", modem: str = "none"
 ) -> AsyncIterator[Running]:
-    twin = build(_config(endpoint), tmp_path)
+    twin = build(_config(endpoint, modem), tmp_path)
     stop = asyncio.Event()
     task = asyncio.create_task(twin.supervisor.run(stop))
     running = Running(twin)
@@ -147,7 +147,16 @@ async def test_the_state_carries_every_view(tmp_path: Path) -> None:
             await asyncio.sleep(0.05)
         async with session.get(running.url + "/api/state") as response:
             state = await response.json()
-    assert set(state) == {"status", "display", "power", "profile", "events", "telegrams"}
+    assert set(state) == {
+        "unreachable",
+        "status",
+        "display",
+        "power",
+        "profile",
+        "events",
+        "telegrams",
+    }
+    assert state["unreachable"] is None
     status = state["status"]
     assert status["equipment_id"] == running.twin.config.meter.equipment_id
     assert set(status["ports"]) >= {"supervisor", "p1", "p2", "p3", "display", "web"}
@@ -330,6 +339,21 @@ async def test_a_control_from_another_site_or_without_the_csrf_token_changes_not
         ok = await running.control(session, body)  # with the token from the same origin
         assert ok["ok"] is True
         assert running.twin.meter.model.state.admin_state == 1
+
+
+async def test_on_loopback_a_tunnel_to_another_local_port_reaches_the_console(
+    tmp_path: Path,
+) -> None:
+    """`ssh -L 9000:127.0.0.1:8059 pi`: the browser names the tunnel's port in Host. A loopback
+    name is what keeps rebound names out; the port it names is the client's business."""
+    async with running_twin(tmp_path) as running, Session() as session:
+        for host in ("127.0.0.1:9000", "localhost:9000", "[::1]:9000", "localhost"):
+            headers = {"Host": host}
+            async with session.get(running.url + "/api/session", headers=headers) as response:
+                assert response.status == 200, host
+        for host in ("evil.example:9000", "127.0.0.1.evil.example", "[::2]:9000"):
+            async with session.get(running.url + "/api/session", headers={"Host": host}) as r:
+                assert r.status == 403, host
 
 
 def _secrets(twin: Twin) -> set[str]:
@@ -544,3 +568,323 @@ async def test_pages_beyond_the_limit_are_refused(
         async with session.get(running.url + "/api/stream") as second:
             assert second.status == 503
         assert running.console.status()["pages_open"] == 1
+
+
+class _BigSource:
+    """A meter whose status is `size` bytes and changes at every read: a page that stops
+    reading fills its connection's buffers within a few updates."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.reads = 0
+
+    async def ask(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        self.reads += 1
+        if request["cmd"] != "status":
+            return {"ok": False, "kind": "request", "error": "no such command"}
+        return {"ok": True, "result": {"n": self.reads, "pad": "x" * self.size}}
+
+
+@asynccontextmanager
+async def serving(source: Any) -> AsyncIterator[tuple[int, aiohttp.web.AppRunner, Any]]:
+    """One meter's console over `source` on a free loopback port: (port, runner, api)."""
+    guard = server.Guard("127.0.0.1", "t" * 43, lambda path: False)
+    api = server.MeterApi(source, guard, refresh_s=60.0)
+    runner = aiohttp.web.AppRunner(server.console_app(guard, api.add_routes), access_log=None)
+    guard.bound_port = await server.listen(runner, "127.0.0.1", 0)
+    try:
+        yield guard.bound_port, runner, api
+    finally:
+        api.hub.close()
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def stalled_page(port: int, runner: aiohttp.web.AppRunner) -> AsyncIterator[None]:
+    """A page that opens the stream and never reads it (a frozen tab), once the console has
+    its connection."""
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.sock_connect(stalled, ("127.0.0.1", port))
+        request = f"GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+        await loop.sock_sendall(stalled, request.encode())
+        for _ in range(100):
+            if runner.server.connections:  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.01)
+        yield
+    finally:
+        stalled.close()
+
+
+async def _until_no_connection(runner: aiohttp.web.AppRunner) -> None:
+    for _ in range(150):
+        if not runner.server.connections:  # type: ignore[union-attr]
+            break
+        await asyncio.sleep(0.02)
+    assert runner.server.connections == []  # type: ignore[union-attr]
+
+
+class _RemoteSource:
+    """A meter reached over a socket (as the fleet console reaches its meters): every
+    request waits for its answer, so requests of several pages interleave."""
+
+    async def ask(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0.01)
+        return {"ok": True, "result": {"cmd": request["cmd"]}}
+
+
+async def test_pages_opened_together_stay_within_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The limit holds for pages that connect at the same moment (each waits for its first
+    message before streaming): a burst of connections cannot get past it."""
+    monkeypatch.setattr(server, "MAX_CLIENTS", 2)
+    async with serving(_RemoteSource()) as (port, _, api), Session() as session:
+        url = f"http://127.0.0.1:{port}/api/stream"
+        streams = await asyncio.gather(*(session.get(url) for _ in range(6)))
+        try:
+            assert sorted(s.status for s in streams) == [200, 200, 503, 503, 503, 503]
+            for stream in streams:
+                if stream.status == 200:
+                    await _first_event(stream)
+            assert len(api.hub.pages) == 2
+        finally:
+            for stream in streams:
+                stream.close()
+
+
+async def test_a_page_that_reads_no_update_is_let_go_with_its_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Updates pile up for a page that stopped reading: once its queue is full the page is
+    dropped, and its connection (and what the server buffered for it) with it."""
+    monkeypatch.setattr(server, "WRITE_S", 60.0)
+    async with serving(_BigSource(262_144)) as (port, runner, api), stalled_page(port, runner):
+        for _ in range(100):  # its first message is taken: it follows the updates
+            if api.hub.pages:
+                break
+            await asyncio.sleep(0.02)
+        for _ in range(4 * QUEUE_SIZE):  # some MiB offered, never read
+            await api.hub.update()
+            await asyncio.sleep(0)
+        await _until_no_connection(runner)
+        assert api.hub.pages == set()
+
+
+async def test_a_page_stuck_on_one_update_is_let_go_after_write_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One update its connection cannot take (the queue never fills): the write waits
+    WRITE_S, then the page and its connection are let go."""
+    monkeypatch.setattr(server, "WRITE_S", 0.3)
+    async with serving(_BigSource(16 << 20)) as (port, runner, api), stalled_page(port, runner):
+        began = asyncio.get_running_loop().time()
+        await _until_no_connection(runner)
+        assert asyncio.get_running_loop().time() - began >= 0.25  # by the time-out
+        assert api.hub.pages == set()
+
+
+async def test_a_control_over_the_size_limit_is_refused_in_json_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    async with running_twin(tmp_path) as running, Session() as session:
+        csrf = await running.csrf(session)
+        huge = {"cmd": "message", "code": "01", "text": "x" * (server.MAX_CONTROL_BYTES + 1)}
+        url = running.url + "/api/control"
+        async with session.post(url, json=huge, headers={CSRF_HEADER: csrf}) as response:
+            assert response.status == 413
+            answer = await response.json()
+    assert answer["ok"] is False
+    assert answer["kind"] == "too-long"
+    assert "at most 16 KiB" in answer["error"]
+    assert running.twin.meter.model.state.message_text == ""
+
+
+class _FlakySource:
+    """A meter's control socket that goes away and comes back (its worker restarts)."""
+
+    def __init__(self) -> None:
+        self.up = True
+
+    async def ask(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        if not self.up:
+            return {"ok": False, "kind": "unreachable", "error": "no twin is running"}
+        return {"ok": True, "result": {"cmd": request["cmd"]}}
+
+
+async def test_a_meter_that_comes_back_is_no_longer_shown_unreachable() -> None:
+    source = _FlakySource()
+    hub = Hub(source, refresh_s=1.0)
+    assert json.loads((await hub.update())["unreachable"]) is None
+    source.up = False
+    assert json.loads((await hub.update())["unreachable"]) == "no twin is running"
+    source.up = True
+    changed = await hub.update()
+    assert json.loads(changed["unreachable"]) is None
+    # A page opened now is not told the meter is away.
+    assert json.loads(server._message(hub.latest))["unreachable"] is None
+
+
+def test_a_token_file_half_written_by_an_earlier_process_does_not_stop_the_start(
+    tmp_path: Path,
+) -> None:
+    """A twin killed while it wrote the token leaves its temporary file; in a container the
+    next start often has the same process id. It makes the token all the same."""
+    from twin.web.token import load_or_create_token
+
+    for pid in (os.getpid(), 1):
+        (tmp_path / f".web-token.{pid}").write_text("half")
+    token = load_or_create_token(tmp_path)
+    assert len(token) >= 40
+    assert (tmp_path / "web-token").read_text().strip() == token
+    assert stat.S_IMODE((tmp_path / "web-token").stat().st_mode) == 0o600
+
+
+def test_two_twins_making_the_token_at_once_keep_one(tmp_path: Path) -> None:
+    """The second to write finds the first's token and takes it, never replaces it (the
+    first would otherwise serve a token no file holds)."""
+    from twin.web.token import load_or_create_token, write_new_token
+
+    first = load_or_create_token(tmp_path)
+    assert write_new_token(tmp_path) == first
+    assert (tmp_path / "web-token").read_text().strip() == first
+    assert [p.name for p in tmp_path.iterdir()] == ["web-token"]
+
+
+def _gasmeter(state: dict[str, Any]) -> dict[str, Any]:
+    gas: dict[str, Any] = state["status"]["ports"]["gasmeter"]
+    return gas
+
+
+def _gas_ahead_s(state: dict[str, Any]) -> float:
+    gas = datetime.fromisoformat(_gasmeter(state)["clock"])
+    return (gas - datetime.fromisoformat(state["status"]["meter_time"])).total_seconds()
+
+
+# Each injection the issue lists, as the page sends it, and what its views then show.
+INJECTIONS: list[tuple[dict[str, Any], Any]] = [
+    ({"cmd": "sag", "phase": 1, "seconds": 2}, lambda s: s["status"]["phases"][0]["sags"] == 1),
+    ({"cmd": "swell", "phase": 1, "seconds": 2}, lambda s: s["status"]["phases"][0]["swells"] == 1),
+    (
+        {"cmd": "message", "code": "42", "text": "lab"},
+        lambda s: s["status"]["message"] == {"code": "42", "text": "lab"},
+    ),
+    ({"cmd": "load", "watts": 1234.5}, lambda s: s["status"]["load_override_w"] == 1234.5),
+    ({"cmd": "tamper", "code": 46}, lambda s: s["events"]["fraud"][0]["code"] == 46),
+    ({"cmd": "admin", "state": 0}, lambda s: s["status"]["admin_state"] == 0),
+    ({"cmd": "request", "raised": False}, lambda s: not s["status"]["ports"]["p1"]["requested"]),
+    # The gas meter's status byte (P2 §6.2.3): battery low is bit 2, fraud bit 6.
+    ({"cmd": "gas", "battery_low": True}, lambda s: _gasmeter(s)["status"] & 0x04),
+    ({"cmd": "gas", "fraud": True}, lambda s: _gasmeter(s)["status"] & 0x40),
+    ({"cmd": "gas", "clock_drift_s": 30}, lambda s: 29 < _gas_ahead_s(s) < 31),
+    ({"cmd": "gas", "attached": False}, lambda s: not _gasmeter(s)["attached"]),
+    (
+        {"cmd": "wakeup", "kind": "sms", "sender": "0612345678"},
+        lambda s: s["status"]["ports"]["modem"]["recent_wakeups"][-1]["sender"] == "0612345678",
+    ),
+    (
+        {"cmd": "button", "press": "long"},
+        lambda s: s["status"]["ports"]["display"]["mode"] == "service",
+    ),
+    (
+        {"cmd": "power-failure", "seconds": 600},
+        lambda s: "Power down" in [e["name"] for e in s["events"]["standard"]],
+    ),
+]
+
+
+async def test_every_injection_of_the_issue_is_acknowledged_and_shows_in_its_view(
+    tmp_path: Path,
+) -> None:
+    async with running_twin(tmp_path, modem="simulated") as running, Session() as session:
+        missing = []
+        for request, shown in INJECTIONS:
+            answer = await running.control(session, request)
+            assert answer["ok"] is True, (request, answer)
+            for _ in range(100):  # a sag's count, the gas meter's next reading: soon after
+                async with session.get(running.url + "/api/state") as response:
+                    state = await response.json()
+                if shown(state):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                missing.append(request)
+    assert missing == []
+
+
+async def test_a_page_that_goes_away_mid_stream_is_forgotten_and_the_meter_runs_on(
+    tmp_path: Path,
+) -> None:
+    async with running_twin(tmp_path) as running, Session() as session:
+        async with session.get(running.url + "/api/stream") as stream:
+            await _first_event(stream)
+            await _first_event(stream)  # the next refresh: it is followed
+            assert running.console.status()["pages_open"] == 1
+            stream.connection.transport.abort()  # type: ignore[union-attr]  # a tab killed
+        for _ in range(100):  # noticed at the next update (each refresh_s: the time moved)
+            if running.console.status()["pages_open"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert running.console.status()["pages_open"] == 0
+        services = running.twin.control.ports["supervisor"]()
+        assert services["web"]["state"] == services["meter"]["state"] == "running"
+        assert (await running.control(session, {"cmd": "admin", "state": 1}))["ok"] is True
+
+
+async def _raw_status(port: int, request: bytes) -> bytes:
+    """The status line of the answer to one raw HTTP request (bytes a client library would
+    not send)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        return (await reader.readline()).rstrip()
+    finally:
+        writer.close()
+
+
+async def test_a_token_or_csrf_header_that_is_not_text_is_refused_not_an_error(
+    tmp_path: Path,
+) -> None:
+    """Bytes that are not UTF-8 where the token or the CSRF token goes: 401 or 403, as any
+    wrong token, never a server error."""
+    async with running_twin(tmp_path, "http://0.0.0.0:0") as running:
+        port = running.console.bound_port
+        assert port is not None
+        head = b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        for header in (b"Authorization: Bearer \xff\xfe", b"Cookie: dsmr_twin_token=\xff"):
+            status = await _raw_status(port, head + header + b"\r\n\r\n")
+            assert status == b"HTTP/1.1 401 Unauthorized", header
+        token = (tmp_path / "web-token").read_text().strip().encode()
+        post = b"POST /api/control HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token
+        post += b"\r\nContent-Type: application/json\r\nX-CSRF-Token: \xff\r\n"
+        post += b"Content-Length: 2\r\n\r\n{}"
+        assert await _raw_status(port, post) == b"HTTP/1.1 403 Forbidden"
+        assert running.console.status()["refused"] == 3
+
+
+async def test_the_token_redirect_stays_on_the_console(tmp_path: Path) -> None:
+    """`//other.example/?token=...` is a path here, but as a Location it would send the
+    browser to another site: the redirect that keeps the token as a cookie stays on this one."""
+    async with running_twin(tmp_path, "http://0.0.0.0:0") as running:
+        token = (tmp_path / "web-token").read_text().strip().encode()
+        port = running.console.bound_port
+        assert port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET //other.example/?token=" + token + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        writer.close()
+    assert head.startswith("HTTP/1.1 303")
+    assert "\r\nLocation: /other.example/\r\n" in head
+
+
+async def test_error_answers_carry_the_security_headers_too(tmp_path: Path) -> None:
+    async with running_twin(tmp_path) as running, Session() as session:
+        for path, status in (("/api/control", 405), ("/nothing", 404), ("/static/x.js", 404)):
+            async with session.get(running.url + path) as response:
+                assert response.status == status, path
+                assert response.headers["Cache-Control"] == "no-store", path
+                assert response.headers["X-Frame-Options"] == "DENY", path

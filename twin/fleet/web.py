@@ -18,10 +18,11 @@ with the token in the fleet's state directory.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,14 @@ from twin.control import ControlError
 from twin.fleet.control import fleet_status, meter_ask
 from twin.fleet.spec import FleetSpec
 from twin.web.server import (
+    API_ROUTES,
     ASSETS,
-    MAX_CONTROL_BYTES,
     SHUTDOWN_S,
     Guard,
+    Handler,
     MeterApi,
     asset_route,
+    console_app,
     console_url,
     listen,
 )
@@ -45,8 +48,8 @@ log = logging.getLogger(__name__)
 
 OVERVIEW_S = 2.0  # the overview's data is read at most this often, however many pages ask
 ASK_TIMEOUT_S = 5.0
-FLEET_ASSETS = ("fleet.html", "fleet.js")
-METER_PAGE = re.compile(r"/meter/\d+/")
+# A meter's page, and its address typed without the slash (a redirect to it).
+METER_PAGE = re.compile(r"/meter/\d+/?")
 
 
 class RemoteSource:
@@ -63,8 +66,18 @@ class RemoteSource:
 
 
 class FleetConsole:
-    def __init__(self, fleet_dir: Path, host: str, port: int, token: str, refresh_s: float) -> None:
+    def __init__(
+        self,
+        fleet_dir: Path,
+        host: str,
+        port: int,
+        token: str,
+        refresh_s: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.fleet_dir = fleet_dir
+        self.monotonic = monotonic  # when the overview was read (a test moves it)
         self.spec = FleetSpec.load(fleet_dir)
         self.host, self.port = host, port
         self.refresh_s = refresh_s
@@ -83,22 +96,19 @@ class FleetConsole:
         return path == "/" or path in files or METER_PAGE.fullmatch(path) is not None
 
     def app(self) -> web.Application:
-        app = web.Application(
-            middlewares=[self.guard.middleware], client_max_size=MAX_CONTROL_BYTES
-        )
-        router = app.router
+        return console_app(self.guard, self._add_routes)
+
+    def _add_routes(self, router: web.UrlDispatcher, prefix: str) -> None:
         router.add_get("/", asset_route("fleet.html"))
-        for name in (*ASSETS, "fleet.js"):
-            router.add_get(f"/static/{name}", asset_route(name))
+        router.add_get("/static/fleet.js", asset_route("fleet.js"))
         router.add_get("/api/fleet", self._fleet)
         meter = r"/meter/{index:\d+}"
         router.add_get(meter, self._to_page)
-        router.add_get(meter + "/", self._page)
-        router.add_get(meter + "/api/session", self._route("session"))
-        router.add_get(meter + "/api/state", self._route("state"))
-        router.add_get(meter + "/api/stream", self._route("stream"))
-        router.add_post(meter + "/api/control", self._route("control"))
-        return app
+        # The page is the same for every meter and holds no data (a stranger off loopback may
+        # load it): it neither checks the meter nor starts reading it; its API does.
+        router.add_get(meter + "/", asset_route("index.html"))
+        for method, path, name in API_ROUTES:
+            router.add_route(method, f"{meter}/{path}", self._route(name))
 
     async def run(self) -> None:
         """Serve until cancelled."""
@@ -116,11 +126,13 @@ class FleetConsole:
             await runner.cleanup()
 
     def meter(self, index: int) -> MeterApi:
-        """Meter `index`'s API, made when its page is first opened (HTTPNotFound if the fleet
-        has no such meter)."""
+        """Meter `index`'s API, made when its page first asks (HTTPNotFound, in JSON for the
+        page to show, if the fleet has no such meter)."""
         if index not in self.spec.indices:
+            error = f"the fleet has meters {self.spec.first} to {self.spec.indices[-1]}"
             raise web.HTTPNotFound(
-                text=f"the fleet has meters {self.spec.first} to {self.spec.indices[-1]}"
+                text=json.dumps({"ok": False, "kind": "request", "error": error}),
+                content_type="application/json",
             )
         api = self.meters.get(index)
         if api is None:
@@ -134,24 +146,25 @@ class FleetConsole:
         # The page's API is relative to it: /meter/N/ with its slash.
         raise web.HTTPPermanentRedirect(f"/meter/{request.match_info['index']}/")
 
-    async def _page(self, request: web.Request) -> web.StreamResponse:
-        self.meter(int(request.match_info["index"]))
-        return await asset_route("index.html")(request)
+    def _route(self, name: str) -> Handler:
+        """The handler `name` of the meter the request's path names."""
 
-    def _route(self, name: str) -> Any:
         async def handle(request: web.Request) -> web.StreamResponse:
             api = self.meter(int(request.match_info["index"]))
-            handler = getattr(api, name)
-            response: web.StreamResponse = await handler(request)
-            return response
+            handler: Handler = getattr(api, name)
+            return await handler(request)
 
         return handle
 
     async def _fleet(self, request: web.Request) -> web.StreamResponse:
         async with self._overview_lock:
-            now = time.monotonic()
+            now = self.monotonic()
             if self._overview is None or now - self._overview[0] >= OVERVIEW_S:
-                self._overview = (now, await fleet_status(self.fleet_dir))
+                try:
+                    self._overview = (now, await fleet_status(self.fleet_dir))
+                except ControlError as exc:  # the fleet's record of its workers is unreadable
+                    answer = {"ok": False, "kind": "unreachable", "error": str(exc)}
+                    return web.json_response(answer, status=503)
             overview = self._overview[1]
         return web.json_response(overview)
 

@@ -206,6 +206,13 @@ class MeterModel:
             when = datetime.fromtimestamp(self._ts, UTC)
             self.power_trace.append(PowerStep(when, consumed, generated))
 
+    def _forget_power_after(self, new: datetime) -> None:
+        """The clock goes to `new`: after a set back the steps from `new` on belong to a time
+        line the meter left, so the trace (keyed by meter time) stays in time order. The
+        power in force at `new` is traced again from it on."""
+        while self.power_trace and self.power_trace[-1].time >= new:
+            self.power_trace.pop()
+
     def _overridden(self) -> MinutePower:
         phases = self.config.meter.phases
         assert self._override_w is not None
@@ -460,6 +467,7 @@ class MeterModel:
         # Energy is not integrated over a jump forward; after a jump back it is integrated
         # again as real time passes, so the registers still never decrease.
         self._hold_captures(new)
+        self._forget_power_after(new)
         self._ts = new.timestamp()
         self._minute = None
         self.state.time = self.time
@@ -467,6 +475,7 @@ class MeterModel:
     def clock_moved(self, new: datetime) -> None:
         """A clock synchronisation within the time shift limit: no events, no status bits."""
         self._hold_captures(new)
+        self._forget_power_after(new)
         self._ts = new.timestamp()
         self._minute = None
         self.state.time = self.time

@@ -56,6 +56,9 @@ MAX_CONTROL_BYTES = 16 * 1024  # the longest control request (a message) is ~1 K
 MAX_CLIENTS = 16  # live pages of one meter at once; each costs a queue and a connection
 QUEUE_SIZE = 8  # updates queued for one page; a page that reads none of them is dropped
 KEEPALIVE_S = 15.0  # an SSE comment this often notices closed pages (and keeps proxies open)
+# A page whose connection takes no update for this long (a frozen tab, a client that never
+# reads) is let go: waiting on would hold its connection and buffers without end.
+WRITE_S = 10.0
 SHUTDOWN_S = 1.0
 # What the browser may do with the page: its own script and style only, no frames.
 SECURITY_HEADERS = {
@@ -75,6 +78,13 @@ UNAUTHORISED = (
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
 ASSETS = ("app.js", "style.css")  # the meter page's files under /static/
+# A meter's API under its page: (method, path, the MeterApi handler).
+API_ROUTES = (
+    ("GET", "api/session", "session"),
+    ("GET", "api/state", "state"),
+    ("GET", "api/stream", "stream"),
+    ("POST", "api/control", "control"),
+)
 
 
 def asset(name: str) -> bytes:
@@ -116,12 +126,13 @@ class LocalSource:
 
 
 async def read_views(source: Source) -> dict[str, Any]:
-    """Every view of a meter: `status`, the display frame, and the console views."""
-    views: dict[str, Any] = {}
+    """Every view of a meter: `status`, the display frame, and the console views; and
+    `unreachable`, why the meter cannot be read (null while it can: a page keeps the last
+    views it got, and learns from this that they are old, and when they are current again)."""
     status = await source.ask({"cmd": "status"})
     if not status["ok"]:
         return {"unreachable": status.get("error")}
-    views["status"] = status["result"]
+    views: dict[str, Any] = {"unreachable": None, "status": status["result"]}
     shot = await source.ask({"cmd": "screenshot"})
     if shot["ok"]:  # a twin without a display has no `screenshot` command
         views["display"] = shot["result"]
@@ -208,6 +219,17 @@ def _message(views: Mapping[str, str]) -> str:
     return "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in views.items()) + "}"
 
 
+class PageStalledError(Exception):
+    """A page's connection took no update within WRITE_S."""
+
+
+async def _send(response: web.StreamResponse, data: bytes) -> None:
+    """Write `data` to a page's stream (PageStalledError when it takes nothing for WRITE_S)."""
+    sent, _ = await _within(response.write(data), WRITE_S)
+    if not sent:
+        raise PageStalledError
+
+
 def _event(message: str) -> bytes:
     return f"event: update\ndata: {message}\n\n".encode()
 
@@ -226,21 +248,30 @@ class Guard:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await self._answer(request, handler)
+        except web.HTTPException as exc:  # 404, 405 ...: aiohttp's answers are pages too
+            exc.headers.update(SECURITY_HEADERS)
+            raise
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         refusal = self._refusal(request)
         if refusal is not None:
             self.refused += 1
             status, why = refusal
-            response: web.StreamResponse = web.json_response(
+            return web.json_response(
                 {"ok": False, "kind": "forbidden", "error": why}, status=status
             )
-        elif self.token_required and "token" in request.query and request.method == "GET":
+        if self.token_required and "token" in request.query and request.method == "GET":
             # The token arrived in the URL: keep it as a cookie and drop it from the address.
-            response = web.Response(status=303, headers={"Location": request.path})
+            # One leading slash: "//host/" as a Location would lead to another site.
+            here = "/" + request.path.lstrip("/")
+            response = web.Response(status=303, headers={"Location": here})
             response.set_cookie(COOKIE, self.token, httponly=True, samesite="Strict", path="/")
-        else:
-            response = await handler(request)
-        response.headers.update(SECURITY_HEADERS)
-        return response
+            return response
+        return await handler(request)
 
     def _refusal(self, request: web.Request) -> tuple[int, str] | None:
         """Why the request is refused (HTTP status, reason), or None."""
@@ -257,8 +288,14 @@ class Guard:
         return None
 
     def _loopback_host(self, host: str) -> bool:
-        name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
-        return is_loopback(name.strip("[]")) and port == str(self.bound_port)
+        """`host` (the Host header) names the loopback. Its port is not checked: a page of
+        another site reaches the console only under that site's own name, while an SSH
+        tunnel (`ssh -L 9000:127.0.0.1:8059`) makes the browser name the tunnel's port."""
+        if host.startswith("["):  # [IPv6] or [IPv6]:port
+            name = host[1 : host.find("]")] if "]" in host else ""
+        else:
+            name = host.partition(":")[0]
+        return is_loopback(name)
 
     def _authorised(self, request: web.Request) -> bool:
         given = request.cookies.get(COOKIE, "")
@@ -267,7 +304,7 @@ class Guard:
             given = bearer.removeprefix("Bearer ")
         if request.method == "GET" and "token" in request.query:
             given = request.query["token"]
-        return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
+        return bool(given) and _same_secret(given, self.token)
 
     def _cross_site(self, request: web.Request) -> tuple[int, str] | None:
         origin = request.headers.get("Origin")
@@ -276,9 +313,16 @@ class Guard:
         if request.content_type != "application/json":
             return 415, "a control request is JSON (Content-Type: application/json)"
         given = request.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(given.encode(), self.csrf.encode()):
+        if not _same_secret(given, self.csrf):
             return 403, f"a control needs the session's {CSRF_HEADER} header (api/session)"
         return None
+
+
+def _same_secret(given: str, secret: str) -> bool:
+    """`given` is `secret`, compared in constant time. aiohttp hands on header bytes that are
+    not UTF-8 as surrogates: such a value is simply not the secret (encoded strictly it would
+    raise, and a bad header would be a server error)."""
+    return hmac.compare_digest(given.encode(errors="surrogateescape"), secret.encode())
 
 
 class MeterApi:
@@ -289,14 +333,13 @@ class MeterApi:
         self.guard = guard
         self.hub = Hub(source, refresh_s)
         self.controls = 0
+        self._streams = 0  # stream requests being served
 
     def add_routes(self, router: web.UrlDispatcher, prefix: str) -> None:
         """Under `prefix` ("" or "/meter/{index}"): the page and its API."""
         router.add_get(f"{prefix}/", asset_route("index.html"))
-        router.add_get(f"{prefix}/api/session", self.session)
-        router.add_get(f"{prefix}/api/state", self.state)
-        router.add_get(f"{prefix}/api/stream", self.stream)
-        router.add_post(f"{prefix}/api/control", self.control)
+        for method, path, name in API_ROUTES:
+            router.add_route(method, f"{prefix}/{path}", getattr(self, name))
 
     def status(self) -> dict[str, Any]:
         return {
@@ -316,33 +359,55 @@ class MeterApi:
         return web.Response(text=_message(self.hub.latest), content_type="application/json")
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
-        if len(self.hub.pages) >= MAX_CLIENTS:
+        # Counted from the first moment, before any wait: pages that connect together (and
+        # pages whose writes are stuck) cannot get past the limit.
+        if self._streams >= MAX_CLIENTS:
             return web.json_response({"ok": False, "error": "too many pages open"}, status=503)
+        self._streams += 1
+        queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_SIZE)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         response.headers.update(SECURITY_HEADERS)
-        await response.prepare(request)
-        queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_SIZE)
-        await self.hub.update()
-        await response.write(_event(_message(self.hub.latest)))
-        self.hub.pages.add(queue)
-        self.hub.poke()  # the hub sleeps while no page is open: it refreshes from now on
         try:
-            while True:
-                arrived, message = await _within(queue.get(), KEEPALIVE_S)
-                if not arrived:
-                    await response.write(b": keep-alive\n\n")
-                    continue
-                if message is None:
-                    break
-                await response.write(_event(message))
+            await response.prepare(request)
+            await self.hub.update()
+            await _send(response, _event(_message(self.hub.latest)))
+            self.hub.pages.add(queue)
+            self.hub.poke()  # the hub sleeps while no page is open: it refreshes from now on
+            await self._follow(queue, response)
         except ConnectionError:
             log.debug("a web console page went away")
+        except PageStalledError:
+            log.info("a web console page took no update for %s s: let go", WRITE_S)
         finally:
             self.hub.pages.discard(queue)
+            self._streams -= 1
+        # A stream ends when its page is let go (it read nothing) or the console stops: a
+        # clean end would wait for a page that may never read again, so the connection and
+        # what is buffered for it are dropped at once (an EventSource reconnects either way).
+        if request.transport is not None:
+            request.transport.abort()
         return response
 
+    async def _follow(self, queue: asyncio.Queue[str | None], response: web.StreamResponse) -> None:
+        """Send the page each update until the hub ends its stream."""
+        while True:
+            arrived, message = await _within(queue.get(), KEEPALIVE_S)
+            if not arrived:
+                await _send(response, b": keep-alive\n\n")
+            elif message is None:
+                return
+            else:
+                await _send(response, _event(message))
+
     async def control(self, request: web.Request) -> web.StreamResponse:
-        answer = await self._control(await request.read())
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            # Answered as the control socket answers a line over its limit, so the page can
+            # show why (aiohttp's own answer is plain text).
+            error = f"a control request is at most {MAX_CONTROL_BYTES // 1024} KiB"
+            return web.json_response({"ok": False, "kind": "too-long", "error": error}, status=413)
+        answer = await self._control(body)
         return web.json_response(answer, status=200 if answer.get("ok") else 400)
 
     async def _control(self, body: bytes) -> dict[str, Any]:
@@ -359,6 +424,18 @@ class MeterApi:
         self.controls += 1
         self.hub.poke()
         return answer
+
+
+def console_app(
+    guard: Guard, add_routes: Callable[[web.UrlDispatcher, str], None]
+) -> web.Application:
+    """A console's application: the guard before every route, the page's files, and the
+    routes `add_routes` adds at the root."""
+    app = web.Application(middlewares=[guard.middleware], client_max_size=MAX_CONTROL_BYTES)
+    for name in ASSETS:
+        app.router.add_get(f"/static/{name}", asset_route(name))
+    add_routes(app.router, "")
+    return app
 
 
 async def listen(runner: web.AppRunner, host: str, port: int) -> int:
@@ -411,13 +488,7 @@ class WebConsole:
         }
 
     def app(self) -> web.Application:
-        app = web.Application(
-            middlewares=[self.guard.middleware], client_max_size=MAX_CONTROL_BYTES
-        )
-        self.api.add_routes(app.router, "")
-        for name in ASSETS:
-            app.router.add_get(f"/static/{name}", asset_route(name))
-        return app
+        return console_app(self.guard, self.api.add_routes)
 
     async def run(self) -> None:
         """Serve until cancelled (the supervisor's service "web")."""

@@ -73,10 +73,10 @@ function showStatus(s) {
   showP1(ports.p1);
   const gas = ports.gasmeter;
   fillPairs($("#gasmeter"), gas ? [
-    ["gas meter", gas.equipment_id], ["state", gas.state], ["status byte", gas.status],
+    ["gas meter", gas.equipment_id], ["state", gas.state], ["status byte", gasStatus(gas.status)],
     ["on the bus", gas.attached ? "yes" : "no"], ["litres", gas.litres], ["clock", gas.clock],
   ] : [["gas meter", "none on this twin"]]);
-  showP3(ports.p3);
+  showP3(ports.p3, ports.modem);
   fillRows($("#services tbody"), Object.entries(ports.supervisor || {}).map(
     ([name, v]) => [name, v.state, v.restarts, v.last_error || ""]));
   const display = ports.display;
@@ -90,7 +90,23 @@ function showP1(p1) {
   $("#p1-aborted").textContent = p1 ? p1.telegrams_aborted : "-";
 }
 
-function showP3(p3) {
+// The gas meter's status byte with its bits by name (P2 §6.2.3).
+const GAS_STATUS_BITS = [[0x04, "battery low"], [0x08, "permanent error"],
+  [0x10, "temporary error"], [0x20, "clock off by more than 60 s"], [0x40, "fraud"]];
+
+function gasStatus(byte) {
+  const bits = GAS_STATUS_BITS.filter(([bit]) => byte & bit).map(([, name]) => name);
+  return "0x" + byte.toString(16).padStart(2, "0") + (bits.length ? " (" + bits.join(", ") + ")" : "");
+}
+
+function lastWakeup(modem) {
+  const wakeups = (modem && modem.recent_wakeups) || [];
+  if (!wakeups.length) return modem ? "none" : "no modem";
+  const w = wakeups[wakeups.length - 1];
+  return w.kind + " from " + w.sender + ": " + (w.accepted ? "accepted" : "refused, " + w.reason);
+}
+
+function showP3(p3, modem) {
   if (!p3) {
     fillPairs($("#p3"), [["P3", "not served"]]);
     fillRows($("#pushes tbody"), []);
@@ -101,6 +117,7 @@ function showP3(p3) {
     ["endpoint", p3.endpoint], ["session open", active], ["associations", p3.associations],
     ["failed logins", p3.failed_logins], ["last contact", p3.last_contact],
     ["GPRS mode", p3.gprs_mode], ["wake-up sessions", p3.wakeup_sessions],
+    ["last wake-up", lastWakeup(modem)],
     ["pushes sent / failed", (p3.pushes_sent ?? 0) + " / " + (p3.push_failures ?? 0)],
   ]);
   fillRows($("#pushes tbody"), Object.entries(p3.pushes || {}).map(
@@ -237,6 +254,7 @@ function drawProfile(rows) {
 
 function apply(update) {
   Object.assign(state, update);
+  if ("unreachable" in update) showReachable(update.unreachable);
   if (update.status) showStatus(update.status);
   if (update.display && update.display.png_base64) {
     $("#display").src = "data:image/png;base64," + update.display.png_base64;
@@ -248,13 +266,32 @@ function apply(update) {
   document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
 }
 
+// A fleet's meter whose control socket went away (its worker restarts): the views shown are
+// its last ones; its controls come (back) once it answers again.
+function showReachable(error) {
+  if (error) {
+    notice("this meter cannot be reached, the views are its last ones: " + error);
+    return;
+  }
+  notice("");
+  if (!$("#controls").children.length) refreshSession();
+}
+
+async function refreshSession() {
+  const session = await fetchSession();
+  if (!session) return;
+  csrf = session.csrf;
+  if (!$("#controls").children.length) {
+    $("#controls").replaceChildren(...session.commands.map(controlForm));
+  }
+}
+
 function connect() {
   const link = $("#link");
   const source = new EventSource("api/stream");
   source.addEventListener("open", async () => {
     // A restarted twin has a new session: take its CSRF token before saying "live".
-    const session = await fetchSession();
-    if (session) csrf = session.csrf;
+    await refreshSession();
     link.textContent = "live";
     link.className = "badge on";
   });
@@ -271,7 +308,17 @@ async function send(request) {
     body: JSON.stringify(request),
     credentials: "same-origin",
   });
-  return response.json();
+  return answerOf(response);
+}
+
+// The console answers in JSON; anything else (a proxy's error page) is shown as it came.
+async function answerOf(response) {
+  const text = await response.text();
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    return { ok: false, kind: "http " + response.status, error: text.slice(0, 200) };
+  }
 }
 
 function acknowledge(output, answer) {
@@ -350,7 +397,7 @@ function controlForm(command) {
 
 async function fetchSession() {
   const response = await fetch("api/session", { credentials: "same-origin" });
-  const session = await response.json();
+  const session = await answerOf(response);
   if (!response.ok) {
     notice(session.error);
     return null;
@@ -362,10 +409,8 @@ async function fetchSession() {
 async function start() {
   // A meter of a fleet console (/meter/N/): a way back to the overview.
   $("#fleet-link").hidden = !location.pathname.startsWith("/meter/");
-  const session = await fetchSession();
-  if (!session) return;
-  csrf = session.csrf;
-  $("#controls").replaceChildren(...session.commands.map(controlForm));
+  await refreshSession();
+  if (!csrf) return;
   for (const button of document.querySelectorAll("[data-press]")) {
     button.addEventListener("click", async () => {
       acknowledge($("#button-ack"), await send({ cmd: "button", press: button.dataset.press }));
