@@ -3,8 +3,9 @@
 A commit is durable when its future completes (`commit` waits for it): registers, event log
 entries and profile rows go in one transaction. The meter commits before it publishes
 anything, so no value that was ever shown on P1, P3 or `ctl status` can come back lower after
-a crash. Every write goes through one writer thread (twin/store_writer.py), in order; reads use
-the event loop's own connection and see what is committed, also while a write is stuck (WAL).
+a crash. Every write goes through the store's writer (twin/store_writer.py: a few threads that
+the stores of a process share), in order; reads use the event loop's own connection and see
+what is committed, also while a write is stuck (WAL).
 
 Opening never turns an existing meter into a new one: a database that is empty, damaged or not
 a twin's is refused with a message (restore it with `dsmr-twin store restore`); only a state
@@ -33,7 +34,7 @@ from typing import Any
 from twin.meter.model import Outbox
 from twin.meter.state import MeterState
 from twin.store_profiles import ProfileTables, StoredEntry, insert_outbox
-from twin.store_writer import MeterCommit, StoreWriteError, StoreWriter
+from twin.store_writer import MeterCommit, StoreWriteError, StoreWriter, WriterPool
 
 __all__ = ["Checkpoint", "Store", "StoreError", "StoredEntry"]
 
@@ -121,13 +122,16 @@ class Checkpoint:
 class Store(ProfileTables):
     """The meter's database; the profile buffers' methods come from `ProfileTables`."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, path: Path, pool: WriterPool | None = None
+    ) -> None:
         self._db = connection
         self.path = path
-        self.writer = StoreWriter(lambda: _connect(path), _write_commit, path)
+        self.writer = StoreWriter(lambda: _connect(path), _write_commit, path, pool)
 
     @classmethod
-    def open(cls, state_dir: Path) -> Store:
+    def open(cls, state_dir: Path, pool: WriterPool | None = None) -> Store:
+        """The meter's store; its writes are made by `pool` (default: the process's own)."""
         path = state_dir / DATABASE
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=STATE_DIR_MODE)
@@ -148,7 +152,7 @@ class Store(ProfileTables):
         try:
             _check_integrity(db, path)
             _set_pragmas(db)
-            store = cls(db, path)
+            store = cls(db, path, pool)
             store._check_version()
             # Tables added since the database was made (CREATE ... IF NOT EXISTS).
             db.executescript(_SCHEMA)
@@ -281,7 +285,7 @@ def read_setting(db: sqlite3.Connection, key: str) -> Any:
 
 
 def setting_write(key: str, value: Any) -> Callable[[sqlite3.Connection], object]:
-    """The write that stores a setting (for the writer thread, or a connection of one's own)."""
+    """The write that stores a setting (for the writer, or a connection of one's own)."""
     text = json.dumps(value)
     return lambda db: db.execute(
         "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, text)
@@ -297,7 +301,7 @@ def _set_pragmas(db: sqlite3.Connection) -> None:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    """The writer thread's own connection."""
+    """The store's write connection (used by one pool thread at a time)."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     _set_pragmas(db)
     return db
