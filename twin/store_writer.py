@@ -212,8 +212,8 @@ class WriterPool:
             return due - now if due is not None and not self._idle else None
         if self._threads < self.size:
             return 0.0
-        if len(self._serving) < self._threads - self._idle:  # a thread between jobs
-            return STALLED_AFTER_S
+        if not self._serving or len(self._serving) < self._threads - self._idle:
+            return STALLED_AFTER_S  # a thread is waking or between jobs: it comes
         youngest = max(w.started_at for w in self._serving)
         return max(0.0, youngest + STALLED_AFTER_S - now)
 

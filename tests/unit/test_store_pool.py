@@ -15,7 +15,7 @@ from twin.app import build
 from twin.config import Config
 from twin.fleet.spec import FleetSpec
 from twin.store import Store, StoreError, setting_write
-from twin.store_writer import STALLED_AFTER_S, WriterPool
+from twin.store_writer import STALLED_AFTER_S, WriterPool, _Job
 
 
 @pytest.fixture
@@ -88,6 +88,26 @@ def test_a_store_queued_with_one_that_then_sticks_is_served(
     finally:
         disk.set()
     for store in stores:
+        store.close()
+
+
+def test_stores_ready_before_the_idle_thread_wakes_need_no_spare(
+    tmp_path: Path, pool: WriterPool
+) -> None:
+    stores = [Store.open(tmp_path / f"m{i}", pool) for i in range(3)]
+    stores[0].put_setting("warm", 1)
+    _until(lambda: pool._idle == 1)  # the pool's one thread waits for work
+    with pool.lock:  # it cannot wake while the test holds the pool's lock
+        for n, store in enumerate(stores):
+            store.writer._jobs.append(_Job(_append(n), None))
+            store.writer._wake()
+        # Three stores ready, the thread woken but not awake yet, nothing being written:
+        # the watcher looks again later (a spare is for stuck writes).
+        wait = pool._spare_needed_in()
+        assert wait is not None
+        assert wait > 0
+    for store in stores:
+        store.put_setting("after", 1)
         store.close()
 
 
