@@ -36,7 +36,7 @@ from twin.meter.state import MeterState
 from twin.store_profiles import ProfileTables, StoredEntry, insert_outbox
 from twin.store_writer import MeterCommit, StoreWriteError, StoreWriter, WriterPool
 
-__all__ = ["Checkpoint", "Store", "StoreError", "StoredEntry"]
+__all__ = ["Checkpoint", "Store", "StoreError", "StoreUnavailableError", "StoredEntry"]
 
 DATABASE = "meter.sqlite3"
 DATABASE_MODE = 0o600  # it holds keys: the service user only (and root)
@@ -111,6 +111,15 @@ class StoreError(RuntimeError):
     """The state directory or database cannot be used."""
 
 
+class StoreUnavailableError(StoreError):
+    """The storage cannot take a write now (a stuck or failing write, a locked database, an
+    I/O error): worth trying again later, unlike a damaged or foreign database."""
+
+
+# OS errors of a disk that may come back (not a permission or a missing path).
+TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.ENOSPC, errno.EDQUOT, errno.EBUSY, errno.EAGAIN})
+
+
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """The last committed state and when (meter time, host wall-clock time) it was committed."""
@@ -139,7 +148,7 @@ class Store(ProfileTables):
                 _refuse_to_start_anew(path, state_dir)
                 _create_database(path, state_dir)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(_cannot_open(state_dir, exc)) from exc
+            raise _open_error(state_dir, exc) from exc
         check_database_file(path)
         if not os.access(state_dir, os.W_OK) or not os.access(path, os.W_OK):
             denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES))
@@ -148,7 +157,7 @@ class Store(ProfileTables):
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise StoreError(_cannot_open(state_dir, exc)) from exc
+            raise _open_error(state_dir, exc) from exc
         try:
             _check_integrity(db, path)
             _set_pragmas(db)
@@ -158,7 +167,7 @@ class Store(ProfileTables):
             db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             db.close()
-            raise StoreError(_cannot_open(state_dir, exc)) from exc
+            raise _open_error(state_dir, exc) from exc
         except StoreError:
             db.close()
             raise
@@ -202,10 +211,12 @@ class Store(ProfileTables):
         try:
             future.result()
         except StoreWriteError as exc:
-            raise StoreError(str(exc)) from exc
+            raise StoreUnavailableError(str(exc)) from exc
 
-    def _unavailable(self) -> StoreError:
-        return StoreError(f"storage unavailable: {self.writer.fault or 'a write is stuck'}")
+    def _unavailable(self) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"storage unavailable: {self.writer.fault or 'a write is stuck'}"
+        )
 
     # ------------------------------------------------------------------ meta and settings
 
@@ -246,7 +257,7 @@ class Store(ProfileTables):
             # Shielded: a cancelled caller leaves the queued write in order, not half-known.
             await asyncio.shield(asyncio.wrap_future(future))
         except StoreWriteError as exc:
-            raise StoreError(str(exc)) from exc
+            raise StoreUnavailableError(str(exc)) from exc
 
     # ------------------------------------------------------------------ state
 
@@ -321,6 +332,15 @@ def _write_commit(db: sqlite3.Connection, commit: MeterCommit) -> None:
 # ---------------------------------------------------------------------- opening and checking
 
 RESTORE_HINT = "`dsmr-twin store restore` brings back the last good backup"
+
+
+def _open_error(state_dir: Path, exc: OSError | sqlite3.Error) -> StoreError:
+    """A busy or failing disk (SQLite's OperationalError: locked, I/O error; an OS error that
+    may pass) is StoreUnavailableError; a damaged or unusable database or directory StoreError."""
+    transient = isinstance(exc, sqlite3.OperationalError) or (
+        isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
+    )
+    return (StoreUnavailableError if transient else StoreError)(_cannot_open(state_dir, exc))
 
 
 def _cannot_open(state_dir: Path, exc: BaseException) -> str:
