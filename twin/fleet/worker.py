@@ -122,16 +122,17 @@ class StartReport:
     def starting(self) -> list[int]:
         return [i for i, m in self.meters.items() if m.state == STARTING]
 
-    def write(self) -> None:
-        """Atomically (a reader sees the last report whole); a disk that refuses it is
-        logged: the report must not stop the meters."""
+    async def save(self) -> None:
+        """Written off the event loop (a file and its fsync), as it is now: atomically (a
+        reader sees the last report whole); a disk that refuses it is logged, the report
+        must not stop the meters."""
         record = {
             "worker": self.worker,
             "pid": os.getpid(),
             "meters": {str(i): dataclasses.asdict(m) for i, m in sorted(self.meters.items())},
         }
         try:
-            write_json_atomically(self.path, record)
+            await asyncio.to_thread(write_json_atomically, self.path, record)
         except OSError as exc:
             log.error("cannot write %s: %s", self.path.name, exc)
 
@@ -187,16 +188,16 @@ async def keep_starting(  # noqa: PLR0917 - what a start needs, and the seams of
             if may_pass(exc):
                 log.warning("meter %04d not started yet (attempt %d): %s", index, attempts, exc)
                 report.set(index, STARTING, str(exc), attempts)
-                await asyncio.to_thread(report.write)
+                await report.save()
                 continue
             log.error("meter %04d left out: %s", index, exc)
             report.set(index, FAILED, str(exc), attempts)
-            await asyncio.to_thread(report.write)
+            await report.save()
             return
         log.info("meter %04d started (attempt %d)", index, attempts)
         report.set(index, RUNNING, attempts=attempts)
         started(hosted)
-        await asyncio.to_thread(report.write)
+        await report.save()
         return
 
 
@@ -268,7 +269,7 @@ async def serve_meters(
                 run(hosted)
             helpers = [group.create_task(report_to_head(head, worker, meters), name="head-beat")]
             if starter is not None:
-                await asyncio.to_thread(starter.report.write)
+                await starter.report.save()
                 helpers += [
                     group.create_task(
                         keep_starting(
