@@ -152,10 +152,13 @@ class WriterPool:
             with self.lock:
                 self._serving.discard(writer)
                 done = writer.end(job, outcome)
-            # Outside the lock: a future's callbacks may submit again. The futures of one
-            # store may so complete out of order, but each is committed in order before.
+            # Outside the lock (a future's callbacks may submit again), and before the store
+            # goes back to the pool: its futures complete in order, as its writes were made.
             for future, error in done:
                 _resolve(future, error)
+            with self.lock:
+                if writer.state == _SERVING:
+                    writer.next_turn()
 
     def _next_writer(self) -> StoreWriter | None:
         """The next store to serve, waiting for one; None: this thread ends (a spare that
@@ -375,18 +378,18 @@ class StoreWriter:
         return _Outcome()
 
     def end(self, job: _Job, outcome: _Outcome) -> list[tuple[Future[None], Exception | None]]:
-        """After a job (the pool's lock is held): next job, retry or rest; the futures to
-        complete, with their errors (the caller completes them after the lock)."""
+        """After a job (the pool's lock is held): the futures to complete, with their errors
+        (the caller completes them after the lock, then calls `next_turn`), or a retry."""
         self._running = None
         if outcome.storage and isinstance(outcome.error, sqlite3.Error):
             return self._failed(outcome.error)
         if outcome.error is None:
             self._recovered()
         self._jobs.popleft()
-        self._next()
         return [(job.future, outcome.error)]
 
-    def _next(self) -> None:
+    def next_turn(self) -> None:
+        """The next job to the pool, or rest (the pool's lock is held)."""
         if self._jobs:
             self._pool.make_ready(self)
             return
@@ -414,7 +417,6 @@ class StoreWriter:
             (job.future, StoreWriteError(cause)) for job in self._jobs
         ]
         self._jobs.clear()
-        self._next()
         return lost
 
     def _close_connection(self) -> None:

@@ -49,6 +49,33 @@ def test_each_store_writes_in_its_own_order_under_one_shared_thread(
     assert pool.threads() == 1
 
 
+def test_a_stores_futures_complete_in_order_and_a_callback_may_write_again(
+    tmp_path: Path,
+) -> None:
+    pool = WriterPool(size=2)
+    stores = [Store.open(tmp_path / f"m{i}", pool) for i in range(3)]
+    completed: dict[int, list[int]] = {i: [] for i in range(3)}
+    futures = []
+    for n in range(100):
+        for i, store in enumerate(stores):
+            future = store.writer.submit(_append(n))
+            future.add_done_callback(lambda _f, i=i, n=n: completed[i].append(n))
+            futures.append(future)
+    # A callback (it runs in a pool thread) that queues another write of its store.
+    again = threading.Event()
+    stores[0].writer.submit(_append(100)).add_done_callback(
+        lambda _f: stores[0].writer.submit(_append(101)).add_done_callback(lambda _g: again.set())
+    )
+    for future in futures:
+        future.result(10)
+    assert again.wait(10)
+    assert all(done == list(range(100)) for done in completed.values())
+    assert _written(stores[0]) == list(range(102))
+    for store in stores:
+        store.close()
+    pool.stop()
+
+
 def test_a_stuck_write_of_one_store_holds_no_other_store(tmp_path: Path, pool: WriterPool) -> None:
     stuck, healthy = Store.open(tmp_path / "stuck", pool), Store.open(tmp_path / "ok", pool)
     disk = threading.Event()
