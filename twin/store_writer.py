@@ -126,6 +126,12 @@ class WriterPool:
         else:
             self._watch()
 
+    def requeue(self, writer: StoreWriter) -> None:
+        """`writer` has more jobs, told by the thread that served it and now takes the next
+        ready store (the lock is held): nobody else needs waking."""
+        writer.state = _READY
+        self._ready.append(writer)
+
     def retry_later(self, writer: StoreWriter) -> None:
         """`writer` failed: try again after RETRY_S, or at its next job (the lock is held)."""
         writer.state = _RETRYING
@@ -389,9 +395,10 @@ class StoreWriter:
         return [(job.future, outcome.error)]
 
     def next_turn(self) -> None:
-        """The next job to the pool, or rest (the pool's lock is held)."""
+        """The next job to the pool, or rest (the pool's lock is held, by the thread that
+        made the last job and takes the next ready store right after)."""
         if self._jobs:
-            self._pool.make_ready(self)
+            self._pool.requeue(self)
             return
         self.state = _IDLE
         if self._closing:
