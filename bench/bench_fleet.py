@@ -74,11 +74,26 @@ def fleet_pids(head: int) -> list[int]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+    return sum(cpu_user_system(pids))
+
+
+def cpu_user_system(pids: list[int]) -> tuple[float, float]:
+    """User and kernel CPU seconds of the processes (all their threads)."""
+    user = system = 0
     for pid in pids:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
+        user, system = user + int(fields[11]), system + int(fields[12])  # utime, stime
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
+
+
+def thread_count(pids: list[int]) -> int:
+    """Threads of the processes (/proc/PID/status Threads:)."""
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Threads:"):
+                total += int(line.split()[1])
+    return total
 
 
 def memory_kb(pids: list[int]) -> tuple[int, int]:
@@ -342,9 +357,14 @@ def lean_load(
     script = Path(__file__).with_name("lean_headend.py")
     command = [sys.executable, str(script), "--inventory", str(inventory)]
     command += ["--clients", str(clients), "--gets", str(gets), "--seconds", str(seconds)]
-    cpu0 = cpu_seconds(workers)
+    user0, system0 = cpu_user_system(workers)
     result = json.loads(subprocess.check_output(command).decode().strip().splitlines()[-1])
-    return result, cpu_seconds(workers) - cpu0
+    user1, system1 = cpu_user_system(workers)
+    result["workers_system_share"] = (system1 - system0) / max(
+        1e-9, user1 + system1 - user0 - system0
+    )
+    result["workers_threads"] = thread_count(workers)
+    return result, user1 + system1 - user0 - system0
 
 
 def run_async_load(
@@ -367,7 +387,9 @@ def run_async_load(
             f"  workers' CPU {worker_cpu:.2f} s ({worker_cpu / result['seconds'] * 100:.0f} %"
             f" of one core): {worker_cpu / result['gets'] * 1e6:.0f} µs per GET,"
             f" {worker_cpu / result['sessions'] * 1e3:.2f} ms per session"
-            f" (associate, {gets} GETs, release)"
+            f" (associate, {gets} GETs, release); kernel time"
+            f" {result['workers_system_share'] * 100:.0f} % of it; the workers'"
+            f" threads at the end {result['workers_threads']}"
         )
 
 
@@ -418,7 +440,7 @@ def bench(  # noqa: PLR0917 - the command line's options
             f" ({rss / 1024 / count:.2f} MB/meter), PSS {pss / 1024:.0f} MB"
             f" ({pss / 1024 / count:.2f} MB/meter); idle CPU at speed 1 {idle * 100:.1f} %"
             f" of one core ({idle * 100 / count * 1000:.1f} m%/meter);"
-            f" {open_fds(pids) / count:.1f} fds/meter,"
+            f" {open_fds(pids) / count:.1f} fds/meter, {thread_count(pids[1:])} worker threads,"
             f" {disk_bytes(state / 'meters') / count / 1024:.0f} KiB disk/meter"
         )
         during = None

@@ -7,10 +7,11 @@ layouts on the same disk (`--dir`, default a temporary directory under the curre
 may be a tmpfs, where fsync costs nothing):
 
 - per-meter: what the fleet runs. Each meter's own `twin.store.Store` (WAL, synchronous=FULL,
-  its own writer thread), written through the store's own calls: checkpoint commits
-  (`Store.submit_commit`, the registers' record, an empty outbox), P3 invocation counter
-  reservations (`StoreWriter.submit(setting_write(...))`, what `put_setting_async` queues) and
-  event appends (`Store.submit_commit` with one event in the outbox).
+  its writes made by the process's shared writer threads), written through the store's own
+  calls: checkpoint commits (`Store.submit_commit`, the registers' record, an empty outbox),
+  P3 invocation counter reservations (`StoreWriter.submit(setting_write(...))`, what
+  `put_setting_async` queues) and event appends (`Store.submit_commit` with one event in the
+  outbox).
 - shared: one database for all the worker's meters, the same tables keyed by meter, the same
   pragmas (`twin.store._set_pragmas`) and one `twin.store_writer.StoreWriter`: one
   transaction per meter commit, as each meter commits today.

@@ -3,8 +3,9 @@
 A commit is durable when its future completes (`commit` waits for it): registers, event log
 entries and profile rows go in one transaction. The meter commits before it publishes
 anything, so no value that was ever shown on P1, P3 or `ctl status` can come back lower after
-a crash. Every write goes through one writer thread (twin/store_writer.py), in order; reads use
-the event loop's own connection and see what is committed, also while a write is stuck (WAL).
+a crash. Every write goes through the store's writer (twin/store_writer.py: a few threads that
+the stores of a process share), in order; reads use the event loop's own connection and see
+what is committed, also while a write is stuck (WAL).
 
 Opening never turns an existing meter into a new one: a database that is empty, damaged or not
 a twin's is refused with a message (restore it with `dsmr-twin store restore`); only a state
@@ -33,9 +34,9 @@ from typing import Any
 from twin.meter.model import Outbox
 from twin.meter.state import MeterState
 from twin.store_profiles import ProfileTables, StoredEntry, insert_outbox
-from twin.store_writer import MeterCommit, StoreWriteError, StoreWriter
+from twin.store_writer import MeterCommit, StoreWriteError, StoreWriter, WriterPool
 
-__all__ = ["Checkpoint", "Store", "StoreError", "StoredEntry"]
+__all__ = ["Checkpoint", "Store", "StoreError", "StoreUnavailableError", "StoredEntry"]
 
 DATABASE = "meter.sqlite3"
 DATABASE_MODE = 0o600  # it holds keys: the service user only (and root)
@@ -110,6 +111,15 @@ class StoreError(RuntimeError):
     """The state directory or database cannot be used."""
 
 
+class StoreUnavailableError(StoreError):
+    """The storage cannot take a write now (a stuck or failing write, a locked database, an
+    I/O error): worth trying again later, unlike a damaged or foreign database."""
+
+
+# OS errors of a disk that may come back (not a permission or a missing path).
+TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.ENOSPC, errno.EDQUOT, errno.EBUSY, errno.EAGAIN})
+
+
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """The last committed state and when (meter time, host wall-clock time) it was committed."""
@@ -121,13 +131,16 @@ class Checkpoint:
 class Store(ProfileTables):
     """The meter's database; the profile buffers' methods come from `ProfileTables`."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, path: Path, pool: WriterPool | None = None
+    ) -> None:
         self._db = connection
         self.path = path
-        self.writer = StoreWriter(lambda: _connect(path), _write_commit, path)
+        self.writer = StoreWriter(lambda: _connect(path), _write_commit, path, pool)
 
     @classmethod
-    def open(cls, state_dir: Path) -> Store:
+    def open(cls, state_dir: Path, pool: WriterPool | None = None) -> Store:
+        """The meter's store; its writes are made by `pool` (default: the process's own)."""
         path = state_dir / DATABASE
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=STATE_DIR_MODE)
@@ -135,7 +148,7 @@ class Store(ProfileTables):
                 _refuse_to_start_anew(path, state_dir)
                 _create_database(path, state_dir)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(_cannot_open(state_dir, exc)) from exc
+            raise _open_error(state_dir, exc) from exc
         check_database_file(path)
         if not os.access(state_dir, os.W_OK) or not os.access(path, os.W_OK):
             denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES))
@@ -144,17 +157,17 @@ class Store(ProfileTables):
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise StoreError(_cannot_open(state_dir, exc)) from exc
+            raise _open_error(state_dir, exc) from exc
         try:
             _check_integrity(db, path)
             _set_pragmas(db)
-            store = cls(db, path)
+            store = cls(db, path, pool)
             store._check_version()
             # Tables added since the database was made (CREATE ... IF NOT EXISTS).
             db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             db.close()
-            raise StoreError(_cannot_open(state_dir, exc)) from exc
+            raise _open_error(state_dir, exc) from exc
         except StoreError:
             db.close()
             raise
@@ -198,10 +211,12 @@ class Store(ProfileTables):
         try:
             future.result()
         except StoreWriteError as exc:
-            raise StoreError(str(exc)) from exc
+            raise StoreUnavailableError(str(exc)) from exc
 
-    def _unavailable(self) -> StoreError:
-        return StoreError(f"storage unavailable: {self.writer.fault or 'a write is stuck'}")
+    def _unavailable(self) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"storage unavailable: {self.writer.fault or 'a write is stuck'}"
+        )
 
     # ------------------------------------------------------------------ meta and settings
 
@@ -242,7 +257,7 @@ class Store(ProfileTables):
             # Shielded: a cancelled caller leaves the queued write in order, not half-known.
             await asyncio.shield(asyncio.wrap_future(future))
         except StoreWriteError as exc:
-            raise StoreError(str(exc)) from exc
+            raise StoreUnavailableError(str(exc)) from exc
 
     # ------------------------------------------------------------------ state
 
@@ -281,7 +296,7 @@ def read_setting(db: sqlite3.Connection, key: str) -> Any:
 
 
 def setting_write(key: str, value: Any) -> Callable[[sqlite3.Connection], object]:
-    """The write that stores a setting (for the writer thread, or a connection of one's own)."""
+    """The write that stores a setting (for the writer, or a connection of one's own)."""
     text = json.dumps(value)
     return lambda db: db.execute(
         "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, text)
@@ -297,7 +312,7 @@ def _set_pragmas(db: sqlite3.Connection) -> None:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    """The writer thread's own connection."""
+    """The store's write connection (used by one pool thread at a time)."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     _set_pragmas(db)
     return db
@@ -317,6 +332,15 @@ def _write_commit(db: sqlite3.Connection, commit: MeterCommit) -> None:
 # ---------------------------------------------------------------------- opening and checking
 
 RESTORE_HINT = "`dsmr-twin store restore` brings back the last good backup"
+
+
+def _open_error(state_dir: Path, exc: OSError | sqlite3.Error) -> StoreError:
+    """A busy or failing disk (SQLite's OperationalError: locked, I/O error; an OS error that
+    may pass) is StoreUnavailableError; a damaged or unusable database or directory StoreError."""
+    transient = isinstance(exc, sqlite3.OperationalError) or (
+        isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
+    )
+    return (StoreUnavailableError if transient else StoreError)(_cannot_open(state_dir, exc))
 
 
 def _cannot_open(state_dir: Path, exc: BaseException) -> str:

@@ -331,13 +331,14 @@ def _meter_list(spec: FleetSpec, text: str) -> list[int]:
 
 def _print_status(status: dict[str, Any]) -> None:
     print(
-        f"meters {status['meters_up']}/{status['meters']} up, {status['powered']} powered;"
+        f"meters {status['meters_up']}/{status['meters']} up ({status['meters_starting']}"
+        f" starting, {status['meters_failed']} failed), {status['powered']} powered;"
         f" workers {status['workers_up']}/{status['workers']} up,"
         f" {status['worker_restarts']} restarts; associations {status['associations']},"
         f" pushes {status['pushes_sent']} (failed {status['push_failures']})"
     )
     for meter in status["meter_states"]:
         if not meter["up"]:
-            print(f"  {meter['meter']:>5}  DOWN  {meter['error']}")
+            print(f"  {meter['meter']:>5}  {meter['state'].upper()}  {meter['error']}")
         elif not meter["powered"]:
             print(f"  {meter['meter']:>5}  POWER FAILURE  {meter['equipment_id']}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from twin.config import ConfigError
 from twin.control import SOCKET_NAME, ControlError, ask
-from twin.fleet.spec import STATUS_FILE, FleetSpec, meter_dir
+from twin.fleet.spec import START_REPORT, STATUS_FILE, FleetSpec, meter_dir
 
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes on Linux, one for the NUL
 CONCURRENT_CALLS = 64  # control connections open at once (descriptors, the meters' loops)
@@ -84,6 +84,26 @@ def read_worker_status(fleet_dir: Path) -> list[dict[str, Any]]:
     return listed
 
 
+def read_start_reports(fleet_dir: Path, workers: list[dict[str, Any]]) -> dict[int, Any]:
+    """What the running workers report of their meters' start (twin/fleet/worker.py
+    StartReport): meter index -> its state, reason and attempts. A report of a worker that is
+    no longer running (another pid) is stale and ignored."""
+    starts: dict[int, Any] = {}
+    for worker in workers:
+        path = fleet_dir / START_REPORT.format(worker=worker.get("worker"))
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            raise ControlError(f"{path} cannot be read: {exc}") from exc
+        if worker.get("state") != "running" or record.get("pid") != worker.get("pid"):
+            continue
+        meters = record.get("meters")
+        starts.update({int(i): m for i, m in (meters or {}).items() if isinstance(m, dict)})
+    return starts
+
+
 def _alive(pid: object) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
@@ -96,10 +116,22 @@ def _alive(pid: object) -> bool:
     return True
 
 
-def _meter_summary(index: int, spec: FleetSpec, worker: int | None, answer: Any) -> dict[str, Any]:
+def _meter_summary(
+    index: int, spec: FleetSpec, worker: int | None, answer: Any, start: Any
+) -> dict[str, Any]:
     row: dict[str, Any] = {"meter": index, "worker": worker, "p3": spec.p3_endpoint(index)}
     if isinstance(answer, ControlError):
-        return {**row, "up": False, "error": str(answer)}
+        # Not answering: its worker says why (being started again, failed), or nobody does
+        # (its worker is down or restarting: "unreachable").
+        if isinstance(start, dict) and start.get("state") in ("starting", "failed"):
+            return {
+                **row,
+                "up": False,
+                "state": start["state"],
+                "error": start.get("reason") or str(answer),
+                "start_attempts": start.get("attempts"),
+            }
+        return {**row, "up": False, "state": "unreachable", "error": str(answer)}
     ports = answer.get("ports", {})
     p3 = ports.get("p3", {})
     # Services that are not running, or failed since the start: what an operator looks at.
@@ -111,6 +143,7 @@ def _meter_summary(index: int, spec: FleetSpec, worker: int | None, answer: Any)
     return {
         **row,
         "up": True,
+        "state": "running",
         "service_errors": troubled,
         "equipment_id": answer.get("equipment_id"),
         "meter_time": answer.get("meter_time"),
@@ -136,11 +169,15 @@ async def fleet_status(fleet_dir: Path, meter: int | None = None) -> dict[str, A
     workers = read_worker_status(fleet_dir)
     worker_of = {m: w.get("worker") for w in workers for m in w.get("meters", [])}
     answers = await call_meters(fleet_dir, indices, {"cmd": "status"}, STATUS_TIMEOUT_S)
-    meters = [_meter_summary(i, spec, worker_of.get(i), answers[i]) for i in indices]
+    starts = read_start_reports(fleet_dir, workers)
+    meters = [_meter_summary(i, spec, worker_of.get(i), answers[i], starts.get(i)) for i in indices]
     up = [m for m in meters if m["up"]]
     return {
         "meters": len(meters),
         "meters_up": len(up),
+        "meters_starting": sum(1 for m in meters if m["state"] == "starting"),
+        "meters_failed": sum(1 for m in meters if m["state"] == "failed"),
+        "meters_unreachable": sum(1 for m in meters if m["state"] == "unreachable"),
         "powered": sum(1 for m in up if m["powered"]),
         "workers": len(workers),
         "workers_up": sum(1 for w in workers if w.get("state") == "running"),

@@ -29,6 +29,8 @@ from twin.store import DATABASE_MODE, STATE_DIR_MODE
 
 SPEC_FILE = "fleet.json"
 STATUS_FILE = "fleet-status.json"
+# Each worker's report of its meters' start (running, starting, failed): `fleet ctl status`.
+START_REPORT = "fleet-worker-{worker}.json"
 METERS_DIR = "meters"
 SPEC_MODE = DATABASE_MODE  # the seed opens every meter, as the database's keys open one
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")  # Linux routes all of it to lo
