@@ -295,6 +295,19 @@ class Connection:
             self.link.pause("store")
             self._after_release = asyncio.create_task(self._resume_when_written())
 
+    async def let_end(self) -> None:
+        """Give this connection, which has no association, the time to end if its client has
+        closed it: after a release it reads on, and so sees the client's FIN, only once the
+        session's writes are durable (at most WRITE_WAIT_S), then ENDING_GRACE_S. A head-end
+        that connects again right after its release is the same head-end, not a second
+        connection (refused unanswered, its AARQ unread: it would see a reset)."""
+        after_release = self._after_release
+        if after_release is not None and not after_release.done():
+            await asyncio.wait({after_release})  # not cancelled if this wait is
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ENDING_GRACE_S):
+                await self.service.wait_idle()
+
     async def _resume_when_written(self) -> None:
         await self.service.queued_writes()
         self.link.resume("store")
@@ -506,9 +519,7 @@ class P3Service:
         if self.active is not None and self.active.server.state is State.IDLE:
             # A connection without an association may be one whose client just closed it
             # (RLRE sent, FIN not yet read): let it end before judging the new one.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(ENDING_GRACE_S):
-                    await self._idle.wait()
+            await self.active.let_end()
         if self.active is not None:
             # nb_of_sim_conn = 1 (P3 Table 3-1): refuse at once, unanswered.
             self.counters.refused += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,7 +40,7 @@ from twin.p3.gprs.controller import GprsController, Mode
 from twin.p3.gprs.modem_service import SIM_APN, ModemService
 from twin.p3.keys import KeyStore
 from twin.p3.objects.base import obis_bytes
-from twin.p3.service import P3Service
+from twin.p3.service import ENDING_GRACE_S, P3Service
 from twin.p3.wiring import parse_endpoint
 from twin.store import Store
 
@@ -188,6 +189,41 @@ async def test_second_connection_is_refused_and_the_first_goes_on(rig: Rig) -> N
     await asyncio.to_thread(client.release_association)
     await asyncio.to_thread(client.disconnect)
     assert rig.service.counters.refused == 1
+
+
+async def test_a_head_end_connecting_again_right_after_its_release_is_served(rig: Rig) -> None:
+    """After a release the connection reads on (and so sees its client's FIN) only once the
+    session's log entries are durable (P3 §5.10). A head-end that released, closed and
+    connects again meanwhile is no second connection: it is served when the first one ends,
+    not refused unanswered (its AARQ unread, so the close reaches it as a reset) because the
+    store took longer than the short grace a closing connection gets."""
+    written = threading.Event()
+    client = tcp_peers.management_client(rig.port, GUEK, GAK)
+    await asyncio.to_thread(client.connect)
+    await asyncio.to_thread(client.associate)
+    rig.store.writer.submit(lambda _db: written.wait(5))  # a slow store
+    await asyncio.to_thread(client.release_association)
+    await asyncio.to_thread(client.disconnect)
+
+    def session_again() -> object:
+        peer = tcp_peers.gurux_management(rig.port, GUEK, GAK, invocation_counter=500)
+        try:
+            peer.associate()  # the AARQ goes at once, as a head-end sends it
+            value = peer.read(GXDLMSRegister("1.0.1.8.1.255"), 2)
+            assert peer.release() is True
+            return value
+        finally:
+            peer.close()
+
+    again = asyncio.create_task(asyncio.to_thread(session_again))
+    # The store, not the network: real time, longer than ENDING_GRACE_S and shorter than
+    # the time after which a write counts as stalled (STALLED_AFTER_S).
+    await asyncio.sleep(2 * ENDING_GRACE_S)
+    written.set()
+    assert await again == 123456
+    await rig.service.wait_idle()
+    assert rig.service.counters.refused == 0
+    assert rig.service.counters.associations == 2
 
 
 async def test_wrong_key_is_a_failed_login_and_the_next_session_works(rig: Rig) -> None:
