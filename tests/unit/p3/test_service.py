@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import struct
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -224,6 +225,46 @@ async def test_a_head_end_connecting_again_right_after_its_release_is_served(rig
     await rig.service.wait_idle()
     assert rig.service.counters.refused == 0
     assert rig.service.counters.associations == 2
+
+
+async def test_every_connection_end_is_counted_with_its_cause(rig: Rig) -> None:
+    """`ctl status` ports.p3.closes names who ended each connection and why, so a head-end's
+    reset can be traced to the meter's reason (or to the head-end's own side)."""
+    rig.objects.extra[INACTIVITY] = b"\x12\x00\x3c"  # 60 s
+    await asyncio.to_thread(management_session, rig.port)  # the head-end closes after its RLRE
+    await rig.service.wait_idle()
+    with socket.create_connection(("127.0.0.1", rig.port)) as sock:  # it resets the connection
+        await _eventually(lambda: rig.service.active is not None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await rig.service.wait_idle()
+    with socket.create_connection(("127.0.0.1", rig.port)) as sock:  # garbage: core aborts
+        sock.sendall(b"\xff" * 40)
+        assert await asyncio.to_thread(tcp_peers.closed_by_peer, sock)
+    await rig.service.wait_idle()
+    with socket.create_connection(("127.0.0.1", rig.port)) as sock:  # silent: no association
+        await _eventually(lambda: rig.service.active is not None)
+        await rig.net.advance(rig.service.association_timeout_s + 1)
+        assert await asyncio.to_thread(tcp_peers.closed_by_peer, sock)
+    await rig.service.wait_idle()
+    client = tcp_peers.management_client(rig.port, GUEK, GAK, invocation_counter=500)
+    await asyncio.to_thread(client.connect)
+    await asyncio.to_thread(client.associate)
+    await rig.net.advance(61)
+    await _eventually(lambda: rig.service.counters.inactivity_closes == 1)
+    await asyncio.to_thread(client.disconnect)
+    await rig.service.wait_idle()
+    with socket.create_connection(("127.0.0.1", rig.port)) as sock:  # GPRS context gone
+        await _eventually(lambda: rig.service.active is not None)
+        await rig.service.stop_listening()
+        assert await asyncio.to_thread(tcp_peers.closed_by_peer, sock)
+    assert rig.service.status()["closes"] == {
+        "peer-closed": 1,
+        "peer-lost": 1,
+        "protocol": 1,
+        "association-timeout": 1,
+        "inactivity": 1,
+        "stopped": 1,
+    }
 
 
 async def test_wrong_key_is_a_failed_login_and_the_next_session_works(rig: Rig) -> None:
