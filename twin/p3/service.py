@@ -549,6 +549,9 @@ class P3Service:
             # A connection without an association may be one whose client just closed it
             # (RLRE sent, FIN not yet read): let it end before judging the new one.
             await self.active.let_end()
+            if self._server is None:  # it stopped listening meanwhile (GPRS context gone)
+                link.close(Cause.STOPPED)
+                return
         if self.active is not None:
             # nb_of_sim_conn = 1 (P3 Table 3-1): refuse at once, unanswered.
             self.counters.refused += 1

@@ -227,6 +227,33 @@ async def test_a_head_end_connecting_again_right_after_its_release_is_served(rig
     assert rig.service.counters.associations == 2
 
 
+async def test_a_connection_waiting_for_the_last_one_is_closed_when_listening_stops(
+    rig: Rig,
+) -> None:
+    """The wait for a released connection to end is no way past stop_listening (the GPRS
+    context went): the waiting connection is closed, not served by a stopped listener."""
+    written = threading.Event()
+    client = tcp_peers.management_client(rig.port, GUEK, GAK)
+    await asyncio.to_thread(client.connect)
+    await asyncio.to_thread(client.associate)
+    rig.store.writer.submit(lambda _db: written.wait(5))  # a slow store
+    await asyncio.to_thread(client.release_association)
+    await asyncio.to_thread(client.disconnect)
+    with socket.create_connection(("127.0.0.1", rig.port)) as sock:
+
+        def accepted() -> int:  # the released connection's and this one's
+            return sum(t.get_name() == "dsmr-twin.p3.conn" for t in asyncio.all_tasks())
+
+        await _eventually(lambda: accepted() == 2)
+        stopping = asyncio.create_task(rig.service.stop_listening())
+        await _eventually(lambda: not rig.service.listening)
+        written.set()
+        await stopping
+        assert await asyncio.to_thread(tcp_peers.closed_by_peer, sock)
+    assert rig.service.active is None
+    assert rig.service.counters.connections == 1
+
+
 async def test_every_connection_end_is_counted_with_its_cause(rig: Rig) -> None:
     """`ctl status` ports.p3.closes names who ended each connection and why, so a head-end's
     reset can be traced to the meter's reason (or to the head-end's own side)."""
