@@ -192,19 +192,26 @@ async def test_second_connection_is_refused_and_the_first_goes_on(rig: Rig) -> N
     assert rig.service.counters.refused == 1
 
 
+async def released_on_a_slow_store(rig: Rig) -> threading.Event:
+    """A management session released and closed while the store is slow to write its log
+    entries; the store goes on when the returned event is set."""
+    written = threading.Event()
+    client = tcp_peers.management_client(rig.port, GUEK, GAK)
+    await asyncio.to_thread(client.connect)
+    await asyncio.to_thread(client.associate)
+    rig.store.writer.submit(lambda _db: written.wait(5))
+    await asyncio.to_thread(client.release_association)
+    await asyncio.to_thread(client.disconnect)
+    return written
+
+
 async def test_a_head_end_connecting_again_right_after_its_release_is_served(rig: Rig) -> None:
     """After a release the connection reads on (and so sees its client's FIN) only once the
     session's log entries are durable (P3 §5.10). A head-end that released, closed and
     connects again meanwhile is no second connection: it is served when the first one ends,
     not refused unanswered (its AARQ unread, so the close reaches it as a reset) because the
     store took longer than the short grace a closing connection gets."""
-    written = threading.Event()
-    client = tcp_peers.management_client(rig.port, GUEK, GAK)
-    await asyncio.to_thread(client.connect)
-    await asyncio.to_thread(client.associate)
-    rig.store.writer.submit(lambda _db: written.wait(5))  # a slow store
-    await asyncio.to_thread(client.release_association)
-    await asyncio.to_thread(client.disconnect)
+    written = await released_on_a_slow_store(rig)
 
     def session_again() -> object:
         peer = tcp_peers.gurux_management(rig.port, GUEK, GAK, invocation_counter=500)
@@ -232,13 +239,7 @@ async def test_a_connection_waiting_for_the_last_one_is_closed_when_listening_st
 ) -> None:
     """The wait for a released connection to end is no way past stop_listening (the GPRS
     context went): the waiting connection is closed, not served by a stopped listener."""
-    written = threading.Event()
-    client = tcp_peers.management_client(rig.port, GUEK, GAK)
-    await asyncio.to_thread(client.connect)
-    await asyncio.to_thread(client.associate)
-    rig.store.writer.submit(lambda _db: written.wait(5))  # a slow store
-    await asyncio.to_thread(client.release_association)
-    await asyncio.to_thread(client.disconnect)
+    written = await released_on_a_slow_store(rig)
     with socket.create_connection(("127.0.0.1", rig.port)) as sock:
 
         def accepted() -> int:  # the released connection's and this one's
