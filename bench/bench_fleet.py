@@ -52,7 +52,7 @@ from tests.unit.p3 import tcp_peers
 from tests.unit.p3.lean_client import LeanSession
 from twin.app import CATCH_UP_STEP, IDLE_MAX_S, build
 from twin.config import Config, ConfigError, tcp_host_port
-from twin.fleet.control import choose_meters, fleet_outage, fleet_status
+from twin.fleet.control import call_meters, choose_meters, fleet_outage, fleet_status
 from twin.fleet.spec import FleetSpec
 from twin.p3.dlms.cosem import AttributeRef
 from twin.p3.objects import values as v
@@ -367,6 +367,19 @@ def lean_load(
     return result, user1 + system1 - user0 - system0
 
 
+def p3_ends(state: Path) -> dict[str, int]:
+    """The fleet's P3 connection ends so far, by cause (ctl status ports.p3.closes), and the
+    connections refused as second ones: who closed what a head-end saw reset."""
+    spec = FleetSpec.load(state)
+    answers = asyncio.run(call_meters(state, list(spec.indices), {"cmd": "status"}, 10.0))
+    totals: dict[str, int] = {}
+    for answer in answers.values():
+        p3 = answer.get("ports", {}).get("p3", {}) if isinstance(answer, dict) else {}
+        for cause, n in {**p3.get("closes", {}), "refused": p3.get("refused", 0)}.items():
+            totals[cause] = totals.get(cause, 0) + int(n)
+    return totals
+
+
 def run_async_load(
     state: Path, workers: list[int], clients: int, gets: int, seconds: float
 ) -> None:
@@ -381,6 +394,7 @@ def run_async_load(
         f" {result['first_errors']}; load generator CPU {result['client_cpu_percent']} %"
         " of one core"
     )
+    print(f"  P3 connection ends so far, by cause: {p3_ends(state)}")
     if result["gets"] and result["sessions"]:
         # The idle work of the fleet in the window is counted in, so it is an upper bound.
         print(

@@ -163,6 +163,7 @@ async def _client(rows: list[dict[str, Any]], gets: int, until: float, stats: Lo
         index += 1
         host, _, port = row["p3"].removeprefix("tcp://").rpartition(":")
         counter = 1_000_000 + random.randrange(1_000_000) * 100  # above any earlier session's
+        session = None
         try:
             session = await LeanAsyncSession.open(
                 host.strip("[]"),
@@ -180,6 +181,10 @@ async def _client(rows: list[dict[str, Any]], gets: int, until: float, stats: Lo
             stats.sessions += 1
         except (OSError, asyncio.IncompleteReadError, SessionError, ValueError) as exc:
             stats.errors.append(f"{row['meter']}: {type(exc).__name__}: {exc}")
+            if session is not None:
+                # A failed session's connection is dropped, not left open: it would hold the
+                # meter's one slot, and this client's next visit would be refused (a reset).
+                session.writer.transport.abort()
 
 
 async def run_load(

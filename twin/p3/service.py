@@ -169,6 +169,20 @@ class Counters:
     errors: int = 0
     counter_exhausted: int = 0  # ciphered services refused for want of a counter
     by_client: dict[int, int] = field(default_factory=dict)
+    closes: dict[str, int] = field(default_factory=dict)  # connection ends by cause (Cause)
+
+
+class Cause:
+    """Why a served connection ended: the head-end's side (peer-*) or the meter's reason. A
+    head-end that saw a reset looks here for which side closed, and why."""
+
+    PEER_CLOSED = "peer-closed"  # end of input (FIN): the head-end closed
+    PEER_LOST = "peer-lost"  # reset or another socket error (the head-end or the network)
+    PROTOCOL = "protocol"  # the core ended it: bad frame, ciphering, frame counter (P3 §3.2.3)
+    ERROR = "error"  # a core error on the meter's side
+    INACTIVITY = "inactivity"  # inactivity_time_out of 0-0:25.0.0
+    ASSOCIATION_TIMEOUT = "association-timeout"  # [p3] association_timeout_s
+    STOPPED = "stopped"  # the listener stopped (GPRS context gone, shutdown)
 
 
 class Link(asyncio.Protocol):
@@ -184,6 +198,7 @@ class Link(asyncio.Protocol):
         self.connection: Connection | None = None
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._held: list[bytes] = []  # arrived while reading was being paused
+        self.cause: str | None = None  # why it ended: the first of Cause to happen
         self._pauses: set[str] = {"setup"}
         self._accepting: asyncio.Task[None] | None = None
 
@@ -204,13 +219,13 @@ class Link(asyncio.Protocol):
             self.connection.received(data)
 
     def eof_received(self) -> bool:
-        self.end()
+        self.end(Cause.PEER_CLOSED)
         return False  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
             log.debug("P3 connection %s lost: %s", self.peer, exc)
-        self.end()
+        self.end(Cause.PEER_LOST if exc is not None else Cause.PEER_CLOSED)
 
     def pause_writing(self) -> None:
         self.pause("writing")  # the peer does not read its answers: read no more requests
@@ -235,11 +250,15 @@ class Link(asyncio.Protocol):
         if not self._pauses and self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
-    def end(self) -> None:
+    def end(self, cause: str) -> None:
+        if self.cause is None:
+            self.cause = cause
         if not self.ended.done():
             self.ended.set_result(None)
 
-    def close(self) -> None:
+    def close(self, cause: str) -> None:
+        if self.cause is None:
+            self.cause = cause
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -283,7 +302,15 @@ class Connection:
                     await watchdog
             if self._apply(self.server.connection_lost()):
                 await self.service.queued_writes()
-            self._close()
+            self._close(Cause.ERROR)  # a cause not already given: an error of ours
+            self._ended()
+
+    def _ended(self) -> None:
+        cause = self.link.cause or Cause.ERROR
+        closes = self.service.counters.closes
+        closes[cause] = closes.get(cause, 0) + 1
+        # DEBUG: anyone who can reach the port can cause this line (see docs/operations.md).
+        log.debug("P3 connection %s ended: %s", self.peer, cause)
 
     def received(self, data: bytes) -> None:
         """Bytes from the peer (called by the link, in order, one chunk at a time)."""
@@ -294,6 +321,19 @@ class Connection:
             # release: this connection, not the event loop, waits until they are durable.
             self.link.pause("store")
             self._after_release = asyncio.create_task(self._resume_when_written())
+
+    async def let_end(self) -> None:
+        """Give this connection, which has no association, the time to end if its client has
+        closed it: after a release it reads on, and so sees the client's FIN, only once the
+        session's writes are durable (at most WRITE_WAIT_S), then ENDING_GRACE_S. A head-end
+        that connects again right after its release is the same head-end, not a second
+        connection (refused unanswered, its AARQ unread: it would see a reset)."""
+        after_release = self._after_release
+        if after_release is not None and not after_release.done():
+            await asyncio.wait({after_release})  # not cancelled if this wait is
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ENDING_GRACE_S):
+                await self.service.wait_idle()
 
     async def _resume_when_written(self) -> None:
         await self.service.queued_writes()
@@ -307,6 +347,7 @@ class Connection:
             # connection only; the listener and the meter go on.
             self.service.counters.errors += 1
             log.error("P3 core error on %s: %s", self.peer, exc)
+            self.link.end(Cause.ERROR)
             return [CloseConnection(f"core error: {exc}")]
 
     def _apply(self, events: list[ServerEvent]) -> bool:
@@ -319,7 +360,7 @@ class Connection:
                     transport.write(event.data)
             elif isinstance(event, CloseConnection):
                 log.debug("P3 closes %s: %s", self.peer, event.reason)
-                self.link.end()
+                self.link.end(Cause.PROTOCOL)
             else:
                 self.service.on_event(self, event)
                 released = released or isinstance(event, Released)
@@ -344,13 +385,12 @@ class Connection:
             if deadline is None:
                 return
             if clock.now() >= deadline:
-                expired()
-                self._close()
+                self._close(expired())
                 return
             await clock.sleep_until(deadline)
 
-    def _deadline(self) -> tuple[datetime | None, Callable[[], None]]:
-        deadlines: list[tuple[datetime, Callable[[], None]]] = []
+    def _deadline(self) -> tuple[datetime | None, Callable[[], str]]:
+        deadlines: list[tuple[datetime, Callable[[], str]]] = []
         timeout = self.service.inactivity_s()
         if timeout > 0:
             deadlines.append((self.last_activity + timedelta(seconds=timeout), self._inactive))
@@ -361,18 +401,20 @@ class Connection:
             return None, self._inactive
         return min(deadlines, key=lambda item: item[0])
 
-    def _inactive(self) -> None:
+    def _inactive(self) -> str:
         self.service.counters.inactivity_closes += 1
         timeout = self.service.inactivity_s()
         log.info("P3 connection %s inactive for %d s: closed", self.peer, timeout)
+        return Cause.INACTIVITY
 
-    def _unassociated(self) -> None:
+    def _unassociated(self) -> str:
         # DEBUG: anyone who can reach the port can cause this line (see docs/operations.md).
         self.service.counters.association_timeouts += 1
         log.debug("P3 connection %s made no association in time: closed", self.peer)
+        return Cause.ASSOCIATION_TIMEOUT
 
-    def _close(self) -> None:
-        self.link.close()
+    def _close(self, cause: str) -> None:
+        self.link.close(cause)
 
 
 class P3Service:
@@ -437,7 +479,7 @@ class P3Service:
             return
         server.close()
         if self.active is not None:
-            self.active.link.close()
+            self.active.link.close(Cause.STOPPED)
         await self.wait_idle()
         await server.wait_closed()
         log.info("P3 stopped listening")
@@ -506,14 +548,15 @@ class P3Service:
         if self.active is not None and self.active.server.state is State.IDLE:
             # A connection without an association may be one whose client just closed it
             # (RLRE sent, FIN not yet read): let it end before judging the new one.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(ENDING_GRACE_S):
-                    await self._idle.wait()
+            await self.active.let_end()
+            if self._server is None:  # it stopped listening meanwhile (GPRS context gone)
+                link.close(Cause.STOPPED)
+                return
         if self.active is not None:
             # nb_of_sim_conn = 1 (P3 Table 3-1): refuse at once, unanswered.
             self.counters.refused += 1
             log.debug("P3 refused a second connection from %s", link.peer)
-            link.close()
+            link.close("refused")  # never served: counted in `refused`, not in `closes`
             return
         connection = Connection(self, link)
         self.active = connection
@@ -620,6 +663,7 @@ class P3Service:
             "aborted": c.aborted,
             "inactivity_closes": c.inactivity_closes,
             "association_timeouts": c.association_timeouts,
+            "closes": dict(sorted(c.closes.items())),
             "errors": c.errors,
             "active": None
             if active is None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import struct
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,7 +41,7 @@ from twin.p3.gprs.controller import GprsController, Mode
 from twin.p3.gprs.modem_service import SIM_APN, ModemService
 from twin.p3.keys import KeyStore
 from twin.p3.objects.base import obis_bytes
-from twin.p3.service import P3Service
+from twin.p3.service import ENDING_GRACE_S, P3Service
 from twin.p3.wiring import parse_endpoint
 from twin.store import Store
 
@@ -188,6 +190,109 @@ async def test_second_connection_is_refused_and_the_first_goes_on(rig: Rig) -> N
     await asyncio.to_thread(client.release_association)
     await asyncio.to_thread(client.disconnect)
     assert rig.service.counters.refused == 1
+
+
+async def released_on_a_slow_store(rig: Rig) -> threading.Event:
+    """A management session released and closed while the store is slow to write its log
+    entries; the store goes on when the returned event is set."""
+    written = threading.Event()
+    client = tcp_peers.management_client(rig.port, GUEK, GAK)
+    await asyncio.to_thread(client.connect)
+    await asyncio.to_thread(client.associate)
+    rig.store.writer.submit(lambda _db: written.wait(5))
+    await asyncio.to_thread(client.release_association)
+    await asyncio.to_thread(client.disconnect)
+    return written
+
+
+async def test_a_head_end_connecting_again_right_after_its_release_is_served(rig: Rig) -> None:
+    """After a release the connection reads on (and so sees its client's FIN) only once the
+    session's log entries are durable (P3 §5.10). A head-end that released, closed and
+    connects again meanwhile is no second connection: it is served when the first one ends,
+    not refused unanswered (its AARQ unread, so the close reaches it as a reset) because the
+    store took longer than the short grace a closing connection gets."""
+    written = await released_on_a_slow_store(rig)
+
+    def session_again() -> object:
+        peer = tcp_peers.gurux_management(rig.port, GUEK, GAK, invocation_counter=500)
+        try:
+            peer.associate()  # the AARQ goes at once, as a head-end sends it
+            value = peer.read(GXDLMSRegister("1.0.1.8.1.255"), 2)
+            assert peer.release() is True
+            return value
+        finally:
+            peer.close()
+
+    again = asyncio.create_task(asyncio.to_thread(session_again))
+    # The store, not the network: real time, longer than ENDING_GRACE_S and shorter than
+    # the time after which a write counts as stalled (STALLED_AFTER_S).
+    await asyncio.sleep(2 * ENDING_GRACE_S)
+    written.set()
+    assert await again == 123456
+    await rig.service.wait_idle()
+    assert rig.service.counters.refused == 0
+    assert rig.service.counters.associations == 2
+
+
+async def test_a_connection_waiting_for_the_last_one_is_closed_when_listening_stops(
+    rig: Rig,
+) -> None:
+    """The wait for a released connection to end is no way past stop_listening (the GPRS
+    context went): the waiting connection is closed, not served by a stopped listener."""
+    written = await released_on_a_slow_store(rig)
+    with socket.create_connection(("127.0.0.1", rig.port)) as sock:
+
+        def accepted() -> int:  # the released connection's and this one's
+            return sum(t.get_name() == "dsmr-twin.p3.conn" for t in asyncio.all_tasks())
+
+        await _eventually(lambda: accepted() == 2)
+        stopping = asyncio.create_task(rig.service.stop_listening())
+        await _eventually(lambda: not rig.service.listening)
+        written.set()
+        await stopping
+        assert await asyncio.to_thread(tcp_peers.closed_by_peer, sock)
+    assert rig.service.active is None
+    assert rig.service.counters.connections == 1
+
+
+async def test_every_connection_end_is_counted_with_its_cause(rig: Rig) -> None:
+    """`ctl status` ports.p3.closes names who ended each connection and why, so a head-end's
+    reset can be traced to the meter's reason (or to the head-end's own side)."""
+    rig.objects.extra[INACTIVITY] = b"\x12\x00\x3c"  # 60 s
+    await asyncio.to_thread(management_session, rig.port)  # the head-end closes after its RLRE
+    await rig.service.wait_idle()
+    with socket.create_connection(("127.0.0.1", rig.port)) as sock:  # it resets the connection
+        await _eventually(lambda: rig.service.active is not None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await rig.service.wait_idle()
+    with socket.create_connection(("127.0.0.1", rig.port)) as sock:  # garbage: core aborts
+        sock.sendall(b"\xff" * 40)
+        assert await asyncio.to_thread(tcp_peers.closed_by_peer, sock)
+    await rig.service.wait_idle()
+    with socket.create_connection(("127.0.0.1", rig.port)) as sock:  # silent: no association
+        await _eventually(lambda: rig.service.active is not None)
+        await rig.net.advance(rig.service.association_timeout_s + 1)
+        assert await asyncio.to_thread(tcp_peers.closed_by_peer, sock)
+    await rig.service.wait_idle()
+    client = tcp_peers.management_client(rig.port, GUEK, GAK, invocation_counter=500)
+    await asyncio.to_thread(client.connect)
+    await asyncio.to_thread(client.associate)
+    await rig.net.advance(61)
+    await _eventually(lambda: rig.service.counters.inactivity_closes == 1)
+    await asyncio.to_thread(client.disconnect)
+    await rig.service.wait_idle()
+    with socket.create_connection(("127.0.0.1", rig.port)) as sock:  # GPRS context gone
+        await _eventually(lambda: rig.service.active is not None)
+        await rig.service.stop_listening()
+        assert await asyncio.to_thread(tcp_peers.closed_by_peer, sock)
+    assert rig.service.status()["closes"] == {
+        "peer-closed": 1,
+        "peer-lost": 1,
+        "protocol": 1,
+        "association-timeout": 1,
+        "inactivity": 1,
+        "stopped": 1,
+    }
 
 
 async def test_wrong_key_is_a_failed_login_and_the_next_session_works(rig: Rig) -> None:
