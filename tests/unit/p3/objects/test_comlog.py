@@ -49,7 +49,7 @@ def test_the_release_does_not_wait_for_the_disk_and_loses_nothing(twin: Twin) ->
     read(client, 3, "1-0:1.8.2", 2)  # 73
     twin.meter.publish()  # the reads' commit is on disk before the disk stops
     disk = threading.Event()
-    twin.meter.store.writer.submit(lambda db: disk.wait(10))  # a frozen file system
+    frozen = twin.meter.store.writer.submit(lambda db: disk.wait(10))  # a frozen file system
     time.sleep(STALLED_AFTER_S * 1.5)
     began = time.monotonic()
     twin.objects.association_released()
@@ -58,5 +58,8 @@ def test_the_release_does_not_wait_for_the_disk_and_loses_nothing(twin: Twin) ->
     # behind the stuck write: one transaction with the entries and their counter values
     assert twin.meter.store.writer.pending() == 2
     disk.set()
-    log = read(twin.management(), 7, "0-0:99.98.4", 2)  # a read commits what is queued first
+    # Once the file system is back (its write done, so the store is no longer stalled), a read
+    # commits what is queued first.
+    frozen.result(timeout=10)
+    log = read(twin.management(), 7, "0-0:99.98.4", 2)
     assert [(row[1], row[2]) for row in log] == [(73, 2)]
