@@ -64,7 +64,7 @@ def test_recipe_builds_debian_bookworm_arm64_with_the_pi_kernel_and_firmware() -
 
 
 def test_recipe_shell_steps_run_scripts_that_exist() -> None:
-    shells = [str(s["shell"]) for s in steps() if "shell" in s]
+    shells = [str(s["shell"]) for s in steps() if "root-fs" in s]
     assert len(shells) == 3
     for shell in shells:
         (script,) = [w for w in shell.split() if "deploy/image/" in w]
@@ -184,3 +184,18 @@ def test_make_has_image_targets_outside_make_test() -> None:
     )
     assert "build-image" not in test.stdout
     assert "run_image_test" not in test.stdout
+
+
+def test_packages_configure_with_proc_mounted_and_one_initramfs() -> None:
+    names = [next(iter(s)) for s in steps()]
+    # raspi-firmware's hooks need /proc to see a chroot (ischroot) and not a Pi without its
+    # firmware partition mounted: the virtual file systems come before the packages.
+    assert names.index("virtual-filesystems") < names.index("apt")
+    chroots = [str(s["shell"]) for s in steps() if "chroot" in s]
+    diverted, restored = chroots
+    assert "dpkg-divert --local --rename --add /usr/sbin/update-initramfs" in diverted
+    assert "dpkg-divert --local --rename --remove /usr/sbin/update-initramfs" in restored
+    assert "update-initramfs -c -k all" in restored
+    apt = names.index("apt")
+    chroot_at = [i for i, name in enumerate(names) if name == "chroot"]
+    assert chroot_at[0] < apt < chroot_at[1] < names.index("cache-rootfs")
