@@ -7,7 +7,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: run test check venv clean bench browser
+.PHONY: run test check venv clean bench browser image image-test
+
+# The Raspberry Pi SD-card image (deploy/image, docs/operations.md "Flash and go"); as root.
+# Not part of `make test`: the build takes tens of minutes, the emulated boot test more.
+IMAGE ?= build/image/dsmr-twin-raspi-arm64.img
+# The public key that may log in as `pi` (created with its private key if it does not exist).
+SSH_KEY ?= build/image/id_ed25519.pub
 
 $(BIN)/python:
 	@./scripts/ensure-venv "$(PYTHON)" "$(VENV)"
@@ -41,6 +47,12 @@ test: check browser
 
 bench: $(VENV)/.installed-test
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+image: $(VENV)/.installed-test
+	deploy/image/build-image $(IMAGE) $(SSH_KEY) $(BIN)/python
+
+image-test: $(VENV)/.installed-test
+	$(BIN)/python -m tests.image.run_image_test --image $(IMAGE) --ssh-key $(SSH_KEY:.pub=)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
