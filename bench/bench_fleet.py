@@ -35,7 +35,6 @@ import os
 import random
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.push_listener import PushListener
 from tests.unit.p3 import tcp_peers
 from tests.unit.p3.lean_client import LeanSession
 from twin.app import CATCH_UP_STEP, IDLE_MAX_S, build
@@ -195,33 +195,6 @@ def head_end(rows: list[dict[str, Any]], gets: int, until: float, load: Load) ->
         finally:
             with contextlib.suppress(Exception):
                 client.disconnect()
-
-
-class PushListener:
-    """The head-end's push listener (GPRS CS §3: connect, one message, close), on a thread."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
-        self.received: list[tuple[float, bytes]] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def destination(self) -> bytes:
-        return f"127.0.0.1:{self.sock.getsockname()[1]}".encode()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                pushed, _ = self.sock.accept()
-                with pushed:
-                    pushed.settimeout(10)
-                    out = b""
-                    while chunk := pushed.recv(4096):
-                        out += chunk
-                self.received.append((time.monotonic(), out))
-
-    def senders(self) -> list[str]:
-        return [m.partition(b",")[0].decode() for _, m in self.received]
 
 
 def commission(rows: list[dict[str, Any]], listener: PushListener, randomisation_s: int) -> int:
