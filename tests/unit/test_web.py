@@ -295,8 +295,8 @@ async def test_the_session_offers_each_control_with_its_declared_fields(tmp_path
 
 
 async def test_a_control_changes_the_stream_at_once(tmp_path: Path) -> None:
-    # The periodic refresh is 20 s away (its maximum), so only a push on the control itself
-    # brings the change within the safety limit.
+    # The periodic refresh is 20 s away, beyond SAFETY_S, so only a push on the control
+    # itself brings the change within the safety limit.
     async with (
         running_twin(tmp_path, refresh_s=20.0) as running,
         Session() as session,
